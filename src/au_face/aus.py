@@ -1,0 +1,106 @@
+"""FACS Action Unit catalogue and the AU sets of the common benchmarks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from au_face.errors import AUFaceError
+
+#: FACS number -> name (Ekman & Friesen's FACS manual names).
+AU_NAMES: dict[int, str] = {
+    1: "Inner Brow Raiser",
+    2: "Outer Brow Raiser",
+    4: "Brow Lowerer",
+    5: "Upper Lid Raiser",
+    6: "Cheek Raiser",
+    7: "Lid Tightener",
+    9: "Nose Wrinkler",
+    10: "Upper Lip Raiser",
+    11: "Nasolabial Deepener",
+    12: "Lip Corner Puller",
+    13: "Cheek Puffer",
+    14: "Dimpler",
+    15: "Lip Corner Depressor",
+    16: "Lower Lip Depressor",
+    17: "Chin Raiser",
+    18: "Lip Pucker",
+    20: "Lip Stretcher",
+    22: "Lip Funneler",
+    23: "Lip Tightener",
+    24: "Lip Pressor",
+    25: "Lips Part",
+    26: "Jaw Drop",
+    27: "Mouth Stretch",
+    28: "Lip Suck",
+    29: "Jaw Thrust",
+    30: "Jaw Sideways",
+    33: "Cheek Blow",
+    43: "Eyes Closed",
+    45: "Blink",
+    61: "Eyes Turn Left",
+    62: "Eyes Turn Right",
+    63: "Eyes Up",
+    64: "Eyes Down",
+}
+
+#: AU sets used by the benchmarks (order is the order of the label columns we emit).
+AU_SETS: dict[str, tuple[int, ...]] = {
+    "bp4d": (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24),
+    "disfa": (1, 2, 4, 6, 9, 12, 25, 26),
+    "affwild2": (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26),
+}
+
+_AU_PATTERN = re.compile(r"^\s*(?:au)?\s*0*(\d+)\s*$", re.IGNORECASE)
+
+
+class UnknownAUError(AUFaceError, ValueError):
+    """Raised for an AU name or number that is not in the FACS catalogue."""
+
+
+def parse_au(name: str | int) -> int:
+    """Parse ``"AU12"``, ``"au06"``, ``"12"`` or ``12`` into a FACS number."""
+    if isinstance(name, bool):
+        raise UnknownAUError(f"not an AU: {name!r}")
+    if isinstance(name, int):
+        number = name
+    else:
+        match = _AU_PATTERN.match(str(name))
+        if match is None:
+            raise UnknownAUError(
+                f"cannot parse AU {name!r}: expected forms like 'AU12', 'AU06', '12'"
+            )
+        number = int(match.group(1))
+    if number not in AU_NAMES:
+        known = ", ".join(str(n) for n in AU_NAMES)
+        raise UnknownAUError(f"unknown AU {name!r}: FACS numbers known here are {known}")
+    return number
+
+
+def resolve_aus(aus: str | Iterable[str | int]) -> list[int]:
+    """Resolve an AU set name (``"bp4d"``) or a list of AU names into FACS numbers.
+
+    Duplicates are an error, order is kept.
+    """
+    if isinstance(aus, str):
+        key = aus.strip().lower().replace("-", "").replace("_", "")
+        if key in AU_SETS:
+            return list(AU_SETS[key])
+        aus = [part for part in re.split(r"[,\s]+", aus) if part]
+    numbers = [parse_au(a) for a in aus]
+    if not numbers:
+        raise UnknownAUError("empty AU list")
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise UnknownAUError(f"AU list repeats {', '.join(au_label(d) for d in duplicates)}")
+    return numbers
+
+
+def au_label(number: int) -> str:
+    """Canonical two-digit label, e.g. ``AU06``."""
+    return f"AU{number:02d}"
+
+
+def au_labels(numbers: Sequence[int]) -> list[str]:
+    """Canonical labels for a list of FACS numbers."""
+    return [au_label(n) for n in numbers]

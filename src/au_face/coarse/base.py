@@ -1,0 +1,192 @@
+"""The coarse-reconstruction contract: frames in, :class:`CoarseFrames` out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from au_face.errors import AUFaceError
+from au_face.faces.topology import FaceTopology
+from au_face.fileutil import atomic_save_npz
+
+#: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
+OPTIONAL_FIELDS = ("expression", "features", "crops")
+
+
+class CoarseFramesError(AUFaceError, ValueError):
+    """Raised for a malformed coarse-frames record."""
+
+
+@dataclass
+class CoarseFrames:
+    """Per-frame coarse reconstruction of one video or clip.
+
+    Shapes use ``T`` frames and ``V`` vertices. The image-space mesh is
+    ``scale[t] * vertices[t] @ rotation[t].T + translation[t]``.
+
+    Attributes:
+        vertices: ``[T,V,3]`` float32 in the canonical head frame (rigid pose removed).
+        valid: ``[T]`` bool, False where no face was found (other fields are zeros there).
+        rotation: ``[T,3,3]``; translation: ``[T,3]``; scale: ``[T]``.
+        landmarks2d: ``[T,68,2]`` iBUG-68 landmarks in image pixels.
+        timestamps: ``[T]`` seconds from the start of the video.
+        fps: frames per second of the source.
+        topology: name of the mesh topology.
+        expression: ``[T,E]`` expression codes of a parametric reconstructor, else None.
+        features: ``[T,F]`` per-frame features for the temporal branch, else None.
+        crops: ``[T,H,W,3]`` uint8 aligned RGB face crops, else None.
+    """
+
+    vertices: torch.Tensor
+    valid: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    scale: torch.Tensor
+    landmarks2d: torch.Tensor
+    timestamps: torch.Tensor
+    fps: float
+    topology: str
+    expression: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    crops: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.vertices.shape[0]
+        if self.vertices.ndim != 3 or self.vertices.shape[-1] != 3:
+            raise CoarseFramesError(f"vertices must be [T,V,3], got {tuple(self.vertices.shape)}")
+        expected = {
+            "valid": (n,),
+            "rotation": (n, 3, 3),
+            "translation": (n, 3),
+            "scale": (n,),
+            "landmarks2d": (n, 68, 2),
+            "timestamps": (n,),
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise CoarseFramesError(f"{name} must be {list(shape)}, got {list(got)}")
+        for name in OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value.shape[0] != n:
+                raise CoarseFramesError(f"{name} has {value.shape[0]} frames, vertices {n}")
+        if not torch.isfinite(self.vertices[self.valid]).all():
+            raise CoarseFramesError("vertices of valid frames contain NaN or inf")
+
+    def __len__(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_valid(self) -> int:
+        return int(self.valid.sum())
+
+    def mean_shape(self) -> torch.Tensor:
+        """``S̄``: mean canonical shape ``[V,3]`` over valid frames (zeros if none is valid)."""
+        if self.num_valid == 0:
+            return torch.zeros_like(self.vertices[0])
+        return self.vertices[self.valid].mean(dim=0)
+
+    def posed_vertices(self) -> torch.Tensor:
+        """``[T,V,3]`` vertices back in image space."""
+        return self.scale[:, None, None] * self.vertices @ self.rotation.transpose(1, 2) + self.translation[:, None]
+
+    def slice(self, start: int, stop: int) -> CoarseFrames:
+        """Frames ``start:stop`` as a new record."""
+        kwargs = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kwargs[f.name] = value[start:stop] if isinstance(value, torch.Tensor) else value
+        return CoarseFrames(**kwargs)
+
+    @classmethod
+    def concat(cls, parts: Sequence[CoarseFrames]) -> CoarseFrames:
+        """Join records of the same video in time order."""
+        if not parts:
+            raise CoarseFramesError("nothing to concatenate")
+        kwargs = {}
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if isinstance(values[0], torch.Tensor):
+                kwargs[f.name] = torch.cat(values)
+            elif values[0] is None and f.name in OPTIONAL_FIELDS:
+                kwargs[f.name] = None
+            else:
+                kwargs[f.name] = values[0]
+        return cls(**kwargs)
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Arrays for saving; optional fields that are None are left out."""
+        out: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write an npz atomically (temporary file + rename)."""
+        atomic_save_npz(path, **self.to_numpy())
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = False) -> CoarseFrames:
+        """Read a record written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"coarse-frames file not found: {path}")
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise CoarseFramesError(f"{path} is not a readable coarse-frames npz: {err}") from err
+        required = {f.name for f in fields(cls)} - set(OPTIONAL_FIELDS)
+        missing = sorted(required - set(arrays))
+        if missing:
+            raise CoarseFramesError(f"{path} is not a coarse-frames file: missing {missing}")
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in arrays:
+                continue
+            value = arrays[f.name]
+            if f.name == "fps":
+                kwargs[f.name] = float(value)
+            elif f.name == "topology":
+                kwargs[f.name] = str(value)
+            else:
+                kwargs[f.name] = torch.from_numpy(np.ascontiguousarray(value))
+        return cls(**kwargs)
+
+    def with_fields(self, **changes) -> CoarseFrames:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+class CoarseReconstructor(abc.ABC):
+    """Per-frame 3D face reconstructor.
+
+    Implementations hold tracking state between frames of one video; call :meth:`reset`
+    before a new video. Frames are RGB uint8 arrays ``[H,W,3]``.
+    """
+
+    #: short identifier stored in caches, e.g. ``"mediapipe"``.
+    name: str = "base"
+    #: bump when outputs change, so caches made by an older version are redone.
+    version: str = "0"
+
+    @property
+    @abc.abstractmethod
+    def topology(self) -> FaceTopology:
+        """The mesh topology of the output vertices."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget tracking state (start of a new video)."""
+
+    @abc.abstractmethod
+    def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
+        """Reconstruct consecutive frames of one video (a chunk; state carries over between calls)."""
