@@ -1,0 +1,109 @@
+"""Trainer callbacks logging AU F1 and mesh smoothness on validation and test.
+
+They read the dict that ``validation_step``/``test_step`` return (``probs``, ``labels``,
+``valid``, ``refined``, ``coarse``, optional ``gt``), keep torchmetrics states on the
+module's device (so they run on GPU unchanged) and log to every attached logger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torchmetrics import Metric
+
+from au_face.aus import au_label
+from au_face.metrics import AUF1, MeanAcceleration, VertexError, nan_mean
+
+
+
+class _EvalMetricCallback(Callback):
+    """Creates metrics at the start of each val/test epoch, updates per batch, logs at the end."""
+
+    def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
+        raise NotImplementedError
+
+    def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _start(self, pl_module: L.LightningModule) -> None:
+        self.metrics = {k: m.to(pl_module.device) for k, m in self.make_metrics(pl_module).items()}
+
+    def _batch(self, outputs: Any) -> None:
+        if isinstance(outputs, dict):
+            self.update(self.metrics, outputs)
+
+    def _end(self, pl_module: L.LightningModule, prefix: str) -> None:
+        values = {f"{prefix}/{k}": v for k, v in self.results(self.metrics, pl_module).items() if not torch.isnan(v)}
+        pl_module.log_dict(values, sync_dist=False)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch(outputs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch(outputs)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end(pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end(pl_module, "test")
+
+
+class AUF1Callback(_EvalMetricCallback):
+    """Logs ``f1/AUxx`` per AU and ``f1_mean`` (threshold on probabilities)."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
+        return {"f1": AUF1(len(pl_module.aus), self.threshold)}
+
+    def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
+        metrics["f1"].update(outputs["probs"], outputs["labels"], outputs["valid"])
+
+    def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        f1 = metrics["f1"].compute()
+        out = {f"f1/{au_label(au)}": f1[k] for k, au in enumerate(pl_module.aus)}
+        out["f1_mean"] = nan_mean(f1)
+        return out
+
+
+class MeshSmoothnessCallback(_EvalMetricCallback):
+    """Logs mean vertex acceleration of coarse and refined meshes and their ratio, and the
+    vertex error to ground truth where the dataset has it."""
+
+    def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
+        return {
+            "accel_coarse": MeanAcceleration(),
+            "accel_refined": MeanAcceleration(),
+            "vertex_error_coarse": VertexError(),
+            "vertex_error_refined": VertexError(),
+        }
+
+    def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
+        valid = outputs["valid"]
+        metrics["accel_coarse"].update(outputs["coarse"], valid)
+        metrics["accel_refined"].update(outputs["refined"], valid)
+        if outputs.get("gt") is not None:
+            metrics["vertex_error_coarse"].update(outputs["coarse"], outputs["gt"], valid)
+            metrics["vertex_error_refined"].update(outputs["refined"], outputs["gt"], valid)
+
+    def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, metric in metrics.items():
+            # a metric never updated (no ground truth) computes NaN and is not logged
+            out[name] = metric.compute() if metric.update_called else torch.tensor(float("nan"))
+        out["accel_ratio"] = out["accel_refined"] / out["accel_coarse"]
+        return out

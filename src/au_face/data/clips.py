@@ -1,0 +1,169 @@
+"""Sequences (coarse frames + labels + optional ground truth) cut into clips of L frames."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from au_face.coarse.base import CoarseFrames
+from au_face.errors import AUFaceError
+
+
+class SequenceError(AUFaceError, ValueError):
+    """Raised when a sequence's parts (coarse frames, labels, ground truth) disagree."""
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    """One video of a dataset.
+
+    Attributes:
+        name: unique id. subject: subject id (folds are by subject).
+        coarse_path: a :class:`CoarseFrames` npz (coarse cache).
+        labels: ``[T,K]`` int8 (1/0/−1), aligned to the coarse frames, or None (prediction only).
+        gt_path: npz with ground-truth ``vertices [T,V,3]``, or None.
+    """
+
+    name: str
+    subject: str
+    coarse_path: Path
+    labels: np.ndarray | None = None
+    gt_path: Path | None = None
+
+
+@dataclass
+class LoadedSequence:
+    vertices: torch.Tensor
+    valid: torch.Tensor
+    reference: torch.Tensor
+    crops: torch.Tensor | None
+    features: torch.Tensor | None
+    gt_vertices: torch.Tensor | None
+
+
+class SequenceCache:
+    """A small LRU cache of loaded sequences, so clips of one video share one load."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Path, LoadedSequence] = OrderedDict()
+
+    def get(self, record: SequenceRecord) -> LoadedSequence:
+        key = record.coarse_path
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        loaded = load_sequence(record)
+        self._items[key] = loaded
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return loaded
+
+
+def load_sequence(record: SequenceRecord) -> LoadedSequence:
+    """Read a record's arrays and check that their frame counts agree."""
+    coarse = CoarseFrames.load(record.coarse_path)
+    t = len(coarse)
+    if record.labels is not None and len(record.labels) != t:
+        raise SequenceError(f"{record.name}: {len(record.labels)} label rows but {t} coarse frames in {record.coarse_path}")
+    gt = None
+    if record.gt_path is not None:
+        with np.load(record.gt_path) as z:
+            gt = torch.from_numpy(z["vertices"].astype(np.float32))
+        if gt.shape != coarse.vertices.shape:
+            raise SequenceError(f"{record.name}: ground truth {tuple(gt.shape)} vs coarse {tuple(coarse.vertices.shape)}")
+    return LoadedSequence(
+        vertices=coarse.vertices.float(),
+        valid=coarse.valid.bool(),
+        reference=coarse.mean_shape().float(),
+        crops=coarse.crops,
+        features=coarse.features.float() if coarse.features is not None else None,
+        gt_vertices=gt,
+    )
+
+
+def clip_starts(num_frames: int, length: int, stride: int) -> list[int]:
+    """Start frames of clips covering ``num_frames`` (the last clip may be padded)."""
+    if num_frames <= length:
+        return [0]
+    starts = list(range(0, num_frames - length + 1, stride))
+    if starts[-1] + length < num_frames:
+        starts.append(starts[-1] + stride if stride < length else num_frames - length)
+    return starts
+
+
+class ClipDataset(Dataset):
+    """Clips of ``length`` frames from a list of sequences.
+
+    Items are dicts: ``vertices [L,V,3]``, ``valid [L]``, ``reference [V,3]`` (S̄ of the
+    whole video), ``labels [L,K]`` int8 (−1 where unknown or padded), ``crops [L,3,H,W]``
+    float in [0,1] and/or ``features [L,F]`` when present and asked for, ``gt_vertices``
+    when present, and ``sequence``/``start`` indices. Padded frames have ``valid=False``.
+    """
+
+    def __init__(
+        self,
+        records: list[SequenceRecord],
+        num_frames: list[int],
+        length: int,
+        stride: int,
+        num_aus: int,
+        use_crops: bool = True,
+        cache_size: int = 64,
+    ) -> None:
+        if length < 1 or stride < 1:
+            raise ValueError("clip length and stride must be positive")
+        self.records = records
+        self.length = length
+        self.num_aus = num_aus
+        self.use_crops = use_crops
+        self.cache = SequenceCache(cache_size)
+        self.index = [(i, s) for i, n in enumerate(num_frames) for s in clip_starts(n, length, stride)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def clip_labels(self, item: int) -> np.ndarray:
+        """``[L,K]`` labels of a clip without loading its meshes (for sampling weights)."""
+        seq, start = self.index[item]
+        labels = self.records[seq].labels
+        if labels is None:
+            return np.full((self.length, self.num_aus), -1, np.int8)
+        return labels[start : start + self.length]
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        seq, start = self.index[item]
+        record = self.records[seq]
+        data = self.cache.get(record)
+        stop = min(start + self.length, len(data.valid))
+        pad = self.length - (stop - start)
+
+        def take(x: torch.Tensor, fill: float | int = 0) -> torch.Tensor:
+            part = x[start:stop]
+            if pad:
+                part = torch.cat([part, torch.full((pad, *part.shape[1:]), fill, dtype=part.dtype)])
+            return part
+
+        labels = torch.full((len(data.valid), self.num_aus), -1, dtype=torch.int8)
+        if record.labels is not None:
+            labels = torch.from_numpy(np.ascontiguousarray(record.labels, dtype=np.int8))
+        out = {
+            "vertices": take(data.vertices),
+            "valid": take(data.valid, False),
+            "reference": data.reference,
+            "labels": take(labels, -1),
+            "sequence": torch.tensor(seq),
+            "start": torch.tensor(start),
+        }
+        if self.use_crops and data.crops is not None:
+            out["crops"] = take(data.crops).permute(0, 3, 1, 2).float() / 255.0
+        if data.features is not None:
+            out["features"] = take(data.features)
+        if data.gt_vertices is not None:
+            out["gt_vertices"] = take(data.gt_vertices)
+        return out

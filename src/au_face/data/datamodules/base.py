@@ -1,0 +1,165 @@
+"""Shared DataModule machinery: splits of sequences → clips, S̄, label statistics, geometry."""
+
+from __future__ import annotations
+
+import abc
+from functools import cached_property
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from au_face.aus import resolve_aus
+from au_face.data.clips import ClipDataset, SequenceRecord
+from au_face.geometry import FaceGeometry
+
+SPLITS = ("train", "val", "test", "predict")
+
+
+def count_frames(record: SequenceRecord) -> int:
+    """Frame count of a coarse npz without loading its meshes."""
+    with np.load(record.coarse_path) as z:
+        return int(len(z["valid"]))
+
+
+class SequenceDataModule(L.LightningDataModule, abc.ABC):
+    """Base of every au_face DataModule.
+
+    Subclasses say which sequences form each split (:meth:`records`) and which fixed
+    geometry the model uses (:meth:`build_geometry`); this class cuts clips, batches,
+    samples and exposes what the model is linked to (``aus``, ``topology_name``,
+    ``num_vertices``, ``expression_dim``, ``vertex_scale``).
+
+    Args:
+        aus: AU set name (``bp4d``, ``disfa``, ``affwild2``) or list of AUs.
+        clip_length: frames per clip (L). train_stride: clip stride for training
+            (evaluation uses non-overlapping clips so each frame counts once).
+        batch_size, num_workers: DataLoader settings.
+        balanced_sampling: draw training clips with weights favouring rare AUs.
+        use_crops: feed aligned face crops (needed by video/both models).
+        cache_size: sequences kept loaded per worker.
+    """
+
+    def __init__(
+        self,
+        aus: str | list[str | int] = "bp4d",
+        clip_length: int = 16,
+        train_stride: int = 8,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        balanced_sampling: bool = False,
+        use_crops: bool = True,
+        cache_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.au_list = resolve_aus(aus)
+        self.clip_length = clip_length
+        self.train_stride = train_stride
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.balanced_sampling = balanced_sampling
+        self.use_crops = use_crops
+        self.cache_size = cache_size
+        self.datasets: dict[str, ClipDataset] = {}
+
+    # -- what subclasses provide -------------------------------------------------
+    @abc.abstractmethod
+    def records(self, split: str) -> list[SequenceRecord]:
+        """Sequences of ``split`` (one of :data:`SPLITS`)."""
+
+    @abc.abstractmethod
+    def build_geometry(self) -> FaceGeometry:
+        """Masks and expression basis for this dataset's topology and AU list."""
+
+    # -- linked to the model ---------------------------------------------------------
+    @cached_property
+    def geometry(self) -> FaceGeometry:
+        geometry = self.build_geometry()
+        if list(geometry.aus) != self.au_list:
+            raise ValueError(f"geometry AUs {list(geometry.aus)} differ from the datamodule's {self.au_list}")
+        return geometry
+
+    @property
+    def aus(self) -> list[int]:
+        return list(self.au_list)
+
+    @property
+    def topology_name(self) -> str:
+        return self.geometry.topology.name
+
+    @property
+    def num_vertices(self) -> int:
+        return self.geometry.topology.num_vertices
+
+    @property
+    def expression_dim(self) -> int:
+        return self.geometry.expression_dim
+
+    @property
+    def vertex_scale(self) -> float:
+        return self.geometry.vertex_scale
+
+    # -- Lightning hooks -----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        for split in wanted.get(stage, SPLITS) if stage else SPLITS:
+            if split not in self.datasets:
+                self.datasets[split] = self.make_dataset(split)
+
+    def make_dataset(self, split: str) -> ClipDataset:
+        records = self.records(split)
+        if not records:
+            raise ValueError(f"{type(self).__name__}: the {split} split has no sequences")
+        stride = self.train_stride if split == "train" else self.clip_length
+        return ClipDataset(
+            records,
+            [count_frames(r) for r in records],
+            self.clip_length,
+            stride,
+            len(self.au_list),
+            self.use_crops,
+            self.cache_size,
+        )
+
+    def label_frequencies(self) -> np.ndarray:
+        """Positive rate per AU over known training labels (``[K]``; NaN where never labelled)."""
+        labels = np.concatenate([r.labels for r in self.records("train") if r.labels is not None])
+        known = labels >= 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (labels == 1).sum(0) / known.sum(0)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        sampler = self._balanced_sampler(dataset) if self.balanced_sampling else None
+        return self._loader(dataset, shuffle=sampler is None, sampler=sampler, drop_last=len(dataset) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"])
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["test"])
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["predict"])
+
+    def _loader(self, dataset: ClipDataset, shuffle: bool = False, sampler=None, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _balanced_sampler(self, dataset: ClipDataset) -> WeightedRandomSampler:
+        """Clip weight: the largest inverse frequency among the AUs present in the clip."""
+        freq = np.nan_to_num(self.label_frequencies(), nan=1.0).clip(1e-3, 1.0)
+        weights = np.ones(len(dataset))
+        for i in range(len(dataset)):
+            present = (dataset.clip_labels(i) == 1).any(axis=0)
+            if present.any():
+                weights[i] = (1.0 / freq[present]).max()
+        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True)

@@ -1,0 +1,44 @@
+"""Training losses; every one respects frame validity and unknown labels (−1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean BCE over known labels of valid frames; labels ``[B,T,K]`` with −1 = unknown."""
+    known = (labels >= 0) & valid[..., None]
+    target = labels.clamp_min(0).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
+    return (loss * known).sum() / known.sum().clamp_min(1)
+
+
+def triplet_mask(valid: torch.Tensor) -> torch.Tensor:
+    """``[B,T-2]``: True where frames t-1, t, t+1 are all valid."""
+    return valid[:, :-2] & valid[:, 1:-1] & valid[:, 2:]
+
+
+def acceleration(vertices: torch.Tensor) -> torch.Tensor:
+    """Per-vertex acceleration norms ``[B,T-2,V]`` of ``[B,T,V,3]``: ‖S_{t+1} − 2S_t + S_{t−1}‖."""
+    return (vertices[:, 2:] - 2 * vertices[:, 1:-1] + vertices[:, :-2]).norm(dim=-1)
+
+
+def smoothness_loss(vertices: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared second difference over valid triplets."""
+    mask = triplet_mask(valid)
+    if vertices.shape[1] < 3 or not mask.any():
+        return vertices.sum() * 0
+    acc = (vertices[:, 2:] - 2 * vertices[:, 1:-1] + vertices[:, :-2]).pow(2).sum(-1).mean(-1)
+    return (acc * mask).sum() / mask.sum()
+
+
+def vertex_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared vertex distance over valid frames of ``[B,T,V,3]`` tensors."""
+    err = (a - b).pow(2).sum(-1).mean(-1)
+    return (err * valid).sum() / valid.sum().clamp_min(1)
+
+
+def masked_mean_square(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of squares of ``[B,T,E]`` over valid frames."""
+    return (x.pow(2).mean(-1) * valid).sum() / valid.sum().clamp_min(1)

@@ -1,0 +1,86 @@
+"""torchmetrics-based AU and mesh metrics (states are summed across devices)."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+from au_face.losses import acceleration, triplet_mask
+
+
+class AUF1(Metric):
+    """Per-AU F1 of occurrence over known labels of valid frames.
+
+    ``compute`` returns ``[K]``; an AU with no positive label and no positive prediction
+    gives NaN (undefined) and is left out of the mean by :func:`nan_mean`.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_aus: int, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = threshold
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, default=torch.zeros(num_aus, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> None:
+        """probs, labels ``[...,K]`` (labels −1 unknown); valid ``[...]``."""
+        known = (labels >= 0) & valid[..., None].bool()
+        pred = probs >= self.threshold
+        truth = labels == 1
+        dims = tuple(range(probs.ndim - 1))
+        self.tp += (pred & truth & known).sum(dims)
+        self.fp += (pred & ~truth & known).sum(dims)
+        self.fn += (~pred & truth & known).sum(dims)
+
+    def compute(self) -> torch.Tensor:
+        denom = (2 * self.tp + self.fp + self.fn).double()
+        f1 = 2 * self.tp.double() / denom
+        return torch.where(denom > 0, f1, torch.full_like(f1, float("nan"))).float()
+
+
+class MeanAcceleration(Metric):
+    """Mean vertex acceleration ‖S_{t+1} − 2S_t + S_{t−1}‖ over valid triplets (model units)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, vertices: torch.Tensor, valid: torch.Tensor) -> None:
+        if vertices.shape[1] < 3:
+            return
+        mask = triplet_mask(valid.bool())
+        acc = acceleration(vertices).mean(-1)
+        self.total += (acc * mask).sum().double()
+        self.count += mask.sum().double()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+
+
+class VertexError(Metric):
+    """Mean per-vertex Euclidean distance to ground truth over valid frames (model units)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, vertices: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
+        err = (vertices - target).norm(dim=-1).mean(-1)
+        self.total += (err * valid).sum().double()
+        self.count += valid.sum().double()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+
+
+def nan_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-NaN entries (NaN if all are NaN)."""
+    finite = ~torch.isnan(values)
+    return values[finite].mean() if finite.any() else torch.tensor(float("nan"))

@@ -1,0 +1,292 @@
+"""AUFaceTask: the paper's model as a LightningModule (losses, optimiser, fine-tuning, inference)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from au_face.aus import resolve_aus
+from au_face.callbacks import AUF1Callback, MeshSmoothnessCallback
+from au_face.coarse.base import CoarseFrames
+from au_face.data.clips import clip_starts
+from au_face.errors import AUFaceError
+from au_face.geometry import FaceGeometry
+from au_face.losses import masked_bce, masked_mean_square, smoothness_loss, vertex_mse
+from au_face.nn.net import AUFaceNet, Modality
+
+FREEZABLE = {
+    "tokenizer": ("net.tokenizer.",),
+    "spatial": ("net.spatial.",),
+    "temporal": ("net.temporal.", "net.fuse."),
+    "video": ("net.video_frame.",),
+    "mesh": ("net.mesh_frame.",),
+}
+
+
+class CheckpointError(AUFaceError, ValueError):
+    """A checkpoint that is missing, not an au_face checkpoint, or incompatible."""
+
+
+@dataclass
+class Refinement:
+    """Output of :meth:`AUFaceTask.refine`: refined canonical vertices ``[T,V,3]`` and AU probabilities ``[T,K]``."""
+
+    vertices: torch.Tensor
+    au_probs: torch.Tensor
+    aus: list[int]
+
+
+class AUFaceTask(L.LightningModule):
+    """AU-aware dynamic refinement: AU occurrence + temporally smooth expression refinement.
+
+    The AU list, topology and sizes are linked from the datamodule by the CLI. Fixed geometry
+    (masks, expression basis) comes from the datamodule in :meth:`setup` and is stored in the
+    checkpoint, so a checkpoint alone can refine new videos.
+
+    Loss = ``au_weight``·BCE (per-AU positive weights, unknown labels masked)
+    + ``smooth_weight``·second differences of refined vertices
+    + ``data_weight``·‖refined − coarse‖² + ``delta_weight``·‖Δψ‖²
+    + ``gt_weight``·‖refined − ground truth‖² (only where the batch has ground truth).
+    Vertex terms are in units of ``vertex_scale``.
+
+    Fine-tuning: ``init_checkpoint`` loads a trained model at the start of ``fit``; weights whose
+    names or shapes depend on the AU list are re-initialised when the AU list differs;
+    ``freeze`` names parts to keep fixed (tokenizer, spatial, temporal, video, mesh).
+    """
+
+    def __init__(
+        self,
+        aus: list[int | str],
+        topology: str,
+        num_vertices: int,
+        expression_dim: int,
+        vertex_scale: float = 1.0,
+        clip_length: int = 16,
+        modality: Modality = "both",
+        dim: int = 64,
+        token_hidden: int = 128,
+        spatial_layers: int = 2,
+        temporal_layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        image_encoder: str = "small_cnn",
+        image_size: int = 64,
+        feature_dim: int | None = None,
+        au_weight: float = 1.0,
+        smooth_weight: float = 1.0,
+        data_weight: float = 0.1,
+        delta_weight: float = 1e-3,
+        gt_weight: float = 1.0,
+        max_pos_weight: float = 10.0,
+        threshold: float = 0.5,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.05,
+        init_checkpoint: str | None = None,
+        freeze: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.aus = resolve_aus(aus)
+        unknown = set(freeze or []) - set(FREEZABLE)
+        if unknown:
+            raise ValueError(f"cannot freeze {sorted(unknown)}; choose from {sorted(FREEZABLE)}")
+        self.net = AUFaceNet(
+            len(self.aus), num_vertices, expression_dim, modality, dim, token_hidden, spatial_layers,
+            temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale,
+        )
+        self.register_buffer("pos_weight", torch.ones(len(self.aus)))
+
+    # -- properties used by inference code --------------------------------------------
+    @property
+    def topology_name(self) -> str:
+        return self.hparams.topology
+
+    @property
+    def clip_length(self) -> int:
+        return self.hparams.clip_length
+
+    def configure_callbacks(self) -> list[Callback]:
+        """AU F1 and mesh smoothness are always logged on validation and test."""
+        present = {type(c) for c in (self.trainer.callbacks if self._trainer else [])}
+        defaults = [AUF1Callback(self.hparams.threshold), MeshSmoothnessCallback()]
+        return [c for c in defaults if type(c) not in present]
+
+    # -- geometry, positive weights, fine-tuning ----------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        geometry = getattr(datamodule, "geometry", None)
+        if geometry is not None:
+            self.set_geometry(geometry)
+        if stage == "fit":
+            if datamodule is not None and hasattr(datamodule, "label_frequencies"):
+                freq = torch.as_tensor(datamodule.label_frequencies(), dtype=torch.float32)
+                weight = ((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, self.hparams.max_pos_weight)
+                self.pos_weight.copy_(weight)
+            if self.hparams.init_checkpoint and self.trainer.ckpt_path is None:
+                self.load_trunk(self.hparams.init_checkpoint)
+            self._apply_freeze()
+
+    def set_geometry(self, geometry: FaceGeometry) -> None:
+        """Install masks and basis; they must match this model's topology, AUs and sizes."""
+        hp = self.hparams
+        if geometry.topology.name != hp.topology or geometry.topology.num_vertices != hp.num_vertices:
+            raise CheckpointError(
+                f"model is for topology {hp.topology!r} ({hp.num_vertices} vertices), data gives "
+                f"{geometry.topology.name!r} ({geometry.topology.num_vertices} vertices)"
+            )
+        if list(geometry.aus) != self.aus or geometry.expression_dim != hp.expression_dim:
+            raise CheckpointError(f"model AUs/expression size {self.aus}/{hp.expression_dim} differ from the data's {list(geometry.aus)}/{geometry.expression_dim}")
+        self.net.set_geometry(torch.as_tensor(geometry.masks, dtype=torch.float32), torch.as_tensor(geometry.basis, dtype=torch.float32))
+
+    def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
+        """Load a checkpoint's weights except AU-specific ones when the AU list differs.
+
+        Returns (loaded keys, re-initialised keys).
+        """
+        state, source_aus = _read_checkpoint(path)
+        own = self.state_dict()
+        skip_au = source_aus != self.aus
+        loaded, skipped = [], []
+        for key, value in own.items():
+            au_specific = key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
+            if key in state and state[key].shape == value.shape and not (skip_au and au_specific):
+                own[key] = state[key]
+                loaded.append(key)
+            else:
+                skipped.append(key)
+        self.load_state_dict(own)
+        return loaded, skipped
+
+    def _apply_freeze(self) -> None:
+        prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
+        for name, param in self.named_parameters():
+            if name.startswith(prefixes):
+                param.requires_grad_(False)
+
+    # -- forward and steps ------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run the network on a batch; returns logits, Δψ and refined vertices ``[B,T,V,3]``."""
+        valid = batch["valid"].bool()
+        out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
+        offsets = self.net.expression.apply(out.delta_expression) * valid[..., None, None]
+        return {"logits": out.au_logits, "delta": out.delta_expression, "refined": batch["vertices"] + offsets}
+
+    def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        valid = batch["valid"].bool()
+        scale = hp.vertex_scale
+        refined, coarse = out["refined"] / scale, batch["vertices"] / scale
+        losses = {
+            "au": masked_bce(out["logits"], batch["labels"], valid, self.pos_weight),
+            "smooth": smoothness_loss(refined, valid),
+            "data": vertex_mse(refined, coarse, valid),
+            "delta": masked_mean_square(out["delta"], valid),
+        }
+        if "gt_vertices" in batch:
+            losses["gt"] = vertex_mse(refined, batch["gt_vertices"] / scale, valid)
+        weights = {"au": hp.au_weight, "smooth": hp.smooth_weight, "data": hp.data_weight, "delta": hp.delta_weight, "gt": hp.gt_weight}
+        losses["total"] = sum(weights[k] * v for k, v in losses.items())
+        return losses
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch, self(batch))
+        if not torch.isfinite(losses["total"]):
+            raise AUFaceError(f"training loss is not finite at step {self.global_step}: {({k: float(v) for k, v in losses.items()})}")
+        self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["valid"]))
+        return losses["total"]
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        out = self(batch)
+        losses = self._losses(batch, out)
+        self.log(f"{prefix}/loss", losses["total"], batch_size=len(batch["valid"]))
+        return {
+            "probs": out["logits"].sigmoid(),
+            "labels": batch["labels"],
+            "valid": batch["valid"].bool(),
+            "refined": out["refined"],
+            "coarse": batch["vertices"],
+            "gt": batch.get("gt_vertices"),
+        }
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self(batch)
+        return {"probs": out["logits"].sigmoid(), "refined": out["refined"], "valid": batch["valid"], "sequence": batch["sequence"], "start": batch["start"]}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(hp.warmup_fraction * total))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- inference on whole videos ----------------------------------------------------------
+    @torch.no_grad()
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> Refinement:
+        """Refine a whole video: overlapping windows of ``clip_length`` frames blended with tent weights.
+
+        ``reference`` is S̄ (defaults to the mean over the record's valid frames).
+        """
+        if coarse.topology != self.topology_name:
+            raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
+        self.eval()
+        device = self.device
+        t, length = len(coarse), self.clip_length
+        reference = (coarse.mean_shape() if reference is None else reference).to(device, torch.float32)
+        vertices = torch.zeros_like(coarse.vertices, dtype=torch.float32)
+        probs = torch.zeros(t, len(self.aus))
+        weight_sum = torch.zeros(t)
+        for start in clip_starts(t, length, max(1, length // 2)):
+            stop = min(t, start + length)
+            window = coarse.slice(start, stop)
+            batch = {"vertices": window.vertices[None].float().to(device), "valid": window.valid[None].to(device), "reference": reference[None]}
+            if window.crops is not None:
+                batch["crops"] = window.crops[None].permute(0, 1, 4, 2, 3).float().to(device) / 255.0
+            if window.features is not None:
+                batch["features"] = window.features[None].float().to(device)
+            out = self(batch)
+            n = stop - start
+            tent = 1.0 + torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float()
+            vertices[start:stop] += out["refined"][0].cpu() * tent[:, None, None]
+            probs[start:stop] += out["logits"][0].sigmoid().cpu() * tent[:, None]
+            weight_sum[start:stop] += tent
+        vertices /= weight_sum[:, None, None]
+        probs /= weight_sum[:, None]
+        vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
+        return Refinement(vertices, probs, list(self.aus))
+
+
+def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
+        raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
+    return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
+
+
+__all__ = ["AUFaceTask", "CheckpointError", "Refinement"]
