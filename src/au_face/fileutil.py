@@ -41,3 +41,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def user_cache_dir() -> Path:
+    """``$AU_FACE_CACHE`` or ``~/.cache/au_face``: derived, re-creatable files (masks, templates, demo clip)."""
+    root = os.environ.get("AU_FACE_CACHE")
+    path = Path(root).expanduser() if root else Path.home() / ".cache" / "au_face"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
