@@ -33,7 +33,7 @@ class AUFaceCLI(LightningCLI):
             parser.link_arguments(f"data.{sources.get(name, name)}", f"model.init_args.{name}", apply_on="instantiate")
 
 
-def run_lightning(argv: Sequence[str]) -> int:
+def run_lightning(argv: Sequence[str] | None) -> int:
     """``fit | validate | test | predict`` through LightningCLI (subclass mode)."""
     from au_face.data.datamodules.base import SequenceDataModule
     from au_face.tasks import AUFaceTask
@@ -43,7 +43,7 @@ def run_lightning(argv: Sequence[str]) -> int:
         SequenceDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=list(argv),
+        args=None if argv is None else list(argv),
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
@@ -62,15 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Set ``AU_FACE_DEBUG=1`` to see the full traceback instead.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from_shell = argv is None
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in COMMANDS:
-            return run_command(argv[0], argv[1:])
-        if not argv or argv[0] in ("-h", "--help"):
+        if args and args[0] in COMMANDS:
+            return run_command(args[0], args[1:])
+        if not args or args[0] in ("-h", "--help"):
             _print_help()
-            if not argv:
+            if not args:
                 return 2
-        return run_lightning(argv)
+        return run_lightning(None if from_shell else args)
     except AUFaceError as err:
         if os.environ.get("AU_FACE_DEBUG"):
             raise
