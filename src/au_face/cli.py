@@ -72,14 +72,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args:
                 return 2
         return run_lightning(None if from_shell else args)
-    except AUFaceError as err:
-        if os.environ.get("AU_FACE_DEBUG"):
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None or os.environ.get("AU_FACE_DEBUG"):
             raise
-        print(f"au-face: error: {err}", file=sys.stderr)
+        print(f"au-face: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("au-face: interrupted", file=sys.stderr)
         return 130
+
+
+def user_error(err: BaseException) -> AUFaceError | None:
+    """The :class:`AUFaceError` behind ``err`` (LightningCLI/jsonargparse wrap errors raised
+    while instantiating classes), or None for a bug."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [err]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, AUFaceError):
+            return current
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+        stack += [e for e in getattr(current, "exceptions", []) if isinstance(e, BaseException)]
+    return None
 
 
 def _print_help() -> None:

@@ -1,0 +1,134 @@
+"""AUFaceTask through LightningCLI on a tiny generated synthetic set: fit, test, checkpoints, fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from au_face.cli import main
+from au_face.data.datamodules.synthetic import SyntheticDataModule
+from au_face.data.synthetic import SyntheticConfig
+from au_face.tasks import AUFaceTask, CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--data.init_args.batch_size=2", "--data.init_args.generator.num_identities=[2, 1, 1]",
+        "--data.init_args.generator.sequences_per_identity=1", "--data.init_args.generator.frames_per_sequence=24",
+        "--data.init_args.generator.image_size=64", "--model.init_args.dim=32", "--model.init_args.token_hidden=32"]  # fmt: skip
+
+
+def cli_args(command: str, ict_npz: Path, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        command, "--config", str(REPO / "configs" / "synthetic.yaml"),
+        f"--data.init_args.root={data_root}", f"--data.init_args.ict_path={ict_npz}",
+        f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
+        f"--trainer.callbacks.init_args.dirpath={run_dir / 'checkpoints'}", "--trainer.enable_progress_bar=false",
+        *TINY, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ict_npz: Path) -> tuple[Path, Path, Path]:
+    """Fit two short epochs through the CLI; returns (checkpoint, data root, run dir)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    run = tmp_path_factory.mktemp("run")
+    code = main(cli_args("fit", ict_npz, root, run, "--trainer.max_epochs=2", "--trainer.max_time=null"))
+    assert code == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt, root, run
+
+
+def test_fit_fast_dev_run_through_the_cli(tmp_path: Path, ict_npz: Path) -> None:
+    assert main(cli_args("fit", ict_npz, tmp_path / "data", tmp_path / "run", "--trainer.fast_dev_run=true")) == 0
+
+
+def test_test_through_the_cli_logs_per_au_f1_and_smoothness(trained, tmp_path: Path, ict_npz: Path) -> None:
+    ckpt, root, _ = trained
+    run = tmp_path / "test_run"
+    assert main(cli_args("test", ict_npz, root, run, f"--ckpt_path={ckpt}")) == 0
+    metrics_files = list(run.rglob("metrics.csv"))
+    assert metrics_files, "CSVLogger wrote no metrics"
+    with open(metrics_files[0]) as fh:
+        rows = list(csv.DictReader(fh))
+    logged = {k for row in rows for k, v in row.items() if v}
+    for key in ("test/f1_mean", "test/f1/AU12", "test/accel_coarse", "test/accel_refined", "test/accel_ratio", "test/vertex_error_refined"):
+        assert key in logged, f"{key} not logged; got {sorted(logged)}"
+    f1 = float(next(row["test/f1_mean"] for row in rows if row.get("test/f1_mean")))
+    assert 0.0 <= f1 <= 1.0
+
+
+def test_checkpoint_round_trip_restores_geometry_and_outputs(trained, ict_npz: Path) -> None:
+    ckpt, root, _ = trained
+    task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    assert task.net.tokenizer.masks.abs().sum() > 0, "masks were not stored in the checkpoint"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    for key, value in task.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), batch_size=2)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        a, b = task(batch), AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu").eval()(batch)
+    assert torch.allclose(a["logits"], b["logits"]) and torch.allclose(a["refined"], b["refined"])
+
+
+def test_fine_tuning_with_a_new_au_list_loads_the_trunk_and_reinitialises_the_head(trained) -> None:
+    ckpt, _, _ = trained
+    source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    hp = dict(source.hparams)
+    hp.update(aus=[1, 2, 25], init_checkpoint=str(ckpt), freeze=["tokenizer"])
+    task = AUFaceTask(**hp)
+    loaded, skipped = task.load_trunk(ckpt)
+    assert torch.equal(task.net.tokenizer.first, source.net.tokenizer.first)
+    assert torch.equal(task.net.temporal.encoder.layers[0].linear1.weight, source.net.temporal.encoder.layers[0].linear1.weight)
+    assert task.net.au_weight.shape == (3, hp["dim"])
+    assert "net.au_weight" in skipped and "net.tokenizer.first" in loaded
+    assert task(_batch(task, 3)) is not None
+    task._apply_freeze()
+    assert not task.net.tokenizer.first.requires_grad and task.net.au_weight.requires_grad
+
+
+def test_same_au_list_loads_the_head_too(trained) -> None:
+    ckpt, _, _ = trained
+    source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    task = AUFaceTask(**dict(source.hparams))
+    task.load_trunk(ckpt)
+    assert torch.equal(task.net.au_weight, source.net.au_weight)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
+    ckpt, _, _ = trained
+    task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        task.load_trunk(tmp_path / "missing.ckpt")
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        task.load_trunk(text)
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not an au_face"):
+        task.load_trunk(other)
+
+
+def test_unknown_au_in_the_config_is_a_clear_cli_error(tmp_path: Path, ict_npz: Path, capsys) -> None:
+    code = main(cli_args("fit", ict_npz, tmp_path / "d", tmp_path / "r", "--data.init_args.aus=[AU12, AU99]", "--trainer.fast_dev_run=true"))
+    assert code == 2
+    assert "unknown AU" in capsys.readouterr().err
+
+
+def _tiny_config() -> SyntheticConfig:
+    return SyntheticConfig(num_identities=(2, 1, 1), sequences_per_identity=1, frames_per_sequence=24, image_size=64)
+
+
+def _batch(task: AUFaceTask, k: int) -> dict[str, torch.Tensor]:
+    v = task.hparams.num_vertices
+    return {
+        "vertices": torch.randn(1, 4, v, 3),
+        "valid": torch.ones(1, 4, dtype=torch.bool),
+        "crops": torch.rand(1, 4, 3, 64, 64),
+        "labels": torch.zeros(1, 4, k, dtype=torch.int8),
+    }
