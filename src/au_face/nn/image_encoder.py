@@ -35,7 +35,8 @@ def build_image_encoder(name: str, dim: int, input_size: int = 64) -> nn.Module:
     if name == "small_cnn":
         return SmallCNN(dim, input_size)
     if name == "resnet50":
-        from au_face.nn.resnet import ResNet50Features
+        from au_face.nn.resnet import resnet50
 
-        return nn.Sequential(ResNet50Features(), nn.Linear(2048, dim))
+        backbone = resnet50()
+        return nn.Sequential(backbone, nn.Linear(backbone.out_features, dim))
     raise ValueError(f"unknown image encoder {name!r}; choose small_cnn or resnet50")
