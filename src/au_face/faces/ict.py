@@ -62,7 +62,7 @@ ICT_FACS_TABLE: dict[int, tuple[str, ...]] = {
 #: au_face's approximations for benchmark AUs the official table leaves out, as
 #: shape -> weight at full activation. Documented in docs/architecture.md.
 ICT_FACS_EXTENSION: dict[int, dict[str, float]] = {
-    23: {"mouthPress_L": 0.4, "mouthPress_R": 0.4, "mouthFunnel": 0.3},  # lip tightener
+    23: {"mouthRollLower": 0.35, "mouthRollUpper": 0.35, "mouthFunnel": 0.2},  # lip tightener: narrowed red lips
     25: {"mouthLowerDown_L": 0.5, "mouthLowerDown_R": 0.5, "jawOpen": 0.1},  # lips part
     26: {"jawOpen": 0.5},  # jaw drop (AU27 is the full jawOpen)
 }
