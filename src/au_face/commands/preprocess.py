@@ -1,0 +1,194 @@
+"""``au-face preprocess``: coarse-reconstruct videos into a resumable on-disk cache.
+
+Runs :class:`~au_face.tasks.coarse.CoarseTask` with ``Trainer.predict`` (``--devices N`` spreads
+the videos over N processes). Videos already cached with the same settings are skipped, so an
+interrupted run is resumed by running the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from au_face.coarse.base import CoarseReconstructor
+from au_face.data.cache import CoarseCache
+from au_face.errors import AUFaceError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+RECONSTRUCTORS = ("mediapipe", "deca")
+
+
+class PreprocessInputError(AUFaceError, ValueError):
+    """An input path that does not exist, or no videos to process."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``au-face preprocess``."""
+    parser.description = (
+        "Run the coarse reconstructor over videos (files, or folders searched recursively for "
+        f"{', '.join(VIDEO_EXTENSIONS)}) and cache one npz per video plus manifest.json in --out. "
+        "Rerunning skips finished videos and redoes interrupted or outdated ones."
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_DIR", help="video files or folders")
+    parser.add_argument("--out", type=Path, required=True, help="cache folder")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="folder that cache keys are relative to (default: the common folder of the inputs)",
+    )
+    parser.add_argument("--stride", type=_positive, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=_positive, help="at most this many processed frames per video")
+    parser.add_argument(
+        "--reconstructor",
+        choices=RECONSTRUCTORS,
+        default="mediapipe",
+        help="coarse reconstructor (deca needs $AU_FACE_DECA, $AU_FACE_FLAME, $AU_FACE_FLAME_LANDMARKS)",
+    )
+    parser.add_argument("--devices", type=_positive, default=1, help="Lightning devices (processes) sharing the videos")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)")
+    parser.add_argument("--chunk-size", type=_positive, default=64, help="frames decoded per reconstructor call")
+
+
+def collect_videos(inputs: Sequence[str | Path]) -> list[Path]:
+    """Video files from files and folders (searched recursively, sorted), in input order, without duplicates."""
+    found: dict[Path, Path] = {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            videos = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not videos:
+                raise PreprocessInputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {item}")
+        elif item.exists():
+            videos = [item]
+        else:
+            raise PreprocessInputError(f"no such video file or folder: {item}")
+        for video in videos:
+            found.setdefault(video.resolve(), video)
+    return list(found.values())
+
+
+def default_base(inputs: Sequence[str | Path]) -> Path:
+    """The deepest folder containing every input (a folder input counts as itself)."""
+    folders = [str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in inputs]
+    return Path(os.path.commonpath(folders))
+
+
+def build_reconstructor(name: str, accelerator: str = "cpu") -> CoarseReconstructor:
+    """A coarse reconstructor by name. DECA runs on this process's GPU when ``accelerator`` is a GPU."""
+    if name == "mediapipe":
+        from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+        return MediaPipeReconstructor()
+    if name == "deca":
+        from au_face.coarse.deca import DecaReconstructor
+
+        # Lightning's multi-GPU launcher gives every process its LOCAL_RANK (the first has none: 0)
+        gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        return DecaReconstructor.from_files(device=gpu if accelerator in ("gpu", "cuda") else "cpu")
+    raise PreprocessInputError(f"unknown reconstructor {name!r}; choose from {', '.join(RECONSTRUCTORS)}")
+
+
+def _predict(
+    cache: CoarseCache, reconstructor: CoarseReconstructor, videos: list[Path], args: argparse.Namespace
+) -> bool:
+    """Process ``videos`` with ``Trainer.predict``; True in the process that should report."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from au_face.tasks.coarse import CoarseCacheWriter, CoarseTask, VideoPathDataset
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        accelerator=args.accelerator,
+        devices=args.devices,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stderr.isatty(),
+        callbacks=[CoarseCacheWriter(cache)],
+    )
+    task = CoarseTask(reconstructor, cache, chunk_size=args.chunk_size)
+    loader = DataLoader(VideoPathDataset(videos), batch_size=None, shuffle=False)
+    with warnings.catch_warnings():
+        # batch_size=None loaders have no batch indices, which the writer does not need
+        warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
+        trainer.predict(task, dataloaders=loader, return_predictions=False)
+    return trainer.is_global_zero
+
+
+def summary_rows(cache: CoarseCache, videos: list[Path], redone: set[Path]) -> list[dict[str, Any]]:
+    """One row per video from the manifest: name, frames, valid, status, message."""
+    manifest = cache.manifest()
+    rows = []
+    for video in videos:
+        entry = manifest.get(cache.key(video))
+        if entry is None or not cache.is_current(video, entry):
+            row = {"frames": 0, "valid": 0, "status": "failed", "message": f"{video}: no result was recorded"}
+        else:
+            row = {k: entry[k] for k in ("frames", "valid", "status", "message")}
+            if row["status"] in ("done", "no_face") and not cache.is_done(video, entry):
+                row.update(status="failed", message=f"{cache.path(video)} is missing or unreadable")
+            elif row["status"] == "done" and video not in redone:
+                row["status"] = "cached"
+        rows.append({"video": cache.relative_name(video), **row})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`summary_rows`."""
+    header = ("video", "frames", "valid", "status")
+    body = [(r["video"], str(r["frames"]), str(r["valid"]), r["status"]) for r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return "\n".join(
+        f"{v:<{widths[0]}}  {f:>{widths[1]}}  {n:>{widths[2]}}  {s}" for v, f, n, s in [header, *body]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Preprocess; print the summary table; 1 if any video failed or had no face, else 0."""
+    videos = collect_videos(args.inputs)
+    base = args.base if args.base is not None else default_base(args.inputs)
+    reconstructor = build_reconstructor(args.reconstructor, args.accelerator)
+    cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
+    todo = cache.missing(videos)
+    start = time.perf_counter()
+    if todo and not _predict(cache, reconstructor, todo, args):
+        return 0  # another process of a multi-device run reports
+    seconds = time.perf_counter() - start
+    rows = summary_rows(cache, videos, set(todo))
+    print(format_table(rows))
+    frames = sum(row["frames"] for video, row in zip(videos, rows) if video in set(todo))
+    rate = f" ({1000 * seconds / frames:.1f} ms/frame)" if frames else ""
+    print(f"{len(todo)} of {len(videos)} videos processed in {seconds:.1f} s{rate}; cache: {cache.root}")
+    bad = [row for row in rows if row["status"] in ("failed", "no_face")]
+    for row in bad:
+        print(f"{row['status']}: {row['message'] or row['video']}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m au_face.commands.preprocess``: same as ``au-face preprocess``."""
+    parser = argparse.ArgumentParser(prog="au-face preprocess")
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except AUFaceError as err:
+        print(f"au-face: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
