@@ -132,3 +132,24 @@ def _batch(task: AUFaceTask, k: int) -> dict[str, torch.Tensor]:
         "crops": torch.rand(1, 4, 3, 64, 64),
         "labels": torch.zeros(1, 4, k, dtype=torch.int8),
     }
+
+
+def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_npz: Path) -> None:
+    from au_face.coarse.base import CoarseFrames
+
+    ckpt, root, _ = trained
+    trained_task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config())
+    coarse = CoarseFrames.load(dm.records("test")[0].coarse_path)
+    coarse.valid[5] = False
+    out = trained_task.refine(coarse)
+    assert out.vertices.shape == coarse.vertices.shape and out.au_probs.shape == (len(coarse), 12)
+    assert ((out.au_probs >= 0) & (out.au_probs <= 1)).all()
+    assert torch.equal(out.vertices[5], coarse.vertices[5]), "a frame without a face must keep its coarse mesh"
+    fresh = AUFaceTask(**dict(trained_task.hparams))
+    fresh.load_state_dict(trained_task.state_dict())
+    torch.nn.init.zeros_(fresh.net.refine[-1].weight)
+    torch.nn.init.zeros_(fresh.net.refine[-1].bias)
+    assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices), "zero refinement must return the coarse meshes"
+    with pytest.raises(CheckpointError, match="topology"):
+        trained_task.refine(coarse.with_fields(topology="mediapipe"))

@@ -242,38 +242,57 @@ class AUFaceTask(L.LightningModule):
 
     # -- inference on whole videos ----------------------------------------------------------
     @torch.no_grad()
-    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> Refinement:
-        """Refine a whole video: overlapping windows of ``clip_length`` frames blended with tent weights.
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None, batch_size: int = 16) -> Refinement:
+        """Refine a whole video: windows of ``clip_length`` frames at half-window stride, run in
+        batches and blended with tent weights (so window borders leave no seams).
 
         ``reference`` is S̄ (defaults to the mean over the record's valid frames).
         """
         if coarse.topology != self.topology_name:
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
-        device = self.device
         t, length = len(coarse), self.clip_length
-        reference = (coarse.mean_shape() if reference is None else reference).to(device, torch.float32)
-        vertices = torch.zeros_like(coarse.vertices, dtype=torch.float32)
+        reference = coarse.mean_shape() if reference is None else reference
+        starts = clip_starts(t, length, max(1, length // 2))
+        tent = 1.0 + torch.minimum(torch.arange(length), torch.arange(length).flip(0)).float()
+        vertices = torch.zeros(t, *coarse.vertices.shape[1:])
         probs = torch.zeros(t, len(self.aus))
         weight_sum = torch.zeros(t)
-        for start in clip_starts(t, length, max(1, length // 2)):
-            stop = min(t, start + length)
-            window = coarse.slice(start, stop)
-            batch = {"vertices": window.vertices[None].float().to(device), "valid": window.valid[None].to(device), "reference": reference[None]}
-            if window.crops is not None:
-                batch["crops"] = window.crops[None].permute(0, 1, 4, 2, 3).float().to(device) / 255.0
-            if window.features is not None:
-                batch["features"] = window.features[None].float().to(device)
-            out = self(batch)
-            n = stop - start
-            tent = 1.0 + torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float()
-            vertices[start:stop] += out["refined"][0].cpu() * tent[:, None, None]
-            probs[start:stop] += out["logits"][0].sigmoid().cpu() * tent[:, None]
-            weight_sum[start:stop] += tent
+        for first in range(0, len(starts), batch_size):
+            group = starts[first : first + batch_size]
+            out = self(self._window_batch(coarse, group, reference))
+            for i, start in enumerate(group):
+                n = min(t, start + length) - start
+                vertices[start : start + n] += out["refined"][i, :n].cpu() * tent[:n, None, None]
+                probs[start : start + n] += out["logits"][i, :n].sigmoid().cpu() * tent[:n, None]
+                weight_sum[start : start + n] += tent[:n]
         vertices /= weight_sum[:, None, None]
         probs /= weight_sum[:, None]
         vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
         return Refinement(vertices, probs, list(self.aus))
+
+    def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Windows of ``clip_length`` frames (the last padded with invalid frames) as a batch."""
+        length = self.clip_length
+
+        def window(x: torch.Tensor, start: int) -> torch.Tensor:
+            part = x[start : start + length]
+            pad = length - len(part)
+            return torch.cat([part, part.new_zeros(pad, *part.shape[1:])]) if pad else part
+
+        def stack(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([window(x, s) for s in starts]).to(self.device)
+
+        batch = {
+            "vertices": stack(coarse.vertices.float()),
+            "valid": stack(coarse.valid.bool()),
+            "reference": reference.float().to(self.device).expand(len(starts), -1, -1),
+        }
+        if self.net.uses_video and coarse.crops is not None:
+            batch["crops"] = stack(coarse.crops).permute(0, 1, 4, 2, 3).float() / 255.0
+        if self.net.uses_video and coarse.features is not None:
+            batch["features"] = stack(coarse.features.float())
+        return batch
 
 
 def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
