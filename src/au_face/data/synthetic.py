@@ -324,12 +324,21 @@ def load_synthetic_index(root: str | Path, config: SyntheticConfig | None = None
         return None
     if config is not None and index.config.to_dict() != config.to_dict():
         return None
+    fingerprint = config_fingerprint(index.config)
     for ids in index.splits.values():
         for seq_id in ids:
             paths = (index.coarse_path(seq_id), index.labels_path(seq_id), index.gt_path(seq_id))
-            if not all(p.is_file() for p in paths):
+            if not all(p.is_file() for p in paths) or _stored_fingerprint(index.gt_path(seq_id)) != fingerprint:
                 return None
     return index
+
+
+def _stored_fingerprint(gt_path: Path) -> str | None:
+    try:
+        with np.load(gt_path) as gt:
+            return str(gt["fingerprint"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 def generate_synthetic_dataset(
@@ -702,8 +711,10 @@ def _run_jobs(
 
 
 def config_fingerprint(config: SyntheticConfig) -> str:
-    """Short hash of the config, generator version and renderer (stored in every ``gt`` file)."""
-    stamp = {"generator_version": GENERATOR_VERSION, "renderer": RENDERER_NAME, "config": config.to_dict()}
+    """Short hash of the config, generator version, renderer and the AU → ICT-shape weights
+    (stored in every ``gt`` file, so a changed mapping regenerates the data)."""
+    au_shapes = {str(au): ict_blendshape_weights(au) for au in config.aus}
+    stamp = {"generator_version": GENERATOR_VERSION, "renderer": RENDERER_NAME, "config": config.to_dict(), "au_shapes": au_shapes}
     payload = json.dumps(stamp, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 

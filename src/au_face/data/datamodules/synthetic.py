@@ -68,12 +68,10 @@ class SyntheticDataModule(SequenceDataModule):
     def prepare_data(self) -> None:
         generate_synthetic_dataset(self.root, self.ict_path, self.config)
 
-    @property
+    @cached_property
     def index(self) -> SyntheticIndex:
-        index = load_synthetic_index(self.root, self.config)
-        if index is None:
-            index = generate_synthetic_dataset(self.root, self.ict_path, self.config)
-        return index
+        """The dataset's index, generating (or finishing) the dataset if needed."""
+        return load_synthetic_index(self.root, self.config) or generate_synthetic_dataset(self.root, self.ict_path, self.config)
 
     def records(self, split: str) -> list[SequenceRecord]:
         index = self.index
