@@ -1,0 +1,246 @@
+"""Video benchmark: speed, memory and smoothness of ``au-face reconstruct`` on a real clip.
+
+Measures, each stage in its own subprocess (so peak RSS is per run):
+
+* decode ms/frame (OpenCV through ``VideoReader``);
+* coarse ms/frame (decode + MediaPipe Face Mesh + pose fit, ``reconstruct_video``);
+* refinement ms/frame (the AU-aware model over overlapping windows, as the pipeline runs it);
+* end to end ms/frame and fps of ``au_face.pipeline.reconstruct`` (all outputs, overlay video
+  included) and its peak RSS on the clip and on the clip concatenated 4 times;
+* jitter: mean vertex acceleration ``|S[t+1] - 2 S[t] + S[t-1]|`` in the canonical frame
+  (template units, about cm) of the coarse and the refined meshes.
+
+Without ``--ckpt`` the refiner is an UNTRAINED ``AUFaceTask`` with the model settings of
+``configs/synthetic.yaml`` on the MediaPipe topology (landmark masks, a random orthonormal
+expression basis): right for timing, meaningless for AU probabilities and jitter.
+
+    python benchmarks/bench_video.py [--video PATH] [--ckpt CKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "video" / "WolfgangLanger_Pexels.mp4"
+GOAL_FPS = 30.0
+GOAL_REFINE_SHARE = 0.20
+GOAL_RSS_GROWTH = 0.15
+UNTRAINED_EXPRESSION_DIM = 53
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build_refiner(ckpt: str | None):
+    """The trained model from ``ckpt``, or an untrained one of the default config (see module doc)."""
+    if ckpt:
+        from au_face.pipeline import load_refiner
+
+        return load_refiner(ckpt)
+    import torch
+    import yaml
+
+    from au_face.aus import resolve_aus
+    from au_face.faces.mediapipe import mediapipe_topology
+    from au_face.geometry import FaceGeometry
+    from au_face.masks import build_masks
+    from au_face.tasks import AUFaceTask
+
+    config = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
+    model_args = config["model"]["init_args"]
+    aus = resolve_aus(config["data"]["init_args"]["aus"])
+    topology = mediapipe_topology()
+    rng = np.random.default_rng(0)
+    e, v = UNTRAINED_EXPRESSION_DIM, topology.num_vertices
+    basis = np.linalg.qr(rng.standard_normal((3 * v, e)))[0].T.reshape(e, v, 3).astype(np.float32)
+    geometry = FaceGeometry(topology, tuple(aus), build_masks(topology, aus, "landmarks"), basis)
+    torch.manual_seed(0)
+    task = AUFaceTask(
+        aus=aus,
+        topology=topology.name,
+        num_vertices=v,
+        expression_dim=e,
+        vertex_scale=geometry.vertex_scale,
+        clip_length=config["data"]["init_args"]["clip_length"],
+        **model_args,
+    )
+    task.set_geometry(geometry)
+    return task.eval()
+
+
+def jitter(vertices: np.ndarray, valid: np.ndarray) -> float:
+    """Mean vertex acceleration norm over frames whose neighbours both have a face."""
+    ok = valid[2:] & valid[1:-1] & valid[:-2]
+    acc = vertices[2:] - 2 * vertices[1:-1] + vertices[:-2]
+    return float(np.linalg.norm(acc[ok], axis=-1).mean()) if ok.any() else float("nan")
+
+
+# --------------------------------------------------------------------------- stages (one per subprocess)
+
+
+def stage_decode(args: argparse.Namespace) -> dict:
+    from au_face.video import VideoReader
+
+    start = time.perf_counter()
+    with VideoReader(args.video) as reader:
+        frames = sum(1 for _ in reader)
+    return {"frames": frames, "seconds": time.perf_counter() - start}
+
+
+def stage_coarse(args: argparse.Namespace) -> dict:
+    """Time pass 1 as the pipeline runs it; then save the frames (untimed) for the refine stage."""
+    from au_face.coarse.base import CoarseFrames
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.coarse.stream import reconstruct_video
+
+    reconstructor = MediaPipeReconstructor()
+    start = time.perf_counter()
+    chunks = list(reconstruct_video(args.video, reconstructor))
+    seconds = time.perf_counter() - start
+    coarse = CoarseFrames.concat(chunks)
+    coarse.save(args.coarse)
+    return {"frames": len(coarse), "valid": coarse.num_valid, "seconds": seconds}
+
+
+def stage_refine(args: argparse.Namespace) -> dict:
+    from au_face.coarse.base import CoarseFrames
+    from au_face.pipeline import FrameStore, refine_windows
+
+    coarse = CoarseFrames.load(args.coarse)
+    refiner = build_refiner(args.ckpt)
+    with tempfile.TemporaryDirectory() as work:
+        store = FrameStore(Path(work))
+        for name, array in coarse.to_numpy().items():
+            if name not in ("fps", "topology"):
+                store.append(name, array)
+        start = time.perf_counter()
+        refine_windows(refiner, store, coarse.mean_shape().numpy(), coarse.fps, coarse.topology, None, False)
+        seconds = time.perf_counter() - start
+        refined = store.read("refined", 0, len(coarse))
+    valid = coarse.valid.numpy()
+    return {
+        "frames": len(coarse),
+        "seconds": seconds,
+        "jitter_coarse": jitter(coarse.vertices.numpy(), valid),
+        "jitter_refined": jitter(refined, valid),
+    }
+
+
+def stage_e2e(args: argparse.Namespace) -> dict:
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.pipeline import reconstruct
+
+    refiner = build_refiner(args.ckpt)
+    reconstructor = MediaPipeReconstructor()
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = reconstruct(args.video, out, reconstructor, refiner=refiner, overlay=True, progress=False)
+        seconds = time.perf_counter() - start
+    return {"frames": result.num_frames, "seconds": seconds, "stages": result.timings}
+
+
+STAGES = {"decode": stage_decode, "coarse": stage_coarse, "refine": stage_refine, "e2e": stage_e2e}
+
+
+def run_stage(name: str, video: Path, ckpt: str | None, coarse: Path) -> dict:
+    """Run one stage in a fresh interpreter; returns its JSON result plus its peak RSS."""
+    cmd = [sys.executable, __file__, "--stage", name, "--video", str(video), "--coarse", str(coarse)]
+    if ckpt:
+        cmd += ["--ckpt", ckpt]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"stage {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def concat_video(src: Path, dst: Path, times: int) -> Path:
+    """Write ``src`` ``times`` times in a row to ``dst`` (mp4v)."""
+    import cv2
+
+    from au_face.video import VideoReader
+
+    with VideoReader(src) as reader:
+        fps, size = reader.fps, reader.size
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for _ in range(times):
+        with VideoReader(src) as reader:
+            for frame in reader:
+                writer.write(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return dst
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument("--ckpt", default=None, help="trained AUFaceTask checkpoint (default: untrained model)")
+    parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
+    parser.add_argument("--coarse", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        result = STAGES[args.stage](args)
+        result["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(result))
+        return
+    if not args.video.is_file():
+        raise SystemExit(f"video not found: {args.video} (pass --video)")
+
+    refiner_name = f"checkpoint {args.ckpt}" if args.ckpt else "UNTRAINED AUFaceTask (configs/synthetic.yaml model settings)"
+    print(f"video: {args.video}\nrefiner: {refiner_name}")
+    print(f"cpu cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        coarse_npz = tmp_dir / "coarse.npz"
+        decode = run_stage("decode", args.video, args.ckpt, coarse_npz)
+        coarse = run_stage("coarse", args.video, args.ckpt, coarse_npz)
+        refine = run_stage("refine", args.video, args.ckpt, coarse_npz)
+        e2e = run_stage("e2e", args.video, args.ckpt, coarse_npz)
+        long_video = concat_video(args.video, tmp_dir / "x4.mp4", 4)
+        e2e4 = run_stage("e2e", long_video, args.ckpt, coarse_npz)
+
+    def ms(stage: dict) -> float:
+        return 1000.0 * stage["seconds"] / stage["frames"]
+
+    n = decode["frames"]
+    share = refine["seconds"] / coarse["seconds"]
+    fps = e2e["frames"] / e2e["seconds"]
+    growth = e2e4["peak_rss_mb"] / e2e["peak_rss_mb"] - 1.0
+    rows = [
+        ("decode", f"{ms(decode):.2f} ms/frame", f"{n} frames"),
+        ("coarse (decode + MediaPipe)", f"{ms(coarse):.2f} ms/frame", f"face in {coarse['valid']}/{coarse['frames']}"),
+        ("MediaPipe alone", f"{ms(coarse) - ms(decode):.2f} ms/frame", "coarse - decode"),
+        ("refinement", f"{ms(refine):.2f} ms/frame", f"{100 * share:.0f} % of coarse"),
+        ("end to end (1x)", f"{ms(e2e):.2f} ms/frame", f"{fps:.1f} fps, peak RSS {e2e['peak_rss_mb']:.0f} MiB"),
+        ("end to end (4x)", f"{ms(e2e4):.2f} ms/frame", f"{e2e4['frames']} frames, peak RSS {e2e4['peak_rss_mb']:.0f} MiB"),
+        ("jitter coarse", f"{refine['jitter_coarse']:.4f}", "mean |acceleration|, template units/frame^2"),
+        ("jitter refined", f"{refine['jitter_refined']:.4f}", f"{refine['jitter_refined'] / refine['jitter_coarse']:.2f} x coarse"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>16}  {note}")
+    print("\nend-to-end stage seconds (1x):", {k: round(v, 2) for k, v in e2e["stages"].items()})
+    print("\ngoals:")
+    print(f"  {verdict(fps >= GOAL_FPS)}  end to end >= {GOAL_FPS:.0f} fps: {fps:.1f}")
+    print(f"  {verdict(share <= GOAL_REFINE_SHARE)}  refinement <= {100 * GOAL_REFINE_SHARE:.0f} % of coarse: {100 * share:.0f} %")
+    print(f"  {verdict(growth <= GOAL_RSS_GROWTH)}  peak RSS at 4x within {100 * GOAL_RSS_GROWTH:.0f} % of 1x: {100 * growth:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

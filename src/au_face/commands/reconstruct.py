@@ -1,0 +1,74 @@
+"""``au-face reconstruct``: 3D face meshes (and, with a checkpoint, AU probabilities) for a video."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from au_face.errors import AUFaceError
+from au_face.io import MESH_FORMATS
+
+
+class UsageError(AUFaceError, ValueError):
+    """Inconsistent command-line arguments."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``au-face reconstruct``."""
+    parser.description = (
+        "Reconstruct a 3D face mesh for every frame of a video with MediaPipe and, given a trained "
+        "checkpoint, refine it with the AU-aware transformer and write per-frame AU probabilities."
+    )
+    parser.add_argument("video", nargs="?", type=Path, help="input video file")
+    parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (without it: coarse meshes only, no AUs)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--mesh-format", choices=MESH_FORMATS, help="also write one canonical mesh file per frame")
+    parser.add_argument("--no-overlay", action="store_true", help="skip the overlay video")
+    parser.add_argument("--stride", type=_positive, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=_positive, help="stop after this many processed frames")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the built-in clip (a still public-domain portrait under synthetic camera motion: "
+        "shows tracking and mesh output, not expressions)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the reconstruction and print where the outputs went."""
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.pipeline import load_refiner, reconstruct
+    from au_face.video import VideoNotFoundError
+
+    if args.demo == (args.video is not None):
+        raise UsageError("give either a VIDEO or --demo (exactly one)")
+    if args.demo:
+        from au_face.demo import demo_video
+
+        video = demo_video()
+    else:
+        video = args.video
+        if not video.is_file():
+            raise VideoNotFoundError(f"video not found: {video}")
+    refiner = load_refiner(args.ckpt) if args.ckpt is not None else None
+    reconstructor = MediaPipeReconstructor()
+    result = reconstruct(
+        video,
+        args.out,
+        reconstructor,
+        refiner=refiner,
+        mesh_format=args.mesh_format,
+        overlay=not args.no_overlay,
+        stride=args.stride,
+        max_frames=args.max_frames,
+    )
+    print(f"{video}:")
+    print(result.summary())
+    return 0

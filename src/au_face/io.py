@@ -1,0 +1,410 @@
+"""Output formats: NPZ mesh sequences, per-frame OBJ/PLY meshes and an OpenFace-style AU CSV.
+
+Every writer is atomic: data goes to a temporary file beside the target and is renamed onto
+the final name only when complete, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from au_face.aus import au_label, parse_au
+from au_face.errors import AUFaceError
+from au_face.fileutil import atomic_path
+
+MESH_FORMATS = ("obj", "ply")
+#: Arrays every mesh-sequence npz holds.
+MESH_SEQUENCE_KEYS = ("vertices", "triangles", "valid", "timestamps")
+#: Leading columns of the AU CSV (as in OpenFace's output).
+CSV_LEADING = ("frame", "timestamp", "confidence", "success")
+
+
+class MeshIOError(AUFaceError, ValueError):
+    """Raised for malformed mesh data or a file that is not in the expected format."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Like :func:`~au_face.fileutil.atomic_path`, but the final file gets the usual permissions."""
+    with atomic_path(path) as tmp:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file onto ``path`` with the usual permissions (not mkstemp's 0600)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- npz sequences
+
+
+class NpzStreamWriter:
+    """Write an ``.npz`` whose large arrays arrive in chunks along their first axis.
+
+    Arrays are written one after another (a zip archive has one open member at a time);
+    memory use is one chunk, whatever the array length. The archive is renamed onto
+    ``path`` by :meth:`close`; :meth:`abort` (or an exception inside ``with``) discards it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._zip: zipfile.ZipFile | None = zipfile.ZipFile(self._tmp, "w", allowZip64=True)
+        self._names: set[str] = set()
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        """Write a whole array."""
+        array = np.asarray(array, order="C")
+        self.add_chunks(name, array.shape, array.dtype, [array])
+
+    def add_chunks(
+        self, name: str, shape: Sequence[int], dtype: np.dtype | type, chunks: Iterable[np.ndarray]
+    ) -> None:
+        """Write an array of ``shape`` given as consecutive chunks along axis 0."""
+        if self._zip is None:
+            raise MeshIOError(f"{self.path}: writer is closed")
+        if name in self._names:
+            raise MeshIOError(f"{self.path}: array {name!r} written twice")
+        self._names.add(name)
+        dtype = np.dtype(dtype)
+        shape = tuple(int(s) for s in shape)
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        expected = math.prod(shape) * dtype.itemsize
+        written = 0
+        with self._zip.open(f"{name}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_2_0(member, header)
+            for chunk in chunks:
+                chunk = np.asarray(chunk, dtype=dtype, order="C")
+                if chunk.shape[1:] != shape[1:]:
+                    raise MeshIOError(f"{name}: chunk of shape {chunk.shape} does not fit {shape}")
+                member.write(chunk.tobytes())
+                written += chunk.nbytes
+        if written != expected:
+            raise MeshIOError(f"{name}: got {written} bytes of data, shape {shape} needs {expected}")
+
+    def close(self) -> None:
+        """Finish the archive and rename it onto the final path."""
+        if self._zip is None:
+            return
+        self._zip.close()
+        self._zip = None
+        publish(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> NpzStreamWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass
+class MeshSequence:
+    """A mesh sequence read back from an npz.
+
+    Attributes:
+        vertices: ``[T,V,3]`` float32; triangles: ``[F,3]`` int64; valid: ``[T]`` bool;
+        timestamps: ``[T]`` float64 seconds; extra: every other array in the file by name.
+    """
+
+    vertices: np.ndarray
+    triangles: np.ndarray
+    valid: np.ndarray
+    timestamps: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.vertices.shape[0])
+
+
+def check_mesh_sequence(vertices: np.ndarray, triangles: np.ndarray, valid: np.ndarray, timestamps: np.ndarray) -> None:
+    """Raise :class:`MeshIOError` unless the four arrays describe one consistent sequence."""
+    if vertices.ndim != 3 or vertices.shape[2] != 3:
+        raise MeshIOError(f"vertices must be [T,V,3], got {vertices.shape}")
+    if triangles.ndim != 2 or triangles.shape[1] != 3:
+        raise MeshIOError(f"triangles must be [F,3], got {triangles.shape}")
+    if triangles.size and (triangles.min() < 0 or triangles.max() >= vertices.shape[1]):
+        raise MeshIOError(f"triangle ids outside [0, {vertices.shape[1]})")
+    n = vertices.shape[0]
+    if valid.shape != (n,) or timestamps.shape != (n,):
+        raise MeshIOError(f"valid {valid.shape} and timestamps {timestamps.shape} must both be [{n}]")
+
+
+def save_mesh_sequence_npz(
+    path: str | Path,
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    valid: np.ndarray,
+    timestamps: np.ndarray,
+    **extra: np.ndarray,
+) -> None:
+    """Save a mesh sequence (plus any ``extra`` arrays, e.g. pose or AU probabilities) atomically."""
+    vertices = np.asarray(vertices, dtype=np.float32)
+    triangles = np.asarray(triangles, dtype=np.int64)
+    valid = np.asarray(valid, dtype=bool)
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    check_mesh_sequence(vertices, triangles, valid, timestamps)
+    clash = sorted(set(extra) & set(MESH_SEQUENCE_KEYS))
+    if clash:
+        raise MeshIOError(f"extra arrays may not reuse the names {clash}")
+    with NpzStreamWriter(path) as writer:
+        for name, array in (("vertices", vertices), ("triangles", triangles), ("valid", valid), ("timestamps", timestamps)):
+            writer.add(name, array)
+        for name, array in extra.items():
+            writer.add(name, np.asarray(array))
+
+
+def load_mesh_sequence_npz(path: str | Path) -> MeshSequence:
+    """Read a file written by :func:`save_mesh_sequence_npz` (or ``au-face reconstruct``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeshIOError(f"mesh-sequence file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise MeshIOError(f"{path} is not a readable npz: {err}") from err
+    missing = [k for k in MESH_SEQUENCE_KEYS if k not in arrays]
+    if missing:
+        raise MeshIOError(f"{path} is not a mesh-sequence file: missing {missing}")
+    seq = MeshSequence(*(arrays.pop(k) for k in MESH_SEQUENCE_KEYS), extra=arrays)
+    check_mesh_sequence(seq.vertices, seq.triangles, seq.valid, seq.timestamps)
+    return seq
+
+
+# --------------------------------------------------------------------------- per-frame meshes
+
+
+def frame_mesh_path(directory: str | Path, frame: int, fmt: str) -> Path:
+    """``directory/frame_000123.obj`` for frame number 123."""
+    return Path(directory) / f"frame_{frame:06d}.{fmt}"
+
+
+def write_frame_meshes(
+    directory: str | Path,
+    vertices: np.ndarray,
+    triangles: np.ndarray,
+    fmt: str = "obj",
+    valid: np.ndarray | None = None,
+    frames: Sequence[int] | None = None,
+) -> list[Path]:
+    """Write one mesh file per valid frame (``frame_000001.obj``...); return the paths written.
+
+    ``frames`` are the numbers used in the file names (default ``1..T``, matching the AU CSV).
+    All vertices are kept (no merging), so every file has exactly ``V`` vertices; read them
+    back with ``trimesh.load(path, process=False, maintain_order=True)``.
+    """
+    import trimesh
+
+    if fmt not in MESH_FORMATS:
+        raise MeshIOError(f"unknown mesh format {fmt!r}; choose from {', '.join(MESH_FORMATS)}")
+    vertices = np.asarray(vertices, dtype=np.float64)
+    triangles = np.asarray(triangles, dtype=np.int64)
+    n = len(vertices)
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    frames = list(range(1, n + 1)) if frames is None else [int(f) for f in frames]
+    check_mesh_sequence(vertices, triangles, valid, np.zeros(n))
+    if len(frames) != n:
+        raise MeshIOError(f"{len(frames)} frame numbers for {n} frames")
+    written = []
+    for t in np.flatnonzero(valid):
+        mesh = trimesh.Trimesh(vertices=vertices[t], faces=triangles, process=False)
+        target = frame_mesh_path(directory, frames[t], fmt)
+        with atomic_output(target) as tmp:
+            if fmt == "obj":
+                data = mesh.export(file_type="obj", include_normals=False, include_texture=False)
+                tmp.write_text(data)
+            else:
+                tmp.write_bytes(mesh.export(file_type="ply"))
+        written.append(target)
+    return written
+
+
+# --------------------------------------------------------------------------- AU CSV
+
+
+def au_csv_columns(aus: Sequence[int]) -> list[str]:
+    """Header of the AU CSV: ``frame, timestamp, confidence, success``, then ``AUxx_p`` and ``AUxx_c``."""
+    labels = [au_label(a) for a in aus]
+    return [*CSV_LEADING, *(f"{lab}_p" for lab in labels), *(f"{lab}_c" for lab in labels)]
+
+
+class AUCsvWriter:
+    """Stream per-frame AU probabilities to an OpenFace-style CSV.
+
+    Columns follow OpenFace's layout: ``frame`` (1-based), ``timestamp`` (seconds),
+    ``confidence``, ``success`` (1 when a face was found), then one probability column per AU
+    (``AU12_p``, our analogue of OpenFace's ``AU12_r``) and one 0/1 occurrence column
+    (``AU12_c``, probability >= ``threshold``). Frames without a face leave the AU fields empty.
+    Rows go to a temporary file renamed onto ``path`` at :meth:`close`; an exception inside
+    ``with`` discards it.
+    """
+
+    def __init__(self, path: str | Path, aus: Sequence[int], threshold: float = 0.5) -> None:
+        self.path = Path(path)
+        self.aus = [parse_au(a) for a in aus]
+        self.threshold = float(threshold)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._fh = os.fdopen(fd, "w", newline="")
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(au_csv_columns(self.aus))
+        self.rows = 0
+
+    def write(
+        self,
+        frames: Sequence[int] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray,
+        success: Sequence[bool] | np.ndarray,
+        probs: np.ndarray,
+        confidence: Sequence[float] | np.ndarray | None = None,
+    ) -> None:
+        """Append rows: 1-based frame numbers, seconds, face found, ``[N,K]`` probabilities.
+
+        ``confidence`` defaults to 1 where a face was found and 0 elsewhere.
+        """
+        frames = np.asarray(frames, dtype=np.int64)
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        success = np.asarray(success, dtype=bool)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(frames), -1)
+        conf = success.astype(np.float64) if confidence is None else np.asarray(confidence, dtype=np.float64)
+        n = len(frames)
+        if not (len(timestamps) == len(success) == len(conf) == n) or probs.shape[1] != len(self.aus):
+            raise MeshIOError(
+                f"AU rows: {n} frames, {len(timestamps)} timestamps, {len(success)} flags, "
+                f"probabilities {probs.shape} for {len(self.aus)} AUs"
+            )
+        for i in range(n):
+            row = [int(frames[i]), f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
+            if success[i]:
+                row += [f"{p:.4f}" for p in probs[i]]
+                row += [int(p >= self.threshold) for p in probs[i]]
+            else:
+                row += [""] * (2 * len(self.aus))
+            self._csv.writerow(row)
+        self.rows += n
+
+    def close(self) -> None:
+        """Flush and rename the CSV onto its final path."""
+        if self._fh.closed:
+            return
+        self._fh.close()
+        publish(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard the rows written so far."""
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AUCsvWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass
+class AUTable:
+    """Per-frame AU output read from a CSV (or built from arrays for plotting).
+
+    Attributes:
+        frames: ``[T]`` 1-based frame numbers; timestamps: ``[T]`` seconds;
+        success: ``[T]`` bool; aus: FACS numbers (``K``);
+        probs: ``[T,K]`` probabilities, NaN where no face was found;
+        occurrence: ``[T,K]`` int8, 1/0, -1 where no face was found.
+        confidence: ``[T]`` per-frame confidence.
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    success: np.ndarray
+    aus: list[int]
+    probs: np.ndarray
+    occurrence: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def read_au_csv(path: str | Path) -> AUTable:
+    """Read an AU CSV written by :class:`AUCsvWriter` (spaces after commas are tolerated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeshIOError(f"AU csv not found: {path}")
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh, skipinitialspace=True))
+    if not rows:
+        raise MeshIOError(f"{path} is empty")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in CSV_LEADING if c not in header]
+    prob_cols = [h for h in header if h.endswith("_p")]
+    if missing or not prob_cols:
+        raise MeshIOError(f"{path} is not an au_face AU csv (missing {missing or 'AUxx_p columns'})")
+    aus = [parse_au(h[:-2]) for h in prob_cols]
+    col = {h: i for i, h in enumerate(header)}
+    occ_cols = [f"{au_label(a)}_c" for a in aus]
+    absent = [c for c in occ_cols if c not in col]
+    if absent:
+        raise MeshIOError(f"{path} lacks occurrence columns {absent}")
+    body = rows[1:]
+
+    def numbers(name: str, dtype: type) -> np.ndarray:
+        values = [r[col[name]].strip() for r in body]
+        return np.array([float(v) if v else np.nan for v in values], dtype=np.float64).astype(dtype)
+
+    try:
+        probs = np.stack([numbers(c, np.float64) for c in prob_cols], axis=1) if body else np.zeros((0, len(aus)))
+        occ = np.stack([numbers(c, np.float64) for c in occ_cols], axis=1) if body else np.zeros((0, len(aus)))
+        table = AUTable(
+            frames=numbers("frame", np.int64),
+            timestamps=numbers("timestamp", np.float64),
+            success=numbers("success", np.float64) > 0,
+            aus=aus,
+            probs=probs,
+            occurrence=np.where(np.isnan(occ), -1, occ).astype(np.int8),
+            confidence=numbers("confidence", np.float64),
+        )
+    except (ValueError, IndexError) as err:
+        raise MeshIOError(f"{path}: malformed row: {err}") from err
+    return table

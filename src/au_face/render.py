@@ -1,0 +1,262 @@
+"""Pictures of the results: an overlay video (mesh on the frames + AU bars) and an AU track figure.
+
+The overlay draws the posed mesh with OpenCV polygons (shaded, semi-transparent, back faces
+culled) rather than rasterising it in 3D: it is a quick visual check, streamed frame by frame.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from au_face.aus import au_label
+from au_face.errors import AUFaceError
+from au_face.io import AUTable, atomic_output, publish, read_au_csv
+
+#: BGR colours of the overlay.
+MESH_COLOUR = np.array([255, 230, 150], dtype=np.float32)
+WIRE_COLOUR = (200, 140, 40)
+ACTIVE_COLOUR = (60, 190, 90)
+INACTIVE_COLOUR = (150, 150, 150)
+PANEL_COLOUR = (32, 32, 32)
+TEXT_COLOUR = (235, 235, 235)
+NO_FACE_COLOUR = (60, 60, 230)
+_SHADES = 8
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class RenderError(AUFaceError, RuntimeError):
+    """Raised when a video or figure cannot be written."""
+
+
+def facing_triangles(posed: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles facing the camera and their shading in [0,1].
+
+    ``posed`` are image-space vertices ``[V,3]`` (x right, y down in pixels, z depth). A
+    triangle's normal z is the signed area of its projection; the sign facing the camera is
+    taken as that of the area-weighted majority (a tracked face always shows its front), so
+    no winding convention is assumed. Shading is ``|n_z| / |n|`` (Lambert, light at the camera).
+    """
+    p = posed[triangles]
+    normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    nz = normals[:, 2]
+    front = nz * np.sign(nz.sum()) > 0
+    shade = np.abs(nz[front]) / np.maximum(np.linalg.norm(normals[front], axis=1), 1e-12)
+    return np.flatnonzero(front), shade
+
+
+def draw_mesh(image: np.ndarray, posed: np.ndarray, triangles: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Draw the shaded, semi-transparent mesh with a wireframe onto a BGR ``image`` (in place)."""
+    ids, shade = facing_triangles(posed, triangles)
+    if len(ids) == 0:
+        return image
+    pts = np.round(posed[:, :2]).astype(np.int32)[triangles[ids]]
+    layer = image.copy()
+    levels = np.minimum((shade * _SHADES).astype(int), _SHADES - 1)
+    for level in range(_SHADES):
+        polys = pts[levels == level]
+        if len(polys):
+            colour = MESH_COLOUR * (0.45 + 0.55 * (level + 0.5) / _SHADES)
+            cv2.fillPoly(layer, list(polys), tuple(float(c) for c in colour))
+    cv2.polylines(layer, list(pts), True, WIRE_COLOUR, 1, cv2.LINE_AA)
+    x0, y0 = np.maximum(pts.reshape(-1, 2).min(axis=0) - 2, 0)
+    x1, y1 = np.minimum(pts.reshape(-1, 2).max(axis=0) + 3, (image.shape[1], image.shape[0]))
+    if x1 <= x0 or y1 <= y0:  # entirely outside the frame
+        return image
+    roi = (slice(y0, y1), slice(x0, x1))
+    cv2.addWeighted(layer[roi], alpha, image[roi], 1.0 - alpha, 0.0, dst=image[roi])
+    return image
+
+
+def _label(image: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
+    """Text on a dark box, readable on any background."""
+    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
+    x, y = org
+    cv2.rectangle(image, (x - 4, y - h - 4), (x + w + 4, y + base + 2), (0, 0, 0), -1)
+    cv2.putText(image, text, (x, y), _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+class AUPanel:
+    """Side panel with one horizontal probability bar per AU."""
+
+    def __init__(self, aus: Sequence[int], height: int, width: int = 200, threshold: float = 0.5) -> None:
+        self.aus = list(aus)
+        self.width = width
+        self.threshold = threshold
+        self.top = 36
+        self.row = max(12, min(30, (height - self.top - 8) // max(len(self.aus), 1)))
+        self.scale = min(0.5, self.row / 40)
+        self.bar_x0, self.bar_x1 = 58, width - 52
+        base = np.full((height, width, 3), PANEL_COLOUR, dtype=np.uint8)
+        cv2.putText(base, "AU probability", (8, 22), _FONT, 0.5, TEXT_COLOUR, 1, cv2.LINE_AA)
+        for k, au in enumerate(self.aus):
+            cv2.putText(base, au_label(au), (8, self._baseline(k)), _FONT, self.scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+            y0, y1 = self._bar_span(k)
+            cv2.rectangle(base, (self.bar_x0, y0), (self.bar_x1, y1), (70, 70, 70), -1)
+            tick = self.bar_x0 + int(round(threshold * (self.bar_x1 - self.bar_x0)))
+            cv2.line(base, (tick, y0 - 2), (tick, y1 + 2), (110, 110, 110), 1)
+        self._base = base
+
+    def _baseline(self, k: int) -> int:
+        return self.top + k * self.row + int(self.row * 0.7)
+
+    def _bar_span(self, k: int) -> tuple[int, int]:
+        y = self.top + k * self.row
+        pad = max(2, self.row // 5)
+        return y + pad, y + self.row - pad
+
+    def render(self, probs: np.ndarray | None) -> np.ndarray:
+        """The panel for one frame (``probs`` ``[K]``, or None when there is no face)."""
+        panel = self._base.copy()
+        for k in range(len(self.aus)):
+            y0, y1 = self._bar_span(k)
+            if probs is None:
+                text, colour = "-", INACTIVE_COLOUR
+            else:
+                p = float(np.clip(probs[k], 0.0, 1.0))
+                colour = ACTIVE_COLOUR if p >= self.threshold else INACTIVE_COLOUR
+                x = self.bar_x0 + int(round(p * (self.bar_x1 - self.bar_x0)))
+                cv2.rectangle(panel, (self.bar_x0, y0), (x, y1), colour, -1)
+                text = f"{p:.2f}"
+            cv2.putText(panel, text, (self.bar_x1 + 6, self._baseline(k)), _FONT, self.scale, colour, 1, cv2.LINE_AA)
+        return panel
+
+
+class OverlayWriter:
+    """Stream an MP4 of the video with the posed mesh drawn on it and, given AUs, a side panel.
+
+    ``size`` is the video's ``(width, height)``; with ``aus`` the output is ``panel_width``
+    wider. The file appears under ``path`` only at :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int],
+        triangles: np.ndarray,
+        aus: Sequence[int] | None = None,
+        threshold: float = 0.5,
+        alpha: float = 0.4,
+        panel_width: int = 200,
+    ) -> None:
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self.triangles = np.asarray(triangles, dtype=np.int64)
+        self.alpha = alpha
+        self.panel = AUPanel(aus, self.size[1], panel_width, threshold) if aus else None
+        width = self.size[0] + (panel_width if self.panel else 0)
+        self.frame_size = (width, self.size[1])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.frame_size)
+        if not self._writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise RenderError(f"OpenCV cannot write an mp4v video at {self.path}")
+        self._canvas = np.zeros((self.size[1], width, 3), dtype=np.uint8)
+        self.frames_written = 0
+
+    def write(
+        self,
+        rgb: np.ndarray,
+        posed: np.ndarray | None,
+        probs: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """Add one frame: RGB ``[H,W,3]``, image-space vertices ``[V,3]`` (None: no face), AU probabilities."""
+        if rgb.shape[:2] != (self.size[1], self.size[0]):
+            raise RenderError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the overlay is {self.size[0]}x{self.size[1]}")
+        w = self.size[0]
+        image = self._canvas[:, :w]
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=image)
+        if posed is None:
+            _label(image, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
+        else:
+            draw_mesh(image, np.asarray(posed, dtype=np.float32), self.triangles, self.alpha)
+        if timestamp is not None:
+            _label(image, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
+        if self.panel is not None:
+            self._canvas[:, w:] = self.panel.render(None if posed is None or probs is None else probs)
+        self._writer.write(self._canvas)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish the video and move it onto its final path."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        publish(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard the partial video."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> OverlayWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def plot_au_tracks(
+    source: str | Path | AUTable, path: str | Path, threshold: float = 0.5, title: str | None = None
+) -> Path:
+    """Save a PNG of AU probabilities over time: one row per AU, shared time axis in seconds.
+
+    ``source`` is an AU CSV or an :class:`~au_face.io.AUTable`. Frames where the AU occurs
+    (probability >= ``threshold``) are shaded; frames without a face are hatched grey.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    table = read_au_csv(source) if isinstance(source, (str, Path)) else source
+    if len(table) == 0:
+        raise RenderError("no frames to plot")
+    t = table.timestamps
+    k = len(table.aus)
+    fig = Figure(figsize=(9, 0.55 * k + 1.3), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
+    missing = ~table.success
+    for i, (ax, au) in enumerate(zip(axes, table.aus)):
+        p = table.probs[:, i]
+        occurs = np.nan_to_num(p, nan=0.0) >= threshold
+        ax.fill_between(t, 0, 1, where=occurs, step="mid", color="tab:orange", alpha=0.25, linewidth=0)
+        if missing.any():
+            ax.fill_between(t, 0, 1, where=missing, step="mid", facecolor="none", edgecolor="0.6", hatch="///", linewidth=0)
+        ax.plot(t, p, color="tab:blue", linewidth=1.2)
+        ax.axhline(threshold, color="0.5", linewidth=0.6, linestyle="--")
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 1])
+        ax.yaxis.tick_right()
+        ax.tick_params(axis="y", labelsize=7, length=0, pad=2)
+        ax.set_ylabel(au_label(au), rotation=0, ha="right", va="center", fontsize=9)
+        ax.tick_params(axis="x", labelbottom=i == k - 1)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(t[0], t[-1] if t[-1] > t[0] else t[0] + 1)
+    legend = f"shaded: p >= {threshold:g}" + ("; hatched: no face" if missing.any() else "")
+    fig.suptitle(f"{title or 'AU probabilities'}  ({legend})", fontsize=10)
+    fig.subplots_adjust(left=0.09, right=0.96, top=1 - 0.45 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(), hspace=0.15)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

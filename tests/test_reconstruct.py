@@ -1,0 +1,301 @@
+"""``au_face.pipeline.reconstruct`` and ``au-face reconstruct``: passes, stitching, outputs, errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from au_face.cli import main
+from au_face.coarse.base import CoarseFrames
+from au_face.io import load_mesh_sequence_npz, read_au_csv
+from au_face.pipeline import FrameStore, TopologyMismatchError, plan_windows, reconstruct, refine_windows
+
+pytest.importorskip("mediapipe")
+
+
+@dataclass
+class StandInRefinement:
+    vertices: torch.Tensor
+    au_probs: torch.Tensor
+    aus: list[int]
+
+
+@dataclass
+class StandInRefiner:
+    """The inference interface of ``AUFaceTask``, with outputs that are easy to predict.
+
+    Vertices move by ``0.01 * timestamp`` along every axis, AU probabilities are ``sin``/``cos`` of
+    time: both depend on the absolute frame only, so a correct stitch reproduces them exactly.
+    """
+
+    clip_length: int = 16
+    topology_name: str = "mediapipe"
+    aus: tuple[int, ...] = (6, 12)
+    calls: list[tuple[int, torch.Tensor | None]] = field(default_factory=list)
+
+    @staticmethod
+    def expected(vertices: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(timestamps, dtype=np.float32)
+        probs = np.stack([0.5 + 0.5 * np.sin(3 * t), 0.5 + 0.5 * np.cos(3 * t)], axis=1)
+        return vertices + 0.01 * t[:, None, None], probs
+
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> StandInRefinement:
+        self.calls.append((len(coarse), reference))
+        vertices, probs = self.expected(coarse.vertices.numpy(), coarse.timestamps.numpy())
+        return StandInRefinement(torch.from_numpy(vertices), torch.from_numpy(probs), list(self.aus))
+
+
+class WindowIdRefiner(StandInRefiner):
+    """Outputs the number of the call as every value: shows which window each frame came from."""
+
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> StandInRefinement:
+        value = float(len(self.calls))
+        self.calls.append((len(coarse), reference))
+        return StandInRefinement(
+            torch.full_like(coarse.vertices, value), torch.full((len(coarse), len(self.aus)), value), list(self.aus)
+        )
+
+
+def _synthetic_coarse(n: int, v: int = 5) -> CoarseFrames:
+    rng = np.random.default_rng(0)
+    valid = np.ones(n, dtype=bool)
+    valid[7] = False
+    vertices = rng.normal(size=(n, v, 3)).astype(np.float32) * valid[:, None, None]
+    return CoarseFrames(
+        vertices=torch.from_numpy(vertices),
+        valid=torch.from_numpy(valid),
+        rotation=torch.eye(3).repeat(n, 1, 1),
+        translation=torch.zeros(n, 3),
+        scale=torch.ones(n),
+        landmarks2d=torch.zeros(n, 68, 2),
+        timestamps=torch.arange(n, dtype=torch.float64) / 25,
+        fps=25.0,
+        topology="mediapipe",
+    )
+
+
+def _filled_store(tmp_path: Path, coarse: CoarseFrames) -> FrameStore:
+    store = FrameStore(tmp_path)
+    for part in (coarse.slice(0, 30), coarse.slice(30, len(coarse))):
+        for name, array in part.to_numpy().items():
+            if name not in ("fps", "topology"):
+                store.append(name, array)
+    return store
+
+
+# --------------------------------------------------------------------------- unit: windows, store, stitching
+
+
+@pytest.mark.parametrize(("n", "length", "overlap"), [(10, 16, 4), (16, 16, 4), (17, 16, 4), (100, 16, 4), (41, 8, 7)])
+def test_plan_windows_cover_every_frame_with_overlaps(n: int, length: int, overlap: int) -> None:
+    windows = plan_windows(n, length, overlap)
+    assert windows[0][0] == 0 and windows[-1][1] == n
+    assert all(stop - start == min(length, n) for start, stop in windows)
+    for (s0, e0), (s1, _) in zip(windows, windows[1:]):
+        assert s0 < s1 and e0 - s1 >= overlap
+
+
+def test_frame_store_reads_back_ranges(tmp_path: Path) -> None:
+    coarse = _synthetic_coarse(50)
+    store = _filled_store(tmp_path, coarse)
+    assert store.shape("vertices") == (50, 5, 3)
+    np.testing.assert_array_equal(store.read("vertices", 25, 35), coarse.vertices[25:35].numpy())
+    np.testing.assert_array_equal(np.concatenate(list(store.chunks("valid", 16))), coarse.valid.numpy())
+    back = store.coarse(5, 12, 25.0, "mediapipe")
+    assert len(back) == 7 and not back.valid[2]
+    with pytest.raises(Exception, match="rows"):
+        store.append("vertices", np.zeros((2, 4, 3), np.float32))
+
+
+def test_refinement_windows_are_stitched_in_frame_order(tmp_path: Path) -> None:
+    coarse = _synthetic_coarse(50)
+    store = _filled_store(tmp_path, coarse)
+    refiner = StandInRefiner(clip_length=16)
+    reference = np.full((5, 3), 7.0, dtype=np.float32)
+    aus = refine_windows(refiner, store, reference, 25.0, "mediapipe", overlap=None, progress=False)
+    assert aus == [6, 12]
+    assert [n for n, _ in refiner.calls] == [16] * len(plan_windows(50, 16, 4))
+    assert all(torch.equal(ref, torch.from_numpy(reference)) for _, ref in refiner.calls)
+    vertices, probs = StandInRefiner.expected(coarse.vertices.numpy(), coarse.timestamps.numpy())
+    valid = coarse.valid.numpy()
+    np.testing.assert_allclose(store.read("refined", 0, 50)[valid], vertices[valid], atol=1e-6)
+    np.testing.assert_array_equal(store.read("refined", 7, 8), coarse.vertices[7:8].numpy())  # no face: coarse kept
+    np.testing.assert_allclose(store.read("au_probs", 0, 50)[valid], probs[valid], atol=1e-6)
+    assert np.isnan(store.read("au_probs", 7, 8)).all()
+
+
+def test_overlaps_are_cross_faded_and_the_rest_taken_whole(tmp_path: Path) -> None:
+    coarse = _synthetic_coarse(40).with_fields(valid=torch.ones(40, dtype=torch.bool))
+    store = _filled_store(tmp_path, coarse)
+    refine_windows(WindowIdRefiner(clip_length=16), store, np.zeros((5, 3), np.float32), 25.0, "mediapipe", 4, False)
+    probs = store.read("au_probs", 0, 40)[:, 0]
+    # windows start at 0, 12, 24 (each 16 long): frames 12-15 and 24-27 blend two windows
+    np.testing.assert_array_equal(probs[:12], 0.0)
+    np.testing.assert_array_equal(probs[16:24], 1.0)
+    np.testing.assert_array_equal(probs[28:], 2.0)
+    np.testing.assert_allclose(probs[12:16], [0.2, 0.4, 0.6, 0.8], atol=1e-6)
+    assert np.all(np.diff(probs) >= 0)
+
+
+# --------------------------------------------------------------------------- end to end on a real clip
+
+
+@pytest.fixture(scope="module")
+def single_face(video_dir: Path) -> Path:
+    return video_dir / "single_face.mp4"
+
+
+@pytest.fixture(scope="module")
+def reconstructor():
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+    return MediaPipeReconstructor()
+
+
+@pytest.fixture(scope="module")
+def video_times(single_face: Path) -> np.ndarray:
+    from au_face.video import VideoReader
+
+    with VideoReader(single_face) as reader:
+        return np.array([f.timestamp for f in reader])
+
+
+@pytest.fixture(scope="module")
+def coarse_run(single_face: Path, reconstructor, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("coarse")
+    return out, reconstruct(single_face, out, reconstructor, mesh_format="obj", progress=False)
+
+
+@pytest.fixture(scope="module")
+def refined_run(single_face: Path, reconstructor, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("refined")
+    refiner = StandInRefiner()
+    return out, reconstruct(single_face, out, reconstructor, refiner=refiner, mesh_format="ply", progress=False), refiner
+
+
+def _video_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    cap = cv2.VideoCapture(str(path))
+    count, shape = 0, (0, 0)
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        count, shape = count + 1, (frame.shape[1], frame.shape[0])
+    cap.release()
+    return count, shape
+
+
+def test_coarse_only_outputs(coarse_run, video_times: np.ndarray) -> None:
+    out, result = coarse_run
+    assert result.num_frames == 72 and result.num_valid == 72 and not result.refined
+    assert set(result.paths) == {"meshes", "frame_meshes", "overlay"}
+    assert "need a trained checkpoint" in result.summary()
+    seq = load_mesh_sequence_npz(result.paths["meshes"])
+    assert seq.vertices.shape == (72, 468, 3) and seq.triangles.shape[1] == 3
+    np.testing.assert_allclose(seq.timestamps, video_times)
+    np.testing.assert_array_equal(seq.extra["frames"], np.arange(1, 73))
+    assert not bool(seq.extra["refined"]) and "au_probs" not in seq.extra
+    assert str(seq.extra["topology"]) == "mediapipe"
+    np.testing.assert_allclose(seq.extra["reference"], seq.vertices[seq.valid].mean(axis=0), atol=1e-4)
+    files = sorted(result.paths["frame_meshes"].iterdir())
+    assert len(files) == 72 and files[0].name == "frame_000001.obj"
+    assert trimesh.load(files[5], process=False, maintain_order=True).vertices.shape == (468, 3)
+    assert _video_frames(result.paths["overlay"]) == (72, (640, 360))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result.paths.values())  # no leftovers
+
+
+def test_refined_outputs(refined_run, video_times: np.ndarray) -> None:
+    out, result, refiner = refined_run
+    assert result.refined and set(result.paths) == {"meshes", "au_csv", "au_plot", "frame_meshes", "overlay"}
+    seq = load_mesh_sequence_npz(result.paths["meshes"])
+    coarse = seq.extra["coarse_vertices"]
+    expected_vertices, expected_probs = StandInRefiner.expected(coarse, seq.timestamps)
+    np.testing.assert_allclose(seq.vertices, expected_vertices, atol=1e-5)
+    np.testing.assert_allclose(seq.extra["au_probs"], expected_probs, atol=1e-5)
+    np.testing.assert_array_equal(seq.extra["aus"], [6, 12])
+    # every window got S̄ of the whole video, not its own mean
+    s_bar = coarse[seq.valid].mean(axis=0)
+    assert all(np.allclose(ref.numpy(), s_bar, atol=1e-4) for _, ref in refiner.calls)
+
+    table = read_au_csv(result.paths["au_csv"])
+    assert table.aus == [6, 12] and len(table) == 72
+    np.testing.assert_array_equal(table.frames, np.arange(1, 73))
+    np.testing.assert_allclose(table.timestamps, video_times, atol=5e-4)
+    np.testing.assert_allclose(table.probs, expected_probs, atol=1e-4)
+    np.testing.assert_array_equal(table.occurrence, expected_probs >= 0.5)
+
+    assert cv2.imread(str(result.paths["au_plot"])) is not None
+    assert _video_frames(result.paths["overlay"]) == (72, (840, 360))  # 200 px AU panel
+    ply = sorted(result.paths["frame_meshes"].glob("*.ply"))
+    assert len(ply) == 72
+    np.testing.assert_allclose(trimesh.load(ply[10], process=False).vertices, seq.vertices[10], atol=1e-5)
+
+
+def test_stride_and_max_frames(single_face: Path, reconstructor, tmp_path: Path, video_times: np.ndarray) -> None:
+    result = reconstruct(single_face, tmp_path, reconstructor, overlay=False, stride=3, max_frames=10, progress=False)
+    seq = load_mesh_sequence_npz(result.paths["meshes"])
+    assert result.num_frames == 10 and set(result.paths) == {"meshes"}
+    np.testing.assert_array_equal(seq.extra["frames"], np.arange(10) * 3 + 1)
+    np.testing.assert_allclose(seq.timestamps, video_times[::3][:10])
+
+
+def test_topology_mismatch_is_refused_before_any_work(single_face: Path, reconstructor, tmp_path: Path) -> None:
+    with pytest.raises(TopologyMismatchError, match="trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'"):
+        reconstruct(single_face, tmp_path / "out", reconstructor, refiner=StandInRefiner(topology_name="ict"))
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _cli_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    assert main(["reconstruct", *argv]) == 2
+    return capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_clearly(tmp_path: Path, single_face: Path, capsys: pytest.CaptureFixture) -> None:
+    out = str(tmp_path / "out")
+    assert "video not found" in _cli_error(capsys, [str(tmp_path / "missing.mp4"), "--out", out])
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not really a video")
+    assert "corrupt.mp4" in _cli_error(capsys, [str(tmp_path / "corrupt.mp4"), "--out", out])
+    blank = _write_video(tmp_path / "blank.mp4", [np.full((96, 128, 3), 128, np.uint8)] * 6)
+    assert "no face found" in _cli_error(capsys, [str(blank), "--out", out])
+    assert "checkpoint not found" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "no.ckpt"), "--out", out])
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.ckpt")
+    assert "not an au_face" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "foreign.ckpt"), "--out", out])
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    assert "not a readable PyTorch checkpoint" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "text.ckpt"), "--out", out])
+    assert "exactly one" in _cli_error(capsys, [str(single_face), "--demo", "--out", out])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_topology_mismatch(tmp_path: Path, single_face: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import au_face.pipeline
+
+    monkeypatch.setattr(au_face.pipeline, "load_refiner", lambda path: StandInRefiner(topology_name="ict"))
+    err = _cli_error(capsys, [str(single_face), "--ckpt", "x.ckpt", "--out", str(tmp_path)])
+    assert "checkpoint was trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'" in err
+
+
+def test_cli_demo_runs_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path / "cache"))
+    assert main(["reconstruct", "--demo", "--out", str(tmp_path / "out"), "--mesh-format", "obj", "--stride", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "24 frames, face found in 24" in printed and "overlay video" in printed
+    assert len(list((tmp_path / "out").glob("demo_*_meshes/*.obj"))) == 24
+    assert len(list((tmp_path / "cache").glob("demo_astronaut_*.mp4"))) == 1

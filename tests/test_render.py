@@ -1,0 +1,117 @@
+"""Overlay video and AU track figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+
+from au_face.io import AUCsvWriter, AUTable
+from au_face.render import OverlayWriter, RenderError, draw_mesh, facing_triangles, plot_au_tracks
+
+SIZE = (160, 120)  # width, height
+
+
+@pytest.fixture(scope="module")
+def sphere() -> tuple[np.ndarray, np.ndarray]:
+    """An open, face-like cap in image space: the camera-side of a sphere (centre (80, 60), radius
+    40 px, camera looking along +z) plus a rim of triangles just behind the silhouette."""
+    mesh = trimesh.creation.icosphere(subdivisions=2)
+    faces = np.asarray(mesh.faces)
+    faces = faces[mesh.vertices[faces].mean(axis=1)[:, 2] < 0.3]
+    return np.asarray(mesh.vertices) * 40 + [80, 60, 0], faces
+
+
+def test_facing_triangles_cull_the_back_rim_whatever_the_winding(sphere) -> None:
+    vertices, faces = sphere
+    outward = np.cross(*(vertices[faces[:, 1:]] - vertices[faces[:, :1]]).transpose(1, 0, 2))
+    facing_camera = np.flatnonzero(outward[:, 2] < 0)
+    assert 0 < len(facing_camera) < len(faces)
+    front, shade = facing_triangles(vertices, faces)
+    np.testing.assert_array_equal(front, facing_camera)
+    flipped, _ = facing_triangles(vertices, faces[:, ::-1])
+    np.testing.assert_array_equal(flipped, facing_camera)
+    assert shade.min() >= 0 and shade.max() <= 1 and shade.max() > 0.95
+
+
+def test_draw_mesh_changes_only_the_face_region(sphere) -> None:
+    vertices, faces = sphere
+    image = np.full((SIZE[1], SIZE[0], 3), 40, dtype=np.uint8)
+    draw_mesh(image, vertices, faces)
+    assert (image[60, 80] != 40).any()  # centre of the sphere is drawn over
+    assert (image[2, 2] == 40).all() and (image[60, 150] == 40).all()
+
+
+@pytest.mark.parametrize("shift", [(-60, 0), (-500, -400), (1000, 0)])
+def test_draw_mesh_clips_at_the_frame_border(sphere, shift: tuple[int, int]) -> None:
+    vertices, faces = sphere
+    image = np.full((SIZE[1], SIZE[0], 3), 40, dtype=np.uint8)
+    draw_mesh(image, vertices + [*shift, 0], faces)
+    assert ((image != 40).any(axis=2).any()) == (shift == (-60, 0))
+
+
+def _read_all(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def test_overlay_video_frames_size_and_panel(tmp_path: Path, sphere) -> None:
+    vertices, faces = sphere
+    rgb = np.full((SIZE[1], SIZE[0], 3), 90, dtype=np.uint8)
+    with OverlayWriter(tmp_path / "o.mp4", 25, SIZE, faces, aus=[1, 12], panel_width=120) as writer:
+        assert writer.frame_size == (SIZE[0] + 120, SIZE[1])
+        for t in range(5):
+            face = None if t == 2 else vertices + [t, 0, 0]
+            writer.write(rgb, face, np.array([0.9, 0.1]), t / 25)
+    frames = _read_all(tmp_path / "o.mp4")
+    assert len(frames) == 5
+    assert frames[0].shape == (SIZE[1], SIZE[0] + 120, 3)
+    # the face frame differs from the no-face frame in the face region, and the panel bars differ too
+    assert np.abs(frames[0][50:70, 70:90].astype(int) - frames[2][50:70, 70:90]).mean() > 10
+    assert np.abs(frames[0][:, SIZE[0]:].astype(int) - frames[2][:, SIZE[0]:]).mean() > 1
+
+
+def test_overlay_without_aus_keeps_video_size_and_is_atomic(tmp_path: Path, sphere) -> None:
+    vertices, faces = sphere
+    rgb = np.zeros((SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="stop"):
+        with OverlayWriter(tmp_path / "o.mp4", 25, SIZE, faces) as writer:
+            writer.write(rgb, vertices)
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+    with OverlayWriter(tmp_path / "o.mp4", 25, SIZE, faces) as writer:
+        writer.write(rgb, vertices)
+        with pytest.raises(RenderError, match="160x120"):
+            writer.write(np.zeros((10, 10, 3), np.uint8), vertices)
+    frames = _read_all(tmp_path / "o.mp4")
+    assert len(frames) == 1 and frames[0].shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_plot_au_tracks_from_csv(tmp_path: Path) -> None:
+    t = np.arange(50) / 25
+    probs = np.stack([0.5 + 0.5 * np.sin(t * 3), 0.5 + 0.5 * np.cos(t * 2)], axis=1)
+    success = np.ones(50, bool)
+    success[20:25] = False
+    with AUCsvWriter(tmp_path / "aus.csv", [6, 12]) as writer:
+        writer.write(np.arange(1, 51), t, success, probs)
+    out = plot_au_tracks(tmp_path / "aus.csv", tmp_path / "aus.png")
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[0] > 100 and image.shape[1] > 500
+    assert image.std() > 10  # not a blank canvas
+
+
+def test_plot_au_tracks_rejects_empty_tables(tmp_path: Path) -> None:
+    empty = AUTable(np.zeros(0, int), np.zeros(0), np.zeros(0, bool), [6], np.zeros((0, 1)), np.zeros((0, 1), np.int8), np.zeros(0))
+    with pytest.raises(RenderError, match="no frames"):
+        plot_au_tracks(empty, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
