@@ -1,0 +1,212 @@
+"""``au-face evaluate``: per-AU F1 over dataset folds as Markdown and CSV tables.
+
+Two sources of per-fold results:
+
+* ``--config configs/bp4d_fold1.yaml ... --ckpt fold1.ckpt ...``: run the test split of each
+  config with its checkpoint (one checkpoint per config, or one for all) and write a per-fold
+  metrics CSV for each;
+* ``--metrics a.csv b.csv c.csv``: per-fold CSVs written earlier, by this command or by
+  Lightning's ``CSVLogger`` (columns such as ``test/f1/AU01``; the last row with values is used).
+
+The table follows the layout of the AU-detection papers (JAA-Net, ME-GraphAU, and the paper this
+package implements): one column per AU then ``Avg.``, F1 in percent; one row per fold and, for
+several folds, an ``Avg.`` row of per-AU means over folds (the number the papers report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from au_face.aus import au_label
+from au_face.errors import AUFaceError
+from au_face.fileutil import atomic_write_text
+
+_METRIC_COLUMN = re.compile(r"^(?:(?P<stage>test|val|validate)/)?(?:f1[/_])?au0*(?P<au>\d+)$", re.IGNORECASE)
+
+
+class EvaluationError(AUFaceError, ValueError):
+    """Per-fold results that cannot be read or do not fit together."""
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Per-AU F1 (fractions in [0, 1], NaN where undefined) of one fold."""
+
+    name: str
+    f1: dict[int, float]
+
+    @property
+    def mean(self) -> float:
+        return _nan_mean(list(self.f1.values()))
+
+
+def _nan_mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _to_float(cell: str, path: Path, column: str) -> float:
+    if cell.strip() == "" or cell.strip().lower() == "nan":
+        return math.nan
+    try:
+        value = float(cell)
+    except ValueError:
+        raise EvaluationError(f"{path}: column {column}: {cell!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise EvaluationError(f"{path}: column {column}: F1 {value:g} is not a fraction in [0, 1]")
+    return value
+
+
+def read_fold_csv(path: str | Path) -> dict[int, float]:
+    """Per-AU F1 from a metrics CSV (``AU01``/``f1/AU01``/``test/f1/AU01`` columns, F1 as fractions)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"metrics file not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise EvaluationError(f"{path}: empty file")
+    header = [h.strip() for h in rows[0]]
+    matches = {i: _METRIC_COLUMN.match(h) for i, h in enumerate(header)}
+    matches = {i: m for i, m in matches.items() if m}
+    if not matches:
+        raise EvaluationError(f"{path}: no per-AU F1 columns (such as 'AU01' or 'test/f1/AU01') in the header")
+    stages = {(m.group("stage") or "").lower() for m in matches.values()}
+    stage = "test" if "test" in stages else ("val" if "val" in stages else ("validate" if "validate" in stages else ""))
+    columns = {int(m.group("au")): i for i, m in matches.items() if (m.group("stage") or "").lower() == stage}
+    for row in reversed(rows[1:]):
+        cells = [row[i].strip() if i < len(row) else "" for i in columns.values()]
+        if any(cells):
+            return {au: _to_float(cell, path, header[i]) for (au, i), cell in zip(columns.items(), cells)}
+    raise EvaluationError(f"{path}: no row has per-AU F1 values")
+
+
+def fold_table(results: list[FoldResult], average_name: str = "Avg.") -> tuple[list[str], list[list[str | float]]]:
+    """Header and rows (F1 in percent): one row per fold, then the per-AU average over folds."""
+    if not results:
+        raise EvaluationError("no fold results to tabulate")
+    aus = list(results[0].f1)
+    for result in results[1:]:
+        if list(result.f1) != aus:
+            raise EvaluationError(
+                f"folds disagree on the AUs: {results[0].name} has {_aus_text(aus)}, "
+                f"{result.name} has {_aus_text(list(result.f1))}"
+            )
+    header = ["Fold", *(f"AU{au}" for au in aus), "Avg."]
+    rows: list[list[str | float]] = [[r.name, *(100 * r.f1[au] for au in aus), 100 * r.mean] for r in results]
+    if len(results) > 1:
+        per_au = [_nan_mean([r.f1[au] for r in results]) for au in aus]
+        rows.append([average_name, *(100 * v for v in per_au), 100 * _nan_mean(per_au)])
+    return header, rows
+
+
+def _aus_text(aus: list[int]) -> str:
+    return ",".join(au_label(a) for a in aus)
+
+
+def _fmt(value: str | float, digits: int, missing: str = "–") -> str:
+    if isinstance(value, str):
+        return value
+    return missing if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def to_markdown(header: list[str], rows: list[list[str | float]]) -> str:
+    """A Markdown table with one decimal (the papers' precision); the average row is bold."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+    for i, row in enumerate(rows):
+        cells = [_fmt(v, 1) for v in row]
+        if i == len(rows) - 1 and len(rows) > 1:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(header: list[str], rows: list[list[str | float]]) -> str:
+    """CSV of the same table (two decimals; undefined F1 left empty)."""
+    lines = [",".join(header)] + [",".join(_fmt(v, 2, missing="") for v in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def fold_csv(f1: dict[int, float]) -> str:
+    """A per-fold metrics CSV that :func:`read_fold_csv` reads back (``AU01,...`` fractions)."""
+    header = [au_label(au) for au in f1] + ["f1_mean"]
+    values = [f"{v:.6f}" for v in f1.values()] + [f"{_nan_mean(list(f1.values())):.6f}"]
+    return ",".join(header) + "\n" + ",".join(values) + "\n"
+
+
+def evaluate_checkpoint(config: Path, ckpt: Path, trainer_args: list[str]) -> dict[int, float]:
+    """Test ``ckpt`` on the test split of ``config`` (as ``au-face test`` does); per-AU F1."""
+    from au_face.cli import AUFaceCLI
+    from au_face.data.datamodules.base import SequenceDataModule
+    from au_face.tasks import AUFaceTask
+
+    if not config.is_file():
+        raise EvaluationError(f"config not found: {config}")
+    if not ckpt.is_file():
+        raise EvaluationError(f"checkpoint not found: {ckpt}")
+    cli = AUFaceCLI(
+        AUFaceTask,
+        SequenceDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        run=False,
+        args=["--config", str(config), "--trainer.logger=false", *trainer_args],
+        save_config_callback=None,
+        auto_configure_optimizers=False,
+    )
+    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0]
+    f1 = {}
+    for key, value in metrics.items():
+        match = _METRIC_COLUMN.match(key)
+        if match and (match.group("stage") or "").lower() == "test":
+            f1[int(match.group("au"))] = float(value)
+    # AUs never labelled positive nor predicted positive are not logged (F1 undefined)
+    return {au: f1.get(au, math.nan) for au in cli.datamodule.aus}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``au-face evaluate``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", nargs="+", type=Path, help="training configs, one per fold (test split is used)")
+    source.add_argument("--metrics", nargs="+", type=Path, help="per-fold metrics CSVs written earlier")
+    parser.add_argument("--ckpt", nargs="+", type=Path, help="checkpoint per config, or one for every config")
+    parser.add_argument("--names", nargs="+", help="row names (default: fold1, fold2, ...)")
+    parser.add_argument("--method", default="Avg.", help="name of the row averaged over folds (default: Avg.)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="write table.md, table.csv (and fold CSVs) here")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator for --config runs (default: auto)")
+    parser.add_argument("--devices", default="1", help="Lightning devices for --config runs (default: 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect per-fold F1, print the Markdown table, write files under ``--out-dir``."""
+    sources = args.config or args.metrics
+    names = args.names or [f"fold{i}" for i in range(1, len(sources) + 1)]
+    if len(names) != len(sources):
+        raise EvaluationError(f"{len(names)} names for {len(sources)} folds")
+    results = []
+    if args.config:
+        ckpts = args.ckpt or []
+        if len(ckpts) not in (1, len(args.config)):
+            raise EvaluationError(f"give one checkpoint, or one per config ({len(args.config)}); got {len(ckpts)}")
+        for i, config in enumerate(args.config):
+            trainer_args = [f"--trainer.accelerator={args.accelerator}", f"--trainer.devices={args.devices}"]
+            f1 = evaluate_checkpoint(config, ckpts[i if len(ckpts) > 1 else 0], trainer_args)
+            if args.out_dir is not None:
+                atomic_write_text(args.out_dir / f"{names[i]}_metrics.csv", fold_csv(f1))
+            results.append(FoldResult(names[i], f1))
+    else:
+        if args.ckpt:
+            raise EvaluationError("--ckpt goes with --config, not with --metrics")
+        results = [FoldResult(name, read_fold_csv(path)) for name, path in zip(names, args.metrics)]
+    header, rows = fold_table(results, args.method)
+    markdown = to_markdown(header, rows)
+    print(markdown, end="")
+    if args.out_dir is not None:
+        atomic_write_text(args.out_dir / "table.md", markdown)
+        atomic_write_text(args.out_dir / "table.csv", to_csv(header, rows))
+    return 0

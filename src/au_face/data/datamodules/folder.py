@@ -1,0 +1,488 @@
+"""DataModules over real videos: coarse frames from the coarse cache, labels from label files.
+
+:class:`CachedVideoDataModule` is the shared part (cache look-up with the exact ``au-face
+preprocess`` command on a miss, label alignment, masks and expression basis for the cached
+topology); :class:`FolderAUDataModule` is the generic dataset: a folder of videos with one
+label CSV per video. The BP4D, DISFA, Aff-Wild2 and Multiface modules build on the base.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from au_face.assets import ICT_MODEL
+from au_face.coarse.base import CoarseFrames
+from au_face.commands.preprocess import RECONSTRUCTORS, VIDEO_EXTENSIONS
+from au_face.data.cache import CacheMissError, CoarseCache
+from au_face.data.clips import SequenceRecord
+from au_face.data.datamodules.base import SequenceDataModule, count_frames
+from au_face.data.labels import LabelTrack, align_labels, align_to_frames, read_folder_csv
+from au_face.errors import AUFaceError
+from au_face.expression import fit_pca_basis, ict_expression_basis
+from au_face.faces.ict import ICTFaceModel, ict_blendshape_weights
+from au_face.faces.registry import load_topology
+from au_face.faces.topology import FaceTopology
+from au_face.fileutil import atomic_save_npz, user_cache_dir
+from au_face.geometry import FaceGeometry
+from au_face.masks import build_masks
+
+#: Class of each reconstructor ``au-face preprocess`` offers (imported only for its version).
+_RECONSTRUCTOR_CLASSES = {
+    "mediapipe": "au_face.coarse.mediapipe:MediaPipeReconstructor",
+    "deca": "au_face.coarse.deca:DecaReconstructor",
+}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class DatasetLayoutError(AUFaceError, ValueError):
+    """A dataset folder, split or setting that does not fit the expected layout."""
+
+
+@dataclass(frozen=True)
+class VideoSequence:
+    """One video of a dataset before the cache look-up.
+
+    Attributes:
+        name: unique id. subject: subject id (splits are by subject).
+        video: the video file the coarse cache is keyed by.
+        track: its labels (None: prediction only).
+        frame_offset: source frame number of the video's first frame.
+        frame_numbers: explicit source frame numbers of the video's frames (an image sequence
+            turned into a video); overrides ``frame_offset``.
+        gt_path: npz with ground-truth ``vertices`` in the coarse topology, if any.
+    """
+
+    name: str
+    subject: str
+    video: Path
+    track: LabelTrack | None = None
+    frame_offset: int = 0
+    frame_numbers: np.ndarray | None = field(default=None, compare=False)
+    gt_path: Path | None = None
+
+
+def reconstructor_version(name: str) -> str:
+    """Version string of a reconstructor that ``au-face preprocess`` offers (cache entries carry it)."""
+    if name not in RECONSTRUCTORS or name not in _RECONSTRUCTOR_CLASSES:
+        raise DatasetLayoutError(f"unknown reconstructor {name!r}; au-face preprocess offers {', '.join(RECONSTRUCTORS)}")
+    module, cls = _RECONSTRUCTOR_CLASSES[name].split(":")
+    return str(getattr(importlib.import_module(module), cls).version)
+
+
+def image_frame_numbers(folder: str | Path) -> np.ndarray:
+    """Frame numbers of an image sequence: the integer file stems (``0001.jpg`` → 1), sorted."""
+    folder = Path(folder)
+    numbers = []
+    for path in folder.iterdir():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            if not path.stem.isdigit():
+                raise DatasetLayoutError(f"{path}: image names must be frame numbers such as 0001.jpg")
+            numbers.append(int(path.stem))
+    if not numbers:
+        raise DatasetLayoutError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return np.array(sorted(numbers), dtype=np.int64)
+
+
+def encode_image_folder(folder: str | Path, video: str | Path, fps: float) -> Path:
+    """Write the frames of an image-sequence folder, in frame-number order, as an MJPG ``.avi``.
+
+    ``au-face preprocess`` reads video files; BP4D and Multiface ship frames as images. Pair the
+    video with :func:`image_frame_numbers` of the same folder to keep the source frame numbers.
+    """
+    folder, video = Path(folder), Path(video)
+    numbers = image_frame_numbers(folder)
+    by_number = {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
+    video.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    try:
+        for number in numbers:
+            image = cv2.imread(str(by_number[number]), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DatasetLayoutError(f"cannot read image {by_number[number]}")
+            if writer is None:
+                size = (image.shape[1], image.shape[0])
+                writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+                if not writer.isOpened():
+                    raise DatasetLayoutError(f"cannot open {video} for writing (OpenCV MJPG)")
+            writer.write(image)
+    finally:
+        if writer is not None:
+            writer.release()
+    return video
+
+
+class CachedVideoDataModule(SequenceDataModule, abc.ABC):
+    """Sequences whose coarse frames are read from a :class:`CoarseCache` (``au-face preprocess``).
+
+    Args:
+        cache_dir: the cache folder given to ``au-face preprocess --out``.
+        reconstructor: the coarse reconstructor the cache was made with.
+        cache_base: the ``--base`` folder cache keys are relative to (default: the dataset root).
+        frame_stride, max_frames: ``--stride`` / ``--max-frames`` the cache was made with.
+        alignment: ``mask`` (labels missing for a video frame, or for frames not in the video,
+            become unknown) or ``error``.
+        mask_method: ``auto`` (ICT masks on ICT meshes, ICT masks transferred when an ICT model
+            is available, else landmark-anchored masks), ``ict``, ``transfer`` or ``landmarks``.
+        mask_rings: boundary width of the masks.
+        expression_basis: ``auto`` (ICT blendshapes on ICT, FLAME expression space on FLAME,
+            else PCA of the training meshes), ``pca``, ``ict`` or ``flame``.
+        expression_dim: size of a PCA or FLAME basis.
+        ict_path, flame_path, flame_landmarks_path: model files (default: their environment variables).
+        Other arguments: see :class:`SequenceDataModule`.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str,
+        reconstructor: str = "mediapipe",
+        cache_base: str | None = None,
+        frame_stride: int = 1,
+        max_frames: int | None = None,
+        alignment: Literal["mask", "error"] = "mask",
+        mask_method: Literal["auto", "ict", "transfer", "landmarks"] = "auto",
+        mask_rings: int = 3,
+        expression_basis: Literal["auto", "pca", "ict", "flame"] = "auto",
+        expression_dim: int = 32,
+        ict_path: str | None = None,
+        flame_path: str | None = None,
+        flame_landmarks_path: str | None = None,
+        aus: str | list[str | int] = "bp4d",
+        clip_length: int = 16,
+        train_stride: int = 8,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        balanced_sampling: bool = False,
+        use_crops: bool = True,
+        cache_size: int = 64,
+    ) -> None:
+        super().__init__(aus, clip_length, train_stride, batch_size, num_workers, balanced_sampling, use_crops, cache_size)
+        if alignment not in ("mask", "error"):
+            raise DatasetLayoutError(f"alignment must be 'mask' or 'error', got {alignment!r}")
+        self.cache_dir = Path(cache_dir)
+        self.reconstructor = reconstructor
+        self.cache_base = cache_base
+        self.frame_stride = frame_stride
+        self.max_frames = max_frames
+        self.alignment = alignment
+        self.mask_method = mask_method
+        self.mask_rings = mask_rings
+        self.expression_basis_kind = expression_basis
+        self.basis_size = expression_dim
+        self.ict_path = ict_path
+        self.flame_path = flame_path
+        self.flame_landmarks_path = flame_landmarks_path
+        self._sequences: dict[str, list[VideoSequence]] = {}
+        self._records: dict[str, list[SequenceRecord]] = {}
+
+    # -- what subclasses provide ---------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def root(self) -> Path:
+        """The dataset folder (default ``--base`` of the cache)."""
+
+    @abc.abstractmethod
+    def list_sequences(self, split: str) -> list[VideoSequence]:
+        """The videos of ``split`` (``train``, ``val``, ``test`` or ``predict``) with their labels."""
+
+    # -- cache ----------------------------------------------------------------------------------
+    @cached_property
+    def cache(self) -> CoarseCache:
+        base = self.cache_base if self.cache_base is not None else self.root
+        version = reconstructor_version(self.reconstructor)
+        return CoarseCache(self.cache_dir, self.reconstructor, version, base, self.frame_stride, self.max_frames)
+
+    def sequences(self, split: str) -> list[VideoSequence]:
+        if split not in self._sequences:
+            self._sequences[split] = self.list_sequences(split)
+        return self._sequences[split]
+
+    def require_cached(self, splits: tuple[str, ...]) -> None:
+        """Raise :class:`CacheMissError` naming the ``au-face preprocess`` command for every missing video."""
+        videos = list(dict.fromkeys(s.video for split in splits for s in self.sequences(split)))
+        message = self.cache.missing_message(videos)
+        if message:
+            raise CacheMissError(f"{type(self).__name__}: {message}")
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = STAGE_SPLITS.get(stage, ("train", "val", "test", "predict")) if stage else ("train", "val", "test", "predict")
+        self.require_cached(tuple(s for s in splits if s not in self.datasets))
+        super().setup(stage)
+
+    def records(self, split: str) -> list[SequenceRecord]:
+        if split not in self._records:
+            self.require_cached((split,))
+            self._records[split] = [self._record(s) for s in self.sequences(split)]
+        return self._records[split]
+
+    def _record(self, seq: VideoSequence) -> SequenceRecord:
+        record = SequenceRecord(seq.name, seq.subject, self.cache.path(seq.video), gt_path=seq.gt_path)
+        if seq.track is None:
+            return record
+        n = count_frames(record)
+        track = seq.track.select(self.au_list)
+        if seq.frame_numbers is not None:
+            numbers = np.asarray(seq.frame_numbers)[:: self.frame_stride][:n]
+            if numbers.size != n:
+                raise DatasetLayoutError(
+                    f"{seq.name}: the cache has {n} frames but the frame list {numbers.size} (was the video re-encoded?)"
+                )
+            aligned = align_to_frames(track, numbers, self.alignment)
+        else:
+            aligned = align_labels(track, n, seq.frame_offset, self.alignment, self.frame_stride)
+        return replace(record, labels=aligned.labels)
+
+    # -- geometry ------------------------------------------------------------------------------
+    def _coarse_topology_name(self) -> str:
+        """Topology of the cached meshes, read from the first cached video of any split."""
+        manifest = self.cache.manifest()
+        for split in ("train", "val", "test", "predict"):
+            for seq in self.sequences(split):
+                if self.cache.is_done(seq.video, manifest.get(self.cache.key(seq.video))):
+                    with np.load(self.cache.path(seq.video)) as z:
+                        return str(z["topology"])
+        self.require_cached(("train", "val", "test"))
+        raise DatasetLayoutError(f"{type(self).__name__}: no sequences to read the topology from")
+
+    def _ict_model(self, required: bool) -> ICTFaceModel | None:
+        if self.ict_path is None and ICT_MODEL.env_var not in os.environ and not required:
+            return None
+        return ICTFaceModel.load(ICT_MODEL.resolve(self.ict_path)).restrict("narrow")
+
+    def build_geometry(self) -> FaceGeometry:
+        name = self._coarse_topology_name()
+        topology = load_topology(name, self.ict_path, self.flame_path, self.flame_landmarks_path)
+        method = self.mask_method
+        ict = self._ict_model(required=method in ("ict", "transfer") or (name == "ict" and method == "auto"))
+        if method == "auto":
+            method = "landmarks"
+            if ict is not None and name == "ict":
+                method = "ict"
+            elif ict is not None and all(_has_ict_shapes(a) for a in self.au_list):
+                method = "transfer"
+        masks = build_masks(topology, self.au_list, method, ict, user_cache_dir() / "masks", self.mask_rings)
+        return FaceGeometry(topology, tuple(self.au_list), masks, self._expression_basis(topology, ict))
+
+    def _expression_basis(self, topology: FaceTopology, ict: ICTFaceModel | None) -> np.ndarray:
+        kind = self.expression_basis_kind
+        if kind == "auto":
+            kind = {"ict": "ict", "flame": "flame"}.get(topology.name, "pca")
+        if kind == "ict":
+            if topology.name != "ict":
+                raise DatasetLayoutError(f"the ICT expression basis needs ICT meshes, the cache has {topology.name!r}")
+            basis, _ = ict_expression_basis(ict if ict is not None else self._ict_model(required=True))
+            return basis
+        if kind == "flame":
+            from au_face.faces.flame import FlameModel
+
+            if topology.name != "flame":
+                raise DatasetLayoutError(f"the FLAME expression basis needs FLAME meshes, the cache has {topology.name!r}")
+            flame = FlameModel.load(self.flame_path, self.flame_landmarks_path, n_expression=self.basis_size)
+            return flame.expression_basis().detach().cpu().numpy().astype(np.float32)
+        if kind == "pca":
+            return self._pca_basis(topology)
+        raise DatasetLayoutError(f"unknown expression basis {kind!r}; use auto, pca, ict or flame")
+
+    def _pca_basis(self, topology: FaceTopology, max_frames: int = 4000) -> np.ndarray:
+        """PCA of training displacements ``S - S̄``, saved beside the cache (keyed by the training videos)."""
+        videos = sorted(self.cache.key(s.video) for s in self.sequences("train"))
+        key = hashlib.sha1(json.dumps([topology.name, self.basis_size, max_frames, videos]).encode()).hexdigest()[:16]
+        path = self.cache_dir / "expression_basis" / f"pca_{topology.name}_{self.basis_size}_{key}.npz"
+        if path.is_file():  # fitted when training; evaluation needs no training videos
+            with np.load(path) as z:
+                return z["basis"]
+        train = self.records("train")
+        per_video = max(1, max_frames // max(1, len(train)))
+        parts = []
+        for record in train:
+            coarse = CoarseFrames.load(record.coarse_path)
+            if coarse.num_valid == 0:
+                continue
+            displacement = (coarse.vertices[coarse.valid] - coarse.mean_shape()).numpy()
+            take = np.linspace(0, len(displacement) - 1, min(per_video, len(displacement))).astype(int)
+            parts.append(displacement[take])
+        if not parts:
+            raise DatasetLayoutError(f"{type(self).__name__}: no valid training frames to fit a PCA expression basis")
+        basis = fit_pca_basis(np.concatenate(parts), self.basis_size)
+        atomic_save_npz(path, basis=basis)
+        return basis
+
+
+def _has_ict_shapes(au: int) -> bool:
+    try:
+        ict_blendshape_weights(au)
+    except KeyError:
+        return False
+    return True
+
+
+def find_videos(folder: Path) -> dict[str, Path]:
+    """Video files under ``folder`` (recursive) by path relative to it without extension (posix)."""
+    videos: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+            stem = path.relative_to(folder).with_suffix("").as_posix()
+            if stem in videos:
+                raise DatasetLayoutError(f"two videos named {stem!r}: {videos[stem]} and {path}")
+            videos[stem] = path
+    return videos
+
+
+def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float) -> dict[str, set[str]]:
+    """Deterministic subject split by a hash of the subject id (stable when subjects are added)."""
+    order = sorted(subjects, key=lambda s: hashlib.sha1(s.encode()).hexdigest())
+    n = len(order)
+    n_test = round(test_fraction * n)
+    n_val = round(val_fraction * n)
+    if n - n_test - n_val < 1:
+        raise DatasetLayoutError(f"{n} subjects cannot give val {val_fraction} and test {test_fraction} and still train")
+    return {"test": set(order[:n_test]), "val": set(order[n_test : n_test + n_val]), "train": set(order[n_test + n_val :])}
+
+
+class FolderAUDataModule(CachedVideoDataModule):
+    """A folder of videos, each with a label CSV (``frame`` + ``AUxx`` columns) of the same name.
+
+    Splits, in order of precedence: ``split_file`` (JSON ``{"train": [...], "val": [...],
+    "test": [...]}`` of video names, i.e. paths relative to ``video_dir`` without extension);
+    sub-folders ``train/``, ``val/``, ``test/`` of ``video_dir``; else a subject split with
+    ``val_fraction``/``test_fraction``, the subject being the first group of
+    ``subject_pattern`` matched on the video name (default: the part before the first ``_``).
+    The predict split is the test split.
+
+    Args:
+        video_dir: the videos (searched recursively).
+        label_dir: the CSVs, mirroring ``video_dir`` (default: beside the videos).
+        threshold: labels are intensities; occurrence is ``value >= threshold``.
+        frame_offset: the CSV ``frame`` number of the first video frame (0 for 0-based).
+        Other arguments (``aus``, ``clip_length``, ``reconstructor``, ...): see :class:`CachedVideoDataModule`.
+    """
+
+    def __init__(
+        self,
+        video_dir: str,
+        cache_dir: str,
+        label_dir: str | None = None,
+        split_file: str | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        subject_pattern: str = r"^([^_]+)",
+        threshold: float | None = None,
+        frame_offset: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(cache_dir, **kwargs)
+        self.video_dir = Path(video_dir)
+        self.label_dir = Path(label_dir) if label_dir is not None else self.video_dir
+        self.split_file = Path(split_file) if split_file is not None else None
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.subject_pattern = re.compile(subject_pattern)
+        self.threshold = threshold
+        self.frame_offset = frame_offset
+
+    @property
+    def root(self) -> Path:
+        return self.video_dir
+
+    def subject_of(self, name: str) -> str:
+        match = self.subject_pattern.search(Path(name).name)
+        if match is None:
+            raise DatasetLayoutError(f"subject_pattern {self.subject_pattern.pattern!r} does not match video {name!r}")
+        return match.group(1) if match.groups() else match.group(0)
+
+    @cached_property
+    def _labelled(self) -> dict[str, Path]:
+        if not self.video_dir.is_dir():
+            raise DatasetLayoutError(f"video folder not found: {self.video_dir}")
+        videos = {name: path for name, path in find_videos(self.video_dir).items() if (self.label_dir / f"{name}.csv").is_file()}
+        if not videos:
+            raise DatasetLayoutError(f"no video in {self.video_dir} has a label CSV of the same name in {self.label_dir}")
+        return videos
+
+    @cached_property
+    def _split_names(self) -> dict[str, list[str]]:
+        names = sorted(self._labelled)
+        if self.split_file is not None:
+            try:
+                raw = json.loads(self.split_file.read_text())
+            except (OSError, ValueError) as err:
+                raise DatasetLayoutError(f"cannot read split file {self.split_file}: {err}") from err
+            unknown = sorted({n for split in raw.values() for n in split} - set(names))
+            if unknown:
+                raise DatasetLayoutError(f"{self.split_file} names videos without a video+CSV pair: {unknown[:5]}")
+            return {split: list(raw.get(split, [])) for split in ("train", "val", "test")}
+        if any(n.split("/", 1)[0] in ("train", "val", "test") for n in names):
+            return {split: [n for n in names if n.split("/", 1)[0] == split] for split in ("train", "val", "test")}
+        groups = split_subjects(sorted({self.subject_of(n) for n in names}), self.val_fraction, self.test_fraction)
+        return {split: [n for n in names if self.subject_of(n) in groups[split]] for split in ("train", "val", "test")}
+
+    def list_sequences(self, split: str) -> list[VideoSequence]:
+        names = self._split_names["test" if split == "predict" else split]
+        return [
+            VideoSequence(
+                name,
+                self.subject_of(name),
+                self._labelled[name],
+                read_folder_csv(self.label_dir / f"{name}.csv", self.au_list, self.threshold),
+                self.frame_offset,
+            )
+            for name in names
+        ]
+
+
+def encode_image_folders(images_root: str | Path, videos_root: str | Path, fps: float) -> list[Path]:
+    """Encode every folder of frames under ``images_root`` to ``videos_root/<same relative path>.avi``.
+
+    Existing videos are kept (rerunning resumes). Returns the videos in frame-folder order.
+    """
+    images_root, videos_root = Path(images_root), Path(videos_root)
+    folders = sorted({p.parent for p in images_root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS})
+    if not folders:
+        raise DatasetLayoutError(f"no image folders under {images_root}")
+    videos = []
+    for folder in folders:
+        video = (videos_root / folder.relative_to(images_root)).with_suffix(".avi")
+        if not video.is_file():
+            tmp = video.with_name(f".{video.name}.partial.avi")
+            encode_image_folder(folder, tmp, fps)
+            tmp.replace(video)
+        videos.append(video)
+    return videos
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m au_face.data.datamodules.folder IMAGES_ROOT VIDEOS_ROOT --fps 25``: frames → videos."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m au_face.data.datamodules.folder",
+        description="Encode folders of numbered frames (BP4D, Multiface) as MJPG videos for au-face preprocess.",
+    )
+    parser.add_argument("images_root", type=Path)
+    parser.add_argument("videos_root", type=Path)
+    parser.add_argument("--fps", type=float, required=True, help="frame rate (BP4D 25, Multiface 30)")
+    args = parser.parse_args(argv)
+    try:
+        videos = encode_image_folders(args.images_root, args.videos_root, args.fps)
+    except AUFaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(videos)} videos under {args.videos_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""examples/finetune_new_aus.py: a checkpoint trained on one AU list fine-tuned to a folder dataset with another."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from dataset_fixtures import make_folder_labels, write_coarse_cache
+
+from au_face.cli import main
+from au_face.tasks import AUFaceTask
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["train/anna_1", "train/bob_1", "val/carl_1", "test/dora_1"]
+TINY = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1", "--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]  # fmt: skip
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("finetune_new_aus", REPO / "examples" / "finetune_new_aus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Videos labelled with AU01, AU06, AU12 and AU25 (train/val/test sub-folders) and their cache."""
+    root = tmp_path_factory.mktemp("videos")
+    for name in NAMES:
+        make_folder_labels(root / Path(name).parent, (Path(name).name,), ("AU01", "AU06", "AU12", "AU25"), num_frames=12)
+    write_coarse_cache(root / "cache", root, [root / f"{n}.mp4" for n in NAMES], 12)
+    return root
+
+
+@pytest.fixture(scope="module")
+def source_ckpt(videos: Path, tmp_path_factory) -> Path:
+    """A small model trained on AU06 and AU12 only."""
+    run = tmp_path_factory.mktemp("source")
+    config = yaml.safe_load((REPO / "configs" / "folder.yaml").read_text())
+    config["model"]["init_args"].update(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["trainer"]["logger"][0]["init_args"]["save_dir"] = str(run)
+    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), aus=["AU06", "AU12"], expression_dim=8)
+    path = run / "source.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(path), "--trainer.max_epochs=1", f"--trainer.default_root_dir={run}", *TINY]) == 0
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt: Path, tmp_path: Path, capsys) -> None:
+    example = _load_example()
+    out = tmp_path / "finetuned"
+    args = ["--ckpt", str(source_ckpt), "--videos", str(videos), "--cache", str(videos / "cache"),
+            "--aus", "AU01", "AU25", "AU06", "--freeze", "tokenizer", "spatial", "--epochs", "1", "--out", str(out),
+            "--data.init_args.expression_dim=8", *TINY]  # fmt: skip
+    ckpt = example.main(args)
+    printed = capsys.readouterr().out
+    assert "test/dora_1: 12 frames" in printed
+    assert [line.split()[0] for line in printed.splitlines() if line.startswith("  AU")] == ["AU01", "AU25", "AU06"]
+
+    source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
+    tuned = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    assert tuned.aus == [1, 25, 6] and tuned.hparams.dim == source.hparams.dim
+    assert tuned.net.au_weight.shape[0] == 3
+    # the frozen trunk is the source's; the temporal part was trained further
+    assert torch.equal(tuned.net.tokenizer.first, source.net.tokenizer.first)
+    assert torch.equal(tuned.net.spatial.state_dict()["encoder.layers.0.linear1.weight"],
+                       source.net.spatial.state_dict()["encoder.layers.0.linear1.weight"])  # fmt: skip
+    assert not torch.equal(tuned.net.temporal.encoder.layers[0].linear1.weight, source.net.temporal.encoder.layers[0].linear1.weight)
+
+
+def test_finetune_example_reports_a_missing_checkpoint(videos: Path, tmp_path: Path) -> None:
+    example = _load_example()
+    with pytest.raises(SystemExit, match="checkpoint not found"):
+        example.main(["--ckpt", str(tmp_path / "none.ckpt"), "--videos", str(videos), "--cache", str(videos), "--aus", "AU01"])
