@@ -56,7 +56,8 @@ class AUFaceTask(L.LightningModule):
 
     Fine-tuning: ``init_checkpoint`` loads a trained model at the start of ``fit``; weights whose
     names or shapes depend on the AU list are re-initialised when the AU list differs;
-    ``freeze`` names parts to keep fixed (tokenizer, spatial, temporal, video, mesh).
+    ``freeze`` names parts to keep fixed (tokenizer, spatial, temporal, video, mesh); AU-specific
+    weights always train, and a checkpoint of another architecture is refused.
     """
 
     def __init__(
@@ -152,10 +153,16 @@ class AUFaceTask(L.LightningModule):
         state, source_aus = _read_checkpoint(path)
         own = self.state_dict()
         skip_au = source_aus != self.aus
+        mismatched = [k for k, v in own.items() if not _au_specific(k) and k in state and state[k].shape != v.shape]
+        if mismatched:
+            raise CheckpointError(
+                f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
+                f"{mismatched[0]} {list(state[mismatched[0]].shape)} vs {list(own[mismatched[0]].shape)}; "
+                "use the checkpoint's model settings (dim, layers, topology)"
+            )
         loaded, skipped = [], []
-        for key, value in own.items():
-            au_specific = key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
-            if key in state and state[key].shape == value.shape and not (skip_au and au_specific):
+        for key in own:
+            if key in state and not (skip_au and _au_specific(key)):
                 own[key] = state[key]
                 loaded.append(key)
             else:
@@ -166,7 +173,7 @@ class AUFaceTask(L.LightningModule):
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
         for name, param in self.named_parameters():
-            if name.startswith(prefixes):
+            if name.startswith(prefixes) and not _au_specific(name):
                 param.requires_grad_(False)
 
     # -- forward and steps ------------------------------------------------------------------
@@ -293,6 +300,11 @@ class AUFaceTask(L.LightningModule):
         if self.net.uses_video and coarse.features is not None:
             batch["features"] = stack(coarse.features.float())
         return batch
+
+
+def _au_specific(key: str) -> bool:
+    """Weights that depend on the AU list (never frozen; re-initialised for a new AU list)."""
+    return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
 
 
 def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
