@@ -77,3 +77,18 @@ def test_finetune_example_reports_a_missing_checkpoint(videos: Path, tmp_path: P
     example = _load_example()
     with pytest.raises(SystemExit, match="checkpoint not found"):
         example.main(["--ckpt", str(tmp_path / "none.ckpt"), "--videos", str(videos), "--cache", str(videos), "--aus", "AU01"])
+
+
+def test_freezing_keeps_new_au_weights_trainable_and_refuses_other_architectures(source_ckpt: Path) -> None:
+    source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
+    hparams = dict(source.hparams)
+    hparams.update(aus=[1, 25], freeze=["tokenizer", "spatial", "temporal"])
+    task = AUFaceTask(**hparams)
+    loaded, skipped = task.load_trunk(source_ckpt)
+    task._apply_freeze()
+    assert "net.spatial.au_embedding" in skipped, "the AU embeddings belong to the old AU list"
+    assert task.net.spatial.au_embedding.requires_grad, "re-initialised AU weights must train"
+    assert not task.net.spatial.encoder.layers[0].linear1.weight.requires_grad
+    hparams.update(dim=2 * source.hparams.dim, freeze=None)
+    with pytest.raises(Exception, match="different architecture"):
+        AUFaceTask(**hparams).load_trunk(source_ckpt)
