@@ -326,3 +326,14 @@ def test_multiface_fit_and_test_through_the_cli(multiface, tmp_path: Path) -> No
         logged = {k: float(v) for row in csv.DictReader(fh) for k, v in row.items() if v}
     assert logged["test/vertex_error_coarse"] < 0.01  # coarse meshes are the ground truth in this fixture
     assert "test/vertex_error_refined" in logged
+
+
+@pytest.mark.parametrize("name", ["bp4d_fold1_deca", "disfa_fold1_deca"])
+def test_deca_configs_select_the_deca_reconstructor_and_flame_basis(name: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"), "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["init_args"]["reconstructor"] == "deca"
+    assert config["data"]["init_args"]["expression_basis"] == "flame"
+    assert config["model"]["init_args"]["feature_dim"] == 2048
