@@ -15,7 +15,7 @@ import numpy as np
 
 from au_face.errors import AUFaceError
 from au_face.fileutil import user_cache_dir
-from au_face.io import atomic_output
+from au_face.fileutil import atomic_path
 
 DEMO_FRAMES = 48
 DEMO_FPS = 25.0
@@ -72,7 +72,7 @@ def demo_video(cache_dir: str | Path | None = None, num_frames: int = DEMO_FRAME
     if path.is_file():
         return path
     frames = render_demo_frames(num_frames)
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (DEMO_SIZE, DEMO_SIZE))
         if not writer.isOpened():
             raise AUFaceError(f"OpenCV cannot write the demo clip to {path}")

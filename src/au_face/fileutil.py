@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import abc
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import numpy as np
+
+
+def temporary_sibling(path: str | Path) -> Path:
+    """A new empty temporary file beside ``path`` (same folder, so renaming it onto ``path`` is atomic).
+
+    It keeps ``path``'s suffix (some writers, such as OpenCV's, choose the format by it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: Path, path: str | Path) -> None:
+    """Rename a finished temporary file onto ``path``, with the usual permissions (not mkstemp's 0600)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -17,18 +38,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     An interrupted write leaves the target untouched (old content or absent).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_sibling(path)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        publish(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
+
+
+class AtomicStreamWriter(abc.ABC):
+    """A writer that streams into a temporary file: :meth:`close` publishes it, :meth:`abort`
+    (or an exception inside ``with``) discards it."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finish and rename onto the final path."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Discard everything written so far."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _umask() -> int:

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from au_face.aus import au_label, parse_au
 from au_face.errors import AUFaceError
-from au_face.fileutil import atomic_path
+from au_face.fileutil import AtomicStreamWriter, atomic_path, publish, temporary_sibling
 
 MESH_FORMATS = ("obj", "ply")
 #: Arrays every mesh-sequence npz holds.
@@ -34,30 +30,10 @@ class MeshIOError(AUFaceError, ValueError):
     """Raised for malformed mesh data or a file that is not in the expected format."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Like :func:`~au_face.fileutil.atomic_path`, but the final file gets the usual permissions."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-
-
-def publish(tmp: Path, path: Path) -> None:
-    """Rename a finished temporary file onto ``path`` with the usual permissions (not mkstemp's 0600)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- npz sequences
 
 
-class NpzStreamWriter:
+class NpzStreamWriter(AtomicStreamWriter):
     """Write an ``.npz`` whose large arrays arrive in chunks along their first axis.
 
     Arrays are written one after another (a zip archive has one open member at a time);
@@ -68,9 +44,7 @@ class NpzStreamWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_sibling(self.path)
         self._zip: zipfile.ZipFile | None = zipfile.ZipFile(self._tmp, "w", allowZip64=True)
         self._names: set[str] = set()
 
@@ -118,17 +92,6 @@ class NpzStreamWriter:
             self._zip.close()
             self._zip = None
         self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> NpzStreamWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 @dataclass
@@ -243,7 +206,7 @@ def write_frame_meshes(
     for t in np.flatnonzero(valid):
         mesh = trimesh.Trimesh(vertices=vertices[t], faces=triangles, process=False)
         target = frame_mesh_path(directory, frames[t], fmt)
-        with atomic_output(target) as tmp:
+        with atomic_path(target) as tmp:
             if fmt == "obj":
                 data = mesh.export(file_type="obj", include_normals=False, include_texture=False)
                 tmp.write_text(data)
@@ -262,7 +225,7 @@ def au_csv_columns(aus: Sequence[int]) -> list[str]:
     return [*CSV_LEADING, *(f"{lab}_p" for lab in labels), *(f"{lab}_c" for lab in labels)]
 
 
-class AUCsvWriter:
+class AUCsvWriter(AtomicStreamWriter):
     """Stream per-frame AU probabilities to an OpenFace-style CSV.
 
     Columns follow OpenFace's layout: ``frame`` (1-based), ``timestamp`` (seconds),
@@ -278,9 +241,8 @@ class AUCsvWriter:
         self.aus = [parse_au(a) for a in aus]
         self.threshold = float(threshold)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        self._fh = os.fdopen(fd, "w", newline="")
+        self._tmp = temporary_sibling(self.path)
+        self._fh = open(self._tmp, "w", newline="")  # noqa: SIM115 (closed by close/abort)
         self._csv = csv.writer(self._fh)
         self._csv.writerow(au_csv_columns(self.aus))
         self.rows = 0
@@ -330,17 +292,6 @@ class AUCsvWriter:
         if not self._fh.closed:
             self._fh.close()
         self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> AUCsvWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 @dataclass

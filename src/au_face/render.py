@@ -6,18 +6,16 @@ culled) rather than rasterising it in 3D: it is a quick visual check, streamed f
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import cv2
 import numpy as np
 
 from au_face.aus import au_label
 from au_face.errors import AUFaceError
-from au_face.io import AUTable, atomic_output, publish, read_au_csv
+from au_face.fileutil import AtomicStreamWriter, atomic_path, publish, temporary_sibling
+from au_face.io import AUTable, read_au_csv
 
 #: BGR colours of the overlay.
 MESH_COLOUR = np.array([255, 230, 150], dtype=np.float32)
@@ -128,7 +126,7 @@ class AUPanel:
         return panel
 
 
-class OverlayWriter:
+class OverlayWriter(AtomicStreamWriter):
     """Stream an MP4 of the video with the posed mesh drawn on it and, given AUs, a side panel.
 
     ``size`` is the video's ``(width, height)``; with ``aus`` the output is ``panel_width``
@@ -154,9 +152,7 @@ class OverlayWriter:
         width = self.size[0] + (panel_width if self.panel else 0)
         self.frame_size = (width, self.size[1])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_sibling(self.path)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.frame_size)
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
@@ -203,17 +199,6 @@ class OverlayWriter:
             self._writer = None
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> OverlayWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 def plot_au_tracks(
     source: str | Path | AUTable, path: str | Path, threshold: float = 0.5, title: str | None = None
@@ -257,6 +242,6 @@ def plot_au_tracks(
     fig.suptitle(f"{title or 'AU probabilities'}  ({legend})", fontsize=10)
     fig.subplots_adjust(left=0.09, right=0.96, top=1 - 0.45 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(), hspace=0.15)
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
