@@ -8,7 +8,7 @@ from pathlib import Path
 
 from au_face.assets import ICT_MODEL
 from au_face.aus import AU_NAMES, au_label, resolve_aus
-from au_face.faces.ict import ICTFaceModel, ict_blendshape_weights
+from au_face.faces.ict import ICTFaceModel, has_ict_shapes
 from au_face.faces.registry import TOPOLOGIES, load_topology
 from au_face.figures import draw_masks
 from au_face.masks import DEFAULT_ICT_THRESHOLD, DEFAULT_RINGS, MASK_METHODS, MaskError, build_masks, save_masks
@@ -43,18 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _choose_method(args: argparse.Namespace, aus: list[int], have_ict: bool) -> str:
     if args.method != "auto":
         return args.method
-    mapped = all(_has_ict_shapes(a) for a in aus)
+    mapped = all(has_ict_shapes(a) for a in aus)
     if have_ict and mapped:
         return "ict" if args.topology == "ict" else "transfer"
     return "landmarks"
-
-
-def _has_ict_shapes(au: int) -> bool:
-    try:
-        ict_blendshape_weights(au)
-    except KeyError:
-        return False
-    return True
 
 
 def run(args: argparse.Namespace) -> int:

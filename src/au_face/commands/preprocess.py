@@ -19,6 +19,7 @@ from typing import Any
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.data.cache import CoarseCache
+from au_face.commands import positive_int
 from au_face.errors import AUFaceError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -27,13 +28,6 @@ RECONSTRUCTORS = ("mediapipe", "deca")
 
 class PreprocessInputError(AUFaceError, ValueError):
     """An input path that does not exist, or no videos to process."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,17 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder that cache keys are relative to (default: the common folder of the inputs)",
     )
-    parser.add_argument("--stride", type=_positive, default=1, help="process every N-th frame (default 1)")
-    parser.add_argument("--max-frames", type=_positive, help="at most this many processed frames per video")
+    parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=positive_int, help="at most this many processed frames per video")
     parser.add_argument(
         "--reconstructor",
         choices=RECONSTRUCTORS,
         default="mediapipe",
         help="coarse reconstructor (deca needs $AU_FACE_DECA, $AU_FACE_FLAME, $AU_FACE_FLAME_LANDMARKS)",
     )
-    parser.add_argument("--devices", type=_positive, default=1, help="Lightning devices (processes) sharing the videos")
+    parser.add_argument("--devices", type=positive_int, default=1, help="Lightning devices (processes) sharing the videos")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)")
-    parser.add_argument("--chunk-size", type=_positive, default=64, help="frames decoded per reconstructor call")
+    parser.add_argument("--chunk-size", type=positive_int, default=64, help="frames decoded per reconstructor call")
 
 
 def collect_videos(inputs: Sequence[str | Path]) -> list[Path]:

@@ -5,19 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from au_face.commands import positive_int
 from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS
 
 
 class UsageError(AUFaceError, ValueError):
     """Inconsistent command-line arguments."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--mesh-format", choices=MESH_FORMATS, help="also write one canonical mesh file per frame")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay video")
-    parser.add_argument("--stride", type=_positive, default=1, help="process every N-th frame (default 1)")
-    parser.add_argument("--max-frames", type=_positive, help="stop after this many processed frames")
+    parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
     parser.add_argument(
         "--demo",
         action="store_true",

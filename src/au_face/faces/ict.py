@@ -82,6 +82,11 @@ def ict_blendshape_weights(au: int | str) -> dict[str, float]:
     raise KeyError(f"{au_label(number)} has no ICT expression shape mapping")
 
 
+def has_ict_shapes(au: int | str) -> bool:
+    """Whether ``au`` has an ICT expression-shape mapping (official table or au_face's extension)."""
+    return parse_au(au) in ICT_FACS_TABLE or parse_au(au) in ICT_FACS_EXTENSION
+
+
 @dataclass(frozen=True)
 class ICTFaceModel:
     """Linear ICT face model: ``S = neutral + sum_i a_i id_i + sum_j w_j expr_j``."""

@@ -31,7 +31,7 @@ from au_face.data.datamodules.base import SequenceDataModule, count_frames
 from au_face.data.labels import LabelTrack, align_labels, align_to_frames, read_folder_csv
 from au_face.errors import AUFaceError
 from au_face.expression import fit_pca_basis, ict_expression_basis
-from au_face.faces.ict import ICTFaceModel, ict_blendshape_weights
+from au_face.faces.ict import ICTFaceModel, has_ict_shapes
 from au_face.faces.registry import load_topology
 from au_face.faces.topology import FaceTopology
 from au_face.fileutil import atomic_save_npz, user_cache_dir
@@ -270,7 +270,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
             method = "landmarks"
             if ict is not None and name == "ict":
                 method = "ict"
-            elif ict is not None and all(_has_ict_shapes(a) for a in self.au_list):
+            elif ict is not None and all(has_ict_shapes(a) for a in self.au_list):
                 method = "transfer"
         masks = build_masks(topology, self.au_list, method, ict, user_cache_dir() / "masks", self.mask_rings)
         return FaceGeometry(topology, tuple(self.au_list), masks, self._expression_basis(topology, ict))
@@ -318,14 +318,6 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         basis = fit_pca_basis(np.concatenate(parts), self.basis_size)
         atomic_save_npz(path, basis=basis)
         return basis
-
-
-def _has_ict_shapes(au: int) -> bool:
-    try:
-        ict_blendshape_weights(au)
-    except KeyError:
-        return False
-    return True
 
 
 def find_videos(folder: Path) -> dict[str, Path]:
