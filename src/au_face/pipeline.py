@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
-from au_face.coarse.stream import FRAME_FIELDS, reconstruct_video
+from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
 from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS, AUCsvWriter, AUTable, NpzStreamWriter, write_frame_meshes
 
@@ -126,57 +126,6 @@ def plan_windows(num_frames: int, length: int, overlap: int) -> list[tuple[int, 
     return [(s, s + length) for s in starts]
 
 
-class FrameStore:
-    """Append-only raw files, one per field, in a work folder; rows are read back by range.
-
-    Reads use ``np.fromfile`` (no memory mapping), so resident memory is one chunk.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        self._rows: dict[str, int] = {}
-
-    def append(self, name: str, rows: np.ndarray) -> None:
-        """Add rows (first axis) to field ``name``; dtype and row shape are fixed by the first call."""
-        rows = np.ascontiguousarray(rows)
-        layout = self._layout.setdefault(name, (rows.dtype, rows.shape[1:]))
-        if layout != (rows.dtype, rows.shape[1:]):
-            raise PipelineError(f"{name}: rows {rows.dtype}{rows.shape[1:]} after {layout[0]}{layout[1]}")
-        with open(self.root / f"{name}.bin", "ab") as fh:
-            fh.write(rows.tobytes())
-        self._rows[name] = self._rows.get(name, 0) + len(rows)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._layout
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """``(rows, *row_shape)`` of a field."""
-        return (self._rows[name], *self._layout[name][1])
-
-    def dtype(self, name: str) -> np.dtype:
-        return self._layout[name][0]
-
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of a field (clipped at its end)."""
-        dtype, row = self._layout[name]
-        stop = min(stop, self._rows[name])
-        per_row = int(np.prod(row, dtype=np.int64))
-        count = max(stop - start, 0) * per_row
-        data = np.fromfile(self.root / f"{name}.bin", dtype=dtype, count=count, offset=start * per_row * dtype.itemsize)
-        return data.reshape(-1, *row)
-
-    def chunks(self, name: str, size: int = _CHUNK) -> Iterator[np.ndarray]:
-        """All rows of a field, ``size`` at a time."""
-        for start in range(0, self._rows[name], size):
-            yield self.read(name, start, start + size)
-
-    def coarse(self, start: int, stop: int, fps: float, topology: str) -> CoarseFrames:
-        """Frames ``start:stop`` as a :class:`CoarseFrames`."""
-        arrays = {name: torch.from_numpy(self.read(name, start, stop)) for name in FRAME_FIELDS if name in self}
-        return CoarseFrames(fps=fps, topology=topology, **arrays)
-
-
 def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", leave=False, disable=not (enabled and sys.stderr.isatty()))
 
@@ -204,9 +153,7 @@ def _coarse_pass(
         for chunk in reconstruct_video(video_path, reconstructor, stride=stride, max_frames=max_frames):
             fps = chunk.fps
             arrays = chunk.to_numpy()
-            for name in fields:
-                if name in arrays:
-                    store.append(name, arrays[name])
+            store.append_fields(arrays, fields)
             valid = arrays["valid"].astype(bool)
             shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
             num_valid += int(valid.sum())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
@@ -85,32 +86,66 @@ def reconstruct_video(
         raise NoFaceError(_no_face_message(path, num_frames, stride))
 
 
-class _Spool:
-    """Per-field raw files in a folder; rows appended, read back in chunks."""
+class FrameStore:
+    """Append-only raw files, one per field, in a work folder; rows are read back by range.
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        self.rows = 0
+    Reads use ``np.fromfile`` (no memory mapping), so resident memory is one chunk.
+    """
 
-    def append(self, arrays: dict[str, np.ndarray]) -> None:
-        for name in FRAME_FIELDS:
-            if name not in arrays:
-                continue
-            rows = np.ascontiguousarray(arrays[name])
-            layout = self.layout.setdefault(name, (rows.dtype, rows.shape[1:]))
-            if layout != (rows.dtype, rows.shape[1:]):
-                raise AUFaceError(f"reconstructor changed the layout of {name!r} between chunks")
-            with open(self.folder / f"{name}.bin", "ab") as fh:
-                fh.write(rows.tobytes())
-        self.rows += len(arrays["valid"])
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        self._rows: dict[str, int] = {}
 
-    def chunks(self, name: str, rows_per_chunk: int) -> Iterator[np.ndarray]:
-        dtype, row = self.layout[name]
-        row_bytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
-        with open(self.folder / f"{name}.bin", "rb") as fh:
-            while block := fh.read(rows_per_chunk * row_bytes):
-                yield np.frombuffer(block, dtype=dtype).reshape(-1, *row)
+    def append(self, name: str, rows: np.ndarray) -> None:
+        """Add rows (first axis) to field ``name``; dtype and row shape are fixed by the first call."""
+        rows = np.ascontiguousarray(rows)
+        layout = self._layout.setdefault(name, (rows.dtype, rows.shape[1:]))
+        if layout != (rows.dtype, rows.shape[1:]):
+            raise AUFaceError(f"{name}: rows {rows.dtype}{rows.shape[1:]} after {layout[0]}{layout[1]}")
+        with open(self.root / f"{name}.bin", "ab") as fh:
+            fh.write(rows.tobytes())
+        self._rows[name] = self._rows.get(name, 0) + len(rows)
+
+    def append_fields(self, arrays: dict[str, np.ndarray], fields: tuple[str, ...] = FRAME_FIELDS) -> None:
+        """Append the ``fields`` present in ``arrays`` (e.g. :meth:`CoarseFrames.to_numpy`)."""
+        for name in fields:
+            if name in arrays:
+                self.append(name, arrays[name])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._layout
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """``(rows, *row_shape)`` of a field."""
+        return (self._rows[name], *self._layout[name][1])
+
+    def dtype(self, name: str) -> np.dtype:
+        return self._layout[name][0]
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of a field (clipped at its end)."""
+        dtype, row = self._layout[name]
+        stop = min(stop, self._rows[name])
+        per_row = int(np.prod(row, dtype=np.int64))
+        count = max(stop - start, 0) * per_row
+        data = np.fromfile(self.root / f"{name}.bin", dtype=dtype, count=count, offset=start * per_row * dtype.itemsize)
+        return data.reshape(-1, *row)
+
+    def chunks(self, name: str, size: int = 256) -> Iterator[np.ndarray]:
+        """All rows of a field, ``size`` at a time."""
+        for start in range(0, self._rows[name], size):
+            yield self.read(name, start, start + size)
+
+    def coarse(self, start: int, stop: int, fps: float, topology: str) -> CoarseFrames:
+        """Frames ``start:stop`` as a :class:`CoarseFrames`."""
+        arrays = {name: torch.from_numpy(self.read(name, start, stop)) for name in FRAME_FIELDS if name in self}
+        return CoarseFrames(fps=fps, topology=topology, **arrays)
+
+
+def num_frames(store: FrameStore) -> int:
+    """Frames stored so far (every frame has a ``valid`` row)."""
+    return store.shape("valid")[0] if "valid" in store else 0
 
 
 def reconstruct_video_to_file(
@@ -134,19 +169,20 @@ def reconstruct_video_to_file(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     spool_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.spool.", dir=out_path.parent))
     try:
-        spool = _Spool(spool_dir)
+        spool = FrameStore(spool_dir)
         num_valid, fps, topology = 0, 0.0, reconstructor.topology.name
         with VideoReader(path, stride=stride, max_frames=max_frames) as reader:
             for chunk in _chunks(reader, reconstructor, chunk_size):
-                spool.append(chunk.to_numpy())
+                spool.append_fields(chunk.to_numpy())
                 num_valid += chunk.num_valid
                 fps, topology = chunk.fps, chunk.topology
             truncated = reader.truncated
         if num_valid == 0 and not allow_no_face:
-            raise NoFaceError(_no_face_message(path, spool.rows, stride))
+            raise NoFaceError(_no_face_message(path, num_frames(spool), stride))
         with NpzStreamWriter(out_path) as npz:
-            for name, (dtype, row) in spool.layout.items():
-                npz.add_chunks(name, (spool.rows, *row), dtype, spool.chunks(name, max(chunk_size, 256)))
+            for name in FRAME_FIELDS:
+                if name in spool:
+                    npz.add_chunks(name, spool.shape(name), spool.dtype(name), spool.chunks(name, max(chunk_size, 256)))
             npz.add("fps", np.asarray(fps))
             npz.add("topology", np.asarray(topology))
     finally:
@@ -154,7 +190,7 @@ def reconstruct_video_to_file(
     return CoarseSummary(
         video=path,
         path=out_path,
-        num_frames=spool.rows,
+        num_frames=num_frames(spool),
         num_valid=num_valid,
         fps=fps,
         topology=topology,
