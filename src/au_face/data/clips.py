@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ class SequenceError(AUFaceError, ValueError):
     """Raised when a sequence's parts (coarse frames, labels, ground truth) disagree."""
 
 
+#: Carries meshes ``[..., V, 3]`` (float32 arrays) to another topology, e.g.
+#: :class:`au_face.faces.correspondence.TopologyMap`. Must pickle for DataLoader workers.
+VertexMap = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class SequenceRecord:
     """One video of a dataset.
@@ -27,6 +33,8 @@ class SequenceRecord:
         coarse_path: a :class:`CoarseFrames` npz (coarse cache).
         labels: ``[T,K]`` int8 (1/0/−1), aligned to the coarse frames, or None (prediction only).
         gt_path: npz with ground-truth ``vertices [T,V,3]``, or None.
+        vertex_map: applied to the coarse vertices, S̄ and ground truth as they are loaded (the
+            stored files stay on their own topology), or None.
     """
 
     name: str
@@ -34,6 +42,7 @@ class SequenceRecord:
     coarse_path: Path
     labels: np.ndarray | None = None
     gt_path: Path | None = None
+    vertex_map: VertexMap | None = None
 
 
 @dataclass
@@ -66,7 +75,7 @@ class SequenceCache:
 
 
 def load_sequence(record: SequenceRecord) -> LoadedSequence:
-    """Read a record's arrays and check that their frame counts agree."""
+    """Read a record's arrays, check that their frame counts agree, apply its vertex map."""
     coarse = CoarseFrames.load(record.coarse_path)
     t = len(coarse)
     if record.labels is not None and len(record.labels) != t:
@@ -77,14 +86,24 @@ def load_sequence(record: SequenceRecord) -> LoadedSequence:
             gt = torch.from_numpy(z["vertices"].astype(np.float32))
         if gt.shape != coarse.vertices.shape:
             raise SequenceError(f"{record.name}: ground truth {tuple(gt.shape)} vs coarse {tuple(coarse.vertices.shape)}")
+    valid = coarse.valid.bool()
+    vertices, reference = coarse.vertices.float(), coarse.mean_shape().float()
+    if record.vertex_map is not None:
+        vertices = _carry(record.vertex_map, vertices) * valid[:, None, None]  # frames without a face stay zero
+        reference = _carry(record.vertex_map, reference)
+        gt = None if gt is None else _carry(record.vertex_map, gt)
     return LoadedSequence(
-        vertices=coarse.vertices.float(),
-        valid=coarse.valid.bool(),
-        reference=coarse.mean_shape().float(),
+        vertices=vertices,
+        valid=valid,
+        reference=reference,
         crops=coarse.crops,
         features=coarse.features.float() if coarse.features is not None else None,
         gt_vertices=gt,
     )
+
+
+def _carry(vertex_map: VertexMap, vertices: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(vertex_map(vertices.numpy()), dtype=np.float32))
 
 
 def clip_starts(num_frames: int, length: int, stride: int) -> list[int]:

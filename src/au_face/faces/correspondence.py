@@ -1,0 +1,89 @@
+"""Carry meshes of one face topology to another (e.g. synthetic ICT sequences to MediaPipe's 468 points).
+
+A :class:`TopologyMap` is fitted once on the two templates:
+
+* a similarity transform (scale, rotation, translation) on their shared iBUG-68 landmarks brings
+  source coordinates into the destination frame and units;
+* every destination vertex is matched to the nearest source vertex after the source template has
+  been warped non-rigidly onto the destination template (:func:`au_face.masks.register_template`).
+
+The warp only *finds* the correspondence: it fits one identity onto another, so it is not applied
+to the meshes being carried. :meth:`TopologyMap.apply` is the similarity of the matched source
+vertices, which keeps the source's own shape and motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from au_face.faces.topology import FaceTopology, TopologyError
+from au_face.masks import _similarity, register_template
+
+
+@dataclass(frozen=True, eq=False)
+class TopologyMap:
+    """Source-topology meshes ``[..., Vs, 3]`` -> destination-topology meshes ``[..., Vd, 3]``.
+
+    Attributes:
+        source, destination: topology names.
+        num_source_vertices: ``Vs``.
+        scale, rotation ``[3,3]``, translation ``[3]``: ``x_dst = scale * rotation @ x_src + translation``.
+        indices: ``[Vd]`` source vertex matched to each destination vertex.
+        distances: ``[Vd]`` distance from each destination template vertex to its match on the warped
+            source template (destination units; large values flag vertices outside the source mesh).
+    """
+
+    source: str
+    destination: str
+    num_source_vertices: int
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    indices: np.ndarray
+    distances: np.ndarray
+
+    @classmethod
+    def between(cls, src: FaceTopology, dst: FaceTopology) -> TopologyMap:
+        """Fit the map from ``src`` to ``dst`` on their templates (deterministic)."""
+        warped = register_template(src, dst)  # also checks that enough landmarks are shared
+        shared = np.flatnonzero((src.landmarks68 >= 0) & (dst.landmarks68 >= 0))
+        scale, rotation, translation = _similarity(
+            src.template[src.landmarks68[shared]].astype(np.float64),
+            dst.template[dst.landmarks68[shared]].astype(np.float64),
+        )
+        distances, indices = cKDTree(warped).query(dst.template.astype(np.float64))
+        return cls(src.name, dst.name, src.num_vertices, scale, rotation, translation, indices.astype(np.int64), distances)
+
+    @property
+    def num_destination_vertices(self) -> int:
+        return len(self.indices)
+
+    def _gather(self, array: np.ndarray, what: str, leading: str = "...") -> np.ndarray:
+        array = np.asarray(array)
+        ndim_ok = array.ndim >= 2 if leading == "..." else array.ndim == 3
+        if not ndim_ok or array.shape[-2:] != (self.num_source_vertices, 3):
+            raise TopologyError(
+                f"{what} must be [{leading}, {self.num_source_vertices}, 3] on topology {self.source!r}, got {array.shape}"
+            )
+        return array[..., self.indices, :]
+
+    def apply(self, vertices: np.ndarray) -> np.ndarray:
+        """Meshes ``[..., Vs, 3]`` in source coordinates -> ``[..., Vd, 3]`` in destination coordinates."""
+        return self._transform(self._gather(vertices, "vertices"), self.translation)
+
+    __call__ = apply
+
+    def apply_basis(self, basis: np.ndarray) -> np.ndarray:
+        """Displacement fields ``[E, Vs, 3]`` -> ``[E, Vd, 3]`` (scale and rotation only).
+
+        For any mesh ``S`` and code ``psi``: ``apply(S + B psi) = apply(S) + apply_basis(B) psi``.
+        """
+        return self._transform(self._gather(basis, "basis", leading="E"), np.zeros(3))
+
+    def _transform(self, points: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """``scale * R p + shift`` in the input's float precision (float64 for integer input)."""
+        dtype = points.dtype if np.issubdtype(points.dtype, np.floating) else np.float64
+        return (points @ (self.scale * self.rotation).T + shift).astype(dtype)
