@@ -10,9 +10,13 @@ Each sequence is one random identity making facial actions while the head moves 
   add follower events (AU6 after AU12, much more likely for a strong AU12; AU2 with AU1; AU17 with
   AU15; AU24 with AU23; AU10 with AU12 or AU14; AU7 with AU6 or AU4) and :data:`EXCLUSION_RULES`
   remove most AU4 events that overlap AU1/AU2.
-* **Clean mesh**: ``neutral + identity + B(activations)``, with ``B`` the ICT FACS mapping
-  (:meth:`ICTFaceModel.au_basis`) and expression weights clipped to ``[0, 1]``. Stored canonical
-  (head pose removed), in centimetres.
+* **Unlabelled activity** (scaled by ``nuisance_activity``, 0 disables): speech bouts (jaw and lip
+  shapes oscillating at syllable rate) and blinks, on ICT shapes that no labelled AU uses
+  (:data:`NUISANCE_SHAPES`). Real faces talk and blink between AUs; without this, a model learns to
+  erase any motion that is not a labelled AU.
+* **Clean mesh**: ``neutral + identity + B(activations) + unlabelled activity``, with ``B`` the ICT
+  FACS mapping (:meth:`ICTFaceModel.au_basis`) and expression weights clipped to ``[0, 1]``. Stored
+  canonical (head pose removed), in centimetres.
 * **Occurrence labels**: ``activation >= label_threshold``; a fraction ``unknown_fraction`` of the
   entries is set to -1.
 * **Head pose**: smooth yaw/pitch/roll (sums of two slow sinusoids, at most ``head_rotation_deg``)
@@ -72,7 +76,7 @@ from au_face.fileutil import atomic_save_npz, atomic_write_text
 logger = logging.getLogger(__name__)
 
 #: Bump when the generated data changes for the same config (caches made earlier are redone).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 INDEX_NAME = "synthetic.json"
 SPLITS = ("train", "val", "test")
 TOPOLOGY = "ict"
@@ -145,6 +149,7 @@ class SyntheticConfig:
         identity_modes: ICT identity PCA modes that vary.
         identity_sigma: standard deviation of the identity coefficients.
         occupancy_scale: multiplies the spontaneous AU event rates.
+        nuisance_activity: scale of the unlabelled speech and blink activity (0 disables it).
         cooccurrence: apply :data:`CO_OCCURRENCE_RULES` and :data:`EXCLUSION_RULES`.
         intensity_range: range of event peak intensities.
         onset_frames / apex_frames / offset_frames: inclusive ranges of event phase lengths.
@@ -181,6 +186,7 @@ class SyntheticConfig:
     expression_noise: float = 0.06
     vertex_noise: float = 0.01
     identity_noise: float = 0.2
+    nuisance_activity: float = 1.0
 
     def __post_init__(self) -> None:
         try:
@@ -218,7 +224,7 @@ class SyntheticConfig:
             bad_span = len(span) != 2 or not 1 <= span[0] <= span[1]
             problems[f"{name} must be (low, high) with 1 <= low <= high"] = bad_span
         for name in ("identity_sigma", "occupancy_scale", "head_rotation_deg", "head_translation",
-                     "expression_noise", "vertex_noise", "identity_noise"):  # fmt: skip
+                     "expression_noise", "vertex_noise", "identity_noise", "nuisance_activity"):  # fmt: skip
             problems[f"{name} must be >= 0"] = getattr(self, name) < 0
         failed = [message for message, bad in problems.items() if bad]
         if failed:
@@ -465,6 +471,47 @@ def _follower(leader: _Event, rule: CoOccurrence, rng: np.random.Generator, conf
     )
 
 
+#: ICT shapes of unlabelled activity: speech (jaw and lips) and blinks.
+NUISANCE_SHAPES = {
+    "speech": ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLowerDown_L", "mouthLowerDown_R"),
+    "blink": ("eyeBlink_L", "eyeBlink_R"),
+}
+
+
+def sample_nuisance(
+    expression_names: Sequence[str], excluded: set[str], num_frames: int, fps: float, rng: np.random.Generator, scale: float
+) -> np.ndarray:
+    """``[T,E]`` expression weights of unlabelled speech bouts and blinks on shapes not in ``excluded``.
+
+    Speech: bouts of 1–3 s in about half of the time, jaw and lip shapes oscillating at 3–5
+    syllables per second with random amplitudes. Blinks: every 2–6 s, closing over ~3 frames.
+    """
+    out = np.zeros((num_frames, len(expression_names)), dtype=np.float32)
+    if scale <= 0:
+        return out
+    index = {name: i for i, name in enumerate(expression_names)}
+    t = np.arange(num_frames) / fps
+    speaking = np.zeros(num_frames)
+    start = rng.uniform(-2.0, 1.0)
+    while start < t[-1]:
+        length = rng.uniform(1.0, 3.0)
+        speaking += _smoothstep((t - start) / 0.2) * _smoothstep((start + length - t) / 0.2)
+        start += length + rng.uniform(0.5, 3.0)
+    for name in NUISANCE_SHAPES["speech"]:
+        if name in index and name not in excluded:
+            rate, phase, amplitude = rng.uniform(3.0, 5.0), rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.35)
+            out[:, index[name]] += scale * amplitude * speaking * 0.5 * (1 + np.sin(2 * np.pi * rate * t + phase))
+    blink = np.zeros(num_frames)
+    moment = rng.uniform(0.0, 3.0)
+    while moment < t[-1]:
+        blink = np.maximum(blink, np.exp(-0.5 * ((t - moment) / 0.05) ** 2))
+        moment += rng.uniform(2.0, 6.0)
+    for name in NUISANCE_SHAPES["blink"]:
+        if name in index and name not in excluded:
+            out[:, index[name]] += scale * blink
+    return out
+
+
 def sample_au_activations(aus: Sequence[int], rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
     """``[T,K]`` float32 AU activation tracks in ``[0,1]`` (see the module docstring)."""
     events = {
@@ -587,6 +634,7 @@ class SequenceSimulator:
         self.model = ICTFaceModel.load(ict_path).restrict("narrow")
         self.config = config
         self.basis = self.model.au_basis(config.aus)  # [K,E]
+        self.labelled_shapes = {name for au in config.aus for name in ict_blendshape_weights(au)}
         self.renderer = MeshRenderer(self.model.triangles, config.image_size)
         self.fingerprint = config_fingerprint(config)
 
@@ -600,7 +648,8 @@ class SequenceSimulator:
         n, k = config.frames_per_sequence, len(config.aus)
 
         activations = sample_au_activations(config.aus, rng, config)
-        expression = np.clip(activations @ self.basis, 0.0, 1.0).astype(np.float32)
+        nuisance = sample_nuisance(model.expression_names, self.labelled_shapes, n, config.fps, rng, config.nuisance_activity)
+        expression = np.clip(activations @ self.basis + nuisance, 0.0, 1.0).astype(np.float32)
         vertices = model.shape(id_coeffs, expression)  # [T,V,3] canonical clean
         labels = (activations >= config.label_threshold).astype(np.int8)
         labels[rng.random((n, k)) < config.unknown_fraction] = -1

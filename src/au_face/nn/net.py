@@ -11,7 +11,7 @@ from torch import nn
 from au_face.nn.image_encoder import build_image_encoder
 from au_face.nn.spatial import SpatialTransformer
 from au_face.nn.temporal import TemporalTransformer
-from au_face.nn.tokenizer import AUTokenizer, masked_mean_shape
+from au_face.nn.tokenizer import AUTokenizer, masked_time_mean
 
 Modality = Literal["mesh", "video", "both"]
 
@@ -99,6 +99,7 @@ class AUFaceNet(nn.Module):
                 self.video_frame = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, dim))
             else:
                 self.video_frame = build_image_encoder(image_encoder, dim, image_size)
+            self.video_relative = nn.Linear(2 * dim, dim)
             frame_inputs += dim
         self.fuse = nn.Linear(frame_inputs, dim)
         self.temporal = TemporalTransformer(dim, temporal_layers, heads, dropout)
@@ -132,7 +133,7 @@ class AUFaceNet(nn.Module):
         """Vertices ``[B,T,V,3]``, valid ``[B,T]``, S̄ ``[B,V,3]``, crops ``[B,T,3,H,W]`` or features ``[B,T,F]``."""
         b, t = valid.shape
         if reference is None:
-            reference = masked_mean_shape(vertices, valid)
+            reference = masked_time_mean(vertices, valid)
         codes = self.expression.project(vertices - reference[:, None]) * valid[..., None]
         frame_parts = []
         au_state = self.au_embedding.expand(b, t, -1, -1)
@@ -141,7 +142,10 @@ class AUFaceNet(nn.Module):
             au_state = au_state + tokens
             frame_parts.append(self.mesh_frame(torch.cat([tokens.mean(dim=2), codes], dim=-1)))
         if self.uses_video:
-            frame_parts.append(self._video_features(crops, features, b, t))
+            video = self._video_features(crops, features, b, t)
+            # like S_j − S̄ for meshes: each frame's features relative to the clip's valid-frame mean
+            relative = video - masked_time_mean(video, valid)[:, None]
+            frame_parts.append(self.video_relative(torch.cat([video, relative], dim=-1)))
         context = self.temporal(self.fuse(torch.cat(frame_parts, dim=-1)), valid)
         au_state = self.au_mlp(au_state + context[:, :, None])
         au_logits = (au_state * self.au_weight).sum(-1) + self.au_bias

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 
-def masked_mean_shape(vertices: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean shape ``[B,V,3]`` over the valid frames of each sequence ``[B,T,V,3]``."""
-    weights = valid.to(vertices.dtype)
+def masked_time_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``[B,T,...]`` over the valid frames of each sequence → ``[B,...]`` (S̄ for vertices)."""
+    weights = valid.to(x.dtype)
     total = weights.sum(dim=1).clamp_min(1.0)
-    return torch.einsum("bt,btvc->bvc", weights, vertices) / total[:, None, None]
+    return torch.einsum("bt,bt...->b...", weights, x) / total.view(-1, *[1] * (x.ndim - 2))
 
 
 class AUTokenizer(nn.Module):
@@ -44,7 +44,7 @@ class AUTokenizer(nn.Module):
     def forward(self, vertices: torch.Tensor, valid: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens ``[B,T,K,dim]`` from vertices ``[B,T,V,3]``; ``reference`` is S̄ ``[B,V,3]``."""
         if reference is None:
-            reference = masked_mean_shape(vertices, valid)
+            reference = masked_time_mean(vertices, valid)
         displacement = (vertices - reference[:, None]) / self.scale
         displacement = displacement * valid[..., None, None].to(displacement.dtype)
         b, t, v, _ = displacement.shape
