@@ -32,7 +32,9 @@ def test_metrics_reach_tensorboard_and_offline_wandb(tmp_path: Path, ict_npz: Pa
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]
-    assert "val/f1_mean" in tags and "val/f1/AU12" in tags and "val/accel_ratio" in tags
+    assert "val/f1_mean" in tags and "val/accel_ratio" in tags, tags
+    # per-AU F1 is logged where defined (an AU never labelled nor predicted in one batch has none)
+    assert any(tag.startswith("val/f1/AU") for tag in tags), tags
     offline_runs = list(tmp_path.rglob("offline-run-*"))
     assert offline_runs, "wandb wrote no offline run"
     summary = next(tmp_path.rglob("wandb-summary.json"), None)
