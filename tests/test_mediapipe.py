@@ -13,7 +13,8 @@ import torch
 pytest.importorskip("mediapipe")
 
 from au_face.coarse.base import CoarseFrames  # noqa: E402
-from au_face.coarse.mediapipe import MediaPipeReconstructor, similarity_fit  # noqa: E402
+from au_face.coarse.mediapipe import MediaPipeReconstructor  # noqa: E402
+from au_face.faces.align import similarity_fit  # noqa: E402
 from au_face.coarse.stream import NoFaceError, reconstruct_video, reconstruct_video_to_file  # noqa: E402
 from au_face.faces.mediapipe import (  # noqa: E402
     EYE_CORNER_DISTANCE_CM,

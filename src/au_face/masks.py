@@ -29,6 +29,7 @@ from scipy.spatial import cKDTree
 
 from au_face.aus import au_label, parse_au
 from au_face.errors import AUFaceError
+from au_face.faces.align import similarity
 from au_face.faces.ict import ICTFaceModel
 from au_face.faces.topology import FaceTopology
 from au_face.fileutil import atomic_save_npz
@@ -289,17 +290,6 @@ def masks_from_landmarks(
 # --------------------------------------------------------------------------- transfer
 
 
-def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares ``s, R, t`` with ``target ~ s R source + t`` (Umeyama, no reflection)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    src, dst = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(dst.T @ src / len(source))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(sigma) @ d) / (src**2).sum(1).mean())
-    return scale, rotation, mu_t - scale * rotation @ mu_s
-
-
 def register_template(src: FaceTopology, dst: FaceTopology, smoothing: float = 1e-3) -> np.ndarray:
     """``src.template`` warped onto ``dst.template`` using their shared iBUG-68 landmarks.
 
@@ -312,7 +302,7 @@ def register_template(src: FaceTopology, dst: FaceTopology, smoothing: float = 1
         raise MaskError(f"{src.name!r} and {dst.name!r} share only {len(shared)} landmark vertices; need >= 10")
     source = src.template[src.landmarks68[shared]].astype(np.float64)
     target = dst.template[dst.landmarks68[shared]].astype(np.float64)
-    scale, rotation, shift = _similarity(source, target)
+    scale, rotation, shift = similarity(source, target)
     aligned = scale * src.template.astype(np.float64) @ rotation.T + shift
     unit = interocular_distance(dst)
     anchors = (scale * source @ rotation.T + shift) / unit

@@ -10,7 +10,13 @@ import torch
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
-from au_face.faces.mediapipe import NUM_VERTICES, STABLE_VERTICES, mediapipe_topology, require_face_mesh
+from au_face.faces.align import similarity_fit
+from au_face.faces.mediapipe import (
+    NUM_VERTICES,
+    STABLE_VERTICES,
+    mediapipe_topology,
+    require_face_mesh,
+)
 from au_face.faces.topology import FaceTopology
 
 #: Crop side = this many times the template's larger extent (face width or height).
@@ -19,25 +25,6 @@ CROP_MARGIN = 1.3
 
 class FrameFormatError(AUFaceError, ValueError):
     """A frame that is not an RGB uint8 image ``[H,W,3]``."""
-
-
-def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched Umeyama: ``scale [B]``, ``rotation [B,3,3]``, ``translation [B,3]`` minimising
-    ``|scale * source @ rotation.T + translation - target[b]|`` for ``source [N,3]``, ``target [B,N,3]``."""
-    mu_s = source.mean(axis=0)
-    mu_t = target.mean(axis=1, keepdims=True)
-    src = source - mu_s
-    tgt = target - mu_t
-    cov = np.einsum("bni,nj->bij", tgt, src) / len(source)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.sign(np.linalg.det(u @ vt))
-    sign[sign == 0] = 1.0
-    fix = np.ones((len(target), 3))
-    fix[:, 2] = sign
-    rotation = u @ (fix[:, :, None] * vt)
-    scale = (d * fix).sum(axis=1) / (src**2).sum(axis=1).mean()
-    translation = mu_t[:, 0] - scale[:, None] * np.einsum("bij,j->bi", rotation, mu_s)
-    return scale, rotation, translation
 
 
 class MediaPipeReconstructor(CoarseReconstructor):

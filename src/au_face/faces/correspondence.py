@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from au_face.faces.align import similarity
 from au_face.faces.topology import FaceTopology, TopologyError
-from au_face.masks import _similarity, register_template
+from au_face.masks import register_template
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +51,7 @@ class TopologyMap:
         """Fit the map from ``src`` to ``dst`` on their templates (deterministic)."""
         warped = register_template(src, dst)  # also checks that enough landmarks are shared
         shared = np.flatnonzero((src.landmarks68 >= 0) & (dst.landmarks68 >= 0))
-        scale, rotation, translation = _similarity(
+        scale, rotation, translation = similarity(
             src.template[src.landmarks68[shared]].astype(np.float64),
             dst.template[dst.landmarks68[shared]].astype(np.float64),
         )

@@ -33,7 +33,13 @@ from scipy.spatial.transform import Rotation
 from au_face.coarse.base import CoarseFrames
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import count_frames
-from au_face.data.datamodules.folder import CachedVideoDataModule, DatasetLayoutError, VideoSequence, image_frame_numbers
+from au_face.data.datamodules.folder import (
+    CachedVideoDataModule,
+    DatasetLayoutError,
+    VideoSequence,
+    image_frame_numbers,
+)
+from au_face.faces.align import similarity
 from au_face.fileutil import atomic_save_npz
 
 #: Segment prefixes of the Multiface evaluation set (``test_segment.json``).
@@ -51,17 +57,6 @@ def read_tracked_mesh(path: str | Path) -> np.ndarray:
     if data.size == 0 or data.size % 3:
         raise DatasetLayoutError(f"{path}: {data.size} floats is not a list of 3-D vertices")
     return data.reshape(-1, 3)
-
-
-def _umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``target ≈ s R source + t`` (Umeyama 1991)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    x, y = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(y.T @ x / len(x))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(sigma) @ d) / (x**2).sum(1).mean())
-    return scale, rotation, mu_t - scale * rotation @ mu_s
 
 
 def _spread(points: np.ndarray) -> float:
@@ -87,7 +82,7 @@ def register_similarity(
         for _ in range(iterations):
             distance, index = tree.query(scale * source @ rotation.T + shift)
             inliers = distance <= np.quantile(distance, keep)
-            scale, rotation, shift = _umeyama(source[inliers], target[index[inliers]])
+            scale, rotation, shift = similarity(source[inliers], target[index[inliers]])
         residual = float(tree.query(scale * source @ rotation.T + shift)[0].mean())
         if best is None or residual < best[3]:
             best = (scale, rotation, shift, residual)
