@@ -209,18 +209,8 @@ def write_coarse_cache(
         valid = np.ones(n, dtype=bool)
         valid[-1] = False
         mesh[~valid] = 0.0
-        frames = CoarseFrames(
-            vertices=torch.from_numpy(mesh),
-            valid=torch.from_numpy(valid),
-            rotation=torch.eye(3).repeat(n, 1, 1),
-            translation=torch.zeros(n, 3),
-            scale=torch.ones(n),
-            landmarks2d=torch.zeros(n, 68, 2),
-            timestamps=torch.arange(n, dtype=torch.float32) / 25.0,
-            fps=25.0,
-            topology="mediapipe",
-            crops=torch.from_numpy(rng.integers(0, 255, (n, crop_size, crop_size, 3), dtype=np.uint8)),
-        )
+        crops = torch.from_numpy(rng.integers(0, 255, (n, crop_size, crop_size, 3), dtype=np.uint8))
+        frames = CoarseFrames.from_canonical(torch.from_numpy(mesh), torch.from_numpy(valid), fps=25.0, topology="mediapipe", crops=crops)
         path = cache.prepare(video)
         frames.save(path)
         cache.record(video, "done", n, int(valid.sum()))

@@ -20,17 +20,8 @@ from au_face.data.cache import CacheMissError, CoarseCache
 def fake_record(num_frames: int = 5, num_valid: int = 5) -> CoarseFrames:
     g = torch.Generator().manual_seed(num_frames)
     valid = torch.arange(num_frames) < num_valid
-    return CoarseFrames(
-        vertices=torch.randn(num_frames, 468, 3, generator=g) * valid[:, None, None],
-        valid=valid,
-        rotation=torch.eye(3).repeat(num_frames, 1, 1),
-        translation=torch.zeros(num_frames, 3),
-        scale=torch.ones(num_frames),
-        landmarks2d=torch.zeros(num_frames, 68, 2),
-        timestamps=torch.arange(num_frames, dtype=torch.float64) / 30,
-        fps=30.0,
-        topology="mediapipe",
-    )
+    vertices = torch.randn(num_frames, 468, 3, generator=g) * valid[:, None, None]
+    return CoarseFrames.from_canonical(vertices, valid, fps=30.0, topology="mediapipe")
 
 
 def cache_video(cache: CoarseCache, video: Path, num_frames: int = 5) -> None:
@@ -173,3 +164,10 @@ def test_concurrent_writers_lose_no_entry(tmp_path: Path) -> None:
     manifest = CoarseCache(tmp_path / "cache", "mediapipe", "1", base=base).manifest()
     assert len(manifest) == 30
     assert np.all([e["status"] == "done" for e in manifest.values()])
+
+
+def test_from_canonical_has_identity_pose_and_fps_timestamps() -> None:
+    record = fake_record(num_frames=4, num_valid=3)
+    assert torch.equal(record.posed_vertices(), record.vertices)
+    assert torch.allclose(record.timestamps, torch.tensor([0.0, 1 / 30, 2 / 30, 3 / 30], dtype=torch.float64))
+    assert torch.allclose(record.mean_shape(), record.vertices[:3].mean(0))

@@ -67,17 +67,7 @@ def _synthetic_coarse(n: int, v: int = 5) -> CoarseFrames:
     valid = np.ones(n, dtype=bool)
     valid[7] = False
     vertices = rng.normal(size=(n, v, 3)).astype(np.float32) * valid[:, None, None]
-    return CoarseFrames(
-        vertices=torch.from_numpy(vertices),
-        valid=torch.from_numpy(valid),
-        rotation=torch.eye(3).repeat(n, 1, 1),
-        translation=torch.zeros(n, 3),
-        scale=torch.ones(n),
-        landmarks2d=torch.zeros(n, 68, 2),
-        timestamps=torch.arange(n, dtype=torch.float64) / 25,
-        fps=25.0,
-        topology="mediapipe",
-    )
+    return CoarseFrames.from_canonical(torch.from_numpy(vertices), torch.from_numpy(valid), fps=25.0, topology="mediapipe")
 
 
 def _filled_store(tmp_path: Path, coarse: CoarseFrames) -> FrameStore:

@@ -78,6 +78,24 @@ class CoarseFrames:
         if not torch.isfinite(self.vertices[self.valid]).all():
             raise CoarseFramesError("vertices of valid frames contain NaN or inf")
 
+    @classmethod
+    def from_canonical(cls, vertices: torch.Tensor, valid: torch.Tensor, fps: float, topology: str, **optional: torch.Tensor) -> CoarseFrames:
+        """A record of canonical meshes with no image pose: identity rotation, zero translation,
+        unit scale, zero landmarks, timestamps ``t / fps``; ``optional`` sets expression/features/crops."""
+        n = vertices.shape[0]
+        return cls(
+            vertices=vertices,
+            valid=valid,
+            rotation=torch.eye(3).repeat(n, 1, 1),
+            translation=torch.zeros(n, 3),
+            scale=torch.ones(n),
+            landmarks2d=torch.zeros(n, 68, 2),
+            timestamps=torch.arange(n, dtype=torch.float64) / fps,
+            fps=fps,
+            topology=topology,
+            **optional,
+        )
+
     def __len__(self) -> int:
         return int(self.vertices.shape[0])
 
