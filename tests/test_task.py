@@ -148,8 +148,13 @@ def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_n
     assert torch.equal(out.vertices[5], coarse.vertices[5]), "a frame without a face must keep its coarse mesh"
     fresh = AUFaceTask(**dict(trained_task.hparams))
     fresh.load_state_dict(trained_task.state_dict())
-    torch.nn.init.zeros_(fresh.net.refine[-1].weight)
-    torch.nn.init.zeros_(fresh.net.refine[-1].bias)
-    assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices), "zero refinement must return the coarse meshes"
+    torch.nn.init.zeros_(fresh.net.expression_head[-1].weight)
+    torch.nn.init.zeros_(fresh.net.expression_head[-1].bias)
+    for mix in (fresh.net.smoother.au_mix, fresh.net.smoother.rest_mix):  # all weight on sigma = 0
+        torch.nn.init.zeros_(mix.weight)
+        mix.bias.data = torch.tensor([100.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5), "no correction and no smoothing must return the coarse meshes"
+    mix.bias.data = torch.tensor([0.0, 100.0, 0.0, 0.0])  # the rest of the face smoothed with sigma = 1
+    assert not torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5)
     with pytest.raises(CheckpointError, match="topology"):
         trained_task.refine(coarse.with_fields(topology="mediapipe"))

@@ -49,6 +49,9 @@ AU_SETS: dict[str, tuple[int, ...]] = {
     "bp4d": (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24),
     "disfa": (1, 2, 4, 6, 9, 12, 25, 26),
     "affwild2": (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26),
+    # au_face's default model: BP4D-12 ∪ DISFA-12 plus AU18 and AU45 — every AU with its own ICT
+    # shapes that MediaPipe's mesh can see (docs/aus.md lists what is merged or left out and why).
+    "default": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 25, 26, 45),
 }
 
 _AU_PATTERN = re.compile(r"^\s*(?:au)?\s*0*(\d+)\s*$", re.IGNORECASE)

@@ -21,7 +21,7 @@ COMMANDS = {
 }
 
 #: datamodule attributes the model is built from (fine-tuning on a new AU set is a config change)
-LINKED = ("aus", "topology", "num_vertices", "expression_dim", "vertex_scale", "clip_length")
+LINKED = ("aus", "topology", "num_vertices", "expression_dim", "vertex_scale", "clip_length", "reference")
 
 
 class AUFaceCLI(LightningCLI):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from au_face.faces.topology import FaceTopology
+from au_face.neutral import NeutralEstimator
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,14 @@ class FaceGeometry:
         topology: the mesh. aus: FACS numbers, K of them.
         masks: ``[K,V]`` AU vertex masks in [0,1].
         basis: ``[E,V,3]`` linear expression basis for the refinement.
+        neutral: the estimator of the person's neutral shape S̄ (None: S̄ is the clip mean only).
     """
 
     topology: FaceTopology
     aus: tuple[int, ...]
     masks: np.ndarray
     basis: np.ndarray
+    neutral: NeutralEstimator | None = None
 
     def __post_init__(self) -> None:
         v = self.topology.num_vertices
@@ -30,6 +33,8 @@ class FaceGeometry:
             raise ValueError(f"masks are {self.masks.shape}, expected ({len(self.aus)}, {v}) for {self.topology.name}")
         if self.basis.ndim != 3 or self.basis.shape[1:] != (v, 3):
             raise ValueError(f"expression basis is {self.basis.shape}, expected (E, {v}, 3)")
+        if self.neutral is not None and self.neutral.num_vertices != v:
+            raise ValueError(f"neutral estimator is for {self.neutral.num_vertices} vertices, expected {v}")
 
     @property
     def expression_dim(self) -> int:

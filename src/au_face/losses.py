@@ -33,6 +33,15 @@ def smoothness_loss(vertices: torch.Tensor, valid: torch.Tensor) -> torch.Tensor
     return (acc * mask).sum() / mask.sum()
 
 
+def acceleration_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the second differences of two ``[B,T,V,3]`` tensors over valid triplets."""
+    mask = triplet_mask(valid)
+    if a.shape[1] < 3 or not mask.any():
+        return a.sum() * 0
+    second = (a - b)[:, 2:] - 2 * (a - b)[:, 1:-1] + (a - b)[:, :-2]
+    return (second.pow(2).sum(-1).mean(-1) * mask).sum() / mask.sum()
+
+
 def vertex_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean squared vertex distance over valid frames of ``[B,T,V,3]`` tensors."""
     err = (a - b).pow(2).sum(-1).mean(-1)

@@ -42,7 +42,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
     """
 
     name = "mediapipe"
-    version = "1"
+    version = "2"  # 2: pose fitted without the forehead (brows keep their motion)
 
     def __init__(
         self, crop_size: int = 112, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5

@@ -22,6 +22,9 @@ class SequenceError(AUFaceError, ValueError):
 #: Carries meshes ``[..., V, 3]`` (float32 arrays) to another topology, e.g.
 #: :class:`au_face.faces.correspondence.TopologyMap`. Must pickle for DataLoader workers.
 VertexMap = Callable[[np.ndarray], np.ndarray]
+#: S̄ ``[V,3]`` of frames ``[T,V,3]`` with validity ``[T]``, e.g. :class:`au_face.neutral.NeutralEstimator`
+#: (None: the mean over valid frames).
+ReferenceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,15 @@ class LoadedSequence:
     crops: torch.Tensor | None
     features: torch.Tensor | None
     gt_vertices: torch.Tensor | None
+    gt_reference: torch.Tensor | None = None
 
 
 class SequenceCache:
     """A small LRU cache of loaded sequences, so clips of one video share one load."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, reference_fn: ReferenceFn | None = None) -> None:
         self.capacity = capacity
+        self.reference_fn = reference_fn
         self._items: OrderedDict[Path, LoadedSequence] = OrderedDict()
 
     def get(self, record: SequenceRecord) -> LoadedSequence:
@@ -67,23 +72,26 @@ class SequenceCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        loaded = load_sequence(record)
+        loaded = load_sequence(record, self.reference_fn)
         self._items[key] = loaded
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return loaded
 
 
-def load_sequence(record: SequenceRecord) -> LoadedSequence:
-    """Read a record's arrays, check that their frame counts agree, apply its vertex map."""
+def load_sequence(record: SequenceRecord, reference_fn: ReferenceFn | None = None) -> LoadedSequence:
+    """Read a record's arrays, check that their frame counts agree, apply its vertex map, and
+    compute S̄ with ``reference_fn`` (default: the mean over valid frames)."""
     coarse = CoarseFrames.load(record.coarse_path)
     t = len(coarse)
     if record.labels is not None and len(record.labels) != t:
         raise SequenceError(f"{record.name}: {len(record.labels)} label rows but {t} coarse frames in {record.coarse_path}")
-    gt = None
+    gt = gt_reference = None
     if record.gt_path is not None:
         with np.load(record.gt_path) as z:
             gt = torch.from_numpy(z["vertices"].astype(np.float32))
+            if "neutral" in z.files:
+                gt_reference = torch.from_numpy(z["neutral"].astype(np.float32))
         if gt.shape != coarse.vertices.shape:
             raise SequenceError(f"{record.name}: ground truth {tuple(gt.shape)} vs coarse {tuple(coarse.vertices.shape)}")
     valid = coarse.valid.bool()
@@ -92,6 +100,9 @@ def load_sequence(record: SequenceRecord) -> LoadedSequence:
         vertices = _carry(record.vertex_map, vertices) * valid[:, None, None]  # frames without a face stay zero
         reference = _carry(record.vertex_map, reference)
         gt = None if gt is None else _carry(record.vertex_map, gt)
+        gt_reference = None if gt_reference is None else _carry(record.vertex_map, gt_reference)
+    if reference_fn is not None:
+        reference = reference_fn(vertices, valid).float()
     return LoadedSequence(
         vertices=vertices,
         valid=valid,
@@ -99,6 +110,7 @@ def load_sequence(record: SequenceRecord) -> LoadedSequence:
         crops=coarse.crops,
         features=coarse.features.float() if coarse.features is not None else None,
         gt_vertices=gt,
+        gt_reference=gt_reference,
     )
 
 
@@ -123,6 +135,9 @@ class ClipDataset(Dataset):
     whole video), ``labels [L,K]`` int8 (−1 where unknown or padded), ``crops [L,3,H,W]``
     float in [0,1] and/or ``features [L,F]`` when present and asked for, ``gt_vertices``
     when present, and ``sequence``/``start`` indices. Padded frames have ``valid=False``.
+
+    ``single_frames`` adds that share of extra items that are one frame alone (the rest of the
+    clip padded), with S̄ estimated from that frame only, as for a still image at inference.
     """
 
     def __init__(
@@ -134,6 +149,9 @@ class ClipDataset(Dataset):
         num_aus: int,
         use_crops: bool = True,
         cache_size: int = 64,
+        reference_fn: ReferenceFn | None = None,
+        single_frames: float = 0.0,
+        seed: int = 0,
     ) -> None:
         if length < 1 or stride < 1:
             raise ValueError("clip length and stride must be positive")
@@ -141,25 +159,30 @@ class ClipDataset(Dataset):
         self.length = length
         self.num_aus = num_aus
         self.use_crops = use_crops
-        self.cache = SequenceCache(cache_size)
-        self.index = [(i, s) for i, n in enumerate(num_frames) for s in clip_starts(n, length, stride)]
+        self.reference_fn = reference_fn
+        self.cache = SequenceCache(cache_size, reference_fn)
+        self.index = [(i, s, length) for i, n in enumerate(num_frames) for s in clip_starts(n, length, stride)]
+        if single_frames > 0:
+            frames = [(i, t, 1) for i, n in enumerate(num_frames) for t in range(n)]
+            chosen = np.random.default_rng(seed).choice(len(frames), min(len(frames), int(single_frames * len(self.index))), replace=False)
+            self.index += [frames[j] for j in sorted(chosen)]
 
     def __len__(self) -> int:
         return len(self.index)
 
     def clip_labels(self, item: int) -> np.ndarray:
         """``[L,K]`` labels of a clip without loading its meshes (for sampling weights)."""
-        seq, start = self.index[item]
+        seq, start, span = self.index[item]
         labels = self.records[seq].labels
         if labels is None:
             return np.full((self.length, self.num_aus), -1, np.int8)
-        return labels[start : start + self.length]
+        return labels[start : start + span]
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        seq, start = self.index[item]
+        seq, start, span = self.index[item]
         record = self.records[seq]
         data = self.cache.get(record)
-        stop = min(start + self.length, len(data.valid))
+        stop = min(start + span, len(data.valid))
         pad = self.length - (stop - start)
 
         def take(x: torch.Tensor, fill: float | int = 0) -> torch.Tensor:
@@ -171,10 +194,14 @@ class ClipDataset(Dataset):
         labels = torch.full((len(data.valid), self.num_aus), -1, dtype=torch.int8)
         if record.labels is not None:
             labels = torch.from_numpy(np.ascontiguousarray(record.labels, dtype=np.int8))
+        reference = data.reference
+        if span < self.length:  # a lone frame: S̄ from that frame only
+            alone = data.vertices[start:stop]
+            reference = self.reference_fn(alone, data.valid[start:stop]).float() if self.reference_fn else alone.mean(0)
         out = {
             "vertices": take(data.vertices),
             "valid": take(data.valid, False),
-            "reference": data.reference,
+            "reference": reference,
             "labels": take(labels, -1),
             "sequence": torch.tensor(seq),
             "start": torch.tensor(start),
@@ -185,4 +212,6 @@ class ClipDataset(Dataset):
             out["features"] = take(data.features)
         if data.gt_vertices is not None:
             out["gt_vertices"] = take(data.gt_vertices)
+        if data.gt_reference is not None:
+            out["gt_reference"] = data.gt_reference
         return out

@@ -115,12 +115,14 @@ class MeshRenderer:
         background: np.ndarray,
         cavities: Sequence[np.ndarray] = (),
         cavity_color: Sequence[float] = (0.12, 0.05, 0.05),
+        vertex_albedo: np.ndarray | None = None,
     ) -> RenderedFrame:
         """Shade ``vertices`` ``[V,3]`` (image space, pixels) over ``background`` ``[H,W,3]`` uint8.
 
         ``cavities`` are pixel polygons ``[N,2]`` (eye and mouth openings of a mesh that has holes
         there); background pixels inside them take ``cavity_color`` so the holes look like the inside
-        of the head instead of the backdrop.
+        of the head instead of the backdrop. ``vertex_albedo`` ``[V,3]`` (RGB in [0,1]) paints the
+        surface (brows, lips); without it the whole surface has ``lighting.albedo``.
         """
         size = self.image_size
         if background.shape != (size, size, 3):
@@ -134,8 +136,12 @@ class MeshRenderer:
             tri_ids = mesh.ray.intersects_first(origins, directions)
             hit = tri_ids >= 0
             if hit.any():
-                normals = self._normals(mesh.vertices, origins[hit, :2], tri_ids[hit])
-                image[rows[hit], cols[hit]] = self._shade(normals, lighting)
+                bary = self._barycentric(mesh.vertices, origins[hit, :2], tri_ids[hit])
+                corners = self.triangles[tri_ids[hit]]
+                normals = self._interpolate(bary, self._vertex_normals(mesh.vertices), corners)
+                normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+                albedo = lighting.albedo if vertex_albedo is None else self._interpolate(bary, vertex_albedo, corners)
+                image[rows[hit], cols[hit]] = self._shade(normals, lighting, albedo)
                 mask[rows[hit], cols[hit]] = True
         if cavities:
             holes = np.zeros((size, size), dtype=np.uint8)
@@ -155,27 +161,35 @@ class MeshRenderer:
         origins = np.stack([cols + 0.5, rows + 0.5, np.full(len(rows), z0)], axis=1)
         return rows, cols, origins
 
-    def _normals(self, vertices: np.ndarray, pixels: np.ndarray, tri_ids: np.ndarray) -> np.ndarray:
-        """Area-weighted vertex normals interpolated at the hit pixels (unit length).
-
-        The rays are parallel to z, so the barycentric coordinates of a hit are those of the pixel
-        centre ``[N,2]`` in the triangle's xy projection.
-        """
+    def _vertex_normals(self, vertices: np.ndarray) -> np.ndarray:
+        """``[V,3]`` area-weighted vertex normals (not normalised)."""
         corners = vertices[self.triangles]
         face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        vertex_normals = self._incidence @ face_normals
-        a, b, c = (corners[tri_ids, i, :2] for i in range(3))
+        return self._incidence @ face_normals
+
+    def _barycentric(self, vertices: np.ndarray, pixels: np.ndarray, tri_ids: np.ndarray) -> np.ndarray:
+        """``[N,3]`` barycentric coordinates of the hit pixels in their triangles.
+
+        The rays are parallel to z, so they are those of the pixel centre ``[N,2]`` in the
+        triangle's xy projection.
+        """
+        corners = vertices[self.triangles[tri_ids]][:, :, :2]
+        a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
         e1, e2, d = b - a, c - a, pixels - a
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
         det = np.where(np.abs(det) < 1e-12, 1e-12, det)
         u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
         v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-        bary = np.clip(np.stack([1 - u - v, u, v], axis=1), 0.0, 1.0)
-        normals = np.einsum("nk,nkc->nc", bary, vertex_normals[self.triangles[tri_ids]])
-        return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        return np.clip(np.stack([1 - u - v, u, v], axis=1), 0.0, 1.0)
 
     @staticmethod
-    def _shade(normals: np.ndarray, lighting: Lighting) -> np.ndarray:
+    def _interpolate(bary: np.ndarray, values: np.ndarray, corners: np.ndarray) -> np.ndarray:
+        """Per-vertex ``values [V,C]`` interpolated at hits with ``bary [N,3]`` in triangles ``corners [N,3]``."""
+        return np.einsum("nk,nkc->nc", bary, np.asarray(values, dtype=np.float64)[corners])
+
+    @staticmethod
+    def _shade(normals: np.ndarray, lighting: Lighting, albedo: np.ndarray) -> np.ndarray:
+        """Lambert + ambient radiance times ``albedo`` (``[3]`` or per hit ``[N,3]``)."""
         diffuse = np.clip(normals @ np.asarray(lighting.direction, dtype=np.float64), 0.0, None)
         radiance = lighting.ambient + (1.0 - lighting.ambient) * lighting.intensity * diffuse
-        return radiance[:, None] * np.asarray(lighting.albedo, dtype=np.float64)[None]
+        return radiance[:, None] * np.asarray(albedo, dtype=np.float64)

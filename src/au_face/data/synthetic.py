@@ -33,12 +33,20 @@ Each sequence is one random identity making facial actions while the head moves 
 
 * **Frames**: the posed *clean* mesh ray-cast (:mod:`au_face.data.render`) at ``image_size`` with a
   random Lambert + ambient light per sequence over a random gradient background.
+* **Sim-to-real** (``coarse_source="mediapipe"``, :mod:`au_face.data.simreal`): instead of the noise
+  model, the whole ICT face region is rendered with painted brows, lips, eyes and teeth in a random
+  view (``view_range_deg``), scale and position, degraded like a camera image, and the real
+  MediaPipe reconstructor runs on the frames. Its output is the coarse input (MediaPipe topology,
+  its own pose removal and errors; frames without a detected face are invalid); the ground truth is
+  the clean narrow-face mesh carried to MediaPipe's topology (:class:`TopologyMap`) and aligned to
+  the MediaPipe template on the pose vertices. ``held_fraction`` of the sequences hold one
+  expression throughout (so a neutral estimate cannot take a held smile for the identity).
 
 On-disk layout under ``root`` (read by the synthetic datamodule)::
 
     coarse/<seq_id>.npz   CoarseFrames: noisy canonical vertices, pose, landmarks2d, crops, noisy expression
     labels/<seq_id>.csv   frame,AU01,AU02,...  (0-based frame, values 1/0/-1)
-    gt/<seq_id>.npz       vertices, activations, expression (clean), identity coefficients, fingerprint
+    gt/<seq_id>.npz       vertices, neutral, activations, expression (clean), identity coefficients, fingerprint
     synthetic.json        config, generator version, renderer, AUs, splits (written last)
 
 Every sequence draws from its own ``np.random.Generator`` seeded by ``(seed, split, identity,
@@ -69,17 +77,20 @@ from au_face.assets import ICT_MODEL
 from au_face.aus import AU_SETS, au_label, resolve_aus
 from au_face.coarse.base import CoarseFrames
 from au_face.data.render import RENDERER_NAME, Lighting, MeshRenderer, random_background, random_skin_albedo
+from au_face.data.simreal import RENDER_REGION, Appearance, Degradation, face_albedo, paint_openings, sample_view, view_rotation
 from au_face.errors import AUFaceError
+from au_face.faces.correspondence import TopologyMap
 from au_face.faces.ict import ICTFaceModel, ict_blendshape_weights
+from au_face.faces.mediapipe import mediapipe_topology, to_pose_frame
 from au_face.fileutil import atomic_save_npz, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the generated data changes for the same config (caches made earlier are redone).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 INDEX_NAME = "synthetic.json"
 SPLITS = ("train", "val", "test")
-TOPOLOGY = "ict"
+COARSE_SOURCES = ("noise", "mediapipe")
 
 #: Fraction of frames an AU's own (spontaneous) events cover, before follower events are added.
 SPONTANEOUS_OCCUPANCY: dict[int, float] = {
@@ -161,6 +172,12 @@ class SyntheticConfig:
         expression_noise: std of the per-frame i.i.d. expression-weight jitter of the coarse input.
         vertex_noise: std (cm) of the per-frame i.i.d. vertex noise of the coarse input.
         identity_noise: std of the per-sequence identity-coefficient error of the coarse input.
+        coarse_source: ``noise`` (the noise model above, ICT topology) or ``mediapipe`` (sim-to-real:
+            MediaPipe on realistic renders, MediaPipe topology).
+        view_range_deg: largest base yaw, pitch and roll of a sequence (``mediapipe`` source).
+        face_fill_range: range of ``face_fill`` drawn per sequence (``mediapipe`` source).
+        held_fraction: share of sequences that hold one expression throughout.
+        crop_size: side of the reconstructor's aligned crops (``mediapipe`` source).
     """
 
     seed: int = 0
@@ -187,6 +204,11 @@ class SyntheticConfig:
     vertex_noise: float = 0.01
     identity_noise: float = 0.2
     nuisance_activity: float = 1.0
+    coarse_source: str = "noise"
+    view_range_deg: tuple[float, float, float] = (35.0, 20.0, 15.0)
+    face_fill_range: tuple[float, float] = (0.3, 0.65)
+    held_fraction: float = 0.0
+    crop_size: int = 64
 
     def __post_init__(self) -> None:
         try:
@@ -200,7 +222,7 @@ class SyntheticConfig:
                 message = f"{au_label(au)} has no ICT expression shapes; it cannot be synthesised"
                 raise SyntheticConfigError(message) from None
         object.__setattr__(self, "aus", aus)
-        for name in ("num_identities", "intensity_range", "onset_frames", "apex_frames", "offset_frames"):
+        for name in ("num_identities", "intensity_range", "onset_frames", "apex_frames", "offset_frames", "view_range_deg", "face_fill_range"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._validate()
 
@@ -218,6 +240,11 @@ class SyntheticConfig:
             "label_threshold must be in (0, 1)": not 0 < self.label_threshold < 1,
             "unknown_fraction must be in [0, 1)": not 0 <= self.unknown_fraction < 1,
             "face_fill must be in (0, 1.5]": not 0 < self.face_fill <= 1.5,
+            f"coarse_source must be one of {COARSE_SOURCES}": self.coarse_source not in COARSE_SOURCES,
+            "held_fraction must be in [0, 1]": not 0 <= self.held_fraction <= 1,
+            "face_fill_range must be (low, high) with 0 < low <= high <= 1.5":
+                len(self.face_fill_range) != 2 or not 0 < self.face_fill_range[0] <= self.face_fill_range[1] <= 1.5,
+            "crop_size must be in [0, 512]": not 0 <= self.crop_size <= 512,
         }  # fmt: skip
         for name in ("onset_frames", "apex_frames", "offset_frames"):
             span = getattr(self, name)
@@ -242,6 +269,16 @@ class SyntheticConfig:
         if unknown:
             raise SyntheticConfigError(f"unknown synthetic config keys {unknown}")
         return cls(**data)
+
+    @property
+    def topology(self) -> str:
+        """Topology of the coarse input and ground truth: ``ict`` (noise model) or ``mediapipe``."""
+        return "mediapipe" if self.coarse_source == "mediapipe" else "ict"
+
+    @property
+    def crop_side(self) -> int:
+        """Side of the stored crops."""
+        return self.crop_size if self.coarse_source == "mediapipe" else self.image_size
 
     def jobs(self, split: str) -> list[tuple[str, int, int]]:
         """``(split, identity, sequence)`` of every sequence of one split, in generation order."""
@@ -287,7 +324,7 @@ class SyntheticIndex:
             {
                 "generator_version": self.generator_version,
                 "renderer": self.renderer,
-                "topology": TOPOLOGY,
+                "topology": self.config.topology,
                 "aus": list(self.aus),
                 "au_labels": [au_label(a) for a in self.aus],
                 "config": self.config.to_dict(),
@@ -577,6 +614,25 @@ def sample_head_pose(
     return rotation.astype(np.float32), translation.astype(np.float32), scale.astype(np.float32)
 
 
+def sample_view_pose(
+    landmarks: np.ndarray, rng: np.random.Generator, config: SyntheticConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`sample_head_pose` for whole frames: a random base view (``view_range_deg``)
+    plus the slow wobble, a random size (``face_fill_range``) and an off-centre position."""
+    n, size = config.frames_per_sequence, config.image_size
+    amplitude = np.radians(config.head_rotation_deg) * np.array([0.6, 1.0, 0.4])
+    wobble = np.stack([a * _smooth_signal(n, config.fps, rng) for a in amplitude], axis=1)
+    rotation = _MODEL_TO_IMAGE @ view_rotation(sample_view(rng, config.view_range_deg), wobble)
+    extent = float(np.ptp(landmarks[:, :2], axis=0).max())
+    base_scale = rng.uniform(*config.face_fill_range) * size / extent
+    scale = base_scale * (1 + 0.02 * _smooth_signal(n, config.fps, rng))
+    offset = rng.uniform(-0.1, 0.1, size=2) * size
+    drift = config.head_translation * size * np.stack([_smooth_signal(n, config.fps, rng) for _ in range(2)], axis=1)
+    target = np.concatenate([size / 2 + offset + drift, np.zeros((n, 1))], axis=1)
+    translation = target - scale[:, None] * (rotation @ landmarks.mean(axis=0))
+    return rotation.astype(np.float32), translation.astype(np.float32), scale.astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # one sequence
 
@@ -614,6 +670,7 @@ class SyntheticSequence:
         vertices: ``[T,V,3]`` clean canonical vertices (cm).
         activations: ``[T,K]`` AU activations; labels: ``[T,K]`` int8 1/0/-1.
         expression: ``[T,E]`` clean expression weights; identity: ``[I]`` identity coefficients.
+        neutral: ``[V,3]`` the identity's neutral mesh in the ground truth's frame.
         render_seconds: time spent rendering the crops.
     """
 
@@ -624,19 +681,31 @@ class SyntheticSequence:
     labels: np.ndarray
     expression: np.ndarray
     identity: np.ndarray
+    neutral: np.ndarray
     render_seconds: float
 
 
 class SequenceSimulator:
-    """Simulates the sequences of one config (holds the ICT model, AU basis and renderer)."""
+    """Simulates the sequences of one config (holds the ICT model, AU basis and renderer; with the
+    ``mediapipe`` coarse source also the face-region model, the reconstructor and the ICT →
+    MediaPipe map)."""
 
     def __init__(self, ict_path: str | Path, config: SyntheticConfig) -> None:
-        self.model = ICTFaceModel.load(ict_path).restrict("narrow")
+        full = ICTFaceModel.load(ict_path)
+        self.model = full.restrict("narrow")
         self.config = config
         self.basis = self.model.au_basis(config.aus)  # [K,E]
         self.labelled_shapes = {name for au in config.aus for name in ict_blendshape_weights(au)}
-        self.renderer = MeshRenderer(self.model.triangles, config.image_size)
         self.fingerprint = config_fingerprint(config)
+        if config.coarse_source == "mediapipe":
+            from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+            self.render_model = full.restrict(RENDER_REGION)
+            self.reconstructor = MediaPipeReconstructor(crop_size=config.crop_size)
+            self.topology_map = TopologyMap.between(self.model.topology(), mediapipe_topology())
+        else:
+            self.render_model = self.model
+        self.renderer = MeshRenderer(self.render_model.triangles, config.image_size)
 
     def simulate(self, split: str, identity: int, sequence: int) -> SyntheticSequence:
         """Sequence ``sequence`` of identity ``identity`` of ``split`` (deterministic)."""
@@ -648,12 +717,37 @@ class SequenceSimulator:
         n, k = config.frames_per_sequence, len(config.aus)
 
         activations = sample_au_activations(config.aus, rng, config)
+        if config.held_fraction > 0 and rng.random() < config.held_fraction:
+            activations = np.repeat(activations[[int(activations.sum(axis=1).argmax())]], n, axis=0)
         nuisance = sample_nuisance(model.expression_names, self.labelled_shapes, n, config.fps, rng, config.nuisance_activity)
         expression = np.clip(activations @ self.basis + nuisance, 0.0, 1.0).astype(np.float32)
         vertices = model.shape(id_coeffs, expression)  # [T,V,3] canonical clean
         labels = (activations >= config.label_threshold).astype(np.int8)
         labels[rng.random((n, k)) < config.unknown_fraction] = -1
 
+        neutral = model.shape(id_coeffs)
+        if config.coarse_source == "mediapipe":
+            record, render_seconds = self._reconstructed(id_coeffs, expression, albedo, id_rng, rng)
+            vertices, neutral = self.ground_truth(vertices, neutral), self.ground_truth(neutral, neutral)
+        else:
+            record, render_seconds = self._noisy(id_coeffs, expression, vertices, albedo, rng)
+        return SyntheticSequence(
+            seq_id=sequence_id(split, identity, sequence),
+            coarse=record,
+            vertices=vertices,
+            activations=activations,
+            labels=labels,
+            expression=expression,
+            identity=id_coeffs,
+            neutral=neutral,
+            render_seconds=render_seconds,
+        )
+
+    def _noisy(
+        self, id_coeffs: np.ndarray, expression: np.ndarray, vertices: np.ndarray, albedo: np.ndarray, rng: np.random.Generator
+    ) -> tuple[CoarseFrames, float]:
+        """Noise-model coarse record (ICT topology) with rendered crops of the clean ``vertices``."""
+        config, model, n = self.config, self.model, len(expression)
         rotation, translation, scale = sample_head_pose(model.shape(id_coeffs)[model.landmarks68], rng, config)
         posed = scale[:, None, None] * vertices @ rotation.transpose(0, 2, 1) + translation[:, None]
         landmarks2d = np.ascontiguousarray(posed[:, model.landmarks68, :2], dtype=np.float32)
@@ -669,7 +763,6 @@ class SequenceSimulator:
             for t in range(n)
         ])  # fmt: skip
         render_seconds = time.perf_counter() - start
-
         record = CoarseFrames(
             vertices=torch.from_numpy(coarse),
             valid=torch.ones(n, dtype=torch.bool),
@@ -679,20 +772,47 @@ class SequenceSimulator:
             landmarks2d=torch.from_numpy(landmarks2d),
             timestamps=torch.arange(n, dtype=torch.float64) / config.fps,
             fps=float(config.fps),
-            topology=TOPOLOGY,
+            topology="ict",
             expression=torch.from_numpy(noisy_expression),
             crops=torch.from_numpy(crops),
         )
-        return SyntheticSequence(
-            seq_id=sequence_id(split, identity, sequence),
-            coarse=record,
-            vertices=vertices,
-            activations=activations,
-            labels=labels,
-            expression=expression,
-            identity=id_coeffs,
-            render_seconds=render_seconds,
-        )
+        return record, render_seconds
+
+    def _reconstructed(
+        self,
+        id_coeffs: np.ndarray,
+        expression: np.ndarray,
+        albedo: np.ndarray,
+        id_rng: np.random.Generator,
+        rng: np.random.Generator,
+    ) -> tuple[CoarseFrames, float]:
+        """Sim-to-real: MediaPipe on realistic renders; returns the record and the seconds spent rendering."""
+        config, face, n = self.config, self.render_model, len(expression)
+        neutral = face.shape(id_coeffs)
+        appearance = Appearance.random(id_rng, albedo)
+        vertex_albedo = face_albedo(neutral, face.landmarks68, appearance)
+        rotation, translation, scale = sample_view_pose(neutral[face.landmarks68], rng, config)
+        posed = scale[:, None, None] * face.shape(id_coeffs, expression) @ rotation.transpose(0, 2, 1) + translation[:, None]
+        lighting = Lighting.random(rng, albedo=albedo)
+        background = random_background(config.image_size, rng)
+        degradation = Degradation.random(rng)
+        light = lighting.ambient + (1 - lighting.ambient) * lighting.intensity * 0.6
+        start = time.perf_counter()
+        frames = []
+        for t in range(n):
+            shot = self.renderer.render(posed[t], lighting, background, vertex_albedo=vertex_albedo)
+            image = paint_openings(shot.image, shot.mask, posed[t, face.landmarks68, :2], appearance, light)
+            frames.append(degradation.apply(image, rng))
+        render_seconds = time.perf_counter() - start
+        self.reconstructor.reset()
+        record = self.reconstructor.reconstruct(frames, np.arange(n) / config.fps, config.fps)
+        return record, render_seconds
+
+    def ground_truth(self, vertices: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+        """Clean narrow-face meshes ``[T,V,3]`` on MediaPipe's topology, in the frame the
+        reconstructor's pose removal gives: the identity's neutral fitted to the MediaPipe template
+        on the pose vertices (one similarity per sequence, so expressions keep their motion)."""
+        return to_pose_frame(self.topology_map(vertices), self.topology_map(neutral))
 
     def write(self, root: Path, split: str, identity: int, sequence: int) -> float:
         """Simulate one sequence and write its files (``gt`` last); returns seconds spent rendering."""
@@ -709,6 +829,7 @@ class SequenceSimulator:
             activations=seq.activations,
             expression=seq.expression,
             identity=seq.identity,
+            neutral=seq.neutral,
             fingerprint=np.array(self.fingerprint),
         )
         return seq.render_seconds
@@ -785,5 +906,6 @@ def _sequence_complete(root: Path, seq_id: str, config: SyntheticConfig) -> bool
         lines = (root / "labels" / f"{seq_id}.csv").read_text().splitlines()
     except (OSError, ValueError, KeyError, EOFError, AUFaceError):
         return False
-    crops_ok = coarse.crops is not None and tuple(coarse.crops.shape) == (n, config.image_size, config.image_size, 3)
+    side = config.crop_side
+    crops_ok = coarse.crops is not None and tuple(coarse.crops.shape) == (n, side, side, 3)
     return crops_ok and len(coarse) == n and len(lines) == n + 1

@@ -55,14 +55,15 @@ IBUG68_TO_MEDIAPIPE = np.array(
     dtype=np.int64,
 )
 
-#: Vertices that barely move with expressions (forehead, nose bridge, eye corners, temples):
-#: the rigid pose is fitted to these.
+#: Vertices that barely move with expressions, the rigid pose is fitted to these: the nose bridge
+#: and tip, the eye corners and the temples. The forehead and the midline points 10, 151 and 9 are
+#: left out on purpose: they move with the brows, so fitting to them cancels most brow motion
+#: (AU1/2/4 kept 20-26 % of their displacement with them, 42-57 % without; benchmarks/RESULTS.md).
 STABLE_VERTICES = np.array(
     [
-        10, 151, 9, 8, 168, 6, 197, 195, 5, 4,  # midline: forehead to nose tip
-        109, 338, 67, 297, 103, 332, 54, 284, 108, 337, 69, 299, 104, 333,  # forehead
+        168, 6, 197, 195, 5, 4,  # nose bridge to tip
         33, 263, 133, 362,  # eye corners
-        127, 356, 162, 389, 21, 251, 234, 454,  # temples
+        127, 356, 234, 454, 21, 251,  # temples
     ],
     dtype=np.int64,
 )
@@ -256,3 +257,14 @@ def mediapipe_topology(cache_dir: str | Path | None = None) -> FaceTopology:
     """The MediaPipe Face Mesh topology, derived once and cached (``$AU_FACE_CACHE`` or ``~/.cache/au_face``)."""
     folder = Path(cache_dir).expanduser().resolve() if cache_dir is not None else user_cache_dir()
     return _cached_topology(folder)
+
+
+def to_pose_frame(meshes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Meshes ``[..., 468, 3]`` of one person in the frame MediaPipe's pose removal gives: the
+    similarity that fits ``neutral``'s :data:`STABLE_VERTICES` to the template's, applied to all
+    of them (one transform, so expressions keep their motion)."""
+    from au_face.faces.align import similarity_fit
+
+    template = mediapipe_topology().template.astype(np.float64)
+    s, r, t = similarity_fit(template[STABLE_VERTICES], np.asarray(neutral, dtype=np.float64)[None, STABLE_VERTICES])
+    return ((np.asarray(meshes, dtype=np.float64) - t[0]) @ r[0] / s[0]).astype(np.float32)

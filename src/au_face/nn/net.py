@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from au_face.nn.image_encoder import build_image_encoder
+from au_face.nn.smoother import DEFAULT_SIGMAS, AdaptiveSmoother
 from au_face.nn.spatial import SpatialTransformer
 from au_face.nn.temporal import TemporalTransformer
 from au_face.nn.tokenizer import AUTokenizer, masked_time_mean
@@ -18,10 +19,12 @@ Modality = Literal["mesh", "video", "both"]
 
 @dataclass
 class NetOutput:
-    """``au_logits [B,T,K]`` and expression refinement ``delta_expression [B,T,E]``."""
+    """``au_logits [B,T,K]``, expression refinement ``delta_expression [B,T,E]`` and the coarse
+    meshes after adaptive smoothing ``smoothed [B,T,V,3]`` (the coarse meshes when it is off)."""
 
     au_logits: torch.Tensor
     delta_expression: torch.Tensor
+    smoothed: torch.Tensor
 
 
 class ExpressionProjector(nn.Module):
@@ -61,6 +64,10 @@ class AUFaceNet(nn.Module):
     Modalities (supplement Table 1): ``mesh`` (T^S: AU tokens + spatial transformer, temporal
     transformer over pooled mesh features), ``video`` (T^t: temporal transformer over image
     features), ``both``.
+
+    Refinement: ``smoothed + B Δψ`` where ``smoothed`` mixes temporally filtered copies of the
+    coarse meshes per frame and AU region (:class:`~au_face.nn.smoother.AdaptiveSmoother`, chosen
+    by the AU states; ``smoothing_sigmas=()`` turns it off) and ``B Δψ`` corrects the expression.
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class AUFaceNet(nn.Module):
         image_size: int = 64,
         feature_dim: int | None = None,
         vertex_scale: float = 1.0,
+        smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS,
     ) -> None:
         super().__init__()
         if modality not in ("mesh", "video", "both"):
@@ -109,17 +117,22 @@ class AUFaceNet(nn.Module):
         self.au_weight = nn.Parameter(torch.zeros(num_aus, dim))
         self.au_bias = nn.Parameter(torch.zeros(num_aus))
         nn.init.normal_(self.au_weight, std=dim**-0.5)
-        self.refine = nn.Sequential(nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim))
-        nn.init.zeros_(self.refine[-1].weight)
-        nn.init.zeros_(self.refine[-1].bias)
+        self.expression_head = nn.Sequential(
+            nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim)
+        )
+        nn.init.zeros_(self.expression_head[-1].weight)
+        nn.init.zeros_(self.expression_head[-1].bias)
+        self.smoother = AdaptiveSmoother(num_aus, num_vertices, dim, tuple(smoothing_sigmas)) if smoothing_sigmas else None
 
     #: parameter-name prefixes that depend on the AU list (re-initialised when it changes)
-    AU_SPECIFIC = ("au_embedding", "au_weight", "au_bias", "spatial.au_embedding", "tokenizer.masks")
+    AU_SPECIFIC = ("au_embedding", "au_weight", "au_bias", "spatial.au_embedding", "tokenizer.masks", "smoother.au_mix", "smoother.regions")
 
     def set_geometry(self, masks: torch.Tensor, basis: torch.Tensor) -> None:
         """Install the fixed AU masks ``[K,V]`` and expression basis ``[E,V,3]``."""
         if self.uses_mesh:
             self.tokenizer.set_masks(masks)
+        if self.smoother is not None:
+            self.smoother.set_masks(masks)
         self.expression.set_basis(basis)
 
     def forward(
@@ -149,8 +162,9 @@ class AUFaceNet(nn.Module):
         context = self.temporal(self.fuse(torch.cat(frame_parts, dim=-1)), valid)
         au_state = self.au_mlp(au_state + context[:, :, None])
         au_logits = (au_state * self.au_weight).sum(-1) + self.au_bias
-        delta = self.refine(torch.cat([context, au_state.mean(dim=2), codes], dim=-1))
-        return NetOutput(au_logits, delta)
+        delta = self.expression_head(torch.cat([context, au_state.mean(dim=2), codes], dim=-1))
+        smoothed = vertices if self.smoother is None else self.smoother(vertices, valid, au_state, context)
+        return NetOutput(au_logits, delta, smoothed)
 
     def _video_features(self, crops: torch.Tensor | None, features: torch.Tensor | None, b: int, t: int) -> torch.Tensor:
         if self.video_from_features:

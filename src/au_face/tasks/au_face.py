@@ -16,7 +16,8 @@ from au_face.coarse.base import CoarseFrames
 from au_face.data.clips import clip_starts
 from au_face.errors import AUFaceError
 from au_face.geometry import FaceGeometry
-from au_face.losses import masked_bce, masked_mean_square, smoothness_loss, vertex_mse
+from au_face.losses import acceleration_mse, masked_bce, masked_mean_square, smoothness_loss, vertex_mse
+from au_face.neutral import NeutralEstimator
 from au_face.nn.net import AUFaceNet, Modality
 
 FREEZABLE = {
@@ -51,8 +52,14 @@ class AUFaceTask(L.LightningModule):
     Loss = ``au_weight``·BCE (per-AU positive weights, unknown labels masked)
     + ``smooth_weight``·second differences of refined vertices
     + ``data_weight``·‖refined − coarse‖² + ``delta_weight``·‖Δψ‖²
-    + ``gt_weight``·‖refined − ground truth‖² (only where the batch has ground truth).
+    and, where the batch has ground truth, ``gt_weight``·‖refined − ground truth‖²
+    + ``expression_weight``·‖(refined − S̄) − (ground truth − its neutral)‖² (the expression
+    trajectory, free of the static shape offset between reconstructor and ground truth)
+    + ``accel_weight``·‖acceleration(refined) − acceleration(ground truth)‖².
     Vertex terms are in units of ``vertex_scale``.
+
+    ``reference`` (linked from the datamodule): S̄ is the person's estimated ``neutral`` shape
+    (:class:`~au_face.neutral.NeutralEstimator`, stored in the checkpoint) or the clip ``mean``.
 
     Fine-tuning: ``init_checkpoint`` loads a trained model at the start of ``fit``; weights whose
     names or shapes depend on the AU list are re-initialised when the AU list differs;
@@ -68,6 +75,7 @@ class AUFaceTask(L.LightningModule):
         expression_dim: int,
         vertex_scale: float = 1.0,
         clip_length: int = 16,
+        reference: str = "mean",
         modality: Modality = "both",
         dim: int = 64,
         token_hidden: int = 128,
@@ -78,11 +86,14 @@ class AUFaceTask(L.LightningModule):
         image_encoder: str = "small_cnn",
         image_size: int = 64,
         feature_dim: int | None = None,
+        smoothing_sigmas: list[float] = (0.0, 1.0, 2.0, 4.0),
         au_weight: float = 1.0,
         smooth_weight: float = 1.0,
         data_weight: float = 0.1,
         delta_weight: float = 1e-3,
         gt_weight: float = 1.0,
+        expression_weight: float = 0.0,
+        accel_weight: float = 0.0,
         max_pos_weight: float = 10.0,
         threshold: float = 0.5,
         lr: float = 2e-3,
@@ -99,8 +110,9 @@ class AUFaceTask(L.LightningModule):
             raise ValueError(f"cannot freeze {sorted(unknown)}; choose from {sorted(FREEZABLE)}")
         self.net = AUFaceNet(
             len(self.aus), num_vertices, expression_dim, modality, dim, token_hidden, spatial_layers,
-            temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale,
+            temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale, tuple(smoothing_sigmas),
         )
+        self.neutral = NeutralEstimator.empty(num_vertices)
         self.register_buffer("pos_weight", torch.ones(len(self.aus)))
 
     # -- properties used by inference code --------------------------------------------
@@ -144,6 +156,18 @@ class AUFaceTask(L.LightningModule):
         if list(geometry.aus) != self.aus or geometry.expression_dim != hp.expression_dim:
             raise CheckpointError(f"model AUs/expression size {self.aus}/{hp.expression_dim} differ from the data's {list(geometry.aus)}/{geometry.expression_dim}")
         self.net.set_geometry(torch.as_tensor(geometry.masks, dtype=torch.float32), torch.as_tensor(geometry.basis, dtype=torch.float32))
+        if geometry.neutral is not None:
+            self.neutral.install(geometry.neutral)
+        elif self.hparams.reference == "neutral":
+            raise CheckpointError("reference='neutral' needs a geometry with a neutral estimator")
+
+    def reference(self, coarse: CoarseFrames) -> torch.Tensor:
+        """S̄ ``[V,3]`` of a whole video, as this model was trained to use it."""
+        if self.hparams.reference == "neutral":
+            if self.neutral.is_empty:
+                raise CheckpointError("this model uses the neutral reference but carries no neutral estimator")
+            return self.neutral(coarse.vertices, coarse.valid).cpu()
+        return coarse.mean_shape()
 
     def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
         """Load a checkpoint's weights except AU-specific ones when the AU list differs.
@@ -153,7 +177,9 @@ class AUFaceTask(L.LightningModule):
         state, source_aus = _read_checkpoint(path)
         own = self.state_dict()
         skip_au = source_aus != self.aus
-        mismatched = [k for k, v in own.items() if not _au_specific(k) and k in state and state[k].shape != v.shape]
+        mismatched = [
+            k for k, v in own.items() if not _au_specific(k) and not k.startswith("neutral.") and k in state and state[k].shape != v.shape
+        ]  # the neutral estimator's shapes come with the checkpoint
         if mismatched:
             raise CheckpointError(
                 f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
@@ -181,8 +207,9 @@ class AUFaceTask(L.LightningModule):
         """Run the network on a batch; returns logits, Δψ and refined vertices ``[B,T,V,3]``."""
         valid = batch["valid"].bool()
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
-        offsets = self.net.expression.apply(out.delta_expression) * valid[..., None, None]
-        return {"logits": out.au_logits, "delta": out.delta_expression, "refined": batch["vertices"] + offsets}
+        refined = out.smoothed + self.net.expression.apply(out.delta_expression)
+        refined = torch.where(valid[..., None, None], refined, batch["vertices"])
+        return {"logits": out.au_logits, "delta": out.delta_expression, "refined": refined}
 
     def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -196,8 +223,16 @@ class AUFaceTask(L.LightningModule):
             "delta": masked_mean_square(out["delta"], valid),
         }
         if "gt_vertices" in batch:
-            losses["gt"] = vertex_mse(refined, batch["gt_vertices"] / scale, valid)
-        weights = {"au": hp.au_weight, "smooth": hp.smooth_weight, "data": hp.data_weight, "delta": hp.delta_weight, "gt": hp.gt_weight}
+            gt = batch["gt_vertices"] / scale
+            losses["gt"] = vertex_mse(refined, gt, valid)
+            losses["accel"] = acceleration_mse(refined, gt, valid)
+            if "gt_reference" in batch and "reference" in batch:
+                moved = refined - batch["reference"][:, None] / scale
+                losses["expression"] = vertex_mse(moved, gt - batch["gt_reference"][:, None] / scale, valid)
+        weights = {
+            "au": hp.au_weight, "smooth": hp.smooth_weight, "data": hp.data_weight, "delta": hp.delta_weight,
+            "gt": hp.gt_weight, "expression": hp.expression_weight, "accel": hp.accel_weight,
+        }  # fmt: skip
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 
@@ -259,7 +294,7 @@ class AUFaceTask(L.LightningModule):
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
         t, length = len(coarse), self.clip_length
-        reference = coarse.mean_shape() if reference is None else reference
+        reference = self.reference(coarse) if reference is None else reference
         starts = clip_starts(t, length, max(1, length // 2))
         tent = 1.0 + torch.minimum(torch.arange(length), torch.arange(length).flip(0)).float()
         vertices = torch.zeros(t, *coarse.vertices.shape[1:])

@@ -11,10 +11,12 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from au_face.aus import resolve_aus
-from au_face.data.clips import ClipDataset, SequenceRecord
+from au_face.data.clips import ClipDataset, ReferenceFn, SequenceRecord
 from au_face.geometry import FaceGeometry
 
 SPLITS = ("train", "val", "test", "predict")
+#: How S̄ is taken: the person's estimated neutral shape, or the mean over the video's frames.
+REFERENCES = ("neutral", "mean")
 
 
 def count_frames(record: SequenceRecord) -> int:
@@ -29,7 +31,7 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
     Subclasses say which sequences form each split (:meth:`records`) and which fixed
     geometry the model uses (:meth:`build_geometry`); this class cuts clips, batches,
     samples and exposes what the model is linked to (``aus``, ``topology_name``,
-    ``num_vertices``, ``expression_dim``, ``vertex_scale``).
+    ``num_vertices``, ``expression_dim``, ``vertex_scale``, ``reference``).
 
     Args:
         aus: AU set name (``bp4d``, ``disfa``, ``affwild2``) or list of AUs.
@@ -39,6 +41,9 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         balanced_sampling: draw training clips with weights favouring rare AUs.
         use_crops: feed aligned face crops (needed by video/both models).
         cache_size: sequences kept loaded per worker.
+        reference: S̄ is the person's ``neutral`` shape (needs a geometry with a neutral
+            estimator) or the ``mean`` over the video's valid frames.
+        single_frames: extra training items that are one frame alone, as a share of the clips.
     """
 
     def __init__(
@@ -51,8 +56,14 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         balanced_sampling: bool = False,
         use_crops: bool = True,
         cache_size: int = 64,
+        reference: str = "mean",
+        single_frames: float = 0.0,
     ) -> None:
         super().__init__()
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        self.reference = reference
+        self.single_frames = single_frames
         self.au_list = resolve_aus(aus)
         self.clip_length = clip_length
         self.train_stride = train_stride
@@ -107,6 +118,14 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             if split not in self.datasets:
                 self.datasets[split] = self.make_dataset(split)
 
+    def reference_fn(self) -> ReferenceFn | None:
+        """How S̄ is computed for each sequence (None: the mean over valid frames)."""
+        if self.reference == "mean":
+            return None
+        if self.geometry.neutral is None:
+            raise ValueError(f"{type(self).__name__}: reference='neutral' needs a geometry with a neutral estimator (the ICT model)")
+        return self.geometry.neutral
+
     def make_dataset(self, split: str) -> ClipDataset:
         records = self.records(split)
         if not records:
@@ -120,6 +139,8 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             len(self.au_list),
             self.use_crops,
             self.cache_size,
+            reference_fn=self.reference_fn(),
+            single_frames=self.single_frames if split == "train" else 0.0,
         )
 
     def label_frequencies(self) -> np.ndarray:

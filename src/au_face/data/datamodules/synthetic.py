@@ -6,6 +6,8 @@ import dataclasses
 from functools import cached_property
 from pathlib import Path
 
+import torch
+
 from au_face.assets import ICT_MODEL
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import SequenceDataModule, count_frames
@@ -14,11 +16,12 @@ from au_face.data.synthetic import SyntheticConfig, SyntheticIndex, generate_syn
 from au_face.expression import ict_expression_basis
 from au_face.faces.correspondence import TopologyMap
 from au_face.faces.ict import ICTFaceModel
-from au_face.faces.mediapipe import mediapipe_topology
+from au_face.faces.mediapipe import mediapipe_topology, to_pose_frame
 from au_face.faces.registry import UnknownTopologyError
 from au_face.fileutil import user_cache_dir
 from au_face.geometry import FaceGeometry
 from au_face.masks import build_masks
+from au_face.neutral import NeutralEstimator, fit_shape_indices
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "predict": "test"}
 #: Topologies the ICT-generated sequences can be served on.
@@ -31,11 +34,15 @@ class SyntheticDataModule(SequenceDataModule):
     Train/val/test use different identities. The coarse input is the ground truth plus
     regressor-like noise; rendered crops feed the video branch.
 
-    With ``topology="mediapipe"`` the sequences (generated on ICT's mesh as always) are carried to
-    MediaPipe's 468 points as they are loaded (:class:`~au_face.faces.correspondence.TopologyMap`):
-    coarse vertices, S̄ and ground truth, in the MediaPipe template's frame and units; the masks are
-    the ICT masks transferred to MediaPipe and the basis is the carried ICT basis. Crops are left
-    as rendered. This trains models that refine ``au-face reconstruct``'s MediaPipe meshes.
+    With ``topology="mediapipe"`` the model works on MediaPipe's 468 points: the masks are the ICT
+    masks transferred to MediaPipe and the basis is the carried ICT basis
+    (:class:`~au_face.faces.correspondence.TopologyMap`). Noise-model sequences (generated on ICT's
+    mesh) are carried as they are loaded; sim-to-real sequences (``generator.coarse_source:
+    mediapipe``) are MediaPipe's own output on renders and are used as they are. Either trains
+    models that refine ``au-face reconstruct``'s MediaPipe meshes.
+
+    The geometry carries a :class:`~au_face.neutral.NeutralEstimator` built from the ICT model
+    (template, identity modes, non-gaze expression shapes), used when ``reference="neutral"``.
 
     Args:
         root: where the dataset is generated and cached.
@@ -43,6 +50,7 @@ class SyntheticDataModule(SequenceDataModule):
         generator: generator settings; its AU list is replaced by ``aus``.
         mask_rings: boundary width of the AU masks (mesh rings).
         topology: ``ict`` (the generator's own mesh) or ``mediapipe``.
+        identity_modes: ICT identity modes the neutral estimator may use.
         Other arguments: see :class:`SequenceDataModule`.
     """
 
@@ -61,8 +69,14 @@ class SyntheticDataModule(SequenceDataModule):
         balanced_sampling: bool = False,
         use_crops: bool = True,
         cache_size: int = 64,
+        reference: str = "mean",
+        single_frames: float = 0.0,
+        identity_modes: int = 50,
     ) -> None:
-        super().__init__(aus, clip_length, train_stride, batch_size, num_workers, balanced_sampling, use_crops, cache_size)
+        super().__init__(
+            aus, clip_length, train_stride, batch_size, num_workers, balanced_sampling, use_crops, cache_size, reference, single_frames
+        )
+        self.identity_modes = identity_modes
         self.root = Path(root)
         self.ict_path = ICT_MODEL.resolve(ict_path)
         self.config = dataclasses.replace(generator or SyntheticConfig(), aus=tuple(self.au_list))
@@ -71,6 +85,8 @@ class SyntheticDataModule(SequenceDataModule):
             raise UnknownTopologyError(
                 f"synthetic data can be served on topology {' or '.join(SYNTHETIC_TOPOLOGIES)}, not {topology!r}"
             )
+        if self.config.topology == "mediapipe" and topology != "mediapipe":
+            raise UnknownTopologyError("sim-to-real data (generator.coarse_source: mediapipe) is on the mediapipe topology; set topology: mediapipe")
         self.topology = topology
 
     @cached_property
@@ -85,13 +101,18 @@ class SyntheticDataModule(SequenceDataModule):
         return TopologyMap.between(self.ict_model.topology(), mediapipe_topology())
 
     def build_geometry(self) -> FaceGeometry:
-        basis, _ = ict_expression_basis(self.ict_model)
+        basis, names = ict_expression_basis(self.ict_model)
+        identity = self.ict_model.identity_deltas[: self.identity_modes]
+        template = self.ict_model.neutral
         if self.topology_map is None:
             topology, method = self.ict_model.topology(), "ict"
         else:
-            topology, method, basis = mediapipe_topology(), "transfer", self.topology_map.apply_basis(basis)
+            topology, method = mediapipe_topology(), "transfer"
+            basis, identity = self.topology_map.apply_basis(basis), self.topology_map.apply_basis(identity)
+            template = to_pose_frame(self.topology_map(template), self.topology_map(template))
         masks = build_masks(topology, self.au_list, method, self.ict_model, user_cache_dir() / "masks", self.mask_rings)
-        return FaceGeometry(topology, tuple(self.au_list), masks, basis)
+        neutral = NeutralEstimator(torch.from_numpy(template), torch.from_numpy(identity), torch.from_numpy(basis[fit_shape_indices(names)]))
+        return FaceGeometry(topology, tuple(self.au_list), masks, basis, neutral)
 
     def prepare_data(self) -> None:
         generate_synthetic_dataset(self.root, self.ict_path, self.config)
@@ -105,9 +126,8 @@ class SyntheticDataModule(SequenceDataModule):
         index = self.index
         out = []
         for seq_id in index.splits[SPLIT_NAMES[split]]:
-            record = SequenceRecord(
-                seq_id, index.identities[seq_id], index.coarse_path(seq_id), gt_path=index.gt_path(seq_id), vertex_map=self.topology_map
-            )
+            carried = self.topology_map if self.config.topology == "ict" else None
+            record = SequenceRecord(seq_id, index.identities[seq_id], index.coarse_path(seq_id), gt_path=index.gt_path(seq_id), vertex_map=carried)
             track = read_folder_csv(index.labels_path(seq_id), self.au_list)
             labels = align_labels(track, count_frames(record), policy="error").labels
             out.append(dataclasses.replace(record, labels=labels))

@@ -1,0 +1,149 @@
+"""The person's neutral (expression-free) shape S̄, estimated from coarse frames alone.
+
+Tokens and features use ``S_j − S̄``. With S̄ the clip mean, an expression held for a whole clip
+(or a single image) cancels out and a frame's reading depends on its neighbours. Here every frame
+is fitted as
+
+    S_j ≈ T + I α + E w_j,    w_j ∈ [0, 1],
+
+with ``T`` a template, ``I`` identity modes shared by all frames (ridge prior), and ``E`` expression
+shapes with non-negative, sparse weights per frame (gaze shapes left out: they move the eyes, not
+the face). S̄ is then the mean over frames of ``S_j − E w_j``: the expression is taken away and
+whatever the models cannot express (the reconstructor's own shape details) stays in S̄, so for a
+single image ``S − S̄ = E w`` exactly. Long videos are fitted on at most ``max_frames`` evenly spaced
+frames, so memory and time stay flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+#: ICT expression shapes left out of the neutral fit (gaze: they absorb fitting error, not expression).
+GAZE_SHAPE_PREFIX = "eyeLook"
+
+
+@dataclass
+class NeutralFit:
+    """``reference [V,3]`` (S̄), per-frame expression ``weights [T,E]`` (zeros where not valid) and ``identity [I]``."""
+
+    reference: torch.Tensor
+    weights: torch.Tensor
+    identity: torch.Tensor
+
+
+class NeutralEstimator(nn.Module):
+    """Fits S̄ (see the module docstring). Pure tensor code, stored as buffers in checkpoints.
+
+    Args:
+        template: ``[V,3]`` mean shape ``T``.
+        identity: ``[I,V,3]`` identity modes (one unit = one prior standard deviation).
+        expression: ``[E,V,3]`` expression shapes at full activation.
+        identity_ridge: prior weight on ``|α|²`` (squared vertex units).
+        sparsity: cost per unit of expression weight (squared vertex units), against spurious shapes.
+        iterations, inner_iterations: alternations of the identity and expression steps, and
+            projected-gradient steps per expression step.
+        max_frames: frames the fit uses at most (evenly spaced).
+    """
+
+    def __init__(
+        self,
+        template: torch.Tensor,
+        identity: torch.Tensor,
+        expression: torch.Tensor,
+        identity_ridge: float = 0.05,
+        sparsity: float = 0.1,
+        iterations: int = 6,
+        inner_iterations: int = 30,
+        max_frames: int = 256,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("template", torch.as_tensor(template, dtype=torch.float32).clone())
+        self.register_buffer("identity", torch.as_tensor(identity, dtype=torch.float32).clone())
+        self.register_buffer("expression", torch.as_tensor(expression, dtype=torch.float32).clone())
+        self.identity_ridge, self.sparsity = float(identity_ridge), float(sparsity)
+        self.iterations, self.inner_iterations, self.max_frames = int(iterations), int(inner_iterations), int(max_frames)
+
+    @classmethod
+    def empty(cls, num_vertices: int) -> NeutralEstimator:
+        """An estimator without shapes, to be filled by :meth:`install` or ``load_state_dict``."""
+        return cls(torch.zeros(num_vertices, 3), torch.zeros(0, num_vertices, 3), torch.zeros(0, num_vertices, 3))
+
+    def install(self, other: NeutralEstimator) -> None:
+        """Take ``other``'s shapes and settings."""
+        for name in ("template", "identity", "expression"):
+            setattr(self, name, getattr(other, name).detach().clone().to(self.template.device))
+        self.identity_ridge, self.sparsity = other.identity_ridge, other.sparsity
+        self.iterations, self.inner_iterations, self.max_frames = other.iterations, other.inner_iterations, other.max_frames
+
+    @property
+    def is_empty(self) -> bool:
+        return self.expression.shape[0] == 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in ("template", "identity", "expression"):  # the shapes come with the checkpoint
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.template.shape[0])
+
+    def _matrices(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        e = self.expression.flatten(1).t()  # [3V,E]
+        i = self.identity.flatten(1).t()  # [3V,I]
+        lipschitz = float(torch.linalg.matrix_norm(e, ord=2) ** 2) if e.numel() else 1.0
+        return e, i, max(lipschitz, 1e-12)
+
+    @torch.no_grad()
+    def fit(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> NeutralFit:
+        """Fit ``vertices [T,V,3]`` (canonical frames) over the ``valid [T]`` ones."""
+        vertices = vertices.float().to(self.template.device)
+        t = len(vertices)
+        valid = torch.ones(t, dtype=torch.bool) if valid is None else valid.bool()
+        valid = valid.to(self.template.device)
+        weights = vertices.new_zeros(t, self.expression.shape[0])
+        identity = vertices.new_zeros(self.identity.shape[0])
+        frames = torch.nonzero(valid).flatten()
+        if len(frames) == 0:
+            return NeutralFit(self.template.clone(), weights, identity)
+        used = frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
+        e, i, lipschitz = self._matrices()
+        offsets = (vertices[used] - self.template).flatten(1)  # [N,3V]
+        gram = len(used) * (i.t() @ i) + self.identity_ridge * torch.eye(i.shape[1], device=i.device)
+        w = offsets.new_zeros(len(used), e.shape[1])
+        for _ in range(self.iterations):
+            w = self._expression_step(offsets - (i @ identity), e, lipschitz, w)
+            identity = torch.linalg.solve(gram, i.t() @ (offsets - w @ e.t()).sum(0))
+        reference = (vertices[used].flatten(1) - w @ e.t()).mean(0).reshape(-1, 3)
+        weights[valid] = self._expression_step((vertices[valid] - self.template).flatten(1) - (i @ identity), e, lipschitz)
+        return NeutralFit(reference, weights, identity)
+
+    def _expression_step(self, residual: torch.Tensor, e: torch.Tensor, lipschitz: float, start: torch.Tensor | None = None) -> torch.Tensor:
+        """Accelerated projected gradient (FISTA) for ``min ½|r − E w|² + sparsity·Σw`` over
+        ``w ∈ [0,1]``, one problem per row of ``residual [N,3V]``."""
+        w = residual.new_zeros(len(residual), e.shape[1]) if start is None else start
+        target, gram = residual @ e, e.t() @ e
+        y, step = w, 1.0
+        for _ in range(self.inner_iterations):
+            w_next = (y - (y @ gram - target + self.sparsity) / lipschitz).clamp(0.0, 1.0)
+            step_next = (1 + (1 + 4 * step * step) ** 0.5) / 2
+            y = w_next + ((step - 1) / step_next) * (w_next - w)
+            w, step = w_next, step_next
+        return w
+
+    def forward(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """S̄ ``[V,3]`` of one video's frames ``[T,V,3]``."""
+        return self.fit(vertices, valid).reference
+
+
+def fit_shape_indices(names: list[str]) -> np.ndarray:
+    """Indices of the expression shapes the neutral fit uses (all but gaze)."""
+    return np.array([k for k, name in enumerate(names) if not name.startswith(GAZE_SHAPE_PREFIX)], dtype=np.int64)
+
+
+__all__ = ["GAZE_SHAPE_PREFIX", "NeutralEstimator", "NeutralFit", "fit_shape_indices"]
