@@ -28,7 +28,7 @@ from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS, AUCsvWriter, NpzStreamWriter, write_frame_meshes
 from au_face.result import ReconstructionResult, output_paths
 from au_face.sources import open_frames
-from au_face.windows import SlidingWindow, WindowBlend
+from au_face.windows import SlidingWindow
 
 #: Per-frame inputs only the refiner reads (not stored when there is none).
 _REFINER_INPUTS = ("crops", "features")
@@ -131,9 +131,10 @@ def refine_windows(
     num_frames = store.shape("vertices")[0]
     ref = torch.from_numpy(reference)
     aus: list[int] = []
-    blend = WindowBlend()
+    window = SlidingWindow(int(refiner.clip_length))
+    blend = window.blend()
     with _progress(num_frames, "refine", progress) as bar, _torch_threads(threads):
-        for start, stop in SlidingWindow(int(refiner.clip_length)).plan(num_frames):
+        for start, stop in window.plan(num_frames):
             clip = store.coarse(start, stop, fps, topology)
             with torch.inference_mode():
                 out = refiner.refine(clip, reference=ref)

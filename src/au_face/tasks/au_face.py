@@ -18,7 +18,7 @@ from au_face.errors import AUFaceError
 from au_face.geometry import FaceGeometry
 from au_face.losses import masked_bce, masked_mean_square, smoothness_loss, vertex_mse
 from au_face.nn.net import AUFaceNet, Modality
-from au_face.windows import SlidingWindow, WindowBlend
+from au_face.windows import SlidingWindow
 
 FREEZABLE = {
     "tokenizer": ("net.tokenizer.",),
@@ -261,8 +261,8 @@ class AUFaceTask(L.LightningModule):
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
         reference = coarse.mean_shape() if reference is None else reference
-        windows = SlidingWindow(self.clip_length).plan(len(coarse))
-        blend = WindowBlend()
+        window = SlidingWindow(self.clip_length)
+        windows, blend = window.plan(len(coarse)), window.blend()
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
