@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 import cv2
+import numpy as np
 
 from au_face.video import DEFAULT_FPS, VideoError, VideoFrame, VideoNotFoundError, VideoReader
 
@@ -83,7 +84,7 @@ class ImageSequenceReader:
         self.size = (first.shape[1], first.shape[0])
 
     @staticmethod
-    def _read(path: Path):
+    def _read(path: Path) -> np.ndarray:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise VideoError(f"{path}: OpenCV cannot read it as an image")
@@ -107,7 +108,11 @@ class ImageSequenceReader:
         self.close()
 
 
-def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None) -> VideoReader | ImageSequenceReader:
+#: What :func:`open_frames` returns.
+FrameReader = VideoReader | ImageSequenceReader
+
+
+def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None) -> FrameReader:
     """A frame reader for one sequence of :func:`find_inputs`: a folder of images, one image, or a video."""
     path = Path(path)
     if path.is_dir():
@@ -120,6 +125,7 @@ def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "FrameReader",
     "ImageSequenceReader",
     "InputNotFoundError",
     "find_inputs",

@@ -15,8 +15,8 @@ import torch
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.io import NpzStreamWriter
-from au_face.sources import ImageSequenceReader, open_frames
-from au_face.video import VideoReader, iter_chunks
+from au_face.sources import FrameReader, open_frames
+from au_face.video import iter_chunks
 
 #: Per-frame fields of :class:`CoarseFrames`, in file order.
 FRAME_FIELDS = ("vertices", "valid", "rotation", "translation", "scale", "landmarks2d", "timestamps", *OPTIONAL_FIELDS)
@@ -56,7 +56,7 @@ def _no_face_message(path: Path, num_frames: int, stride: int) -> str:
 
 
 def _chunks(
-    reader: VideoReader | ImageSequenceReader, reconstructor: CoarseReconstructor, chunk_size: int
+    reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int
 ) -> Iterator[CoarseFrames]:
     reconstructor.reset()
     for chunk in iter_chunks(reader, chunk_size):

@@ -25,7 +25,6 @@ from au_face.errors import AUFaceError
 from au_face.sources import VIDEO_EXTENSIONS, list_videos
 
 
-
 class PreprocessInputError(AUFaceError, ValueError):
     """An input path that does not exist, or no videos to process."""
 
