@@ -185,3 +185,13 @@ def test_import_and_help_stay_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_native_logs_are_dropped_but_python_stderr_is_kept() -> None:
+    code = (
+        "import os, sys\nfrom au_face.quiet import native_logs_silenced\n"
+        "with native_logs_silenced():\n    os.write(2, b'native log line\\n')\n    print('python message', file=sys.stderr)\n"
+        "os.write(2, b'native after\\n')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True)
+    assert done.stderr.splitlines() == ["python message", "native after"]
