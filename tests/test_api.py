@@ -100,6 +100,8 @@ def test_to_pytorch3d_gives_one_mesh_per_frame(single_face: Path) -> None:
 def test_images_and_folders_are_inputs_too(single_face: Path, video_dir: Path, tmp_path: Path) -> None:
     image = au_face.reconstruct(video_dir / "single_face.jpg", refine=False)
     assert image.num_frames == 1 and image.num_valid == 1 and image.name == "single_face"
+    with pytest.raises(au_face.AUFaceError, match="stride"):
+        au_face.reconstruct(video_dir / "single_face.jpg", refine=False, stride=0)
 
     frames = tmp_path / "frames"
     frames.mkdir()

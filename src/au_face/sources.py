@@ -73,6 +73,8 @@ class ImageSequenceReader:
     def __init__(self, images: list[Path], fps: float = DEFAULT_FPS, stride: int = 1, max_frames: int | None = None) -> None:
         if not images:
             raise InputNotFoundError("no images to read")
+        if stride < 1 or (max_frames is not None and max_frames < 1):
+            raise VideoError(f"stride and max_frames must be positive, got {stride} and {max_frames}")
         self.path = images[0].parent if len(images) > 1 else images[0]
         self.images = images
         self.fps = float(fps)
