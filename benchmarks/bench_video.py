@@ -47,7 +47,7 @@ def peak_rss_mb() -> float:
 def build_refiner(ckpt: str | None):
     """The trained model from ``ckpt``, or an untrained one of the default config (see module doc)."""
     if ckpt:
-        from au_face.pipeline import load_refiner
+        from au_face.models import load_refiner
 
         return load_refiner(ckpt)
     import torch
@@ -127,7 +127,7 @@ def stage_refine(args: argparse.Namespace) -> dict:
             if name not in ("fps", "topology"):
                 store.append(name, array)
         start = time.perf_counter()
-        refine_windows(refiner, store, coarse.mean_shape().numpy(), coarse.fps, coarse.topology, None, False)
+        refine_windows(refiner, store, coarse.mean_shape().numpy(), coarse.fps, coarse.topology, False)
         seconds = time.perf_counter() - start
         refined = store.read("refined", 0, len(coarse))
     valid = coarse.valid.numpy()

@@ -188,7 +188,7 @@ def write_coarse_cache(
 
     from au_face.coarse.base import CoarseFrames
     from au_face.data.cache import CoarseCache
-    from au_face.data.datamodules.folder import reconstructor_version
+    from au_face.coarse.registry import reconstructor_version
     from au_face.faces.mediapipe import mediapipe_topology
 
     rng = np.random.default_rng(seed)

@@ -13,7 +13,9 @@ from au_face.io import (
     AUCsvWriter,
     MeshIOError,
     NpzStreamWriter,
+    HEAD_TO_CAMERA,
     au_csv_columns,
+    euler_angles,
     load_mesh_sequence_npz,
     read_au_csv,
     save_mesh_sequence_npz,
@@ -95,16 +97,18 @@ def test_frame_meshes_unknown_format(tmp_path: Path, sequence: dict) -> None:
 def test_au_csv_layout_and_round_trip(tmp_path: Path) -> None:
     aus = [1, 12, 25]
     assert au_csv_columns(aus) == [
-        "frame", "timestamp", "confidence", "success", "AU01_p", "AU12_p", "AU25_p", "AU01_c", "AU12_c", "AU25_c",
-    ]
+        "frame", "face_id", "timestamp", "confidence", "success",
+        "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz",
+        "AU01_p", "AU12_p", "AU25_p", "AU01_c", "AU12_c", "AU25_c",
+    ]  # fmt: skip
     probs = np.array([[0.1, 0.7, 0.5], [0.0, 0.0, 0.0], [0.9, 0.2, 0.49]])
     with AUCsvWriter(tmp_path / "aus.csv", aus) as writer:
-        writer.write([1, 2], [0.0, 0.04], [True, False], probs[:2])
+        writer.write([1, 2], [0.0, 0.04], [True, False], probs[:2], confidence=[0.93, 0.0])
         writer.write([3], [0.08], [True], probs[2:])
         assert not (tmp_path / "aus.csv").exists()  # only a temporary while streaming
     lines = (tmp_path / "aus.csv").read_text().splitlines()
-    assert lines[1] == "1,0.000,1.00,1,0.1000,0.7000,0.5000,0,1,1"
-    assert lines[2] == "2,0.040,0.00,0,,,,,,"
+    assert lines[1] == "1,0,0.000,0.93,1,,,,,,,0.1000,0.7000,0.5000,0,1,1"
+    assert lines[2] == "2,0,0.040,0.00,0,,,,,,,,,,,,"
     table = read_au_csv(tmp_path / "aus.csv")
     assert table.aus == aus
     np.testing.assert_array_equal(table.frames, [1, 2, 3])
@@ -113,6 +117,23 @@ def test_au_csv_layout_and_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(table.probs[[0, 2]], probs[[0, 2]])
     assert np.isnan(table.probs[1]).all()
     np.testing.assert_array_equal(table.occurrence, [[0, 1, 1], [-1, -1, -1], [1, 0, 0]])
+
+
+def test_au_csv_pose_columns_follow_openface(tmp_path: Path) -> None:
+    rx, ry, rz = 0.1, -0.4, 0.25
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rotation = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    np.testing.assert_allclose(euler_angles(rotation[None]), [[rx, ry, rz]], atol=1e-12)
+    with AUCsvWriter(tmp_path / "pose.csv", []) as writer:
+        head = rotation @ HEAD_TO_CAMERA  # the canonical head y up, z to the viewer: facing the camera is 0
+        writer.write([1, 2], [0.0, 0.04], [True, False], rotation=np.stack([head] * 2), translation=[[320.0, 180.5, -2.0]] * 2)
+    lines = (tmp_path / "pose.csv").read_text().splitlines()
+    assert lines == [
+        "frame,face_id,timestamp,confidence,success,pose_Tx,pose_Ty,pose_Tz,pose_Rx,pose_Ry,pose_Rz",
+        "1,0,0.000,1.00,1,320.0,180.5,-2.0,0.100,-0.400,0.250",
+        "2,0,0.040,0.00,0,,,,,,",
+    ]
+    assert read_au_csv(tmp_path / "pose.csv").aus == []
 
 
 def test_au_csv_interrupted_leaves_no_file(tmp_path: Path) -> None:

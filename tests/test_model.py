@@ -123,6 +123,18 @@ def test_f1_metric_masks_unknown_labels() -> None:
     assert f1[1] == pytest.approx(1.0)
 
 
+def test_f1_metric_skips_invalid_frames_and_gives_nan_when_undefined() -> None:
+    metric = AUF1(3, threshold=0.5)
+    probs = torch.tensor([[[0.9, 0.1, 0.2], [0.9, 0.9, 0.1]], [[0.1, 0.6, 0.3], [0.8, 0.2, 0.4]]])
+    labels = torch.tensor([[[1, 0, 0], [0, 0, 0]], [[1, 1, 0], [1, 0, 0]]], dtype=torch.int8)
+    valid = torch.tensor([[True, False], [True, True]])  # frame (0, 1) would add false positives
+    metric.update(probs, labels, valid)
+    f1 = metric.compute()
+    assert f1[0] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))  # tp 2, fn 1
+    assert f1[1] == pytest.approx(1.0)
+    assert torch.isnan(f1[2])  # no positive label, no positive prediction
+
+
 def test_mean_acceleration_counts_only_valid_triplets() -> None:
     metric = MeanAcceleration()
     v = torch.zeros(1, 4, 2, 3)

@@ -14,7 +14,8 @@ import trimesh
 from au_face.cli import main
 from au_face.coarse.base import CoarseFrames
 from au_face.io import load_mesh_sequence_npz, read_au_csv
-from au_face.pipeline import FrameStore, TopologyMismatchError, plan_windows, reconstruct, refine_windows
+from au_face.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
+from au_face.windows import SlidingWindow
 
 pytest.importorskip("mediapipe")
 
@@ -82,15 +83,6 @@ def _filled_store(tmp_path: Path, coarse: CoarseFrames) -> FrameStore:
 # --------------------------------------------------------------------------- unit: windows, store, stitching
 
 
-@pytest.mark.parametrize(("n", "length", "overlap"), [(10, 16, 4), (16, 16, 4), (17, 16, 4), (100, 16, 4), (41, 8, 7)])
-def test_plan_windows_cover_every_frame_with_overlaps(n: int, length: int, overlap: int) -> None:
-    windows = plan_windows(n, length, overlap)
-    assert windows[0][0] == 0 and windows[-1][1] == n
-    assert all(stop - start == min(length, n) for start, stop in windows)
-    for (s0, e0), (s1, _) in zip(windows, windows[1:]):
-        assert s0 < s1 and e0 - s1 >= overlap
-
-
 def test_frame_store_reads_back_ranges(tmp_path: Path) -> None:
     coarse = _synthetic_coarse(50)
     store = _filled_store(tmp_path, coarse)
@@ -108,9 +100,9 @@ def test_refinement_windows_are_stitched_in_frame_order(tmp_path: Path) -> None:
     store = _filled_store(tmp_path, coarse)
     refiner = StandInRefiner(clip_length=16)
     reference = np.full((5, 3), 7.0, dtype=np.float32)
-    aus = refine_windows(refiner, store, reference, 25.0, "mediapipe", overlap=None, progress=False)
+    aus = refine_windows(refiner, store, reference, 25.0, "mediapipe", progress=False)
     assert aus == [6, 12]
-    assert [n for n, _ in refiner.calls] == [16] * len(plan_windows(50, 16, 4))
+    assert [n for n, _ in refiner.calls] == [16] * len(SlidingWindow(16).plan(50))
     assert all(torch.equal(ref, torch.from_numpy(reference)) for _, ref in refiner.calls)
     vertices, probs = StandInRefiner.expected(coarse.vertices.numpy(), coarse.timestamps.numpy())
     valid = coarse.valid.numpy()
@@ -120,16 +112,15 @@ def test_refinement_windows_are_stitched_in_frame_order(tmp_path: Path) -> None:
     assert np.isnan(store.read("au_probs", 7, 8)).all()
 
 
-def test_overlaps_are_cross_faded_and_the_rest_taken_whole(tmp_path: Path) -> None:
+def test_overlaps_are_blended_with_the_shared_sliding_window(tmp_path: Path) -> None:
     coarse = _synthetic_coarse(40).with_fields(valid=torch.ones(40, dtype=torch.bool))
     store = _filled_store(tmp_path, coarse)
-    refine_windows(WindowIdRefiner(clip_length=16), store, np.zeros((5, 3), np.float32), 25.0, "mediapipe", 4, False)
+    refine_windows(WindowIdRefiner(clip_length=16), store, np.zeros((5, 3), np.float32), 25.0, "mediapipe", False)
     probs = store.read("au_probs", 0, 40)[:, 0]
-    # windows start at 0, 12, 24 (each 16 long): frames 12-15 and 24-27 blend two windows
-    np.testing.assert_array_equal(probs[:12], 0.0)
-    np.testing.assert_array_equal(probs[16:24], 1.0)
-    np.testing.assert_array_equal(probs[28:], 2.0)
-    np.testing.assert_allclose(probs[12:16], [0.2, 0.4, 0.6, 0.8], atol=1e-6)
+    # windows start at 0, 8, 16, 24 (each 16 long); frame 8 is window 0's 9th frame and window 1's first
+    np.testing.assert_array_equal(probs[:8], 0.0)
+    np.testing.assert_array_equal(probs[32:], 3.0)
+    assert probs[8] == pytest.approx(1 / 9)
     assert np.all(np.diff(probs) >= 0)
 
 
@@ -184,8 +175,8 @@ def _video_frames(path: Path) -> tuple[int, tuple[int, int]]:
 def test_coarse_only_outputs(coarse_run, video_times: np.ndarray) -> None:
     out, result = coarse_run
     assert result.num_frames == 72 and result.num_valid == 72 and not result.refined
-    assert set(result.paths) == {"meshes", "frame_meshes", "overlay"}
-    assert "need a trained checkpoint" in result.summary()
+    assert set(result.paths) == {"meshes", "au_csv", "frame_meshes", "overlay"}
+    assert "need a trained model" in result.summary()
     seq = load_mesh_sequence_npz(result.paths["meshes"])
     assert seq.vertices.shape == (72, 468, 3) and seq.triangles.shape[1] == 3
     np.testing.assert_allclose(seq.timestamps, video_times)
@@ -219,6 +210,7 @@ def test_refined_outputs(refined_run, video_times: np.ndarray) -> None:
     np.testing.assert_allclose(table.timestamps, video_times, atol=5e-4)
     np.testing.assert_allclose(table.probs, expected_probs, atol=1e-4)
     np.testing.assert_array_equal(table.occurrence, expected_probs >= 0.5)
+    assert np.all((table.confidence > 0.5) & (table.confidence < 1.0))  # the fit quality, not a copy of success
 
     assert cv2.imread(str(result.paths["au_plot"])) is not None
     assert _video_frames(result.paths["overlay"]) == (72, (840, 360))  # 200 px AU panel
@@ -230,7 +222,7 @@ def test_refined_outputs(refined_run, video_times: np.ndarray) -> None:
 def test_stride_and_max_frames(single_face: Path, reconstructor, tmp_path: Path, video_times: np.ndarray) -> None:
     result = reconstruct(single_face, tmp_path, reconstructor, overlay=False, stride=3, max_frames=10, progress=False)
     seq = load_mesh_sequence_npz(result.paths["meshes"])
-    assert result.num_frames == 10 and set(result.paths) == {"meshes"}
+    assert result.num_frames == 10 and set(result.paths) == {"meshes", "au_csv"}
     np.testing.assert_array_equal(seq.extra["frames"], np.arange(10) * 3 + 1)
     np.testing.assert_allclose(seq.timestamps, video_times[::3][:10])
 
@@ -260,7 +252,7 @@ def _cli_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
 
 def test_cli_reports_bad_input_clearly(tmp_path: Path, single_face: Path, capsys: pytest.CaptureFixture) -> None:
     out = str(tmp_path / "out")
-    assert "video not found" in _cli_error(capsys, [str(tmp_path / "missing.mp4"), "--out", out])
+    assert "video, image or folder not found" in _cli_error(capsys, [str(tmp_path / "missing.mp4"), "--out", out])
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not really a video")
     assert "corrupt.mp4" in _cli_error(capsys, [str(tmp_path / "corrupt.mp4"), "--out", out])
     blank = _write_video(tmp_path / "blank.mp4", [np.full((96, 128, 3), 128, np.uint8)] * 6)
@@ -275,9 +267,9 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path, single_face: Path, capsys
 
 
 def test_cli_topology_mismatch(tmp_path: Path, single_face: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    import au_face.pipeline
+    import au_face.api
 
-    monkeypatch.setattr(au_face.pipeline, "load_refiner", lambda path: StandInRefiner(topology_name="ict"))
+    monkeypatch.setattr(au_face.api, "load_refiner", lambda path: StandInRefiner(topology_name="ict"))
     err = _cli_error(capsys, [str(single_face), "--ckpt", "x.ckpt", "--out", str(tmp_path)])
     assert "checkpoint was trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'" in err
 
@@ -287,5 +279,5 @@ def test_cli_demo_runs_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.Mo
     assert main(["reconstruct", "--demo", "--out", str(tmp_path / "out"), "--mesh-format", "obj", "--stride", "2"]) == 0
     printed = capsys.readouterr().out
     assert "24 frames, face found in 24" in printed and "overlay video" in printed
-    assert len(list((tmp_path / "out").glob("demo_*_meshes/*.obj"))) == 24
+    assert len(list((tmp_path / "out").glob("demo_meshes/*.obj"))) == 24  # named after the input, not the cache file
     assert len(list((tmp_path / "cache").glob("demo_astronaut_*.mp4"))) == 1

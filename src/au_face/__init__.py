@@ -1,21 +1,67 @@
-"""au_face: AU-aware dynamic 3D face reconstruction from video."""
+"""au_face: AU-aware dynamic 3D face reconstruction from video.
 
-from au_face.aus import AU_SETS, au_label, parse_au, resolve_aus
-from au_face.coarse.base import CoarseFrames, CoarseReconstructor
-from au_face.errors import AUFaceError
-from au_face.faces import FaceTopology, ICTFaceModel
+``import au_face`` is light: every name below is imported on first use, so torch, Lightning and
+MediaPipe load only when something needs them::
+
+    import au_face
+    result = au_face.reconstruct("clip.mp4")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AU_SETS",
-    "AUFaceError",
-    "CoarseFrames",
-    "CoarseReconstructor",
-    "FaceTopology",
-    "ICTFaceModel",
-    "__version__",
-    "au_label",
-    "parse_au",
-    "resolve_aus",
-]
+#: public name → module that defines it
+_EXPORTS = {
+    "AU_SETS": "au_face.aus",
+    "au_label": "au_face.aus",
+    "parse_au": "au_face.aus",
+    "resolve_aus": "au_face.aus",
+    "AUFaceError": "au_face.errors",
+    "CoarseFrames": "au_face.coarse.base",
+    "CoarseReconstructor": "au_face.coarse.base",
+    "MediaPipeReconstructor": "au_face.coarse.mediapipe",
+    "DecaReconstructor": "au_face.coarse.deca",
+    "RECONSTRUCTORS": "au_face.coarse.registry",
+    "build_reconstructor": "au_face.coarse.registry",
+    "FaceTopology": "au_face.faces.topology",
+    "ICTFaceModel": "au_face.faces.ict",
+    "AUFaceTask": "au_face.tasks.au_face",
+    "load_refiner": "au_face.models",
+    "default_checkpoint": "au_face.models",
+    "reconstruct": "au_face.api",
+    "ReconstructionResult": "au_face.result",
+    "SlidingWindow": "au_face.windows",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from au_face.api import reconstruct
+    from au_face.aus import AU_SETS, au_label, parse_au, resolve_aus
+    from au_face.coarse.base import CoarseFrames, CoarseReconstructor
+    from au_face.coarse.deca import DecaReconstructor
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.coarse.registry import RECONSTRUCTORS, build_reconstructor
+    from au_face.errors import AUFaceError
+    from au_face.faces.ict import ICTFaceModel
+    from au_face.faces.topology import FaceTopology
+    from au_face.models import default_checkpoint, load_refiner
+    from au_face.result import ReconstructionResult
+    from au_face.tasks.au_face import AUFaceTask
+    from au_face.windows import SlidingWindow
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'au_face' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,4 +1,8 @@
-"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/evaluate."""
+"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/evaluate.
+
+Only what a subcommand needs is imported (torch, Lightning and MediaPipe take seconds), so
+``au-face --help`` and argument errors are quick.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-
-from lightning.pytorch.cli import LightningCLI
 
 from au_face.errors import AUFaceError
 
@@ -20,37 +22,9 @@ COMMANDS = {
     "evaluate": "Per-AU F1 tables over dataset folds.",
 }
 
-#: datamodule attributes the model is built from (fine-tuning on a new AU set is a config change)
-LINKED = ("aus", "topology", "num_vertices", "expression_dim", "vertex_scale", "clip_length", "reference")
-
-
-class AUFaceCLI(LightningCLI):
-    """LightningCLI with the AU list, topology and sizes linked from the datamodule to the model."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        sources = {"topology": "topology_name"}
-        for name in LINKED:
-            parser.link_arguments(f"data.{sources.get(name, name)}", f"model.init_args.{name}", apply_on="instantiate")
-
-
-def run_lightning(argv: Sequence[str] | None) -> int:
-    """``fit | validate | test | predict`` through LightningCLI (subclass mode)."""
-    from au_face.data.datamodules.base import SequenceDataModule
-    from au_face.tasks import AUFaceTask
-
-    AUFaceCLI(
-        AUFaceTask,
-        SequenceDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=None if argv is None else list(argv),
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
-    return 0
-
 
 def run_command(name: str, argv: Sequence[str]) -> int:
+    """A non-training subcommand: its module's ``add_arguments`` and ``run``."""
     module = importlib.import_module(f"au_face.commands.{name}")
     parser = argparse.ArgumentParser(prog=f"au-face {name}", description=COMMANDS[name])
     module.add_arguments(parser)
@@ -69,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_command(args[0], args[1:])
         if not args or args[0] in ("-h", "--help"):
             _print_help()
-            if not args:
-                return 2
+            return 0 if args else 2
+        from au_face.lightning_cli import run_lightning
+
         return run_lightning(None if from_shell else args)
     except Exception as err:
         cause = user_error(err)
@@ -102,7 +77,7 @@ def user_error(err: BaseException) -> AUFaceError | None:
 
 def _print_help() -> None:
     print("usage: au-face {fit,validate,test,predict,reconstruct,preprocess,masks,evaluate} ...\n")
-    print("  fit|validate|test|predict  train and evaluate with LightningCLI (--config configs/*.yaml)")
+    print("  fit|validate|test|predict  train and evaluate with LightningCLI (--config configs/*.yaml; fit --help)")
     for name, text in COMMANDS.items():
         print(f"  {name:<26} {text}")
     print()

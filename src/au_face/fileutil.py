@@ -88,8 +88,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def user_cache_dir() -> Path:
-    """``$AU_FACE_CACHE`` or ``~/.cache/au_face``: derived, re-creatable files (masks, templates, demo clip)."""
+    """``$AU_FACE_CACHE`` or the platform's user cache folder (``~/.cache/au_face`` on Linux, via
+    platformdirs): derived, re-creatable files (masks, templates, demo clip)."""
+    import platformdirs
+
     root = os.environ.get("AU_FACE_CACHE")
-    path = Path(root).expanduser() if root else Path.home() / ".cache" / "au_face"
+    path = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("au_face", appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -4,39 +4,33 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.classification import MultilabelStatScores
 
 from au_face.losses import acceleration, triplet_mask
 
 
-class AUF1(Metric):
+class AUF1(MultilabelStatScores):
     """Per-AU F1 of occurrence over known labels of valid frames.
 
-    ``compute`` returns ``[K]``; an AU with no positive label and no positive prediction
-    gives NaN (undefined) and is left out of the mean by :func:`nan_mean`.
+    Counting is torchmetrics' ``MultilabelStatScores(average=None, ignore_index=-1)``; ``compute``
+    returns ``[K]`` F1, NaN for an AU with no positive label and no positive prediction
+    (undefined), which :func:`nan_mean` leaves out of the mean.
     """
 
-    full_state_update = False
-
     def __init__(self, num_aus: int, threshold: float = 0.5) -> None:
-        super().__init__()
-        self.threshold = threshold
-        for name in ("tp", "fp", "fn"):
-            self.add_state(name, default=torch.zeros(num_aus, dtype=torch.long), dist_reduce_fx="sum")
+        super().__init__(num_labels=num_aus, threshold=threshold, average=None, ignore_index=-1)
 
     def update(self, probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> None:
         """probs, labels ``[...,K]`` (labels −1 unknown); valid ``[...]``."""
-        known = (labels >= 0) & valid[..., None].bool()
-        pred = probs >= self.threshold
-        truth = labels == 1
-        dims = tuple(range(probs.ndim - 1))
-        self.tp += (pred & truth & known).sum(dims)
-        self.fp += (pred & ~truth & known).sum(dims)
-        self.fn += (~pred & truth & known).sum(dims)
+        k = probs.shape[-1]
+        labels = torch.where(valid[..., None].bool(), labels.long(), -1)
+        super().update(probs.reshape(-1, k), labels.reshape(-1, k))
 
     def compute(self) -> torch.Tensor:
-        denom = (2 * self.tp + self.fp + self.fn).double()
-        f1 = 2 * self.tp.double() / denom
-        return torch.where(denom > 0, f1, torch.full_like(f1, float("nan"))).float()
+        stats = super().compute().double()  # [K, (tp, fp, tn, fn, support)]
+        tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
+        denom = 2 * tp + fp + fn
+        return torch.where(denom > 0, 2 * tp / denom, torch.full_like(tp, float("nan"))).float()
 
 
 class MeanAcceleration(Metric):

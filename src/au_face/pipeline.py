@@ -9,14 +9,12 @@ video is a third streaming pass over the frames.
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +25,10 @@ from tqdm import tqdm
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
 from au_face.errors import AUFaceError
-from au_face.io import MESH_FORMATS, AUCsvWriter, AUTable, NpzStreamWriter, write_frame_meshes
+from au_face.io import MESH_FORMATS, AUCsvWriter, NpzStreamWriter, write_frame_meshes
+from au_face.result import ReconstructionResult, output_paths
+from au_face.sources import open_frames
+from au_face.windows import SlidingWindow
 
 #: Per-frame inputs only the refiner reads (not stored when there is none).
 _REFINER_INPUTS = ("crops", "features")
@@ -62,76 +63,12 @@ class Refiner(Protocol):
         ...
 
 
-@dataclass
-class ReconstructionResult:
-    """Where the outputs went and how long each stage took (seconds)."""
-
-    paths: dict[str, Path]
-    num_frames: int
-    num_valid: int
-    timings: dict[str, float] = field(default_factory=dict)
-    refined: bool = False
-
-    def summary(self) -> str:
-        """A few lines for the terminal."""
-        lines = [f"{self.num_frames} frames, face found in {self.num_valid}"]
-        names = {
-            "meshes": "mesh sequence (npz)",
-            "au_csv": "AU probabilities (csv)",
-            "au_plot": "AU tracks (png)",
-            "frame_meshes": "per-frame meshes",
-            "overlay": "overlay video",
-        }
-        lines += [f"  {names[key]:<24} {path}" for key, path in self.paths.items()]
-        if not self.refined:
-            lines.append("  AU probabilities and the refined mesh need a trained checkpoint (--ckpt)")
-        total = self.timings.get("total", 0.0)
-        if total > 0 and self.num_frames:
-            lines.append(f"  {total:.1f} s in all, {self.num_frames / total:.1f} frames/s")
-        return "\n".join(lines)
-
-
-def load_refiner(checkpoint: str | Path) -> Refiner:
-    """Load a trained ``AUFaceTask`` checkpoint for inference (CPU, eval mode).
-
-    Raises ``au_face.tasks.CheckpointError`` for a missing file or one that is not such a checkpoint.
-    """
-    from au_face.tasks import AUFaceTask, CheckpointError
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        task = AUFaceTask.load_from_checkpoint(path, map_location="cpu")
-    except CheckpointError:
-        raise
-    except Exception as err:  # torch/pickle/Lightning raise many types for a foreign or broken file
-        if isinstance(err, (pickle.UnpicklingError, EOFError)):
-            reason = "not a readable PyTorch checkpoint file"
-        else:
-            reason = f"{type(err).__name__}: {str(err).strip()[:120]}"
-        raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint ({reason})") from err
-    return task.eval()
-
-
-def plan_windows(num_frames: int, length: int, overlap: int) -> list[tuple[int, int]]:
-    """Windows ``(start, stop)`` of ``length`` frames covering ``num_frames``, consecutive ones
-    overlapping by at least ``overlap`` frames (one shorter window if the video is shorter)."""
-    if length < 1:
-        raise PipelineError(f"clip length must be positive, got {length}")
-    if num_frames <= length:
-        return [(0, num_frames)]
-    hop = max(1, length - overlap)
-    starts = [*range(0, num_frames - length, hop), num_frames - length]
-    return [(s, s + length) for s in starts]
-
-
 def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", leave=False, disable=not (enabled and sys.stderr.isatty()))
 
 
 def _coarse_pass(
-    video_path: Path,
+    source: Path,
     reconstructor: CoarseReconstructor,
     store: FrameStore,
     stride: int,
@@ -150,7 +87,7 @@ def _coarse_pass(
     num_valid = 0
     fps = 0.0
     with _progress(expected, "coarse", progress) as bar:
-        for chunk in reconstruct_video(video_path, reconstructor, stride=stride, max_frames=max_frames):
+        for chunk in reconstruct_video(source, reconstructor, stride=stride, max_frames=max_frames):
             fps = chunk.fps
             arrays = chunk.to_numpy()
             store.append_fields(arrays, fields)
@@ -179,26 +116,25 @@ def refine_windows(
     reference: np.ndarray,
     fps: float,
     topology: str,
-    overlap: int | None,
     progress: bool,
     threads: int | None = 1,
 ) -> list[int]:
-    """Pass 2: refine overlapping windows of ``store`` and append ``refined``/``au_probs`` rows in time order.
+    """Pass 2: refine the windows of :class:`~au_face.windows.SlidingWindow` read from ``store`` and
+    append ``refined``/``au_probs`` rows in time order.
 
-    Where two windows overlap their outputs are cross-faded linearly, so each window's edge
-    frames (least temporal context) get the least weight and no seam appears. Only one window
-    and one overlap are in memory at a time. ``threads`` caps torch's intra-op threads meanwhile
-    (None: leave as is); one clip is a small batch, where extra threads mostly wait on each other.
-    Returns the AU numbers.
+    Overlapping outputs are blended as in :meth:`AUFaceTask.refine <au_face.tasks.AUFaceTask.refine>`,
+    so both give the same result. Only one window and one overlap are in memory at a time.
+    Frames without a face keep their coarse mesh and get NaN probabilities. ``threads`` caps
+    torch's intra-op threads meanwhile (None: leave as is); one clip is a small batch, where
+    extra threads mostly wait on each other. Returns the AU numbers.
     """
     num_frames = store.shape("vertices")[0]
-    length = int(refiner.clip_length)
-    windows = plan_windows(num_frames, length, length // 4 if overlap is None else overlap)
     ref = torch.from_numpy(reference)
     aus: list[int] = []
-    pending: list[np.ndarray] = []  # previous window's rows from this window's start on
+    window = SlidingWindow(int(refiner.clip_length))
+    blend = window.blend()
     with _progress(num_frames, "refine", progress) as bar, _torch_threads(threads):
-        for i, (start, stop) in enumerate(windows):
+        for start, stop in window.plan(num_frames):
             clip = store.coarse(start, stop, fps, topology)
             with torch.inference_mode():
                 out = refiner.refine(clip, reference=ref)
@@ -210,23 +146,22 @@ def refine_windows(
                     f"refiner returned vertices {vertices.shape} and AU probabilities {probs.shape} "
                     f"for a clip of {tuple(clip.vertices.shape)} and {len(aus)} AUs"
                 )
-            valid = clip.valid.numpy()
-            rows = [
-                np.where(valid[:, None, None], vertices, clip.vertices.numpy()),
-                np.where(valid[:, None], probs, np.nan),
-            ]
-            if pending:
-                n = len(pending[0])
-                ramp = np.arange(1, n + 1, dtype=np.float32) / (n + 1)
-                for new, old in zip(rows, pending):
-                    w = ramp.reshape(-1, *[1] * (new.ndim - 1))
-                    new[:n] = (1 - w) * old + w * new[:n]
-            keep = (windows[i + 1][0] if i + 1 < len(windows) else stop) - start
-            store.append("refined", rows[0][:keep].astype(np.float32))
-            store.append("au_probs", rows[1][:keep].astype(np.float32))
-            pending = [r[keep:] for r in rows]
-            bar.update(keep)
+            bar.update(_append_refined(store, blend.add(start, vertices, probs)))
+        bar.update(_append_refined(store, blend.finish()))
     return aus
+
+
+def _append_refined(store: FrameStore, rows: list[np.ndarray]) -> int:
+    """Append blended ``[vertices, probs]`` rows, with the coarse mesh and NaN where there is no face."""
+    if not rows:
+        return 0
+    vertices, probs = rows
+    start = store.shape("refined")[0] if "refined" in store else 0
+    stop = start + len(vertices)
+    valid = store.read("valid", start, stop).astype(bool)
+    store.append("refined", np.where(valid[:, None, None], vertices, store.read("vertices", start, stop)).astype(np.float32))
+    store.append("au_probs", np.where(valid[:, None], probs, np.nan).astype(np.float32))
+    return len(vertices)
 
 
 def _write_npz(
@@ -239,7 +174,7 @@ def _write_npz(
         final = "refined" if refined else "vertices"
         npz.add_chunks("vertices", store.shape(final), store.dtype(final), store.chunks(final))
         npz.add("triangles", triangles.astype(np.int64))
-        for name in ("valid", "timestamps", "rotation", "translation", "scale", "landmarks2d", "expression"):
+        for name in ("valid", "timestamps", "rotation", "translation", "scale", "landmarks2d", "expression", "confidence"):
             if name in store:
                 npz.add_chunks(name, store.shape(name), store.dtype(name), store.chunks(name))
         npz.add("frames", frames)
@@ -254,14 +189,19 @@ def _write_npz(
 
 
 def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]) -> None:
+    """The OpenFace-style CSV: pose and confidence for every frame, AUs when a model ran."""
     with AUCsvWriter(path, aus) as writer:
         for start in range(0, len(frames), _CHUNK):
             stop = start + _CHUNK
+            valid = store.read("valid", start, stop)
             writer.write(
                 frames[start:stop],
                 store.read("timestamps", start, stop),
-                store.read("valid", start, stop),
-                store.read("au_probs", start, stop),
+                valid,
+                store.read("au_probs", start, stop) if aus else None,
+                confidence=store.read("confidence", start, stop) if "confidence" in store else None,
+                rotation=store.read("rotation", start, stop),
+                translation=store.read("translation", start, stop),
             )
 
 
@@ -276,16 +216,15 @@ def _write_frame_meshes(directory: Path, store: FrameStore, triangles: np.ndarra
 
 
 def _write_overlay(
-    path: Path, video_path: Path, store: FrameStore, triangles: np.ndarray, aus: list[int],
+    path: Path, source: Path, store: FrameStore, triangles: np.ndarray, aus: list[int],
     stride: int, max_frames: int | None, progress: bool,
 ) -> None:
     """Pass 3: draw the posed (refined) mesh and AU bars on every processed frame."""
     from au_face.render import OverlayWriter
-    from au_face.video import VideoReader
 
     final = "refined" if "refined" in store else "vertices"
     num_frames = store.shape("vertices")[0]
-    with VideoReader(video_path, stride=stride, max_frames=max_frames) as reader, _progress(
+    with open_frames(source, stride=stride, max_frames=max_frames) as reader, _progress(
         num_frames, "overlay", progress
     ) as bar, OverlayWriter(path, reader.fps / stride, reader.size, triangles, aus or None) as writer:
         rows: dict[str, np.ndarray] = {}
@@ -307,35 +246,8 @@ def _write_overlay(
         raise PipelineError(f"overlay: the video gave {written} frames on the second read, {num_frames} on the first")
 
 
-def _au_table(store: FrameStore, frames: np.ndarray, aus: list[int]) -> AUTable:
-    """The per-frame AU output as arrays (``[T,K]``, small) for the summary figure."""
-    probs = store.read("au_probs", 0, len(frames)).astype(np.float64)
-    valid = store.read("valid", 0, len(frames)).astype(bool)
-    return AUTable(
-        frames=frames,
-        timestamps=store.read("timestamps", 0, len(frames)).astype(np.float64),
-        success=valid,
-        aus=aus,
-        probs=probs,
-        occurrence=np.where(np.isnan(probs), -1, probs >= 0.5).astype(np.int8),
-        confidence=valid.astype(np.float64),
-    )
-
-
-def output_paths(video_path: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """The file names ``reconstruct`` uses for a video (prefixed with its stem)."""
-    stem, out = Path(video_path).stem, Path(out_dir)
-    return {
-        "meshes": out / f"{stem}_meshes.npz",
-        "au_csv": out / f"{stem}_aus.csv",
-        "au_plot": out / f"{stem}_aus.png",
-        "frame_meshes": out / f"{stem}_meshes",
-        "overlay": out / f"{stem}_overlay.mp4",
-    }
-
-
 def reconstruct(
-    video_path: str | Path,
+    source: str | Path,
     out_dir: str | Path,
     reconstructor: CoarseReconstructor,
     refiner: Refiner | None = None,
@@ -344,22 +256,22 @@ def reconstruct(
     stride: int = 1,
     max_frames: int | None = None,
     progress: bool = True,
-    overlap: int | None = None,
     refine_threads: int | None = 1,
+    name: str | None = None,
 ) -> ReconstructionResult:
-    """Reconstruct every processed frame of a video and write the results to ``out_dir``.
+    """Reconstruct every processed frame of one input and write the results to ``out_dir``.
 
-    Always writes ``<stem>_meshes.npz`` (final and, with a refiner, coarse canonical vertices,
-    pose, validity, timestamps, ``S̄``). With a ``refiner`` also ``<stem>_aus.csv`` and
-    ``<stem>_aus.png``. ``mesh_format`` ("obj"/"ply") adds one canonical mesh per frame with a
-    face under ``<stem>_meshes/``; ``overlay`` adds ``<stem>_overlay.mp4``. Windows of
-    ``refiner.clip_length`` frames overlap by ``overlap`` frames (default a quarter window);
+    ``source`` is a video, an image or a folder of image frames (see :mod:`au_face.sources`).
+    Files are named ``<name>_...`` (default: the input's name). Always writes ``<name>_meshes.npz``
+    (final and, with a refiner, coarse canonical vertices, pose, validity, confidence,
+    timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
+    probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
+    mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
     ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
     """
-    from au_face.video import VideoReader
-
     start_time = time.perf_counter()
-    video_path = Path(video_path)
+    source = Path(source)
+    name = name or source.stem
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
@@ -368,38 +280,34 @@ def reconstruct(
             f"checkpoint was trained on topology {refiner.topology_name!r}, "
             f"the {reconstructor.name} reconstructor gives {topology.name!r}"
         )
-    with VideoReader(video_path, stride=stride, max_frames=max_frames) as reader:
+    with open_frames(source, stride=stride, max_frames=max_frames) as reader:
         expected = reader.num_frames
     if expected is not None:
         expected = -(-expected // stride)
         expected = expected if max_frames is None else min(expected, max_frames)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = output_paths(video_path, out_dir)
+    paths = output_paths(name, out_dir)
     timings: dict[str, float] = {}
-    work = Path(tempfile.mkdtemp(prefix=f".{video_path.stem}_work.", dir=out_dir))
+    work = Path(tempfile.mkdtemp(prefix=f".{name}_work.", dir=out_dir))
     try:
         store = FrameStore(work)
         tick = time.perf_counter()
         fields = FRAME_FIELDS if refiner is not None else tuple(f for f in FRAME_FIELDS if f not in _REFINER_INPUTS)
-        fps, reference, num_valid = _coarse_pass(
-            video_path, reconstructor, store, stride, max_frames, expected, progress, fields
-        )
+        fps, reference, num_valid = _coarse_pass(source, reconstructor, store, stride, max_frames, expected, progress, fields)
         timings["coarse"] = time.perf_counter() - tick
         num_frames = store.shape("vertices")[0]
         frames = np.arange(num_frames, dtype=np.int64) * stride + 1
         aus: list[int] = []
         if refiner is not None:
             tick = time.perf_counter()
-            aus = refine_windows(refiner, store, reference, fps, topology.name, overlap, progress, refine_threads)
+            aus = refine_windows(refiner, store, reference, fps, topology.name, progress, refine_threads)
             timings["refine"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        written = {"meshes": paths["meshes"]}
+        written = {"meshes": paths["meshes"], "au_csv": paths["au_csv"]}
         _write_npz(paths["meshes"], store, topology.triangles, reference, frames, fps, topology.name, aus)
-        if refiner is not None:
-            _write_csv(paths["au_csv"], store, frames, aus)
-            written["au_csv"] = paths["au_csv"]
+        _write_csv(paths["au_csv"], store, frames, aus)
         if mesh_format is not None:
             _write_frame_meshes(paths["frame_meshes"], store, topology.triangles, frames, mesh_format)
             written["frame_meshes"] = paths["frame_meshes"]
@@ -408,18 +316,18 @@ def reconstruct(
             from au_face.render import plot_au_tracks
 
             tick = time.perf_counter()
-            plot_au_tracks(_au_table(store, frames, aus), paths["au_plot"], title=f"{video_path.name}: AU probabilities")
+            plot_au_tracks(paths["au_csv"], paths["au_plot"], title=f"{source.name}: AU probabilities")
             written["au_plot"] = paths["au_plot"]
             timings["plot"] = time.perf_counter() - tick
         if overlay:
             tick = time.perf_counter()
-            _write_overlay(paths["overlay"], video_path, store, topology.triangles, aus, stride, max_frames, progress)
+            _write_overlay(paths["overlay"], source, store, topology.triangles, aus, stride, max_frames, progress)
             written["overlay"] = paths["overlay"]
             timings["overlay"] = time.perf_counter() - tick
     finally:
         shutil.rmtree(work, ignore_errors=True)
     timings["total"] = time.perf_counter() - start_time
-    return ReconstructionResult(written, num_frames, num_valid, timings, refined=refiner is not None)
+    return ReconstructionResult(written, num_frames, num_valid, timings, refined=refiner is not None, name=name)
 
 
 __all__ = [
@@ -429,9 +337,7 @@ __all__ = [
     "Refinement",
     "Refiner",
     "TopologyMismatchError",
-    "load_refiner",
     "output_paths",
-    "plan_windows",
     "reconstruct",
     "refine_windows",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,6 +17,10 @@ from au_face.aus import au_label
 from au_face.errors import AUFaceError
 from au_face.fileutil import AtomicStreamWriter, atomic_path, publish, temporary_sibling
 from au_face.io import AUTable, read_au_csv
+from au_face.video_writer import Mp4Writer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: BGR colours of the overlay.
 MESH_COLOUR = np.array([255, 230, 150], dtype=np.float32)
@@ -127,7 +132,8 @@ class AUPanel:
 
 
 class OverlayWriter(AtomicStreamWriter):
-    """Stream an MP4 of the video with the posed mesh drawn on it and, given AUs, a side panel.
+    """Stream an MP4 (H.264, see :class:`~au_face.video_writer.Mp4Writer`) of the video with the
+    posed mesh drawn on it and, given AUs, a side panel.
 
     ``size`` is the video's ``(width, height)``; with ``aus`` the output is ``panel_width``
     wider. The file appears under ``path`` only at :meth:`close`.
@@ -153,10 +159,11 @@ class OverlayWriter(AtomicStreamWriter):
         self.frame_size = (width, self.size[1])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.frame_size)
-        if not self._writer.isOpened():
+        try:
+            self._writer: Mp4Writer | None = Mp4Writer(self._tmp, fps, self.frame_size)
+        except Exception:
             self._tmp.unlink(missing_ok=True)
-            raise RenderError(f"OpenCV cannot write an mp4v video at {self.path}")
+            raise
         self._canvas = np.zeros((self.size[1], width, 3), dtype=np.uint8)
         self.frames_written = 0
 
@@ -188,14 +195,14 @@ class OverlayWriter(AtomicStreamWriter):
         """Finish the video and move it onto its final path."""
         if self._writer is None:
             return
-        self._writer.release()
+        self._writer.close()
         self._writer = None
         publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Discard the partial video."""
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
             self._writer = None
         self._tmp.unlink(missing_ok=True)
 
@@ -203,17 +210,26 @@ class OverlayWriter(AtomicStreamWriter):
 def plot_au_tracks(
     source: str | Path | AUTable, path: str | Path, threshold: float = 0.5, title: str | None = None
 ) -> Path:
-    """Save a PNG of AU probabilities over time: one row per AU, shared time axis in seconds.
+    """Save :func:`au_tracks_figure` as a PNG; ``source`` is an AU CSV or an :class:`~au_face.io.AUTable`."""
+    table = read_au_csv(source) if isinstance(source, (str, Path)) else source
+    fig = au_tracks_figure(table, threshold, title)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
 
-    ``source`` is an AU CSV or an :class:`~au_face.io.AUTable`. Frames where the AU occurs
-    (probability >= ``threshold``) are shaded; frames without a face are hatched grey.
+
+def au_tracks_figure(table: AUTable, threshold: float = 0.5, title: str | None = None) -> Figure:
+    """AU probabilities over time: one row per AU, shared time axis in seconds.
+
+    Frames where the AU occurs (probability >= ``threshold``) are shaded; frames without a face
+    are hatched grey.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    table = read_au_csv(source) if isinstance(source, (str, Path)) else source
-    if len(table) == 0:
-        raise RenderError("no frames to plot")
+    if len(table) == 0 or not table.aus:
+        raise RenderError("no frames or no AUs to plot")
     t = table.timestamps
     k = len(table.aus)
     fig = Figure(figsize=(9, 0.55 * k + 1.3), dpi=110)
@@ -241,7 +257,4 @@ def plot_au_tracks(
     legend = f"shaded: p >= {threshold:g}" + ("; hatched: no face" if missing.any() else "")
     fig.suptitle(f"{title or 'AU probabilities'}  ({legend})", fontsize=10)
     fig.subplots_adjust(left=0.09, right=0.96, top=1 - 0.45 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(), hspace=0.15)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return fig

@@ -15,7 +15,7 @@ from au_face.faces.topology import FaceTopology
 from au_face.fileutil import atomic_save_npz
 
 #: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
-OPTIONAL_FIELDS = ("expression", "features", "crops")
+OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence")
 
 
 class CoarseFramesError(AUFaceError, ValueError):
@@ -40,6 +40,8 @@ class CoarseFrames:
         expression: ``[T,E]`` expression codes of a parametric reconstructor, else None.
         features: ``[T,F]`` per-frame features for the temporal branch, else None.
         crops: ``[T,H,W,3]`` uint8 aligned RGB face crops, else None.
+        confidence: ``[T]`` float32 in [0, 1], how well the frame's mesh fits (0 without a
+            face), for reconstructors that measure it, else None.
     """
 
     vertices: torch.Tensor
@@ -54,6 +56,7 @@ class CoarseFrames:
     expression: torch.Tensor | None = None
     features: torch.Tensor | None = None
     crops: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.vertices.shape[0]
@@ -81,7 +84,7 @@ class CoarseFrames:
     @classmethod
     def from_canonical(cls, vertices: torch.Tensor, valid: torch.Tensor, fps: float, topology: str, **optional: torch.Tensor) -> CoarseFrames:
         """A record of canonical meshes with no image pose: identity rotation, zero translation,
-        unit scale, zero landmarks, timestamps ``t / fps``; ``optional`` sets expression/features/crops."""
+        unit scale, zero landmarks, timestamps ``t / fps``; ``optional`` sets the optional fields."""
         n = vertices.shape[0]
         return cls(
             vertices=vertices,
@@ -195,6 +198,11 @@ class CoarseReconstructor(abc.ABC):
     name: str = "base"
     #: bump when outputs change, so caches made by an older version are redone.
     version: str = "0"
+
+    @classmethod
+    def create(cls, device: str = "cpu") -> CoarseReconstructor:
+        """The default instance on ``device`` (what ``--reconstructor NAME`` builds)."""
+        return cls()
 
     @property
     @abc.abstractmethod

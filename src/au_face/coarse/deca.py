@@ -194,6 +194,11 @@ class DecaReconstructor(CoarseReconstructor):
         flame = FlameModel.load(flame_model, FLAME_LANDMARKS.resolve(flame_landmarks))
         return cls(flame, DecaEncoder.load(checkpoint), **kwargs)
 
+    @classmethod
+    def create(cls, device: str = "cpu") -> DecaReconstructor:
+        """From the files named by ``$AU_FACE_DECA``, ``$AU_FACE_FLAME`` and ``$AU_FACE_FLAME_LANDMARKS``."""
+        return cls.from_files(device=device)
+
     @property
     def topology(self) -> FaceTopology:
         return self._topology

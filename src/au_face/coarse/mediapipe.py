@@ -10,7 +10,7 @@ import torch
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
-from au_face.faces.align import similarity_fit
+from au_face.faces.align import similarity_fit, similarity_residual
 from au_face.faces.mediapipe import (
     NUM_VERTICES,
     STABLE_VERTICES,
@@ -21,6 +21,14 @@ from au_face.faces.topology import FaceTopology
 
 #: Crop side = this many times the template's larger extent (face width or height).
 CROP_MARGIN = 1.3
+#: RMS residual of the pose fit over the stable vertices (template units, about cm) that gives
+#: confidence 0.5. A well-tracked face has 0.3-0.55 (the template is not the subject's face).
+HALF_CONFIDENCE_RESIDUAL = 1.0
+
+
+def fit_confidence(residual: np.ndarray) -> np.ndarray:
+    """Confidence in [0, 1] from the pose-fit residual: ``1 / (1 + (residual / HALF_CONFIDENCE_RESIDUAL)^4)``."""
+    return 1.0 / (1.0 + (np.asarray(residual) / HALF_CONFIDENCE_RESIDUAL) ** 4)
 
 
 class FrameFormatError(AUFaceError, ValueError):
@@ -33,8 +41,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
     Per frame: the 468 points in pixels (x, y, and depth in x's pixel units); a similarity pose
     fitted to the template over :data:`~au_face.faces.mediapipe.STABLE_VERTICES`; canonical
     ``vertices`` = the points with that pose removed (so ``posed_vertices()`` gives the points
-    back); iBUG-68 ``landmarks2d``; and an aligned ``crop_size`` square RGB crop (eyes level,
-    face centred). Frames without a face are ``valid=False`` with zeros.
+    back); iBUG-68 ``landmarks2d``; an aligned ``crop_size`` square RGB crop (eyes level,
+    face centred); and ``confidence`` from the fit residual (:func:`fit_confidence`). Frames
+    without a face are ``valid=False`` with zeros.
 
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
@@ -111,9 +120,12 @@ class MediaPipeReconstructor(CoarseReconstructor):
         rotation = np.zeros((n, 3, 3))
         translation = np.zeros((n, 3))
         scale = np.zeros(n)
+        confidence = np.zeros(n)
         if valid.any():
-            s, r, t = similarity_fit(self._stable_template, points[valid][:, STABLE_VERTICES])
+            stable = points[valid][:, STABLE_VERTICES]
+            s, r, t = similarity_fit(self._stable_template, stable)
             scale[valid], rotation[valid], translation[valid] = s, r, t
+            confidence[valid] = fit_confidence(similarity_residual(self._stable_template, stable, s, r, t))
             # inverse pose: v = R^T (x - t) / s, written for row vectors
             vertices[valid] = np.einsum("bnj,bji->bni", points[valid] - t[:, None], r) / s[:, None, None]
         landmarks = points[:, self._topology.landmarks68, :2]
@@ -133,6 +145,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
             fps=float(fps),
             topology=self._topology.name,
             crops=None if crops is None else torch.from_numpy(crops),
+            confidence=torch.from_numpy(confidence.astype(np.float32)),
         )
 
     def crop_transform(self, scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import torch
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.io import NpzStreamWriter
-from au_face.video import VideoReader, iter_chunks
+from au_face.sources import FrameReader, open_frames
+from au_face.video import iter_chunks
 
 #: Per-frame fields of :class:`CoarseFrames`, in file order.
 FRAME_FIELDS = ("vertices", "valid", "rotation", "translation", "scale", "landmarks2d", "timestamps", *OPTIONAL_FIELDS)
@@ -55,7 +56,7 @@ def _no_face_message(path: Path, num_frames: int, stride: int) -> str:
 
 
 def _chunks(
-    reader: VideoReader, reconstructor: CoarseReconstructor, chunk_size: int
+    reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int
 ) -> Iterator[CoarseFrames]:
     reconstructor.reset()
     for chunk in iter_chunks(reader, chunk_size):
@@ -70,14 +71,15 @@ def reconstruct_video(
     chunk_size: int = 64,
     allow_no_face: bool = False,
 ) -> Iterator[CoarseFrames]:
-    """Yield :class:`CoarseFrames` for consecutive chunks of ``chunk_size`` processed frames.
+    """Yield :class:`CoarseFrames` for consecutive chunks of ``chunk_size`` processed frames of
+    ``path``: a video, an image or a folder of image frames (see :func:`~au_face.sources.open_frames`).
 
     The reconstructor is reset first. Only one chunk of decoded frames is in memory at a time.
     After the last chunk, raises :class:`NoFaceError` if no frame had a face (unless ``allow_no_face``).
     """
     path = Path(path)
     num_frames = num_valid = 0
-    with VideoReader(path, stride=stride, max_frames=max_frames) as reader:
+    with open_frames(path, stride=stride, max_frames=max_frames) as reader:
         for chunk in _chunks(reader, reconstructor, chunk_size):
             num_frames += len(chunk)
             num_valid += chunk.num_valid
@@ -171,7 +173,7 @@ def reconstruct_video_to_file(
     try:
         spool = FrameStore(spool_dir)
         num_valid, fps, topology = 0, 0.0, reconstructor.topology.name
-        with VideoReader(path, stride=stride, max_frames=max_frames) as reader:
+        with open_frames(path, stride=stride, max_frames=max_frames) as reader:
             for chunk in _chunks(reader, reconstructor, chunk_size):
                 spool.append_fields(chunk.to_numpy())
                 num_valid += chunk.num_valid

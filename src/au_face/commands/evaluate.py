@@ -141,7 +141,7 @@ def fold_csv(f1: dict[int, float]) -> str:
 
 def evaluate_checkpoint(config: Path, ckpt: Path, trainer_args: list[str]) -> dict[int, float]:
     """Test ``ckpt`` on the test split of ``config`` (as ``au-face test`` does); per-AU F1."""
-    from au_face.cli import AUFaceCLI
+    from au_face.lightning_cli import AUFaceCLI
     from au_face.data.datamodules.base import SequenceDataModule
     from au_face.tasks import AUFaceTask
 

@@ -10,7 +10,6 @@ from au_face.assets import ICT_MODEL
 from au_face.aus import AU_NAMES, au_label, resolve_aus
 from au_face.faces.ict import ICTFaceModel, has_ict_shapes
 from au_face.faces.registry import TOPOLOGIES, load_topology
-from au_face.figures import draw_masks
 from au_face.masks import DEFAULT_ICT_THRESHOLD, DEFAULT_RINGS, MASK_METHODS, MaskError, build_masks, save_masks
 
 
@@ -51,6 +50,8 @@ def _choose_method(args: argparse.Namespace, aus: list[int], have_ict: bool) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Build, draw and optionally save the masks; print one line per AU."""
+    from au_face.figures import draw_masks  # matplotlib: only when drawing
+
     aus = resolve_aus(args.aus)
     ict_given = args.ict is not None or os.environ.get(ICT_MODEL.env_var) is not None
     needs_ict = args.topology == "ict" or args.method in ("ict", "transfer") or (args.method == "auto" and ict_given)

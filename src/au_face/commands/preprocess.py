@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from au_face.coarse.base import CoarseReconstructor
+from au_face.coarse.registry import RECONSTRUCTORS, build_reconstructor
 from au_face.data.cache import CoarseCache
 from au_face.commands import positive_int
 from au_face.errors import AUFaceError
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-RECONSTRUCTORS = ("mediapipe", "deca")
+from au_face.sources import VIDEO_EXTENSIONS, list_videos
 
 
 class PreprocessInputError(AUFaceError, ValueError):
@@ -62,7 +61,7 @@ def collect_videos(inputs: Sequence[str | Path]) -> list[Path]:
     found: dict[Path, Path] = {}
     for item in map(Path, inputs):
         if item.is_dir():
-            videos = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            videos = list_videos(item)
             if not videos:
                 raise PreprocessInputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {item}")
         elif item.exists():
@@ -78,21 +77,6 @@ def default_base(inputs: Sequence[str | Path]) -> Path:
     """The deepest folder containing every input (a folder input counts as itself)."""
     folders = [str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in inputs]
     return Path(os.path.commonpath(folders))
-
-
-def build_reconstructor(name: str, accelerator: str = "cpu") -> CoarseReconstructor:
-    """A coarse reconstructor by name. DECA runs on this process's GPU when ``accelerator`` is a GPU."""
-    if name == "mediapipe":
-        from au_face.coarse.mediapipe import MediaPipeReconstructor
-
-        return MediaPipeReconstructor()
-    if name == "deca":
-        from au_face.coarse.deca import DecaReconstructor
-
-        # Lightning's multi-GPU launcher gives every process its LOCAL_RANK (the first has none: 0)
-        gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        return DecaReconstructor.from_files(device=gpu if accelerator in ("gpu", "cuda") else "cpu")
-    raise PreprocessInputError(f"unknown reconstructor {name!r}; choose from {', '.join(RECONSTRUCTORS)}")
 
 
 def _predict(

@@ -1,32 +1,32 @@
-"""``au-face reconstruct``: 3D face meshes (and, with a checkpoint, AU probabilities) for a video."""
+"""``au-face reconstruct``: 3D face meshes, pose and (with a model) AU probabilities for videos and images."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from au_face.coarse.registry import RECONSTRUCTORS
 from au_face.commands import positive_int
-from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS
-
-
-class UsageError(AUFaceError, ValueError):
-    """Inconsistent command-line arguments."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``au-face reconstruct``."""
     parser.description = (
-        "Reconstruct a 3D face mesh for every frame of a video with MediaPipe and, given a trained "
-        "checkpoint, refine it with the AU-aware transformer and write per-frame AU probabilities."
+        "Reconstruct a 3D face mesh for every frame of a video, an image, or a folder of videos or of "
+        "image frames and, with a trained model, refine it with the AU-aware transformer and write "
+        "per-frame AU probabilities."
     )
-    parser.add_argument("video", nargs="?", type=Path, help="input video file")
-    parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (without it: coarse meshes only, no AUs)")
+    parser.add_argument("input", nargs="?", type=Path, help="a video, an image, or a folder of videos or of image frames")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
+    parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
+    parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)")
     parser.add_argument("--mesh-format", choices=MESH_FORMATS, help="also write one canonical mesh file per frame")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay video")
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
+    parser.add_argument("--verbose", action="store_true", help="show MediaPipe/TFLite/absl log lines (hidden by default)")
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -37,32 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
-    from au_face.coarse.mediapipe import MediaPipeReconstructor
-    from au_face.pipeline import load_refiner, reconstruct
-    from au_face.video import VideoNotFoundError
+    from au_face.api import UsageError, reconstruct_all, resolve_refiner
+    from au_face.coarse.registry import build_reconstructor
+    from au_face.quiet import native_logs_silenced
 
-    if args.demo == (args.video is not None):
-        raise UsageError("give either a VIDEO or --demo (exactly one)")
+    if args.demo == (args.input is not None):
+        raise UsageError("give either an INPUT or --demo (exactly one)")
+    if args.ckpt is not None and args.no_refine:
+        raise UsageError("--ckpt and --no-refine contradict each other")
+    source, name = args.input, None
     if args.demo:
         from au_face.demo import demo_video
 
-        video = demo_video()
-    else:
-        video = args.video
-        if not video.is_file():
-            raise VideoNotFoundError(f"video not found: {video}")
-    refiner = load_refiner(args.ckpt) if args.ckpt is not None else None
-    reconstructor = MediaPipeReconstructor()
-    result = reconstruct(
-        video,
-        args.out,
-        reconstructor,
-        refiner=refiner,
-        mesh_format=args.mesh_format,
-        overlay=not args.no_overlay,
-        stride=args.stride,
-        max_frames=args.max_frames,
-    )
-    print(f"{video}:")
-    print(result.summary())
+        source, name = demo_video(), "demo"
+    refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)
+    reconstructor = build_reconstructor(args.reconstructor)
+    options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
+    with native_logs_silenced(not args.verbose):
+        for result in reconstruct_all(source, args.out, reconstructor, refiner, name=name, progress=True, **options):
+            print(f"{result.name}:")
+            print(result.summary())
     return 0

@@ -28,3 +28,12 @@ def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarra
     """``s, R, t`` with ``target ≈ s R source + t`` for two ``[N,3]`` point sets."""
     scale, rotation, translation = similarity_fit(source, target[None])
     return float(scale[0]), rotation[0], translation[0]
+
+
+def similarity_residual(
+    source: np.ndarray, target: np.ndarray, scale: np.ndarray, rotation: np.ndarray, translation: np.ndarray
+) -> np.ndarray:
+    """RMS distance ``[B]`` between the fitted ``source`` and each ``target[b]``, in ``source`` units
+    (the image-space distance divided by ``scale``), for a fit from :func:`similarity_fit`."""
+    fitted = scale[:, None, None] * np.einsum("bij,nj->bni", rotation, source) + translation[:, None]
+    return np.sqrt(((fitted - target) ** 2).sum(axis=-1).mean(axis=-1)) / scale

@@ -7,18 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from au_face.aus import resolve_aus
 from au_face.callbacks import AUF1Callback, MeshSmoothnessCallback
 from au_face.coarse.base import CoarseFrames
-from au_face.data.clips import clip_starts
 from au_face.errors import AUFaceError
 from au_face.geometry import FaceGeometry
 from au_face.losses import acceleration_mse, masked_bce, masked_mean_square, smoothness_loss, vertex_mse
 from au_face.neutral import NeutralEstimator
 from au_face.nn.net import AUFaceNet, Modality
+from au_face.windows import SlidingWindow
 
 FREEZABLE = {
     "tokenizer": ("net.tokenizer.",),
@@ -285,33 +286,30 @@ class AUFaceTask(L.LightningModule):
     # -- inference on whole videos ----------------------------------------------------------
     @torch.no_grad()
     def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None, batch_size: int = 16) -> Refinement:
-        """Refine a whole video: windows of ``clip_length`` frames at half-window stride, run in
-        batches and blended with tent weights (so window borders leave no seams).
+        """Refine a whole video: the windows of :class:`~au_face.windows.SlidingWindow` (``clip_length``
+        frames, half-window stride), run in batches and blended with its tent weights.
 
-        ``reference`` is S̄ (defaults to the mean over the record's valid frames).
+        ``reference`` is S̄ (defaults to the mean over the record's valid frames). Frames without
+        a face keep their coarse mesh.
         """
         if coarse.topology != self.topology_name:
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
-        t, length = len(coarse), self.clip_length
         reference = self.reference(coarse) if reference is None else reference
-        starts = clip_starts(t, length, max(1, length // 2))
-        tent = 1.0 + torch.minimum(torch.arange(length), torch.arange(length).flip(0)).float()
-        vertices = torch.zeros(t, *coarse.vertices.shape[1:])
-        probs = torch.zeros(t, len(self.aus))
-        weight_sum = torch.zeros(t)
-        for first in range(0, len(starts), batch_size):
-            group = starts[first : first + batch_size]
-            out = self(self._window_batch(coarse, group, reference))
-            for i, start in enumerate(group):
-                n = min(t, start + length) - start
-                vertices[start : start + n] += out["refined"][i, :n].cpu() * tent[:n, None, None]
-                probs[start : start + n] += out["logits"][i, :n].sigmoid().cpu() * tent[:n, None]
-                weight_sum[start : start + n] += tent[:n]
-        vertices /= weight_sum[:, None, None]
-        probs /= weight_sum[:, None]
+        window = SlidingWindow(self.clip_length)
+        windows, blend = window.plan(len(coarse)), window.blend()
+        parts: list[list[np.ndarray]] = []
+        for first in range(0, len(windows), batch_size):
+            group = windows[first : first + batch_size]
+            out = self(self._window_batch(coarse, [start for start, _ in group], reference))
+            probs = out["logits"].sigmoid()
+            for i, (start, stop) in enumerate(group):
+                n = stop - start
+                parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), probs[i, :n].cpu().numpy()))
+        parts.append(blend.finish())
+        vertices, au_probs = (torch.from_numpy(np.concatenate(arrays)) for arrays in zip(*(p for p in parts if p)))
         vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
-        return Refinement(vertices, probs, list(self.aus))
+        return Refinement(vertices, au_probs, list(self.aus))
 
     def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows of ``clip_length`` frames (the last padded with invalid frames) as a batch."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import numpy as np
 
 from au_face.assets import ICT_MODEL
 from au_face.coarse.base import CoarseFrames
-from au_face.commands.preprocess import RECONSTRUCTORS, VIDEO_EXTENSIONS
+from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CacheMissError, CoarseCache
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import SequenceDataModule, count_frames
@@ -37,13 +36,8 @@ from au_face.faces.topology import FaceTopology
 from au_face.fileutil import atomic_save_npz, user_cache_dir
 from au_face.geometry import FaceGeometry
 from au_face.masks import build_masks
+from au_face.sources import IMAGE_EXTENSIONS, list_videos
 
-#: Class of each reconstructor ``au-face preprocess`` offers (imported only for its version).
-_RECONSTRUCTOR_CLASSES = {
-    "mediapipe": "au_face.coarse.mediapipe:MediaPipeReconstructor",
-    "deca": "au_face.coarse.deca:DecaReconstructor",
-}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 
@@ -72,14 +66,6 @@ class VideoSequence:
     frame_offset: int = 0
     frame_numbers: np.ndarray | None = field(default=None, compare=False)
     gt_path: Path | None = None
-
-
-def reconstructor_version(name: str) -> str:
-    """Version string of a reconstructor that ``au-face preprocess`` offers (cache entries carry it)."""
-    if name not in RECONSTRUCTORS or name not in _RECONSTRUCTOR_CLASSES:
-        raise DatasetLayoutError(f"unknown reconstructor {name!r}; au-face preprocess offers {', '.join(RECONSTRUCTORS)}")
-    module, cls = _RECONSTRUCTOR_CLASSES[name].split(":")
-    return str(getattr(importlib.import_module(module), cls).version)
 
 
 def image_frame_numbers(folder: str | Path) -> np.ndarray:
@@ -323,12 +309,11 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
 def find_videos(folder: Path) -> dict[str, Path]:
     """Video files under ``folder`` (recursive) by path relative to it without extension (posix)."""
     videos: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-            stem = path.relative_to(folder).with_suffix("").as_posix()
-            if stem in videos:
-                raise DatasetLayoutError(f"two videos named {stem!r}: {videos[stem]} and {path}")
-            videos[stem] = path
+    for path in list_videos(folder):
+        stem = path.relative_to(folder).with_suffix("").as_posix()
+        if stem in videos:
+            raise DatasetLayoutError(f"two videos named {stem!r}: {videos[stem]} and {path}")
+        videos[stem] = path
     return videos
 
 
