@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 from au_face.aus import resolve_aus
 from au_face.callbacks import AUF1Callback, MeshSmoothnessCallback
@@ -148,27 +151,33 @@ class AUFaceTask(L.LightningModule):
     def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
         """Load a checkpoint's weights except AU-specific ones when the AU list differs.
 
-        Returns (loaded keys, re-initialised keys).
+        Every trunk (not AU-specific) weight must be in the checkpoint with the same shape, else
+        :class:`CheckpointError`. Logs and returns (loaded keys, re-initialised keys).
         """
         state, source_aus = _read_checkpoint(path)
         own = self.state_dict()
+        _check_trunk(path, own, state)
         skip_au = source_aus != self.aus
-        mismatched = [k for k, v in own.items() if not _au_specific(k) and k in state and state[k].shape != v.shape]
-        if mismatched:
-            raise CheckpointError(
-                f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
-                f"{mismatched[0]} {list(state[mismatched[0]].shape)} vs {list(own[mismatched[0]].shape)}; "
-                "use the checkpoint's model settings (dim, layers, topology)"
-            )
-        loaded, skipped = [], []
-        for key in own:
-            if key in state and not (skip_au and _au_specific(key)):
-                own[key] = state[key]
-                loaded.append(key)
-            else:
-                skipped.append(key)
+        loaded = [k for k in own if k in state and not (skip_au and _au_specific(k))]
+        own.update({k: state[k] for k in loaded})
         self.load_state_dict(own)
+        kept = set(loaded)
+        skipped = [k for k in own if k not in kept]
+        rank_zero_info(f"{path}: loaded {len(loaded)} weights, re-initialised {len(skipped)} (AU-specific: {skip_au})")
         return loaded, skipped
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: str | Path | None = None,
+        strict: bool | None = None, **kwargs: Any,
+    ) -> AUFaceTask:
+        """Lightning's loader with ``weights_only=True`` always: a checkpoint can hold tensors and
+        plain values only, never code. An unreadable file is a :class:`CheckpointError`."""
+        kwargs["weights_only"] = True
+        try:
+            return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
+        except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
+            raise CheckpointError(f"{checkpoint_path} is not a readable au_face checkpoint: {_first_line(err)}") from err
 
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
@@ -307,14 +316,39 @@ def _au_specific(key: str) -> bool:
     return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (torch's unpickling errors run to many lines)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint that lacks trunk weights or has them in other shapes."""
+    trunk = [k for k in own if not _au_specific(k)]
+    mismatched = [k for k in trunk if k in state and state[k].shape != own[k].shape]
+    if mismatched:
+        raise CheckpointError(
+            f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
+            f"{mismatched[0]} {list(state[mismatched[0]].shape)} vs {list(own[mismatched[0]].shape)}; "
+            "use the checkpoint's model settings (dim, layers, topology)"
+        )
+    missing = [k for k in trunk if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} matches only {len(trunk) - len(missing)} of the model's {len(trunk)} trunk weights "
+            f"(missing e.g. {missing[0]}); it is not a checkpoint of this model"
+        )
+
+
 def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint of tensors and plain values: {_first_line(err)}") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
     return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
