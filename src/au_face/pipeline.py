@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
 from au_face.errors import AUFaceError
+from au_face.fileutil import make_work_folder
 from au_face.io import MESH_FORMATS, AUCsvWriter, AUTable, NpzStreamWriter, write_frame_meshes
 
 #: Per-frame inputs only the refiner reads (not stored when there is none).
@@ -109,7 +109,7 @@ def load_refiner(checkpoint: str | Path) -> Refiner:
         if isinstance(err, (pickle.UnpicklingError, EOFError)):
             reason = "not a readable PyTorch checkpoint file"
         else:
-            reason = f"{type(err).__name__}: {str(err).strip()[:120]}"
+            reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint ({reason})") from err
     return task.eval()
 
@@ -377,7 +377,7 @@ def reconstruct(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(video_path, out_dir)
     timings: dict[str, float] = {}
-    work = Path(tempfile.mkdtemp(prefix=f".{video_path.stem}_work.", dir=out_dir))
+    work = make_work_folder(out_dir, video_path.stem)  # and removes those of killed runs
     try:
         store = FrameStore(work)
         tick = time.perf_counter()

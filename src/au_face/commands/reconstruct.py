@@ -7,6 +7,7 @@ from pathlib import Path
 
 from au_face.commands import positive_int
 from au_face.errors import AUFaceError
+from au_face.fileutil import output_folder
 from au_face.io import MESH_FORMATS
 
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Reconstruct a 3D face mesh for every frame of a video with MediaPipe and, given a trained "
         "checkpoint, refine it with the AU-aware transformer and write per-frame AU probabilities."
     )
-    parser.add_argument("video", nargs="?", type=Path, help="input video file")
+    parser.add_argument("video", nargs="?", type=Path, help="input video file (a still image counts as a 1-frame video)")
     parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (without it: coarse meshes only, no AUs)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--mesh-format", choices=MESH_FORMATS, help="also write one canonical mesh file per frame")
@@ -39,30 +40,38 @@ def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
     from au_face.coarse.mediapipe import MediaPipeReconstructor
     from au_face.pipeline import load_refiner, reconstruct
-    from au_face.video import VideoNotFoundError
+
+    video = _input_video(args)
+    refiner = load_refiner(args.ckpt) if args.ckpt is not None else None
+    reconstructor = MediaPipeReconstructor()
+    with output_folder(args.out, "--out") as out:
+        result = reconstruct(
+            video,
+            out,
+            reconstructor,
+            refiner=refiner,
+            mesh_format=args.mesh_format,
+            overlay=not args.no_overlay,
+            stride=args.stride,
+            max_frames=args.max_frames,
+        )
+    print(f"{video}:")
+    print(result.summary())
+    return 0
+
+
+def _input_video(args: argparse.Namespace) -> Path:
+    """The video to reconstruct: the built-in demo clip or an existing file (a still image is a 1-frame video)."""
+    from au_face.video import VideoError, VideoNotFoundError
 
     if args.demo == (args.video is not None):
         raise UsageError("give either a VIDEO or --demo (exactly one)")
     if args.demo:
         from au_face.demo import demo_video
 
-        video = demo_video()
-    else:
-        video = args.video
-        if not video.is_file():
-            raise VideoNotFoundError(f"video not found: {video}")
-    refiner = load_refiner(args.ckpt) if args.ckpt is not None else None
-    reconstructor = MediaPipeReconstructor()
-    result = reconstruct(
-        video,
-        args.out,
-        reconstructor,
-        refiner=refiner,
-        mesh_format=args.mesh_format,
-        overlay=not args.no_overlay,
-        stride=args.stride,
-        max_frames=args.max_frames,
-    )
-    print(f"{video}:")
-    print(result.summary())
-    return 0
+        return demo_video()
+    if args.video.is_dir():
+        raise VideoError(f"{args.video} is a folder, not a video file; give one video file (for folders: au-face preprocess)")
+    if not args.video.is_file():
+        raise VideoNotFoundError(f"video not found: {args.video}")
+    return args.video
