@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,10 @@ class AUFaceTask(L.LightningModule):
         kwargs["weights_only"] = True
         try:
             return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
-        except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
-            raise CheckpointError(f"{checkpoint_path} is not a readable au_face checkpoint: {_first_line(err)}") from err
+        except (pickle.UnpicklingError, EOFError) as err:
+            raise _unreadable(checkpoint_path, err) from err
+        except (KeyError, TypeError, RuntimeError) as err:  # not an AUFaceTask checkpoint, or a damaged one
+            raise CheckpointError(f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {_describe(err)}") from err
 
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
@@ -316,10 +319,25 @@ def _au_specific(key: str) -> bool:
     return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
 
 
-def _first_line(err: BaseException) -> str:
-    """The first line of an error's message (torch's unpickling errors run to many lines)."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
+    """One line for a file ``torch.load(weights_only=True)`` refused: code in it, or not a checkpoint."""
+    refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
+    if refused:
+        return CheckpointError(
+            f"{path} refers to Python code ({refused.group(1)}), not just tensors and plain values; "
+            "refused, because loading it could run that code"
+        )
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint file ({type(err).__name__})")
+
+
+def _describe(err: BaseException) -> str:
+    """A loading error as one whole line (a state-dict mismatch summarised by its count of weights)."""
+    text = str(err)
+    if "Error(s) in loading state_dict" not in text:
+        return f"{type(err).__name__}: {' '.join(text.split())}"
+    keys = [a or b for a, b in re.findall(r'"([\w.]+)"|size mismatch for ([\w.]+)', text)]
+    example = f", e.g. {keys[0]}" if keys else ""
+    return f"its weights do not fit the model its hyper-parameters describe ({len(keys)} missing, unexpected or reshaped{example})"
 
 
 def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
@@ -348,7 +366,7 @@ def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[in
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint of tensors and plain values: {_first_line(err)}") from err
+        raise _unreadable(path, err) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
     return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
