@@ -115,7 +115,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
         task.load_trunk(tmp_path / "missing.ckpt")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         task.load_trunk(text)
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, other)
