@@ -346,7 +346,7 @@ def _quiet_mediapipe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path) -> None:
+def test_cli_case(case: Case, tmp_path: Path) -> None:
     outcome = run_case(case, tmp_path)
     assert not outcome.traceback, outcome.output
     assert outcome.code == case.code, outcome.output
