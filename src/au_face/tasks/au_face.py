@@ -164,7 +164,8 @@ class AUFaceTask(L.LightningModule):
         self.load_state_dict(own)
         kept = set(loaded)
         skipped = [k for k in own if k not in kept]
-        rank_zero_info(f"{path}: loaded {len(loaded)} weights, re-initialised {len(skipped)} (AU-specific: {skip_au})")
+        reason = " (the AU-specific ones: the AU list differs)" if skip_au else ""
+        rank_zero_info(f"{path}: loaded {len(loaded)} weights, re-initialised {len(skipped)}{reason}")
         return loaded, skipped
 
     @classmethod
