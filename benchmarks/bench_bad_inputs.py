@@ -34,6 +34,8 @@ CHECKS = {
     "test_truncated_ict_npz_is_a_clear_error": "traceback",
     "test_checkpoint_errors_are_whole_lines": "unclear message",
     "test_kill_9_during_reconstruct_then_rerun": "data lost",
+    "test_kill_9_during_preprocess_then_rerun": "data lost",
+    "test_ckpt_path_with_code_is_refused_unrun": "traceback",
     "test_ctrl_c_during_fit_then_resume_from_last": "data lost",
     "test_corrupt_cache_is_detected_and_redone": "silent wrong result",
     "test_concurrent_preprocess_runs_share_the_work": "traceback",

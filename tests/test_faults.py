@@ -65,6 +65,29 @@ def test_kill_9_during_reconstruct_then_rerun(tmp_path: Path, video_dir: Path) -
     _assert_same_npz(out / "clip_meshes.npz", reference / "clip_meshes.npz")
 
 
+def test_kill_9_during_preprocess_then_rerun(tmp_path: Path, video_dir: Path) -> None:
+    folder, out, reference = tmp_path / "videos", tmp_path / "cache", tmp_path / "reference"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        shutil.copy(video_dir / "single_face.mp4", folder / name)
+    argv = ["preprocess", str(folder), "--max-frames", "24", "--out"]
+    proc = subprocess.Popen(_cli(*argv, str(out)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(list(out.glob("*.npz"))) < 4, "the kill should land part-way through the videos"
+
+    assert main([*argv, str(out)]) == 0
+    assert main([*argv, str(reference)]) == 0
+    assert _hidden(out) == []
+    npz = sorted(p.name for p in out.glob("*.npz"))
+    assert npz == sorted(p.name for p in reference.glob("*.npz")) and len(npz) == 4
+    for name in npz:
+        _assert_same_npz(out / name, reference / name)
+
+
 def test_work_folders_of_live_runs_are_kept(tmp_path: Path) -> None:
     from au_face.fileutil import make_work_folder
 
@@ -133,6 +156,14 @@ def test_ctrl_c_during_fit_then_resume_from_last(tmp_path: Path) -> None:
     resume = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: -1, log: '{log}'}}}}"
     assert main(["fit", "--config", str(config), "--trainer.max_epochs=6", "--ckpt_path=last", resume]) == 0
     assert log.read_text().split() == ["4", "5"], "the resumed run must continue after the last finished epoch"
+
+
+def test_ckpt_path_with_code_is_refused_unrun(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"aus": [6, 12]}, "x": RunsCode(tmp_path / "ran")}, evil)
+    assert main(["validate", "--config", str(_fit_config(tmp_path)), f"--ckpt_path={evil}"]) == 2
+    assert "refused, because loading it could run that code" in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists()
 
 
 # --------------------------------------------------------------------------- cache

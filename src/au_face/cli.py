@@ -32,6 +32,21 @@ class AUFaceCLI(LightningCLI):
         for name in LINKED:
             parser.link_arguments(f"data.{sources.get(name, name)}", f"model.init_args.{name}", apply_on="instantiate")
 
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; then ``--ckpt_path`` is read with ``weights_only=True`` (tensors and plain values,
+        never code) unless ``--weights_only false`` is given, and a file that fails is one clear error."""
+        from au_face.tasks.au_face import read_checkpoint
+
+        super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand") or "")
+        if config is None:
+            return
+        if config.get("weights_only") is None:
+            config["weights_only"] = True
+        path = config.get("ckpt_path")
+        if config["weights_only"] and path and os.path.isfile(path):
+            read_checkpoint(path)
+
 
 def run_lightning(argv: Sequence[str] | None) -> int:
     """``fit | validate | test | predict`` through LightningCLI (subclass mode)."""

@@ -155,7 +155,7 @@ class AUFaceTask(L.LightningModule):
         Every trunk (not AU-specific) weight must be in the checkpoint with the same shape, else
         :class:`CheckpointError`. Logs and returns (loaded keys, re-initialised keys).
         """
-        state, source_aus = _read_checkpoint(path)
+        state, source_aus = read_checkpoint(path)
         own = self.state_dict()
         _check_trunk(path, own, state)
         skip_au = source_aus != self.aus
@@ -359,8 +359,9 @@ def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str
         )
 
 
-def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs)."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs);
+    :class:`CheckpointError` for a missing, foreign, unreadable or code-carrying file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
