@@ -1,4 +1,4 @@
-"""Count what bad inputs and faults do: clear errors, tracebacks, lost data, silent wrong results.
+"""Count what bad inputs and faults do: clear errors, tracebacks, lost data or debris, silent wrong results.
 
 Runs the CLI cases of ``tests/test_bad_inputs.py`` in-process (classifying each outcome) and the
 other tests of that file and of ``tests/test_faults.py`` through pytest (each maps to the outcome
@@ -23,7 +23,10 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUTCOMES = ("clear error", "handled as documented", "traceback", "data lost", "silent wrong result", "unclear message", "code execution")
+OUTCOMES = (
+    "clear error", "handled as documented", "traceback", "data lost or debris left", "silent wrong result",
+    "unclear message", "code execution",
+)  # fmt: skip
 #: what a failure of each pytest-run check means
 CHECKS = {
     "test_code_in_a_checkpoint_is_not_run": "code execution",
@@ -33,10 +36,10 @@ CHECKS = {
     "test_label_files_without_a_header_say_so": "unclear message",
     "test_truncated_ict_npz_is_a_clear_error": "traceback",
     "test_checkpoint_errors_are_whole_lines": "unclear message",
-    "test_kill_9_during_reconstruct_then_rerun": "data lost",
-    "test_kill_9_during_preprocess_then_rerun": "data lost",
+    "test_kill_9_during_reconstruct_then_rerun": "data lost or debris left",
+    "test_kill_9_during_preprocess_then_rerun": "data lost or debris left",
     "test_ckpt_path_with_code_is_refused_unrun": "traceback",
-    "test_ctrl_c_during_fit_then_resume_from_last": "data lost",
+    "test_ctrl_c_during_fit_then_resume_from_last": "data lost or debris left",
     "test_corrupt_cache_is_detected_and_redone": "silent wrong result",
     "test_concurrent_preprocess_runs_share_the_work": "traceback",
     "test_init_checkpoint_with_code_is_refused_unrun": "code execution",
@@ -50,7 +53,7 @@ def classify(case, outcome) -> str:
     if outcome.traceback:
         return "traceback"
     if outcome.debris:
-        return "data lost"
+        return "data lost or debris left"
     if outcome.code == 0 and case.code != 0:
         return "silent wrong result"
     text = outcome.output if case.warning else outcome.first_line

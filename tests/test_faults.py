@@ -33,7 +33,8 @@ def _cli(*argv: str) -> list[str]:
 
 
 def _hidden(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".locks")
+    """Hidden entries other than lock files (which are meant to stay)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".locks", ".manifest.lock"))
 
 
 def _assert_same_npz(a: Path, b: Path) -> None:
