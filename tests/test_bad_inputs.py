@@ -314,7 +314,8 @@ def run_cli(argv: list[str], out: Path | None = None) -> Outcome:
             traceback.print_exc(file=stderr)
             code, escaped = 1, True
     text = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught) + stderr.getvalue() + stdout.getvalue()
-    return Outcome(code, first_message_line(stderr.getvalue(), stdout.getvalue(), code), escaped or "Traceback" in text, debris(out), text)
+    first = first_message_line(stderr.getvalue(), stdout.getvalue(), code)
+    return Outcome(code, first, escaped or "Traceback" in text, debris(out), text)
 
 
 def first_message_line(stderr: str, stdout: str, code: int) -> str:

@@ -338,7 +338,10 @@ def _describe(err: BaseException) -> str:
         return f"{type(err).__name__}: {' '.join(text.split())}"
     keys = [a or b for a, b in re.findall(r'"([\w.]+)"|size mismatch for ([\w.]+)', text)]
     example = f", e.g. {keys[0]}" if keys else ""
-    return f"its weights do not fit the model its hyper-parameters describe ({len(keys)} missing, unexpected or reshaped{example})"
+    return (
+        f"its weights do not fit the model its hyper-parameters describe "
+        f"({len(keys)} missing, unexpected or reshaped{example})"
+    )
 
 
 def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
