@@ -22,7 +22,7 @@ from au_face.faces.topology import FaceTopology
 
 #: Crop side = this many times the template's larger extent (face width or height).
 CROP_MARGIN = 1.3
-#: Faces Face Mesh looks for; of several, one is chosen (:meth:`MediaPipeReconstructor.choose_face`).
+#: Faces Face Mesh looks for by default; of several, one is chosen (:meth:`MediaPipeReconstructor.choose_face`).
 MAX_FACES = 4
 #: Faces within this fraction of the largest one's area count as equally large (then the most central wins).
 SIZE_TIE = 0.9
@@ -60,16 +60,23 @@ class MediaPipeReconstructor(CoarseReconstructor):
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
         min_detection_confidence, min_tracking_confidence: Face Mesh thresholds.
+        max_faces: faces looked for in each frame. More than one lets the choice (and the warning)
+            happen, at about a third more time per frame; 1 leaves the choice to MediaPipe, silently.
     """
 
     name = "mediapipe"
     version = "1"
 
     def __init__(
-        self, crop_size: int = 112, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
+        self,
+        crop_size: int = 112,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        max_faces: int = MAX_FACES,
     ) -> None:
         require_face_mesh()  # fail early with an install hint
         self.crop_size = int(crop_size)
+        self.max_faces = int(max_faces)
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
         self._topology = mediapipe_topology()
@@ -97,7 +104,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
     def _face_mesh(self, static: bool):
         return require_face_mesh().FaceMesh(
             static_image_mode=static,
-            max_num_faces=1 if static else MAX_FACES,
+            max_num_faces=1 if static else self.max_faces,
             refine_landmarks=False,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
