@@ -25,11 +25,20 @@ from au_face.tasks import AUFaceTask
 REPO = Path(__file__).resolve().parents[1]
 
 
+def checkpoint_flags(dirpath: Path) -> str:
+    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
+    return (
+        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
+        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
+        "filename: latest, save_last: true}}]"
+    )
+
+
 def run_cli(command: str, run_dir: Path, modality: str, extra: list[str]) -> None:
     args = [
         command, "--config", str(REPO / "configs" / "synthetic.yaml"),
         f"--model.init_args.modality={modality}", f"--trainer.default_root_dir={run_dir}",
-        f"--trainer.logger.init_args.save_dir={run_dir}", f"--trainer.callbacks.init_args.dirpath={run_dir / 'checkpoints'}",
+        f"--trainer.logger.init_args.save_dir={run_dir}", checkpoint_flags(run_dir / "checkpoints"),
         "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     if main(args) != 0:

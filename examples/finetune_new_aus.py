@@ -29,6 +29,15 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml
 ARCHITECTURE = ("modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "image_encoder", "image_size", "feature_dim")
 
 
+def checkpoint_flags(dirpath: Path) -> str:
+    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
+    return (
+        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
+        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
+        "filename: latest, save_last: true}}]"
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint trained on another AU set")
@@ -62,7 +71,7 @@ def finetune(args: argparse.Namespace) -> Path:
         f"--trainer.max_epochs={args.epochs}",
         f"--trainer.default_root_dir={args.out}",
         f"--trainer.logger.init_args.save_dir={args.out}",
-        f"--trainer.callbacks.init_args.dirpath={args.out / 'checkpoints'}",
+        checkpoint_flags(args.out / "checkpoints"),
         *architecture,
     ]  # fmt: skip
     if args.split_file is not None:

@@ -39,7 +39,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     g = torch.Generator().manual_seed(0)
     task.net.set_geometry(torch.rand(2, 468, generator=g), 0.1 * torch.randn(4, 468, 3, generator=g))
     with torch.no_grad():
-        task.net.refine[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
+        task.net.expression_head[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": lightning.__version__}, path)
     return path

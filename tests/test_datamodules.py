@@ -49,7 +49,8 @@ def fixture_config(name: str, tmp: Path, data: dict, model: dict | None = None) 
     trainer = config["trainer"]
     trainer.update(default_root_dir=str(run), accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
     trainer["logger"][0]["init_args"]["save_dir"] = str(run)
-    trainer["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
+    for callback in trainer["callbacks"]:
+        callback["init_args"]["dirpath"] = str(run / "checkpoints")
     config["model"]["init_args"].update(TINY_MODEL, **(model or {}))
     config["data"]["init_args"].update(TINY_DATA, **data)
     path = tmp / f"{name}.yaml"

@@ -42,7 +42,8 @@ def source_ckpt(videos: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("source")
     config = yaml.safe_load((REPO / "configs" / "folder.yaml").read_text())
     config["model"]["init_args"].update(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
-    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
+    for callback in config["trainer"]["callbacks"]:
+        callback["init_args"]["dirpath"] = str(run / "checkpoints")
     config["trainer"]["logger"][0]["init_args"]["save_dir"] = str(run)
     config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), aus=["AU06", "AU12"], expression_dim=8)
     path = run / "source.yaml"

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("mediapipe")
 
 from au_face.coarse.base import CoarseFrames  # noqa: E402
+from au_face.coarse.mediapipe import MediaPipeReconstructor  # noqa: E402
 from au_face.commands import preprocess  # noqa: E402
 from au_face.commands.preprocess import PreprocessInputError, collect_videos  # noqa: E402
 from au_face.data.cache import CoarseCache  # noqa: E402
@@ -28,7 +29,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def cache_for(out: Path, base: Path, **settings) -> CoarseCache:
-    return CoarseCache(out, "mediapipe", "1", base=base, **settings)
+    return CoarseCache(out, "mediapipe", MediaPipeReconstructor.version, base=base, **settings)
 
 
 @pytest.fixture

@@ -46,6 +46,9 @@ class StandInRefiner:
         probs = np.stack([0.5 + 0.5 * np.sin(3 * t), 0.5 + 0.5 * np.cos(3 * t)], axis=1)
         return vertices + 0.01 * t[:, None, None], probs
 
+    def reference(self, coarse: CoarseFrames) -> torch.Tensor:
+        return coarse.mean_shape()
+
     def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> StandInRefinement:
         self.calls.append((len(coarse), reference))
         vertices, probs = self.expected(coarse.vertices.numpy(), coarse.timestamps.numpy())

@@ -19,12 +19,21 @@ TINY = ["--data.init_args.batch_size=2", "--data.init_args.generator.num_identit
         "--data.init_args.generator.image_size=64", "--model.init_args.dim=32", "--model.init_args.token_hidden=32"]  # fmt: skip
 
 
+def checkpoint_flags(dirpath: Path) -> str:
+    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
+    return (
+        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
+        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
+        "filename: latest, save_last: true}}]"
+    )
+
+
 def cli_args(command: str, ict_npz: Path, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         command, "--config", str(REPO / "configs" / "synthetic.yaml"),
         f"--data.init_args.root={data_root}", f"--data.init_args.ict_path={ict_npz}",
         f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
-        f"--trainer.callbacks.init_args.dirpath={run_dir / 'checkpoints'}", "--trainer.enable_progress_bar=false",
+        checkpoint_flags(run_dir / "checkpoints"), "--trainer.enable_progress_bar=false",
         *TINY, *extra,
     ]  # fmt: skip
 
@@ -106,7 +115,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
         task.load_trunk(tmp_path / "missing.ckpt")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         task.load_trunk(text)
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, other)

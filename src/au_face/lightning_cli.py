@@ -5,6 +5,7 @@ Imported only when a training subcommand runs (Lightning takes seconds to import
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
@@ -20,6 +21,21 @@ class AUFaceCLI(LightningCLI):
         sources = {"topology": "topology_name"}
         for name in LINKED:
             parser.link_arguments(f"data.{sources.get(name, name)}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; then ``--ckpt_path`` is read with ``weights_only=True`` (tensors and plain values,
+        never code) unless ``--weights_only false`` is given, and a file that fails is one clear error."""
+        from au_face.tasks.au_face import read_checkpoint
+
+        super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand") or "")
+        if config is None:
+            return
+        if config.get("weights_only") is None:
+            config["weights_only"] = True
+        path = config.get("ckpt_path")
+        if config["weights_only"] and path and os.path.isfile(path):
+            read_checkpoint(path)
 
 
 def run_lightning(argv: Sequence[str] | None) -> int:

@@ -39,7 +39,7 @@ def load_refiner(checkpoint: str | Path) -> AUFaceTask:
         if isinstance(err, (pickle.UnpicklingError, EOFError)):
             reason = "not a readable PyTorch checkpoint file"
         else:
-            reason = f"{type(err).__name__}: {str(err).strip()[:120]}"
+            reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint ({reason})") from err
     return task.eval()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from au_face.io import MESH_FORMATS, AUCsvWriter, NpzStreamWriter, write_frame_m
 from au_face.result import ReconstructionResult, output_paths
 from au_face.sources import open_frames
 from au_face.windows import SlidingWindow
+from au_face.fileutil import make_work_folder
 
 #: Per-frame inputs only the refiner reads (not stored when there is none).
 _REFINER_INPUTS = ("crops", "features")
@@ -308,7 +308,7 @@ def reconstruct(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(name, out_dir)
     timings: dict[str, float] = {}
-    work = Path(tempfile.mkdtemp(prefix=f".{name}_work.", dir=out_dir))
+    work = make_work_folder(out_dir, name)  # and removes those of killed runs
     try:
         store = FrameStore(work)
         tick = time.perf_counter()

@@ -17,6 +17,8 @@ from au_face.errors import AUFaceError
 
 #: Used when the container states no usable frame rate.
 DEFAULT_FPS = 30.0
+#: Frame rates outside this range are used as stated but warned about (a broken or mislabelled container).
+PLAUSIBLE_FPS = (1.0, 240.0)
 
 
 class VideoError(AUFaceError, ValueError):
@@ -61,8 +63,10 @@ class VideoReader:
         self.max_frames = max_frames
         if not self.path.exists():
             raise VideoNotFoundError(f"video not found: {self.path}")
+        if self.path.is_dir():
+            raise VideoError(f"{self.path} is a folder, not a video file")
         if not self.path.is_file():
-            raise VideoError(f"not a video file: {self.path} is a directory or special file")
+            raise VideoError(f"not a video file: {self.path} is a special file")
         #: frames decoded by the last complete pass (skipped ones included) and whether that is
         #: clearly fewer than the container states.
         self.frames_decoded = 0
@@ -84,6 +88,12 @@ class VideoReader:
             self.size = (self._first.shape[1], self._first.shape[0])
         if not self._fps_stated:
             warnings.warn(f"{self.path}: no frame rate in the container; assuming {DEFAULT_FPS} fps", stacklevel=2)
+        elif not PLAUSIBLE_FPS[0] <= self.fps <= PLAUSIBLE_FPS[1]:
+            warnings.warn(
+                f"{self.path}: the container states {self.fps:g} fps, outside the plausible "
+                f"{PLAUSIBLE_FPS[0]:g}-{PLAUSIBLE_FPS[1]:g}; timestamps and smoothing assume it is right",
+                stacklevel=2,
+            )
 
     def _open(self) -> cv2.VideoCapture:
         # FFmpeg's own console messages ("moov atom not found", ...) would duplicate our errors;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import cv2
@@ -22,13 +23,28 @@ from au_face.faces.topology import FaceTopology
 #: Crop side = this many times the template's larger extent (face width or height).
 CROP_MARGIN = 1.3
 #: RMS residual of the pose fit over the stable vertices (template units, about cm) that gives
-#: confidence 0.5. A well-tracked face has 0.3-0.55 (the template is not the subject's face).
-HALF_CONFIDENCE_RESIDUAL = 1.0
+#: confidence 0.5. A well-tracked face has about 0.1-0.3 (the template is not the subject's face).
+HALF_CONFIDENCE_RESIDUAL = 0.5
 
 
 def fit_confidence(residual: np.ndarray) -> np.ndarray:
-    """Confidence in [0, 1] from the pose-fit residual: ``1 / (1 + (residual / HALF_CONFIDENCE_RESIDUAL)^4)``."""
-    return 1.0 / (1.0 + (np.asarray(residual) / HALF_CONFIDENCE_RESIDUAL) ** 4)
+    """Confidence in [0, 1] from the pose-fit residual: ``1 / (1 + (residual / HALF_CONFIDENCE_RESIDUAL)^2)``."""
+    return 1.0 / (1.0 + (np.asarray(residual) / HALF_CONFIDENCE_RESIDUAL) ** 2)
+
+#: Faces Face Mesh looks for by default; of several, one is chosen (:meth:`MediaPipeReconstructor.choose_face`).
+MAX_FACES = 4
+#: Faces within this fraction of the largest one's area count as equally large (then the most central wins).
+SIZE_TIE = 0.9
+#: A chunk's face is upside down when it fits at least this much better turned by 180° (fit-residual ratio).
+UPSIDE_DOWN_RATIO = 0.75
+
+
+class MultipleFacesWarning(UserWarning):
+    """Several faces in view: one is used, the others are ignored."""
+
+
+class ImplausibleFitWarning(UserWarning):
+    """Frames whose mesh does not fit the face (e.g. an upside-down face) were marked not valid."""
 
 
 class FrameFormatError(AUFaceError, ValueError):
@@ -36,7 +52,13 @@ class FrameFormatError(AUFaceError, ValueError):
 
 
 class MediaPipeReconstructor(CoarseReconstructor):
-    """MediaPipe Face Mesh (legacy solution, tracking mode, one face) on each frame.
+    """MediaPipe Face Mesh (legacy solution, tracking mode) on each frame.
+
+    With several faces in view, the largest (of equally large ones the most central) is taken
+    and then followed from frame to frame; a :class:`MultipleFacesWarning` says which. Face
+    Mesh draws an upright mesh over an upside-down face: each chunk's median frame is tried
+    turned by 180°, and when the face fits clearly better that way the chunk's frames are
+    marked not valid (:class:`ImplausibleFitWarning` with the count).
 
     Per frame: the 468 points in pixels (x, y, and depth in x's pixel units); a similarity pose
     fitted to the template over :data:`~au_face.faces.mediapipe.STABLE_VERTICES`; canonical
@@ -48,16 +70,23 @@ class MediaPipeReconstructor(CoarseReconstructor):
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
         min_detection_confidence, min_tracking_confidence: Face Mesh thresholds.
+        max_faces: faces looked for in each frame. More than one lets the choice (and the warning)
+            happen, at about a third more time per frame; 1 leaves the choice to MediaPipe, silently.
     """
 
     name = "mediapipe"
     version = "2"  # 2: pose fitted without the forehead (brows keep their motion)
 
     def __init__(
-        self, crop_size: int = 112, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
+        self,
+        crop_size: int = 112,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        max_faces: int = MAX_FACES,
     ) -> None:
         require_face_mesh()  # fail early with an install hint
         self.crop_size = int(crop_size)
+        self.max_faces = int(max_faces)
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
         self._topology = mediapipe_topology()
@@ -67,6 +96,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._crop_centre = np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, 0.0])
         self._crop_extent = CROP_MARGIN * float((high - low).max())
         self._mesh = None
+        self._turned_mesh = None
+        self._followed: np.ndarray | None = None  # 2D centre of the face being followed
+        self._warned_faces = False
 
     @property
     def topology(self) -> FaceTopology:
@@ -75,36 +107,87 @@ class MediaPipeReconstructor(CoarseReconstructor):
     def reset(self) -> None:
         """Start a new Face Mesh graph (forgets the tracked face)."""
         self.close()
-        self._mesh = require_face_mesh().FaceMesh(
-            static_image_mode=False,
-            max_num_faces=1,
+        self._mesh = self._face_mesh(static=False)
+        self._followed = None
+        self._warned_faces = False
+
+    def _face_mesh(self, static: bool):
+        return require_face_mesh().FaceMesh(
+            static_image_mode=static,
+            max_num_faces=1 if static else self.max_faces,
             refine_landmarks=False,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
         )
 
     def close(self) -> None:
-        """Free the Face Mesh graph."""
-        if self._mesh is not None:
-            self._mesh.close()
-            self._mesh = None
+        """Free the Face Mesh graphs."""
+        for name in ("_mesh", "_turned_mesh"):
+            mesh = getattr(self, name)
+            if mesh is not None:
+                mesh.close()
+                setattr(self, name, None)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_mesh": None}  # the graph cannot be pickled; a copy starts untracked
+        # the graphs cannot be pickled; a copy starts untracked
+        return {**self.__dict__, "_mesh": None, "_turned_mesh": None}
 
     def detect(self, rgb: np.ndarray) -> np.ndarray | None:
-        """Track one frame: ``[468,3]`` pixel points, or None without a face."""
+        """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
         if self._mesh is None:
             self.reset()
-        result = self._mesh.process(np.ascontiguousarray(rgb))
-        if not result.multi_face_landmarks:
+        faces = _faces(self._mesh, rgb)
+        if not faces:
+            self._followed = None
             return None
-        h, w = rgb.shape[:2]
-        landmarks = result.multi_face_landmarks[0].landmark
-        points = np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float64)[:NUM_VERTICES]
-        return points * np.array([w, h, w])
+        points = self.choose_face(faces, rgb.shape[:2])
+        if len(faces) > 1 and not self._warned_faces:
+            self._warned_faces = True
+            x, y = points[:, :2].mean(axis=0)
+            warnings.warn(
+                f"{len(faces)} faces in view; using the largest (most central of equals), centred at "
+                f"x={x:.0f}, y={y:.0f} px, and following it; the others are ignored",
+                MultipleFacesWarning,
+                stacklevel=2,
+            )
+        self._followed = points[:, :2].mean(axis=0)
+        return points
+
+    def choose_face(self, faces: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+        """The face followed so far if it is still there, else the largest (of faces within
+        :data:`SIZE_TIE` of the largest area, the one nearest the image centre)."""
+        centres = [f[:, :2].mean(axis=0) for f in faces]
+        if self._followed is not None:
+            i = int(np.argmin([np.linalg.norm(c - self._followed) for c in centres]))
+            if np.linalg.norm(centres[i] - self._followed) < _width(faces[i]) / 2:
+                return faces[i]
+        areas = np.array([_area(f) for f in faces])
+        middle = np.array([size[1], size[0]]) / 2.0
+        large = [i for i in range(len(faces)) if areas[i] >= SIZE_TIE * areas.max()]
+        return faces[min(large, key=lambda i: (np.linalg.norm(centres[i] - middle), centres[i][0]))]
+
+    def _upside_down(self, frames: Sequence[np.ndarray], points: np.ndarray, valid: np.ndarray) -> bool:
+        """Whether the chunk's median-fit frame fits clearly better turned by 180°."""
+        found = np.flatnonzero(valid)
+        if not len(found):
+            return False
+        residuals = self.fit_residual(points[found])
+        middle = int(np.argsort(residuals)[len(found) // 2])
+        if self._turned_mesh is None:
+            self._turned_mesh = self._face_mesh(static=True)
+        rgb = frames[found[middle]]
+        turned = _faces(self._turned_mesh, np.ascontiguousarray(rgb[::-1, ::-1]))
+        return bool(turned) and self.fit_residual(turned[0][None])[0] < UPSIDE_DOWN_RATIO * residuals[middle]
+
+    def fit_residual(self, points: np.ndarray) -> np.ndarray:
+        """RMS distance (template units) between the stable points of ``points [B,468,3]`` and the
+        similarity-fitted template: how well the mesh is a face."""
+        stable = points[:, STABLE_VERTICES]
+        s, r, t = similarity_fit(self._stable_template, stable)
+        fitted = s[:, None, None] * np.einsum("nj,bij->bni", self._stable_template, r) + t[:, None]
+        return np.sqrt(((fitted - stable) ** 2).sum(axis=-1).mean(axis=-1)) / s
 
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         n = len(frames)
@@ -116,6 +199,14 @@ class MediaPipeReconstructor(CoarseReconstructor):
             detected = self.detect(rgb)
             if detected is not None:
                 points[i], valid[i] = detected, True
+        if self._upside_down(frames, points, valid):
+            warnings.warn(
+                f"{int(valid.sum())} of {n} frames from {timestamps[0]:.2f} s marked not valid: the face looks upside "
+                "down (Face Mesh fits it far better turned by 180°)",
+                ImplausibleFitWarning,
+                stacklevel=2,
+            )
+            valid[:] = False
         vertices = np.zeros((n, NUM_VERTICES, 3))
         rotation = np.zeros((n, 3, 3))
         translation = np.zeros((n, 3))
@@ -168,3 +259,23 @@ class MediaPipeReconstructor(CoarseReconstructor):
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
+
+
+def _faces(mesh, rgb: np.ndarray) -> list[np.ndarray]:
+    """Every face Face Mesh finds in a frame: ``[468,3]`` points in pixels (depth in x's units)."""
+    result = mesh.process(np.ascontiguousarray(rgb))
+    h, w = rgb.shape[:2]
+    return [
+        np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)[:NUM_VERTICES] * np.array([w, h, w])
+        for face in result.multi_face_landmarks or []
+    ]
+
+
+def _area(points: np.ndarray) -> float:
+    """Area of a face's 2D bounding box in pixels²."""
+    extent = points[:, :2].max(axis=0) - points[:, :2].min(axis=0)
+    return float(extent[0] * extent[1])
+
+
+def _width(points: np.ndarray) -> float:
+    return float(np.ptp(points[:, 0]))

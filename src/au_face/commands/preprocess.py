@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from au_face.data.cache import CoarseCache
 from au_face.commands import positive_int
 from au_face.errors import AUFaceError
 from au_face.sources import VIDEO_EXTENSIONS, list_videos
+from au_face.fileutil import check_output_folder
 
 
 class PreprocessInputError(AUFaceError, ValueError):
@@ -100,10 +100,7 @@ def _predict(
     )
     task = CoarseTask(reconstructor, cache, chunk_size=args.chunk_size)
     loader = DataLoader(VideoPathDataset(videos), batch_size=None, shuffle=False)
-    with warnings.catch_warnings():
-        # batch_size=None loaders have no batch indices, which the writer does not need
-        warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
-        trainer.predict(task, dataloaders=loader, return_predictions=False)
+    trainer.predict(task, dataloaders=loader, return_predictions=False)
     return trainer.is_global_zero
 
 
@@ -139,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     """Preprocess; print the summary table; 1 if any video failed or had no face, else 0."""
     videos = collect_videos(args.inputs)
     base = args.base if args.base is not None else default_base(args.inputs)
+    check_output_folder(args.out, "--out")
     reconstructor = build_reconstructor(args.reconstructor, args.accelerator)
     cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
     todo = cache.missing(videos)

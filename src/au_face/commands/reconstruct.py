@@ -7,6 +7,7 @@ from pathlib import Path
 
 from au_face.coarse.registry import RECONSTRUCTORS
 from au_face.commands import positive_int
+from au_face.fileutil import output_folder
 from au_face.io import MESH_FORMATS
 
 
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "image frames and, with a trained model, refine it with the AU-aware transformer and write "
         "per-frame AU probabilities."
     )
-    parser.add_argument("input", nargs="?", type=Path, help="a video, an image, or a folder of videos or of image frames")
+    parser.add_argument("input", nargs="?", type=Path, help="a video, an image (a 1-frame video), or a folder of videos or of image frames")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
     parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)
     reconstructor = build_reconstructor(args.reconstructor)
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
-    with native_logs_silenced(not args.verbose):
-        for result in reconstruct_all(source, args.out, reconstructor, refiner, name=name, progress=True, **options):
+    with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
+        for result in reconstruct_all(source, out, reconstructor, refiner, name=name, progress=True, **options):
             print(f"{result.name}:")
             print(result.summary())
     return 0

@@ -3,17 +3,18 @@
 Layout of ``root``::
 
     <key>.npz        CoarseFrames of one video (written atomically: temporary file + rename)
-    manifest.json    per key: source path, size, mtime, reconstructor, version, settings, counts, status
+    manifest.json    per key: source path, size, mtime, reconstructor, version, settings, counts,
+                     status and the npz's SHA-256
+    .locks/<key>.lock  held by the process writing that video (concurrent runs share the work)
 
 A video's npz is always written before its manifest entry, and both by rename, so a process
 killed at any moment leaves either a finished entry, or a video that the next run redoes.
 An entry counts only while the source file is unchanged (size and mtime), the reconstructor,
-its version and the frame settings match, and the npz is readable.
+its version and the frame settings match, and the npz still has the recorded checksum.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -21,11 +22,12 @@ import shlex
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
@@ -38,10 +40,8 @@ CACHED_STATUSES = ("done", "no_face")
 #: Arrays every cached npz has.
 _REQUIRED = ("vertices", "valid", "rotation", "translation", "scale", "landmarks2d", "timestamps", "fps", "topology")
 
-try:  # advisory lock for manifest updates from several processes (POSIX)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one writer process at a time
-    fcntl = None
+#: Folder of the per-video and manifest lock files.
+LOCKS = ".locks"
 
 
 class CacheMissError(AUFaceError, FileNotFoundError):
@@ -115,18 +115,15 @@ class CoarseCache:
         """The manifest entry of a video, if any (current or stale)."""
         return self.manifest().get(self.key(video))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:
-            yield
-            return
-        with open(self.root / ".manifest.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def lock(self, video: str | Path | None = None) -> FileLock:
+        """Inter-process lock of one video's entry (or, without a video, of the manifest).
+
+        Hold a video's lock from :meth:`prepare` to :meth:`record`: a second process waits,
+        then finds the video done instead of deleting the first one's live files.
+        """
+        folder = self.root / LOCKS
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(folder / (f"{self.key(video)}.lock" if video is not None else "manifest.lock"))
 
     def record(
         self, video: str | Path, status: str, num_frames: int = 0, num_valid: int = 0, message: str = ""
@@ -150,9 +147,10 @@ class CoarseCache:
             "valid": int(num_valid),
             "status": status,
             "message": message,
+            "sha256": _digest(self.path(video)) if status in CACHED_STATUSES else None,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        with self._locked():
+        with self.lock():
             videos = self.manifest()
             videos[self.key(video)] = entry
             text = json.dumps({"format": MANIFEST_FORMAT, "videos": dict(sorted(videos.items()))}, indent=1)
@@ -179,11 +177,18 @@ class CoarseCache:
         )
 
     def is_done(self, video: str | Path, entry: dict[str, Any] | None = None) -> bool:
-        """True if the video has a current entry with a cached status and its npz is readable."""
+        """True if the video has a current entry with a cached status and its npz is intact."""
         entry = self.entry(video) if entry is None else entry
         if not self.is_current(video, entry) or entry.get("status") not in CACHED_STATUSES:
             return False
-        return _npz_readable(self.path(video), entry.get("frames"))
+        return not self.is_damaged(video, entry)
+
+    def is_damaged(self, video: str | Path, entry: dict[str, Any]) -> bool:
+        """Whether the video's npz differs from what its entry recorded (missing, changed bytes, unreadable)."""
+        path = self.path(video)
+        if entry.get("sha256"):
+            return _digest(path) != entry["sha256"]
+        return not _npz_readable(path, entry.get("frames"))  # entries written before checksums
 
     def missing(self, videos: Iterable[str | Path]) -> list[Path]:
         """The videos that are not (or no longer) cached."""
@@ -214,10 +219,22 @@ class CoarseCache:
         missing = self.missing(videos)
         if not missing:
             return ""
+        damaged = self.damaged(missing)
+        note = f" ({len(damaged)} damaged, e.g. {damaged[0]})" if damaged else ""
         return (
             f"{len(missing)} of {len(videos)} videos have no coarse reconstruction "
-            f"({self.reconstructor_name} v{self.version}) in {self.root}; run:\n  {self.command(missing)}"
+            f"({self.reconstructor_name} v{self.version}) in {self.root}{note}; run:\n  {self.command(missing)}"
         )
+
+    def damaged(self, videos: Iterable[str | Path]) -> list[Path]:
+        """npz files of current entries whose content no longer matches the manifest."""
+        manifest = self.manifest()
+        found = []
+        for video in videos:
+            entry = manifest.get(self.key(video))
+            if self.is_current(video, entry) and entry.get("status") in CACHED_STATUSES and self.is_damaged(video, entry):
+                found.append(self.path(video))
+        return found
 
     # -- housekeeping -----------------------------------------------------------------------
     def prepare(self, video: str | Path) -> Path:
@@ -239,6 +256,15 @@ class CoarseCache:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+def _digest(path: Path) -> str | None:
+    """SHA-256 of a file's bytes (None if it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _npz_readable(path: Path, num_frames: Any) -> bool:

@@ -187,12 +187,22 @@ def _header_au(cell: str) -> int | None:
     return int(match.group(1))
 
 
+def _looks_like_data(cells: list[str]) -> bool:
+    """A row of plain numbers (not names such as ``AU12``): a data row where a header should be."""
+    return all(re.fullmatch(r"-?\d+(?:\.\d*)?", cell) for cell in cells)
+
+
 def _au_columns(header: list[str], path: Path, line: int, start: int) -> dict[int, int]:
     columns: dict[int, int] = {}
     for index in range(start, len(header)):
         number = _header_au(header[index])
         if number is None:
             continue
+        if number in columns and _looks_like_data(header):
+            raise LabelFormatError(
+                f"{path}:{line}: the header row is missing: the first line holds values ({','.join(header[:6])}...), "
+                "not column names"
+            )
         if number in columns:
             raise LabelFormatError(f"{path}:{line}: AU column {header[index]!r} appears twice")
         columns[number] = index

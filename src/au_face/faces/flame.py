@@ -79,6 +79,37 @@ class _FlameUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
+class _Opaque:
+    """Stand-in for any torch object in a landmark embedding (never rebuilt: those keys are unused)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _EmbeddingUnpickler(_FlameUnpickler):
+    """The FLAME unpickler; torch classes (DECA's dynamic-contour tensors) become inert stand-ins."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] == "torch" or (module == "collections" and name == "OrderedDict"):
+            return _Opaque
+        return super().find_class(module, name)
+
+
+def _load_npy(path: Path) -> Any:
+    """A ``.npy`` file; an object array is unpickled with :class:`_EmbeddingUnpickler`, never freely."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        _, _, dtype = read_header(handle)
+        if not dtype.hasobject:
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+        return _EmbeddingUnpickler(handle, encoding="latin1").load()
+
+
 def _as_array(value: Any, key: str, path: Path) -> np.ndarray:
     """A pickled value as a dense numpy array (chumpy stand-ins and sparse matrices unwrapped)."""
     if isinstance(value, _ChumpyObject):
@@ -177,9 +208,9 @@ def read_landmark_embedding(path: str | Path, num_faces: int) -> tuple[np.ndarra
     """The 68 iBUG landmarks of DECA's ``landmark_embedding.npy``: face ids ``[68]``, barycentrics ``[68,3]``."""
     path = Path(path)
     try:
-        loaded = np.load(path, allow_pickle=True, encoding="latin1")
+        loaded = _load_npy(path)
         data = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.shape == () else loaded
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, pickle.UnpicklingError) as err:
         raise FlameFormatError(f"{path} is not a FLAME landmark embedding (.npy dict): {err}") from err
     keys = ("full_lmk_faces_idx", "full_lmk_bary_coords")
     if not isinstance(data, dict) or any(k not in data for k in keys):

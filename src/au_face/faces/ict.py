@@ -7,6 +7,8 @@ Reads either the original ``FaceXModel`` folder of OBJ files or the converted np
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,8 +124,8 @@ class ICTFaceModel:
                 if missing:
                     raise ICTAssetError(f"{path} is not an ICT-FaceKit npz: missing arrays {missing}")
                 arrays = {k: z[k] for k in keys}
-        except (OSError, ValueError) as err:
-            raise ICTAssetError(f"{path} is not a readable npz file: {err}") from err
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated or damaged
+            raise ICTAssetError(f"{path} is not a readable npz file (truncated or damaged?): {err}") from err
         return cls(
             neutral=arrays["neutral"].astype(np.float32),
             triangles=arrays["triangles"].astype(np.int64),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 from au_face.aus import resolve_aus
 from au_face.callbacks import AUF1Callback, MeshSmoothnessCallback
@@ -173,29 +177,36 @@ class AUFaceTask(L.LightningModule):
     def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
         """Load a checkpoint's weights except AU-specific ones when the AU list differs.
 
-        Returns (loaded keys, re-initialised keys).
+        Every trunk (not AU-specific) weight must be in the checkpoint with the same shape, else
+        :class:`CheckpointError`. Logs and returns (loaded keys, re-initialised keys).
         """
-        state, source_aus = _read_checkpoint(path)
+        state, source_aus = read_checkpoint(path)
         own = self.state_dict()
+        _check_trunk(path, own, state)
         skip_au = source_aus != self.aus
-        mismatched = [
-            k for k, v in own.items() if not _au_specific(k) and not k.startswith("neutral.") and k in state and state[k].shape != v.shape
-        ]  # the neutral estimator's shapes come with the checkpoint
-        if mismatched:
-            raise CheckpointError(
-                f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
-                f"{mismatched[0]} {list(state[mismatched[0]].shape)} vs {list(own[mismatched[0]].shape)}; "
-                "use the checkpoint's model settings (dim, layers, topology)"
-            )
-        loaded, skipped = [], []
-        for key in own:
-            if key in state and not (skip_au and _au_specific(key)):
-                own[key] = state[key]
-                loaded.append(key)
-            else:
-                skipped.append(key)
+        loaded = [k for k in own if k in state and not (skip_au and _au_specific(k))]
+        own.update({k: state[k] for k in loaded})
         self.load_state_dict(own)
+        kept = set(loaded)
+        skipped = [k for k in own if k not in kept]
+        reason = " (the AU-specific ones: the AU list differs)" if skip_au else ""
+        rank_zero_info(f"{path}: loaded {len(loaded)} weights, re-initialised {len(skipped)}{reason}")
         return loaded, skipped
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: str | Path | None = None,
+        strict: bool | None = None, **kwargs: Any,
+    ) -> AUFaceTask:
+        """Lightning's loader with ``weights_only=True`` always: a checkpoint can hold tensors and
+        plain values only, never code. An unreadable file is a :class:`CheckpointError`."""
+        kwargs["weights_only"] = True
+        try:
+            return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
+        except (pickle.UnpicklingError, EOFError) as err:
+            raise _unreadable(checkpoint_path, err) from err
+        except (KeyError, TypeError, RuntimeError) as err:  # not an AUFaceTask checkpoint, or a damaged one
+            raise CheckpointError(f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {_describe(err)}") from err
 
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
@@ -340,14 +351,59 @@ def _au_specific(key: str) -> bool:
     return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
 
 
-def _read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
+def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
+    """One line for a file ``torch.load(weights_only=True)`` refused: code in it, or not a checkpoint."""
+    refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
+    if refused:
+        return CheckpointError(
+            f"{path} refers to Python code ({refused.group(1)}), not just tensors and plain values; "
+            "refused, because loading it could run that code"
+        )
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint file ({type(err).__name__})")
+
+
+def _describe(err: BaseException) -> str:
+    """A loading error as one whole line (a state-dict mismatch summarised by its count of weights)."""
+    text = str(err)
+    if "Error(s) in loading state_dict" not in text:
+        return f"{type(err).__name__}: {' '.join(text.split())}"
+    keys = [a or b for a, b in re.findall(r'"([\w.]+)"|size mismatch for ([\w.]+)', text)]
+    example = f", e.g. {keys[0]}" if keys else ""
+    return (
+        f"its weights do not fit the model its hyper-parameters describe "
+        f"({len(keys)} missing, unexpected or reshaped{example})"
+    )
+
+
+def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint that lacks trunk weights or has them in other shapes."""
+    trunk = [k for k in own if not _au_specific(k)]
+    geometry = ("neutral.",)  # the neutral estimator's shapes come with the checkpoint
+    mismatched = [k for k in trunk if k in state and state[k].shape != own[k].shape and not k.startswith(geometry)]
+    if mismatched:
+        raise CheckpointError(
+            f"{path} has a different architecture: {len(mismatched)} weights differ in shape, e.g. "
+            f"{mismatched[0]} {list(state[mismatched[0]].shape)} vs {list(own[mismatched[0]].shape)}; "
+            "use the checkpoint's model settings (dim, layers, topology)"
+        )
+    missing = [k for k in trunk if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} matches only {len(trunk) - len(missing)} of the model's {len(trunk)} trunk weights "
+            f"(missing e.g. {missing[0]}); it is not a checkpoint of this model"
+        )
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs);
+    :class:`CheckpointError` for a missing, foreign, unreadable or code-carrying file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
+        raise _unreadable(path, err) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
     return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])

@@ -2,8 +2,8 @@
 
 Running it through Lightning spreads the videos over devices and processes (e.g. DDP on
 several GPUs or CPU processes): predict uses an unrepeated distributed sampler, so each video
-goes to exactly one process, which writes its npz; :class:`CoarseCacheWriter` then records it
-in the manifest (under a file lock).
+goes to exactly one process, which writes its npz and records it in the manifest while holding
+the video's file lock (so separate runs into one cache share the work).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Dataset
 
 from au_face.coarse.base import CoarseReconstructor
@@ -50,7 +50,18 @@ class CoarseTask(L.LightningModule):
         self.chunk_size = chunk_size
 
     def predict_step(self, batch: str, batch_idx: int) -> dict[str, Any]:
+        """Reconstruct and record one video under its cache lock (a video another run has just
+        finished is taken from the cache)."""
         video = Path(batch)
+        with self.cache.lock(video):
+            entry = self.cache.entry(video)
+            if self.cache.is_done(video, entry):
+                return {"video": str(video), **{k: entry[k] for k in ("status", "frames", "valid", "message")}}
+            result = self._reconstruct(video)
+            self.cache.record(video, result["status"], result["frames"], result["valid"], result["message"])
+        return result
+
+    def _reconstruct(self, video: Path) -> dict[str, Any]:
         summary: dict[str, Any] = {"video": str(video), "frames": 0, "valid": 0, "message": ""}
         try:
             result = reconstruct_video_to_file(
@@ -80,30 +91,11 @@ class CoarseTask(L.LightningModule):
         }
 
 
-class CoarseCacheWriter(BasePredictionWriter):
-    """Records each :class:`CoarseTask` result in the cache manifest (after its npz is written)."""
+class CoarseCacheWriter(Callback):
+    """Waits for every process's entries (recorded by :class:`CoarseTask`) before any reports."""
 
     def __init__(self, cache: CoarseCache) -> None:
-        super().__init__(write_interval="batch")
         self.cache = cache
 
-    def write_on_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        prediction: dict[str, Any],
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
-    ) -> None:
-        self.cache.record(
-            prediction["video"],
-            prediction["status"],
-            num_frames=prediction["frames"],
-            num_valid=prediction["valid"],
-            message=prediction["message"],
-        )
-
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.strategy.barrier("coarse_cache_written")  # every process's entries are in before anyone reports
+        trainer.strategy.barrier("coarse_cache_written")

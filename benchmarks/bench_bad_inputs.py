@@ -1,0 +1,142 @@
+"""Count what bad inputs and faults do: clear errors, tracebacks, lost data or debris, silent wrong results.
+
+Runs the CLI cases of ``tests/test_bad_inputs.py`` in-process (classifying each outcome) and the
+other tests of that file and of ``tests/test_faults.py`` through pytest (each maps to the outcome
+its failure stands for), against the ``src/`` and ``configs/`` of ``--repo``::
+
+    python benchmarks/bench_bad_inputs.py --json after.json
+    python benchmarks/bench_bad_inputs.py --json before.json --repo /path/to/old/checkout  # with these tests copied in
+    python benchmarks/bench_bad_inputs.py --table before.json after.json                     # writes BAD_INPUTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUTCOMES = (
+    "clear error", "handled as documented", "traceback", "data lost or debris left", "silent wrong result",
+    "unclear message", "code execution",
+)  # fmt: skip
+#: what a failure of each pytest-run check means
+CHECKS = {
+    "test_code_in_a_checkpoint_is_not_run": "code execution",
+    "test_image_input_and_two_faces_are_reported": "silent wrong result",
+    "test_the_same_face_is_chosen_in_every_frame": "silent wrong result",
+    "test_unwritable_out_is_one_line": "traceback",
+    "test_label_files_without_a_header_say_so": "unclear message",
+    "test_truncated_ict_npz_is_a_clear_error": "traceback",
+    "test_checkpoint_errors_are_whole_lines": "unclear message",
+    "test_kill_9_during_reconstruct_then_rerun": "data lost or debris left",
+    "test_kill_9_during_preprocess_then_rerun": "data lost or debris left",
+    "test_ckpt_path_with_code_is_refused_unrun": "traceback",
+    "test_ctrl_c_during_fit_then_resume_from_last": "data lost or debris left",
+    "test_corrupt_cache_is_detected_and_redone": "silent wrong result",
+    "test_concurrent_preprocess_runs_share_the_work": "traceback",
+    "test_init_checkpoint_with_code_is_refused_unrun": "code execution",
+    "test_init_checkpoint_must_hold_the_trunk": "silent wrong result",
+    "test_landmark_embedding_with_code_is_refused_unrun": "code execution",
+}
+
+
+def classify(case, outcome) -> str:
+    """One outcome per CLI case."""
+    if outcome.traceback:
+        return "traceback"
+    if outcome.debris:
+        return "data lost or debris left"
+    if outcome.code == 0 and case.code != 0:
+        return "silent wrong result"
+    text = outcome.output if case.warning else outcome.first_line
+    if case.phrase not in text:
+        return "silent wrong result" if outcome.code == 0 else "unclear message"
+    return "clear error" if case.code != 0 else "handled as documented"
+
+
+def run_cases(repo: Path) -> dict[str, str]:
+    """Each CLI case of the test module of ``repo`` run in this process."""
+    sys.path.insert(0, str(repo / "tests"))
+    module = importlib.import_module("test_bad_inputs")
+    results = {}
+    for case in module.CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            results[case.name] = classify(case, module.run_case(case, Path(folder)))
+    return results
+
+
+def run_checks(repo: Path) -> dict[str, str]:
+    """The other checks through pytest: "ok", or the outcome their failure stands for."""
+    files = [str(repo / "tests" / "test_bad_inputs.py"), str(repo / "tests" / "test_faults.py")]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-k", "not test_cli_case", *files],
+        capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo / "src")},
+    )  # fmt: skip
+    found = re.findall(r"^(PASSED|FAILED|ERROR) \S+::(\w+)", done.stdout, flags=re.M)
+    status = {name: state for state, name in found}
+    return {name: ("ok" if status.get(name) == "PASSED" else outcome) for name, outcome in CHECKS.items()}
+
+
+def counts(results: dict) -> Counter:
+    """How many inputs had each outcome (a passed check is "handled as documented")."""
+    checks = [results["checks"][name] for name in CHECKS]
+    tally = Counter(results["cases"].values())
+    tally.update("handled as documented" if v == "ok" else v for v in checks)
+    tally["inputs tried"] = len(results["cases"]) + len(checks)
+    return tally
+
+
+def table(before: dict, after: dict) -> str:
+    """The markdown report: counts before and after, then every case."""
+    b, a = counts(before), counts(after)
+    lines = [
+        "# Bad inputs and faults",
+        "",
+        "Produced by `python benchmarks/bench_bad_inputs.py` from the cases of `tests/test_bad_inputs.py`",
+        "and `tests/test_faults.py`, before (the code as of issue #9) and after the hardening. Goal: no",
+        "tracebacks, no lost data, no silent wrong results, no code execution.",
+        "",
+        "| outcome | before | after |",
+        "|---|---:|---:|",
+        *[f"| {name} | {b[name]} | {a[name]} |" for name in ("inputs tried", *OUTCOMES)],
+        "",
+        "| input or fault | before | after |",
+        "|---|---|---|",
+        *[f"| {name} | {before['cases'].get(name, '-')} | {after['cases'][name]} |" for name in after["cases"]],
+        *[f"| {name.removeprefix('test_').replace('_', ' ')} | {before['checks'].get(name, '-')} | {after['checks'][name]} |"
+          for name in CHECKS],  # fmt: skip
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=HERE.parent, help="checkout whose src/, configs/ and tests/ are used")
+    parser.add_argument("--json", type=Path, help="write this run's outcomes here")
+    parser.add_argument("--table", type=Path, nargs=2, metavar=("BEFORE", "AFTER"), help="write BAD_INPUTS.md from two runs")
+    args = parser.parse_args(argv)
+    if args.table:
+        before, after = (json.loads(p.read_text()) for p in args.table)
+        (HERE / "BAD_INPUTS.md").write_text(table(before, after))
+        return
+    if str(args.repo.resolve()) != str(HERE.parent) and "au_face" not in os.environ.get("BENCH_CHILD", ""):
+        env = {**os.environ, "PYTHONPATH": str(args.repo / "src"), "BENCH_CHILD": "au_face"}
+        subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env, check=True)
+        return
+    results = {"cases": run_cases(args.repo.resolve()), "checks": run_checks(args.repo.resolve())}
+    print(json.dumps(dict(counts(results)), indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,446 @@
+"""Bad inputs a new user tries, run through ``au_face.cli.main`` in-process.
+
+Each case builds its input under a folder and gives the command line, the exit code it must
+end with and a phrase the first message line (the error, or the first line printed on success)
+must contain. Every run must end without a traceback and leave no half-written file (hidden
+temporary files, work folders) in ``--out``. ``benchmarks/bench_bad_inputs.py`` runs the same cases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+import warnings
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad input: ``make(folder) -> argv`` (``--out`` is ``folder/out``), the exit code and message phrase wanted."""
+
+    name: str
+    make: Callable[[Path], list[str]]
+    code: int
+    phrase: str
+    warning: bool = False  # the phrase is in a warning (the run succeeds)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run did."""
+
+    code: int
+    first_line: str
+    traceback: bool
+    debris: list[str]
+    output: str
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def shared(name: str) -> Path:
+    path = SHARED_VIDEO / name
+    if not path.is_file():
+        pytest.skip(f"needs the shared test material {path} (read-only data beside the repository)")
+    return path
+
+
+def photo() -> np.ndarray:
+    """The shared single-face photo, BGR."""
+    return cv2.imread(str(shared("single_face.jpg")))
+
+
+def clip_frames(count: int = 8) -> list[np.ndarray]:
+    """The first ``count`` frames of the shared single-face clip, BGR."""
+    capture = cv2.VideoCapture(str(shared("single_face.mp4")))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0, fourcc: str = "MJPG") -> Path:
+    """An AVI (or MP4 with ``fourcc='mp4v'``) of BGR or grayscale frames."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h), frames[0].ndim == 3)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def two_faces() -> np.ndarray:
+    """Two copies of the shared photo side by side."""
+    image = photo()
+    return np.hstack([image, image])
+
+
+def reconstruct(video: Path, folder: Path, *flags: str) -> list[str]:
+    return ["reconstruct", str(video), "--out", str(folder / "out"), "--no-overlay", *flags]
+
+
+def _zero_byte(folder: Path) -> list[str]:
+    (folder / "empty.mp4").touch()
+    return reconstruct(folder / "empty.mp4", folder)
+
+
+def _text_as_video(folder: Path) -> list[str]:
+    (folder / "notes.mp4").write_text("not a video\n" * 50)
+    return reconstruct(folder / "notes.mp4", folder)
+
+
+def _truncated(folder: Path) -> list[str]:
+    data = shared("single_face.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) // 3])
+    return reconstruct(folder / "cut.mp4", folder)
+
+
+def _audio_only(folder: Path) -> list[str]:
+    with wave.open(str(folder / "speech.wav"), "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes((np.sin(np.arange(8000) / 5) * 8000).astype(np.int16).tobytes())
+    return reconstruct(folder / "speech.wav", folder)
+
+
+def _directory(folder: Path) -> list[str]:
+    (folder / "videos").mkdir()
+    return reconstruct(folder / "videos", folder)
+
+
+def _missing(folder: Path) -> list[str]:
+    return reconstruct(folder / "missing.mp4", folder)
+
+
+def _still_image(folder: Path) -> list[str]:
+    shutil.copy(shared("single_face.jpg"), folder / "photo.jpg")
+    return reconstruct(folder / "photo.jpg", folder)
+
+
+def _huge(folder: Path) -> list[str]:
+    return reconstruct(write_video(folder / "huge.avi", [cv2.resize(photo(), (4000, 3000))] * 2), folder)
+
+
+def _odd_size(folder: Path) -> list[str]:
+    return reconstruct(write_video(folder / "odd.avi", [cv2.resize(f, (333, 221)) for f in clip_frames(4)]), folder)
+
+
+def _grayscale(folder: Path) -> list[str]:
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in clip_frames(4)]
+    return reconstruct(write_video(folder / "gray.avi", frames), folder)
+
+
+def _fps(value: float) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        return reconstruct(write_video(folder / f"fps{value:g}.avi", clip_frames(4), fps=value), folder)
+
+    return make
+
+
+def _no_face(folder: Path) -> list[str]:
+    return reconstruct(write_video(folder / "wall.avi", [np.full((96, 128, 3), 90, np.uint8)] * 6), folder)
+
+
+def _face_comes_and_goes(folder: Path) -> list[str]:
+    blank = np.full_like(clip_frames(1)[0], 90)
+    frames = [blank] * 3 + clip_frames(4) + [blank] * 3
+    return reconstruct(write_video(folder / "comes_and_goes.avi", frames), folder)
+
+
+def _several_faces(folder: Path) -> list[str]:
+    return reconstruct(write_video(folder / "two.avi", [two_faces()] * 3), folder)
+
+
+def _upside_down(folder: Path) -> list[str]:
+    frames = [cv2.flip(f, -1) for f in clip_frames(8)]
+    return reconstruct(write_video(folder / "upside_down.avi", frames), folder)
+
+
+def _unicode_name(folder: Path) -> list[str]:
+    video = write_video(folder / "vidéo clip ü 1.avi", clip_frames(4))
+    return ["reconstruct", str(video), "--out", str(folder / "out put é"), "--no-overlay"]
+
+
+def _flag(*flags: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        return reconstruct(write_video(folder / "clip.avi", [np.zeros((8, 8, 3), np.uint8)]), folder, *flags)
+
+    return make
+
+
+def _out_is_file(command: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        (folder / "out").write_text("a file, not a folder")
+        video = write_video(folder / "clip.avi", clip_frames(2))
+        return [command, str(video), "--out", str(folder / "out"), *(["--no-overlay"] if command == "reconstruct" else [])]
+
+    return make
+
+
+def _checkpoint(kind: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        ckpt = folder / f"{kind}.ckpt"
+        if kind == "text":
+            ckpt.write_text("not a checkpoint")
+        elif kind == "foreign":
+            torch.save({"weights": torch.zeros(3)}, ckpt)
+        elif kind == "code":
+            torch.save({"state_dict": {}, "hyper_parameters": {"aus": [1]}, "x": RunsCode(folder / "ran")}, ckpt)
+        elif kind == "mismatched":
+            torch.save({"state_dict": {}, "hyper_parameters": tiny_hparams(), "pytorch-lightning_version": "2.6.0"}, ckpt)
+        return reconstruct(write_video(folder / "clip.avi", clip_frames(2)), folder, "--ckpt", str(ckpt))
+
+    return make
+
+
+def _config(kind: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        config = folder / "config.yaml"
+        if kind == "unknown key":
+            config.write_text((REPO / "configs" / "folder.yaml").read_text() + "\nnot_an_option: 3\n")
+        elif kind == "not yaml":
+            config.write_text("trainer: [unclosed\n")
+        return ["fit", "--config", str(config)]
+
+    return make
+
+
+def _ict(kind: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        ict = folder / "ict.npz"
+        if kind == "truncated":
+            ict.write_bytes(shared_ict().read_bytes()[:200_000])
+        return ["masks", "--topology", "ict", "--aus", "bp4d", "--ict", str(ict), "--out", str(folder / "out" / "masks.png")]
+
+    return make
+
+
+def shared_ict() -> Path:
+    path = SHARED_VIDEO.parent / "ict-facekit" / "ict_facekit_light_neutral_expr57_id50.npz"
+    if not path.is_file():
+        pytest.skip(f"needs the shared ICT-FaceKit model {path}")
+    return path
+
+
+class RunsCode:
+    """Pickles as a call that creates a file: proof that loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def tiny_hparams() -> dict:
+    return {"aus": [1, 2], "topology": "mediapipe", "num_vertices": 468, "expression_dim": 4, "dim": 16,
+            "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}  # fmt: skip
+
+
+CASES = [
+    Case("zero-byte file", _zero_byte, 2, "empty.mp4"),
+    Case("text file named .mp4", _text_as_video, 2, "notes.mp4"),
+    Case("truncated mp4", _truncated, 2, "cut.mp4: OpenCV cannot open it"),
+    Case("audio only", _audio_only, 2, "speech.wav"),
+    Case("empty folder", _directory, 2, "no videos"),
+    Case("missing file", _missing, 2, "not found"),
+    Case("still image (1 frame)", _still_image, 0, "1 frames, face found in 1"),
+    Case("4000x3000 frames", _huge, 0, "2 frames, face found in 2"),
+    Case("odd size 333x221", _odd_size, 0, "4 frames, face found in"),
+    Case("grayscale video", _grayscale, 0, "4 frames, face found in"),
+    Case("fps 0.03", _fps(0.03), 0, "outside the plausible", warning=True),
+    Case("fps 600", _fps(600), 0, "outside the plausible", warning=True),
+    Case("no face", _no_face, 2, "no face found"),
+    Case("face comes and goes", _face_comes_and_goes, 0, "10 frames, face found in 4"),
+    Case("two faces", _several_faces, 0, "2 faces in view", warning=True),
+    Case("upside-down face", _upside_down, 2, "no face found"),
+    Case("unicode and spaces in names", _unicode_name, 0, "4 frames, face found in 4"),
+    Case("--stride 0", _flag("--stride", "0"), 2, "--stride"),
+    Case("--mesh-format xyz", _flag("--mesh-format", "xyz"), 2, "--mesh-format"),
+    Case("unknown flag", _flag("--frobnicate"), 2, "unrecognized arguments"),
+    Case("reconstruct --out is a file", _out_is_file("reconstruct"), 2, "is a file, not a folder"),
+    Case("preprocess --out is a file", _out_is_file("preprocess"), 2, "is a file, not a folder"),
+    Case("checkpoint: missing", _checkpoint("missing"), 2, "checkpoint not found"),
+    Case("checkpoint: text", _checkpoint("text"), 2, "not a readable PyTorch checkpoint"),
+    Case("checkpoint: foreign", _checkpoint("foreign"), 2, "not an au_face"),
+    Case("checkpoint: runs code", _checkpoint("code"), 2, "refused, because loading it could run that code"),
+    Case("checkpoint: weights do not fit", _checkpoint("mismatched"), 2, "weights do not fit"),
+    Case("config: missing file", _config("missing"), 2, "config.yaml"),
+    Case("config: unknown key", _config("unknown key"), 2, "not_an_option"),
+    Case("config: not YAML", _config("not yaml"), 2, "Problems parsing config"),
+    Case("ICT: missing", _ict("missing"), 2, "not found"),
+    Case("ICT: truncated npz", _ict("truncated"), 2, "not a readable npz"),
+]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_cli(argv: list[str], out: Path | None = None) -> Outcome:
+    """Run ``au-face`` in this process; capture its output and whether a traceback escaped."""
+    from au_face.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    escaped = False
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse and jsonargparse exit on bad flags
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except Exception:  # noqa: BLE001 - a traceback is the outcome we count
+            traceback.print_exc(file=stderr)
+            code, escaped = 1, True
+    text = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught) + stderr.getvalue() + stdout.getvalue()
+    first = first_message_line(stderr.getvalue(), stdout.getvalue(), code)
+    return Outcome(code, first, escaped or "Traceback" in text, debris(out), text)
+
+
+def first_message_line(stderr: str, stdout: str, code: int) -> str:
+    """The error line (``...error: ...``) of a failed run, else the first line printed on stdout
+    after the video name (warnings, which precede it, are checked separately)."""
+    if code != 0:
+        return next((line for line in stderr.splitlines() if "error:" in line), stderr.strip()[:200])
+    lines = stdout.splitlines()
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+
+
+def debris(out: Path | None) -> list[str]:
+    """Half-written things under ``out``: hidden temporary files and work folders."""
+    if out is None or not out.is_dir():
+        return []
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name.startswith(".") or ".tmp" in p.name)
+
+
+def run_case(case: Case, folder: Path) -> Outcome:
+    argv = case.make(folder)
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+    return run_cli(argv, out if out is None or out.suffix == "" else out.parent)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_mediapipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLOG_minloglevel", "2")
+    monkeypatch.delenv("AU_FACE_DEBUG", raising=False)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_cli_case(case: Case, tmp_path: Path) -> None:
+    outcome = run_case(case, tmp_path)
+    assert not outcome.traceback, outcome.output
+    assert outcome.code == case.code, outcome.output
+    assert case.phrase in (outcome.output if case.warning else outcome.first_line), outcome.output
+    assert not outcome.debris
+
+
+def test_code_in_a_checkpoint_is_not_run(tmp_path: Path) -> None:
+    run_case(next(c for c in CASES if c.name == "checkpoint: runs code"), tmp_path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_image_input_and_two_faces_are_reported(tmp_path: Path) -> None:
+    """A still image is a 1-frame video; with two faces the warning says which one was used."""
+    cv2.imwrite(str(tmp_path / "two.png"), two_faces())
+    outcome = run_cli(reconstruct(tmp_path / "two.png", tmp_path), tmp_path / "out")
+    assert outcome.code == 0 and "1 frames, face found in 1" in outcome.output
+    assert "2 faces in view; using the largest" in outcome.output and "centred at x=" in outcome.output
+
+
+def test_the_same_face_is_chosen_in_every_frame(tmp_path: Path) -> None:
+    from au_face.coarse.mediapipe import MediaPipeReconstructor, MultipleFacesWarning
+
+    rgb = np.ascontiguousarray(two_faces()[:, :, ::-1])
+    reconstructor = MediaPipeReconstructor(crop_size=0)
+    with pytest.warns(MultipleFacesWarning):
+        record = reconstructor.reconstruct([rgb] * 4, [0.0, 0.04, 0.08, 0.12], 25.0)
+    centres = record.translation[:, 0].numpy()
+    assert record.num_valid == 4 and np.ptp(centres) < 2.0  # one face, followed
+    assert abs(centres[0] - rgb.shape[1] / 2) < rgb.shape[1] / 2  # a face, not the gap between them
+
+
+def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    """Root bypasses permissions: run as root without CAP_DAC_OVERRIDE (or as the user we are)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    video = write_video(tmp_path / "clip.avi", clip_frames(2))
+    locked.chmod(0o555)
+    for command in ("reconstruct", "preprocess"):
+        argv = [command, str(video), "--out", str(locked / "out")]
+        if os.geteuid() != 0:
+            outcome = run_cli(argv)
+            code, err = outcome.code, outcome.output
+        else:
+            done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
+            code, err = done.returncode, done.stderr
+        assert code == 2 and "Traceback" not in err, err
+        assert f"cannot write to --out {locked / 'out'}: Permission denied" in err
+    assert not any(locked.iterdir())
+
+
+def _without_root_powers(command: list[str]) -> subprocess.CompletedProcess:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.decode().strip()}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, env=env, timeout=300)
+
+
+# --------------------------------------------------------------------------- library-level inputs
+
+
+def test_label_files_without_a_header_say_so(tmp_path: Path) -> None:
+    from au_face.data.labels import LabelFormatError, read_affwild2, read_bp4d
+
+    (tmp_path / "F001_T1.csv").write_text("1,0,1,0,0,1\n2,0,1,0,0,1\n")
+    with pytest.raises(LabelFormatError, match="header row is missing"):
+        read_bp4d(tmp_path / "F001_T1.csv", aus=[1, 2])
+    (tmp_path / "video1.txt").write_text("0,1,0,0\n0,1,1,0\n")
+    with pytest.raises(LabelFormatError, match="header row is missing"):
+        read_affwild2(tmp_path / "video1.txt", aus=[1, 2])
+
+
+def test_truncated_ict_npz_is_a_clear_error(tmp_path: Path) -> None:
+    from au_face.faces.ict import ICTAssetError, ICTFaceModel
+
+    cut = tmp_path / "ict.npz"
+    cut.write_bytes(shared_ict().read_bytes()[:-1000])
+    with pytest.raises(ICTAssetError, match="not a readable npz"):
+        ICTFaceModel.from_npz(cut)
+
+
+def test_checkpoint_errors_are_whole_lines(tmp_path: Path) -> None:
+    from au_face.models import load_refiner
+    from au_face.tasks import CheckpointError
+
+    ckpt = tmp_path / "mismatched.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": tiny_hparams(), "pytorch-lightning_version": "2.6.0"}, ckpt)
+    with pytest.raises(CheckpointError) as caught:
+        load_refiner(ckpt)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(")") and "weights do not fit" in message

@@ -1,0 +1,284 @@
+"""Faults: kill -9, Ctrl-C, damaged caches, concurrent runs, hostile checkpoints and landmark files.
+
+Real subprocesses only where a process must die or two must run at once; everything is tiny.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from dataset_fixtures import make_folder_labels, write_coarse_cache
+
+from au_face.cli import main
+from au_face.coarse.registry import reconstructor_version
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def _cli(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "au_face.cli", *argv]
+
+
+def _hidden(folder: Path) -> list[str]:
+    """Hidden entries other than lock files (which are meant to stay)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".locks", ".manifest.lock"))
+
+
+def _assert_same_npz(a: Path, b: Path) -> None:
+    with np.load(a) as za, np.load(b) as zb:
+        assert sorted(za.files) == sorted(zb.files)
+        for name in za.files:
+            np.testing.assert_array_equal(za[name], zb[name], err_msg=name)
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+def test_kill_9_during_reconstruct_then_rerun(tmp_path: Path, video_dir: Path) -> None:
+    video = shutil.copy(video_dir / "single_face.mp4", tmp_path / "clip.mp4")
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    proc = subprocess.Popen(_cli("reconstruct", str(video), "--out", str(out)), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and list(out.glob(".clip_work.*/*.bin"))) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [p for p in _hidden(out) if p.startswith(".clip_work.")], "the kill should land while the work folder exists"
+
+    assert main(["reconstruct", str(video), "--out", str(out)]) == 0
+    assert main(["reconstruct", str(video), "--out", str(reference)]) == 0
+    assert _hidden(out) == [], "debris of the killed run is left"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    _assert_same_npz(out / "clip_meshes.npz", reference / "clip_meshes.npz")
+
+
+def test_kill_9_during_preprocess_then_rerun(tmp_path: Path, video_dir: Path) -> None:
+    folder, out, reference = tmp_path / "videos", tmp_path / "cache", tmp_path / "reference"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        shutil.copy(video_dir / "single_face.mp4", folder / name)
+    argv = ["preprocess", str(folder), "--max-frames", "24", "--out"]
+    proc = subprocess.Popen(_cli(*argv, str(out)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(list(out.glob("*.npz"))) < 4, "the kill should land part-way through the videos"
+
+    assert main([*argv, str(out)]) == 0
+    assert main([*argv, str(reference)]) == 0
+    assert _hidden(out) == []
+    npz = sorted(p.name for p in out.glob("*.npz"))
+    assert npz == sorted(p.name for p in reference.glob("*.npz")) and len(npz) == 4
+    for name in npz:
+        _assert_same_npz(out / name, reference / name)
+
+
+def test_work_folders_of_live_runs_are_kept(tmp_path: Path) -> None:
+    from au_face.fileutil import make_work_folder
+
+    live = make_work_folder(tmp_path, "clip")
+    dead = tmp_path / ".clip_work.999999999-abcdefgh"
+    dead.mkdir()
+    (tmp_path / ".clip_meshes.npz.999999999-abcdefgh.tmp.npz").touch()
+    second = make_work_folder(tmp_path, "clip")
+    assert sorted(_hidden(tmp_path)) == sorted([live.name, second.name])
+
+
+# --------------------------------------------------------------------------- Ctrl-C of fit
+
+
+class CtrlCAt(L.Callback):
+    """Presses Ctrl-C (SIGINT to this process) when epoch ``epoch`` starts; logs every epoch start."""
+
+    def __init__(self, epoch: int, log: str) -> None:
+        self.epoch, self.record = epoch, Path(log)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with self.record.open("a") as fh:
+            fh.write(f"{trainer.current_epoch}\n")
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the signal arrives here
+
+
+def _fit_config(tmp_path: Path) -> Path:
+    """configs/folder.yaml on four tiny cached videos, with a tiny model, writing under ``tmp_path/run``."""
+    videos = tmp_path / "videos"
+    names = ["train/anna_1", "train/bob_1", "val/carl_1", "test/dora_1"]
+    for name in names:
+        make_folder_labels(videos / Path(name).parent, (Path(name).name,), ("AU06", "AU12"), num_frames=12)
+    write_coarse_cache(videos / "cache", videos, [videos / f"{n}.mp4" for n in names], 12)
+    config = yaml.safe_load((REPO / "configs" / "folder.yaml").read_text())
+    run = tmp_path / "run"
+    trainer = config["trainer"]
+    trainer.update(default_root_dir=str(run), accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                   limit_train_batches=2, limit_val_batches=1)  # fmt: skip
+    trainer["logger"][0]["init_args"]["save_dir"] = str(run)
+    for callback in trainer["callbacks"]:
+        callback["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["model"]["init_args"].update(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
+    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), aus=["AU06", "AU12"],
+                                       expression_dim=8, batch_size=2, num_workers=0)  # fmt: skip
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_ctrl_c_during_fit_then_resume_from_last(tmp_path: Path) -> None:
+    config, log = _fit_config(tmp_path), tmp_path / "epochs.txt"
+    probe = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: 4, log: '{log}'}}}}"
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown ends with exit(1)
+            main(["fit", "--config", str(config), "--trainer.max_epochs=8", probe])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert log.read_text().split() == ["0", "1", "2", "3", "4"]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 3, "last.ckpt must be the last finished epoch"
+
+    log.unlink()
+    resume = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: -1, log: '{log}'}}}}"
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs=6", "--ckpt_path=last", resume]) == 0
+    assert log.read_text().split() == ["4", "5"], "the resumed run must continue after the last finished epoch"
+
+
+def test_ckpt_path_with_code_is_refused_unrun(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"aus": [6, 12]}, "x": RunsCode(tmp_path / "ran")}, evil)
+    assert main(["validate", "--config", str(_fit_config(tmp_path)), f"--ckpt_path={evil}"]) == 2
+    assert "refused, because loading it could run that code" in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists()
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _flip_bytes_inside(npz: Path, member: str) -> None:
+    """Change bytes in the middle of one member's data, leaving the zip index intact."""
+    with zipfile.ZipFile(npz) as archive:
+        info = archive.getinfo(member)
+    with open(npz, "r+b") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(fh.read(4), dtype="<u2")
+        fh.seek(info.header_offset + 30 + name_len + extra_len + info.compress_size // 2)
+        chunk = fh.read(16)
+        fh.seek(-16, os.SEEK_CUR)
+        fh.write(bytes(b ^ 0xFF for b in chunk))
+
+
+def test_corrupt_cache_is_detected_and_redone(tmp_path: Path, video_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from au_face.data.cache import CacheMissError, CoarseCache
+
+    folder, out = tmp_path / "videos", tmp_path / "cache"
+    folder.mkdir()
+    video = Path(shutil.copy(video_dir / "single_face.mp4", folder / "a.mp4"))
+    argv = ["preprocess", str(folder), "--out", str(out), "--max-frames", "6"]
+    assert main(argv) == 0
+    cache = CoarseCache(out, "mediapipe", reconstructor_version("mediapipe"), base=folder, max_frames=6)
+    _flip_bytes_inside(cache.path(video), "vertices.npy")
+    with pytest.raises(CacheMissError) as caught:
+        cache.load(video)
+    assert str(cache.path(video)) in str(caught.value) and "au-face preprocess" in str(caught.value)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert " done" in capsys.readouterr().out  # redone, not reported as cached
+    assert cache.load(video).num_valid == 6
+
+
+def test_concurrent_preprocess_runs_share_the_work(tmp_path: Path, video_dir: Path) -> None:
+    folder, out, reference = tmp_path / "videos", tmp_path / "cache", tmp_path / "reference"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(video_dir / "single_face.mp4", folder / name)
+    command = _cli("preprocess", str(folder), "--out", str(out), "--max-frames", "24")
+    runs = [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [run.communicate(timeout=300) + (run.returncode,) for run in runs]
+    for stdout, stderr, code in results:
+        assert code == 0 and "Traceback" not in stderr, stderr
+    assert main(["preprocess", str(folder), "--out", str(reference), "--max-frames", "24"]) == 0
+    npz = sorted(p.name for p in out.glob("*.npz"))
+    assert len(npz) == 3 and npz == sorted(p.name for p in reference.glob("*.npz"))
+    for name in npz:
+        _assert_same_npz(out / name, reference / name)
+    assert _hidden(out) == []
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+class RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _tiny_task(aus: list[int]):
+    from au_face.tasks import AUFaceTask
+
+    return AUFaceTask(aus=aus, topology="mediapipe", num_vertices=468, expression_dim=4, dim=16, token_hidden=16,
+                      heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")  # fmt: skip
+
+
+def test_init_checkpoint_with_code_is_refused_unrun(tmp_path: Path) -> None:
+    from au_face.tasks import CheckpointError
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"aus": [1, 2]}, "x": RunsCode(tmp_path / "ran")}, evil)
+    with pytest.raises(CheckpointError, match="could run that code"):
+        _tiny_task([1, 2]).load_trunk(evil)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_init_checkpoint_must_hold_the_trunk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from au_face.tasks import CheckpointError
+
+    source = _tiny_task([1, 2])
+    unrelated = tmp_path / "unrelated.ckpt"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}, "hyper_parameters": {"aus": [1, 2]}}, unrelated)
+    with pytest.raises(CheckpointError, match=r"matches only 0 of the model's \d+ trunk weights"):
+        _tiny_task([1, 2]).load_trunk(unrelated)
+    partial = tmp_path / "partial.ckpt"
+    state = {k: v for i, (k, v) in enumerate(source.state_dict().items()) if i % 2}
+    torch.save({"state_dict": state, "hyper_parameters": {"aus": [1, 2]}}, partial)
+    with pytest.raises(CheckpointError, match="matches only"):
+        _tiny_task([1, 2]).load_trunk(partial)
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": {"aus": [1, 2]}}, good)
+    lightning_log = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
+    lightning_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            loaded, skipped = _tiny_task([1, 25]).load_trunk(good)
+    finally:
+        lightning_log.removeHandler(caplog.handler)
+    assert loaded and skipped and f"loaded {len(loaded)} weights, re-initialised {len(skipped)}" in caplog.text
+
+
+def test_landmark_embedding_with_code_is_refused_unrun(tmp_path: Path) -> None:
+    from au_face.faces.flame import FlameFormatError, read_landmark_embedding
+
+    path = tmp_path / "landmark_embedding.npy"
+    np.save(path, np.array({"full_lmk_faces_idx": RunsCode(tmp_path / "ran")}, dtype=object), allow_pickle=True)
+    with pytest.raises(FlameFormatError, match="refusing to load global"):
+        read_landmark_embedding(path, num_faces=100)
+    assert not (tmp_path / "ran").exists()
