@@ -1,11 +1,13 @@
 """Fine-tune a trained AU-aware model to your own videos labelled with a different AU list.
 
-The trunk (AU tokenizer, spatial and temporal transformers, image encoder) comes from the
-checkpoint; the AU-specific head is re-initialised because the AU list changes; ``--freeze``
-keeps chosen parts fixed; labels that are unknown (-1 or empty) are masked out of the loss.
+The trunk (AU tokenizer, spatial and temporal transformers, image encoder) and the geometry
+(topology, expression basis, neutral estimator, masks of the AUs it knows) come from the
+checkpoint — by default the packaged default model; the AU-specific head is re-initialised because
+the AU list changes; ``--freeze`` keeps chosen parts fixed; labels that are unknown (-1 or empty)
+are masked out of the loss.
 
     au-face preprocess data/my_videos --out data/my_videos_coarse --base data/my_videos
-    python examples/finetune_new_aus.py --ckpt outputs/bp4d_fold1/checkpoints/best.ckpt \
+    python examples/finetune_new_aus.py [--ckpt outputs/bp4d_fold1/checkpoints/best.ckpt] \
         --videos data/my_videos --cache data/my_videos_coarse --aus AU01 AU02 AU05 AU25 \
         --freeze tokenizer spatial --out outputs/finetune_folder
 
@@ -22,11 +24,15 @@ from pathlib import Path
 from au_face.aus import au_label, resolve_aus
 from au_face.cli import main as au_face_main
 from au_face.data.datamodules.folder import FolderAUDataModule
+from au_face.models import default_checkpoint
 from au_face.tasks import AUFaceTask
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml"
 #: hyperparameters that shape the trunk: taken from the checkpoint so that its weights fit
-ARCHITECTURE = ("modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "image_encoder", "image_size", "feature_dim")
+ARCHITECTURE = (
+    "modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "image_encoder", "image_size",
+    "feature_dim", "smoothing_sigmas", "expression_correction", "calibrated",
+)  # fmt: skip
 
 
 def checkpoint_flags(dirpath: Path) -> str:
@@ -40,7 +46,7 @@ def checkpoint_flags(dirpath: Path) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint trained on another AU set")
+    parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint trained on another AU set (default: the packaged model)")
     parser.add_argument("--videos", type=Path, required=True, help="videos, each with <name>.csv labels")
     parser.add_argument("--cache", type=Path, required=True, help="their coarse cache (au-face preprocess --out)")
     parser.add_argument("--aus", nargs="+", required=True, help="the new AU list, e.g. AU01 AU02 AU25")
@@ -51,6 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=CONFIG)
     args, extra = parser.parse_known_args(argv)  # the rest goes to au-face fit, e.g. --trainer.accelerator=cpu
     args.extra = extra
+    if args.ckpt is None:
+        args.ckpt = default_checkpoint()
+        if args.ckpt is None:
+            parser.error("--ckpt is needed: this installation has no packaged default model")
     return args
 
 
@@ -64,6 +74,7 @@ def finetune(args: argparse.Namespace) -> Path:
     overrides = [
         "fit", "--config", str(args.config),
         f"--model.init_args.init_checkpoint={args.ckpt}",
+        f"--data.init_args.geometry_from={args.ckpt}",
         f"--model.init_args.freeze=[{', '.join(args.freeze)}]",
         f"--data.init_args.video_dir={args.videos}",
         f"--data.init_args.cache_dir={args.cache}",

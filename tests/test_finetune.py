@@ -57,7 +57,7 @@ def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt
     out = tmp_path / "finetuned"
     args = ["--ckpt", str(source_ckpt), "--videos", str(videos), "--cache", str(videos / "cache"),
             "--aus", "AU01", "AU25", "AU06", "--freeze", "tokenizer", "spatial", "--epochs", "1", "--out", str(out),
-            "--data.init_args.expression_dim=8", *TINY]  # fmt: skip
+            *TINY]  # fmt: skip  (the data's own basis would be 32 PCA modes: the checkpoint's 8 are used)
     ckpt = example.main(args)
     printed = capsys.readouterr().out
     assert "test/dora_1: 12 frames" in printed
@@ -67,6 +67,8 @@ def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt
     tuned = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
     assert tuned.aus == [1, 25, 6] and tuned.hparams.dim == source.hparams.dim
     assert tuned.net.au_weight.shape[0] == 3
+    assert torch.equal(tuned.net.expression.basis, source.net.expression.basis), "the geometry comes from the checkpoint"
+    assert torch.equal(tuned.net.tokenizer.masks[2], source.net.tokenizer.masks[0]), "AU06's mask is the checkpoint's"
     # the frozen trunk is the source's; the temporal part was trained further
     assert torch.equal(tuned.net.tokenizer.first, source.net.tokenizer.first)
     assert torch.equal(tuned.net.spatial.state_dict()["encoder.layers.0.linear1.weight"],

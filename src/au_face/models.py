@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from au_face.geometry import FaceGeometry
     from au_face.tasks import AUFaceTask
 
 #: Where the default model is packaged, inside ``au_face``.
@@ -44,4 +45,34 @@ def load_refiner(checkpoint: str | Path) -> AUFaceTask:
     return task.eval()
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "default_checkpoint", "load_refiner"]
+def checkpoint_geometry(path: str | Path, aus: list[int], mask_rings: int = 3) -> tuple[FaceGeometry, str]:
+    """The geometry a checkpoint was trained with, for fine-tuning to ``aus``: its topology, expression
+    basis and neutral estimator as stored, its masks for the AUs it knows and landmark-anchored masks
+    (:func:`au_face.masks.build_masks`) for new ones. Returns the geometry and the checkpoint's
+    ``reference`` mode, so the data computes S̄ as the model was trained to use it."""
+    import numpy as np
+    import torch
+
+    from au_face.faces.registry import load_topology
+    from au_face.fileutil import user_cache_dir
+    from au_face.geometry import FaceGeometry
+    from au_face.masks import build_masks
+    from au_face.neutral import NeutralEstimator
+    from au_face.tasks.au_face import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    state, hparams = ckpt["state_dict"], ckpt["hyper_parameters"]
+    topology = load_topology(hparams["topology"])
+    known = dict(zip([int(a) for a in hparams["aus"]], state["net.tokenizer.masks"].numpy())) if "net.tokenizer.masks" in state else {}
+    new = [a for a in aus if a not in known]
+    built = dict(zip(new, build_masks(topology, new, "landmarks", None, user_cache_dir() / "masks", mask_rings))) if new else {}
+    masks = np.stack([known.get(a, built.get(a)) for a in aus]).astype(np.float32)
+    neutral = None
+    if "neutral.template" in state and state["neutral.expression"].shape[0]:
+        neutral = NeutralEstimator(state["neutral.template"], state["neutral.identity"], state["neutral.expression"])
+    basis = state["net.expression.basis"].numpy().astype(np.float32)
+    reference = str(hparams.get("reference", "mean"))
+    return FaceGeometry(topology, tuple(aus), masks, basis, neutral), reference
+
+
+__all__ = ["DEFAULT_CHECKPOINT", "checkpoint_geometry", "default_checkpoint", "load_refiner"]

@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="use the built-in clip (a still public-domain portrait under synthetic camera motion: "
-        "shows tracking and mesh output, not expressions)",
+        help="use the built-in clip (scikit-image's public-domain astronaut photo, a smiling face, under "
+        "synthetic camera motion: shows tracking, the mesh and AU12 on)",
     )
 
 

@@ -67,7 +67,8 @@ class AUFaceNet(nn.Module):
 
     Refinement: ``smoothed + B Δψ`` where ``smoothed`` mixes temporally filtered copies of the
     coarse meshes per frame and AU region (:class:`~au_face.nn.smoother.AdaptiveSmoother`, chosen
-    by the AU states; ``smoothing_sigmas=()`` turns it off) and ``B Δψ`` corrects the expression.
+    by the AU states; ``smoothing_sigmas=()`` turns it off) and ``B Δψ`` corrects the expression
+    (``expression_correction=False``: Δψ = 0, the output moves only where the input moved).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class AUFaceNet(nn.Module):
         feature_dim: int | None = None,
         vertex_scale: float = 1.0,
         smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS,
+        expression_correction: bool = True,
     ) -> None:
         super().__init__()
         if modality not in ("mesh", "video", "both"):
@@ -117,11 +119,13 @@ class AUFaceNet(nn.Module):
         self.au_weight = nn.Parameter(torch.zeros(num_aus, dim))
         self.au_bias = nn.Parameter(torch.zeros(num_aus))
         nn.init.normal_(self.au_weight, std=dim**-0.5)
-        self.expression_head = nn.Sequential(
-            nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim)
-        )
-        nn.init.zeros_(self.expression_head[-1].weight)
-        nn.init.zeros_(self.expression_head[-1].bias)
+        self.expression_head = None
+        if expression_correction:
+            self.expression_head = nn.Sequential(
+                nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim)
+            )
+            nn.init.zeros_(self.expression_head[-1].weight)
+            nn.init.zeros_(self.expression_head[-1].bias)
         self.smoother = AdaptiveSmoother(num_aus, num_vertices, dim, tuple(smoothing_sigmas)) if smoothing_sigmas else None
 
     #: parameter-name prefixes that depend on the AU list (re-initialised when it changes)
@@ -162,7 +166,10 @@ class AUFaceNet(nn.Module):
         context = self.temporal(self.fuse(torch.cat(frame_parts, dim=-1)), valid)
         au_state = self.au_mlp(au_state + context[:, :, None])
         au_logits = (au_state * self.au_weight).sum(-1) + self.au_bias
-        delta = self.expression_head(torch.cat([context, au_state.mean(dim=2), codes], dim=-1))
+        if self.expression_head is None:
+            delta = codes.new_zeros(codes.shape)
+        else:
+            delta = self.expression_head(torch.cat([context, au_state.mean(dim=2), codes], dim=-1))
         smoothed = vertices if self.smoother is None else self.smoother(vertices, valid, au_state, context)
         return NetOutput(au_logits, delta, smoothed)
 

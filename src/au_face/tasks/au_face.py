@@ -92,6 +92,8 @@ class AUFaceTask(L.LightningModule):
         image_size: int = 64,
         feature_dim: int | None = None,
         smoothing_sigmas: list[float] = (0.0, 1.0, 2.0, 4.0),
+        expression_correction: bool = True,
+        calibrated: bool = False,
         au_weight: float = 1.0,
         smooth_weight: float = 1.0,
         data_weight: float = 0.1,
@@ -116,6 +118,7 @@ class AUFaceTask(L.LightningModule):
         self.net = AUFaceNet(
             len(self.aus), num_vertices, expression_dim, modality, dim, token_hidden, spatial_layers,
             temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale, tuple(smoothing_sigmas),
+            expression_correction,
         )
         self.neutral = NeutralEstimator.empty(num_vertices)
         self.register_buffer("pos_weight", torch.ones(len(self.aus)))
@@ -221,7 +224,15 @@ class AUFaceTask(L.LightningModule):
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
         refined = out.smoothed + self.net.expression.apply(out.delta_expression)
         refined = torch.where(valid[..., None, None], refined, batch["vertices"])
-        return {"logits": out.au_logits, "delta": out.delta_expression, "refined": refined}
+        return {"logits": out.au_logits, "probs": self.probabilities(out.au_logits), "delta": out.delta_expression, "refined": refined}
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """AU probabilities. Positive weights ``w`` in the BCE move the optimal logit up by ``log w``;
+        with ``calibrated`` that shift is taken off, so probabilities follow the training label
+        frequencies instead of over-calling rare AUs."""
+        if self.hparams.calibrated:
+            logits = logits - self.pos_weight.log()
+        return logits.sigmoid()
 
     def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -260,7 +271,7 @@ class AUFaceTask(L.LightningModule):
         losses = self._losses(batch, out)
         self.log(f"{prefix}/loss", losses["total"], batch_size=len(batch["valid"]))
         return {
-            "probs": out["logits"].sigmoid(),
+            "probs": out["probs"],
             "labels": batch["labels"],
             "valid": batch["valid"].bool(),
             "refined": out["refined"],
@@ -276,7 +287,7 @@ class AUFaceTask(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         out = self(batch)
-        return {"probs": out["logits"].sigmoid(), "refined": out["refined"], "valid": batch["valid"], "sequence": batch["sequence"], "start": batch["start"]}
+        return {"probs": out["probs"], "refined": out["refined"], "valid": batch["valid"], "sequence": batch["sequence"], "start": batch["start"]}
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -313,7 +324,7 @@ class AUFaceTask(L.LightningModule):
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
             out = self(self._window_batch(coarse, [start for start, _ in group], reference))
-            probs = out["logits"].sigmoid()
+            probs = out["probs"]
             for i, (start, stop) in enumerate(group):
                 n = stop - start
                 parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), probs[i, :n].cpu().numpy()))
@@ -397,6 +408,12 @@ def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
     """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs);
     :class:`CheckpointError` for a missing, foreign, unreadable or code-carrying file."""
+    ckpt = load_checkpoint(path)
+    return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The whole checkpoint dict (state dict, hyper-parameters), checked like :func:`read_checkpoint`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -406,7 +423,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int
         raise _unreadable(path, err) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
-    return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
+    return ckpt
 
 
 __all__ = ["AUFaceTask", "CheckpointError", "Refinement"]

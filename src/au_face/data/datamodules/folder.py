@@ -24,6 +24,7 @@ import numpy as np
 from au_face.assets import ICT_MODEL
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.registry import reconstructor_version
+from au_face.models import checkpoint_geometry
 from au_face.data.cache import CacheMissError, CoarseCache
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import SequenceDataModule, count_frames
@@ -127,6 +128,9 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
             else PCA of the training meshes), ``pca``, ``ict`` or ``flame``.
         expression_dim: size of a PCA or FLAME basis.
         ict_path, flame_path, flame_landmarks_path: model files (default: their environment variables).
+        geometry_from: fine-tuning: a checkpoint whose topology, expression basis, neutral estimator,
+            masks (of the AUs it knows) and S̄ mode are used instead of building them
+            (:func:`au_face.models.checkpoint_geometry`); the settings above are then ignored.
         Other arguments: see :class:`SequenceDataModule`.
     """
 
@@ -153,6 +157,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         balanced_sampling: bool = False,
         use_crops: bool = True,
         cache_size: int = 64,
+        geometry_from: str | None = None,
     ) -> None:
         super().__init__(aus, clip_length, train_stride, batch_size, num_workers, balanced_sampling, use_crops, cache_size)
         if alignment not in ("mask", "error"):
@@ -170,6 +175,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         self.ict_path = ict_path
         self.flame_path = flame_path
         self.flame_landmarks_path = flame_landmarks_path
+        self.geometry_from = geometry_from
         self._sequences: dict[str, list[VideoSequence]] = {}
         self._records: dict[str, list[SequenceRecord]] = {}
 
@@ -248,6 +254,9 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         return ICTFaceModel.load(ICT_MODEL.resolve(self.ict_path)).restrict("narrow")
 
     def build_geometry(self) -> FaceGeometry:
+        if self.geometry_from is not None:
+            geometry, self.reference = checkpoint_geometry(self.geometry_from, self.au_list, self.mask_rings)
+            return geometry
         name = self._coarse_topology_name()
         topology = load_topology(name, self.ict_path, self.flame_path, self.flame_landmarks_path)
         method = self.mask_method
