@@ -74,7 +74,7 @@ def f1_scores(probs: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.nd
         return np.where((labels == 1).sum(0) > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
 
 
-def smooth_metrics(x: torch.Tensor, reference: torch.Tensor, seq: Sequence, masks: torch.Tensor) -> dict[str, float]:
+def smooth_metrics(x: torch.Tensor, reference: torch.Tensor, seq: Sequence, masks: torch.Tensor, aligned: bool = True) -> dict[str, float]:
     valid = seq.coarse.valid
     fast = fastest_frames(seq.gt, valid)
     gt_peak = peak_amplitudes(seq.gt, seq.gt_neutral, masks, valid)
@@ -82,7 +82,7 @@ def smooth_metrics(x: torch.Tensor, reference: torch.Tensor, seq: Sequence, mask
     moving = gt_peak > 0.1  # AU regions that really move in this sequence (vertex units)
     return {
         "raw": raw_error(x, seq.gt, valid),
-        "aligned": aligned_error(x, seq.gt, valid),
+        "aligned": aligned_error(x, seq.gt, valid) if aligned else float("nan"),
         "expression": expression_error(x, reference, seq.gt, seq.gt_neutral, valid),
         "accel": mean_acceleration(x, valid),
         "gt_accel": mean_acceleration(seq.gt, valid),
@@ -116,6 +116,43 @@ def single_frame_probs(task, seq: Sequence, frames: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+def load_datamodule(config: Path) -> SyntheticDataModule:
+    """The sim-to-real datamodule of a training config."""
+    data_args = yaml.safe_load(config.read_text())["data"]["init_args"]
+    generator = SyntheticConfig(**data_args.pop("generator"), aus=data_args.get("aus", "default"))
+    return SyntheticDataModule(**data_args, generator=generator)
+
+
+def equal_smoothness_error(rows: list[dict[str, float]], sigma_rows: dict[float, list[dict[str, float]]]) -> tuple[float, float]:
+    """Expression error of the Gaussian whose acceleration equals that of ``rows`` (interpolated over σ), and that σ."""
+    table = {s: average(r) for s, r in sigma_rows.items()}
+    accels = np.array([table[s]["accel"] for s in SIGMAS])
+    errors = np.array([table[s]["expression"] for s in SIGMAS])
+    order = np.argsort(accels)
+    accel = average(rows)["accel"]
+    return float(np.interp(accel, accels[order], errors[order])), float(np.interp(accel, accels[order], np.array(SIGMAS)[order]))
+
+
+def quick_summary(task, test: list[Sequence], masks: torch.Tensor) -> dict[str, float]:
+    """Mean AU F1 and the refinement figures of one model (no alignment, no single frames): the ablation's row."""
+    probs, labels, valid, rows = [], [], [], []
+    sigma_rows = {s: [] for s in SIGMAS}
+    for seq in test:
+        ref = task.reference(seq.coarse)
+        out = task.refine(seq.coarse)
+        probs.append(out.au_probs.numpy())
+        labels.append(seq.labels)
+        valid.append(seq.coarse.valid.numpy())
+        rows.append(smooth_metrics(out.vertices, ref, seq, masks, aligned=False))
+        for s in SIGMAS:
+            sigma_rows[s].append(smooth_metrics(gaussian_filter(seq.coarse.vertices, seq.coarse.valid, s), ref, seq, masks, aligned=False))
+    m = average(rows)
+    matched, _ = equal_smoothness_error(rows, sigma_rows)
+    f1 = f1_scores(np.concatenate(probs), np.concatenate(labels), np.concatenate(valid))
+    return {"f1": float(np.nanmean(f1)), "expression": m["expression"], "vs_gaussian": m["expression"] / matched,
+            "accel": m["accel"] / m["gt_accel"], "amplitude": m["amplitude"]}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, required=True)
@@ -123,9 +160,7 @@ def main() -> int:
     args = parser.parse_args()
     start = time.perf_counter()
     torch.set_grad_enabled(False)
-    data_args = yaml.safe_load(args.config.read_text())["data"]["init_args"]
-    generator = SyntheticConfig(**data_args.pop("generator"), aus=data_args.get("aus", "default"))
-    dm = SyntheticDataModule(**data_args, generator=generator)
+    dm = load_datamodule(args.config)
     task = load_refiner(args.ckpt)
     masks = torch.as_tensor(dm.geometry.masks, dtype=torch.float32)
     names = ict_expression_basis(dm.ict_model)[1]
@@ -180,13 +215,8 @@ def main() -> int:
             print(f"{au_label(target)} on frames without {au_label(other)} ({int(frames.sum())} frames): model F1 {fm:.3f}, readout {fr:.3f}")
         print()
 
-    sigma_table = {s: average(r) for s, r in sigma_rows.items()}
     refined = average(rows["refined"])
-    accels = np.array([sigma_table[s]["accel"] for s in SIGMAS])
-    errors = np.array([sigma_table[s]["expression"] for s in SIGMAS])
-    order = np.argsort(accels)
-    matched_error = float(np.interp(refined["accel"], accels[order], errors[order]))
-    matched_sigma = float(np.interp(refined["accel"], accels[order], np.array(SIGMAS)[order]))
+    matched_error, matched_sigma = equal_smoothness_error(rows["refined"], sigma_rows)
     print("## Refinement on the same sequences (mesh units: cm)\n")
     print("| method | raw error | aligned error | expression error | acceleration / ground truth | error, 10 % fastest frames | peak AU amplitude / ground truth |")
     print("|---|---|---|---|---|---|---|")

@@ -75,4 +75,23 @@ def checkpoint_geometry(path: str | Path, aus: list[int], mask_rings: int = 3) -
     return FaceGeometry(topology, tuple(aus), masks, basis, neutral), reference
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "checkpoint_geometry", "default_checkpoint", "load_refiner"]
+def export_checkpoint(source: str | Path, target: str | Path, **hparams: object) -> Path:
+    """Write the inference part of a training checkpoint (weights, buffers, hyper-parameters; no
+    optimiser or callback state) to ``target``, atomically; ``hparams`` override hyper-parameters
+    that only change inference (e.g. ``calibrated``). This is how the packaged model is made."""
+    import torch
+
+    from au_face.fileutil import atomic_path
+    from au_face.tasks.au_face import load_checkpoint
+
+    ckpt = load_checkpoint(source)
+    kept = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step") if key in ckpt}
+    kept["hyper_parameters"] = {**kept["hyper_parameters"], **hparams, "init_checkpoint": None}
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        torch.save(kept, tmp)
+    return target
+
+
+__all__ = ["DEFAULT_CHECKPOINT", "checkpoint_geometry", "default_checkpoint", "export_checkpoint", "load_refiner"]

@@ -8,7 +8,7 @@ Each sequence is one random identity making facial actions while the head moves 
   smooth offset ramp (smoothstep), peak intensity uniform in ``intensity_range``. Each AU fires
   spontaneously at its own rate (:data:`SPONTANEOUS_OCCUPANCY`); then :data:`CO_OCCURRENCE_RULES`
   add follower events (AU6 after AU12, much more likely for a strong AU12; AU2 with AU1; AU17 with
-  AU15; AU24 with AU23; AU10 with AU12 or AU14; AU7 with AU6 or AU4) and :data:`EXCLUSION_RULES`
+  AU15; AU24 with AU23; AU25 with AU26; AU10 with AU12 or AU14; AU7 with AU6 or AU4) and :data:`EXCLUSION_RULES`
   remove most AU4 events that overlap AU1/AU2.
 * **Unlabelled activity** (scaled by ``nuisance_activity``, 0 disables): speech bouts (jaw and lip
   shapes oscillating at syllable rate) and blinks, on ICT shapes that no labelled AU uses
@@ -87,7 +87,7 @@ from au_face.fileutil import atomic_save_npz, atomic_write_text
 logger = logging.getLogger(__name__)
 
 #: Bump when the generated data changes for the same config (caches made earlier are redone).
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 INDEX_NAME = "synthetic.json"
 SPLITS = ("train", "val", "test")
 COARSE_SOURCES = ("noise", "mediapipe")
@@ -124,6 +124,9 @@ CO_OCCURRENCE_RULES: tuple[CoOccurrence, ...] = (
     CoOccurrence(1, 2, probability=0.7, lag=(0, 2), intensity_ratio=(0.7, 1.05)),
     CoOccurrence(15, 17, probability=0.6, lag=(0, 3)),
     CoOccurrence(23, 24, probability=0.6, lag=(0, 3)),
+    # FACS scores a jaw drop that parts the lips as 25+26: without this rule a model learns that an
+    # open mouth is not AU25
+    CoOccurrence(26, 25, probability=0.95, lag=(0, 1), intensity_ratio=(0.6, 1.0)),
     CoOccurrence(12, 10, probability=0.2, lag=(0, 4), intensity_ratio=(0.5, 0.9)),
     CoOccurrence(14, 10, probability=0.3, lag=(0, 4), intensity_ratio=(0.5, 0.9)),
     CoOccurrence(6, 7, probability=0.35, lag=(0, 3)),

@@ -69,6 +69,7 @@ class AUFaceNet(nn.Module):
     coarse meshes per frame and AU region (:class:`~au_face.nn.smoother.AdaptiveSmoother`, chosen
     by the AU states; ``smoothing_sigmas=()`` turns it off) and ``B Δψ`` corrects the expression
     (``expression_correction=False``: Δψ = 0, the output moves only where the input moved).
+    ``au_masks=False`` replaces the AU vertex masks of the tokens by the whole face (ablation).
     """
 
     def __init__(
@@ -89,11 +90,13 @@ class AUFaceNet(nn.Module):
         vertex_scale: float = 1.0,
         smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS,
         expression_correction: bool = True,
+        au_masks: bool = True,
     ) -> None:
         super().__init__()
         if modality not in ("mesh", "video", "both"):
             raise ValueError(f"modality must be mesh, video or both, got {modality!r}")
         self.modality = modality
+        self.au_masks = au_masks
         self.uses_mesh = modality in ("mesh", "both")
         self.uses_video = modality in ("video", "both")
         self.expression = ExpressionProjector(expression_dim, num_vertices)
@@ -133,8 +136,8 @@ class AUFaceNet(nn.Module):
 
     def set_geometry(self, masks: torch.Tensor, basis: torch.Tensor) -> None:
         """Install the fixed AU masks ``[K,V]`` and expression basis ``[E,V,3]``."""
-        if self.uses_mesh:
-            self.tokenizer.set_masks(masks)
+        if self.uses_mesh:  # au_masks=False (ablation): every token sees the whole face
+            self.tokenizer.set_masks(masks if self.au_masks else torch.ones_like(masks))
         if self.smoother is not None:
             self.smoother.set_masks(masks)
         self.expression.set_basis(basis)

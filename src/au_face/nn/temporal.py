@@ -19,12 +19,13 @@ def sinusoidal_encoding(length: int, dim: int, device: torch.device | None = Non
 
 
 class TemporalTransformer(nn.Module):
-    """Self-attention across time with temporal position encoding and a key-padding mask."""
+    """Self-attention across time with temporal position encoding and a key-padding mask
+    (``layers=0``: per-frame features only, for the ablation)."""
 
     def __init__(self, dim: int, layers: int = 2, heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -34,6 +35,8 @@ class TemporalTransformer(nn.Module):
         all frames (its outputs are masked out downstream anyway).
         """
         b, t, d = features.shape
+        if self.encoder is None:
+            return self.norm(features)
         x = features + sinusoidal_encoding(t, d, features.device)
         padding = ~valid.bool()
         padding = padding & ~padding.all(dim=1, keepdim=True)

@@ -93,6 +93,7 @@ class AUFaceTask(L.LightningModule):
         feature_dim: int | None = None,
         smoothing_sigmas: list[float] = (0.0, 1.0, 2.0, 4.0),
         expression_correction: bool = True,
+        au_masks: bool = True,
         calibrated: bool = False,
         au_weight: float = 1.0,
         smooth_weight: float = 1.0,
@@ -118,7 +119,7 @@ class AUFaceTask(L.LightningModule):
         self.net = AUFaceNet(
             len(self.aus), num_vertices, expression_dim, modality, dim, token_hidden, spatial_layers,
             temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale, tuple(smoothing_sigmas),
-            expression_correction,
+            expression_correction, au_masks,
         )
         self.neutral = NeutralEstimator.empty(num_vertices)
         self.register_buffer("pos_weight", torch.ones(len(self.aus)))
@@ -144,6 +145,12 @@ class AUFaceTask(L.LightningModule):
         geometry = getattr(datamodule, "geometry", None)
         if geometry is not None:
             self.set_geometry(geometry)
+        needs_crops = self.net.uses_video and not self.net.video_from_features
+        if needs_crops and datamodule is not None and getattr(datamodule, "use_crops", True) is False:
+            raise AUFaceError(
+                f"modality={self.net.modality!r} needs face crops, but the data serves none: set "
+                "--data.init_args.use_crops=true (or use modality=mesh)"
+            )
         if stage == "fit":
             if datamodule is not None and hasattr(datamodule, "label_frequencies"):
                 freq = torch.as_tensor(datamodule.label_frequencies(), dtype=torch.float32)

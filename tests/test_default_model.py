@@ -1,0 +1,58 @@
+"""The packaged default model: loads, matches configs/default.yaml, and reads a smiling face as AU12."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from au_face.aus import AU_SETS
+from au_face.coarse.base import CoarseFrames
+from au_face.faces.mediapipe import mediapipe_topology
+from au_face.models import default_checkpoint, load_refiner
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGED = default_checkpoint()
+pytestmark = pytest.mark.skipif(PACKAGED is None, reason="this installation has no packaged default model")
+
+
+def test_packaged_model_is_small_and_matches_its_config() -> None:
+    assert PACKAGED.stat().st_size < 10 * 2**20
+    task = load_refiner(PACKAGED)
+    config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    model = config["model"]["init_args"]
+    assert task.aus == list(AU_SETS[config["data"]["init_args"]["aus"]])
+    assert task.topology_name == config["data"]["init_args"]["topology"] and task.hparams.reference == "neutral"
+    for key in ("modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "expression_correction"):
+        assert task.hparams[key] == model[key], key
+    assert list(task.hparams.smoothing_sigmas) == model["smoothing_sigmas"]
+    assert not task.neutral.is_empty, "the neutral estimator travels with the weights"
+
+
+def test_packaged_model_gives_finite_outputs_and_keeps_a_still_face_still() -> None:
+    task = load_refiner(PACKAGED)
+    template = torch.from_numpy(mediapipe_topology().template.astype(np.float32))
+    noise = 0.02 * torch.randn(40, *template.shape, generator=torch.Generator().manual_seed(0))
+    valid = torch.ones(40, dtype=torch.bool)
+    valid[7] = False
+    coarse = CoarseFrames.from_canonical(template + noise, valid, 25.0, "mediapipe")
+    out = task.refine(coarse)
+    assert torch.isfinite(out.vertices).all() and torch.isfinite(out.au_probs[valid]).all()
+    assert ((out.au_probs[valid] >= 0) & (out.au_probs[valid] <= 1)).all()
+    jitter = lambda x: (x[2:] - 2 * x[1:-1] + x[:-2]).norm(dim=-1).mean()  # noqa: E731
+    assert jitter(out.vertices[8:]) < 0.6 * jitter(coarse.vertices[8:]), "the refinement smooths frame noise"
+    assert out.au_probs[valid].mean() < 0.5, "a neutral template is not read as a face full of AUs"
+
+
+def test_the_demo_smile_reads_as_au12(tmp_path: Path) -> None:
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("skimage")
+    import au_face
+    from au_face.demo import demo_video
+
+    result = au_face.reconstruct(demo_video(tmp_path))
+    au12 = result.aus["AU12_p"].dropna()
+    assert len(au12) > 10 and (au12 >= 0.5).mean() >= 0.9
