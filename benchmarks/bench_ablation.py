@@ -7,7 +7,7 @@ number of epochs (shorter than the shipped model's, and stated in the output) on
 sim-to-real data, then evaluated on the held-out test identities with
 `bench_simreal.quick_summary`: mean AU F1 over the 19 AUs, expression error, its ratio to the
 Gaussian filter at equal smoothness, acceleration and peak AU-region amplitude relative to ground
-truth. A run whose checkpoint exists is reused, so an interrupted ablation resumes.
+truth. A variant whose training finished earlier is reused, so an interrupted ablation resumes.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ VARIANTS: dict[str, list[str]] = {
 def train(name: str, overrides: list[str], seed: int, epochs: int, out: Path) -> Path:
     run = out / f"{hashlib.sha1(name.encode()).hexdigest()[:8]}_s{seed}"
     last = run / "last.ckpt"
-    if last.is_file():
-        return last
+    if last.is_file() and torch.load(last, map_location="cpu", weights_only=True).get("epoch") == epochs - 1:
+        return last  # finished by an earlier run
     callbacks = f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{run}', filename: latest, save_last: true}}}}]"
     code = au_face(["fit", "--config", str(CONFIG), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
                     f"--trainer.default_root_dir={run}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",

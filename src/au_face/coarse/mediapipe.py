@@ -23,7 +23,7 @@ from au_face.faces.topology import FaceTopology
 #: Crop side = this many times the template's larger extent (face width or height).
 CROP_MARGIN = 1.3
 #: RMS residual of the pose fit over the stable vertices (template units, about cm) that gives
-#: confidence 0.5. A well-tracked face has about 0.1-0.3 (the template is not the subject's face).
+#: confidence 0.5. A tracked real face has about 0.2-0.3 (the template is not the subject's face).
 HALF_CONFIDENCE_RESIDUAL = 0.5
 
 
