@@ -57,7 +57,8 @@ def load_split(dm: SyntheticDataModule, split: str) -> list[Sequence]:
         data = load_sequence(record)
         with np.load(record.gt_path) as z:
             activations = z["activations"]
-        coarse = CoarseFrames.from_canonical(data.vertices, data.valid, dm.config.fps, "mediapipe")
+        crops = {} if data.crops is None else {"crops": data.crops}  # for models with a video branch
+        coarse = CoarseFrames.from_canonical(data.vertices, data.valid, dm.config.fps, "mediapipe", **crops)
         held = bool(activations.max() > 0 and np.allclose(activations, activations[:1]))
         out.append(Sequence(record.name, coarse, data.gt_vertices, data.gt_reference, record.labels, held))
     return out
