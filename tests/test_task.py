@@ -63,10 +63,31 @@ def test_test_through_the_cli_logs_per_au_f1_and_smoothness(trained, tmp_path: P
     with open(metrics_files[0]) as fh:
         rows = list(csv.DictReader(fh))
     logged = {k for row in rows for k, v in row.items() if v}
-    for key in ("test/f1_mean", "test/f1/AU12", "test/accel_coarse", "test/accel_refined", "test/accel_ratio", "test/vertex_error_refined"):
+    for key in ("test/f1_mean", "test/f1/AU12", "test/accel_coarse", "test/accel_refined", "test/accel_ratio", "test/vertex_error_refined",
+                "test/vertex_error_gaussian", "test/accel_gaussian", "test/vertex_error_one_euro", "test/accel_one_euro"):  # fmt: skip
         assert key in logged, f"{key} not logged; got {sorted(logged)}"
     f1 = float(next(row["test/f1_mean"] for row in rows if row.get("test/f1_mean")))
     assert 0.0 <= f1 <= 1.0
+    value = {k: float(v) for row in rows for k, v in row.items() if v}
+    assert value["test/accel_gaussian"] < value["test/accel_coarse"], "the Gaussian baseline smooths the coarse clips"
+
+
+def test_filter_baselines_choose_sigma_on_validation() -> None:
+    from types import SimpleNamespace
+
+    from au_face.callbacks import FilterBaselineCallback
+
+    callback = FilterBaselineCallback(sigmas=(0.5, 3.0), one_euro=((1.0, 0.0), (8.0, 0.0)))
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(2, 1, 5, 3, generator=g).expand(2, 12, 5, 3).contiguous()  # a face held still
+    noisy = gt + 0.05 * torch.randn(gt.shape, generator=g)
+    module = SimpleNamespace(device=torch.device("cpu"), trainer=SimpleNamespace(validating=True))
+    callback._start(module)
+    callback._batch({"coarse": noisy, "valid": torch.ones(2, 12, dtype=torch.bool), "gt": gt})
+    out = callback.results(callback.metrics, module)
+    assert callback.sigma == 3.0 and float(out["gaussian_sigma"]) == 3.0, "noise on a still face wants the wide Gaussian"
+    assert callback.euro == (1.0, 0.0)
+    assert out["vertex_error_gaussian"] < out["vertex_error_one_euro"]
 
 
 def test_checkpoint_round_trip_restores_geometry_and_outputs(trained, ict_npz: Path) -> None:

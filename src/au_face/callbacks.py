@@ -15,7 +15,9 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics import Metric
 
 from au_face.aus import au_label
+from au_face.filters import one_euro_filter
 from au_face.metrics import AUF1, MeanAcceleration, VertexError, nan_mean
+from au_face.nn.smoother import filter_sequences
 
 
 
@@ -107,3 +109,43 @@ class MeshSmoothnessCallback(_EvalMetricCallback):
             out[name] = metric.compute() if metric.update_called else torch.tensor(float("nan"))
         out["accel_ratio"] = out["accel_refined"] / out["accel_coarse"]
         return out
+
+
+class FilterBaselineCallback(_EvalMetricCallback):
+    """Logs what plain temporal filters of the same coarse clips give, beside the refinement:
+    ``vertex_error_gaussian``/``accel_gaussian`` for a Gaussian whose σ (frames) is chosen on the
+    validation split (lowest vertex error; logged as ``gaussian_sigma``), and the same for a causal
+    One-Euro filter whose settings are chosen likewise. Vertex errors need ground truth."""
+
+    def __init__(self, sigmas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0), one_euro: tuple[tuple[float, float], ...] = ((1.0, 0.5), (2.0, 2.0), (4.0, 8.0)), fps: float = 25.0) -> None:
+        self.sigmas, self.one_euro, self.fps = tuple(sigmas), tuple(one_euro), fps
+        self.sigma, self.euro = 1.0, one_euro[0]
+
+    def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
+        names = [f"gaussian_{s:g}" for s in self.sigmas] + [f"one_euro_{c:g}_{b:g}" for c, b in self.one_euro]
+        return {f"{kind}/{name}": (VertexError() if kind == "error" else MeanAcceleration()) for name in names for kind in ("error", "accel")}
+
+    def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
+        coarse, valid, gt = outputs["coarse"], outputs["valid"], outputs.get("gt")
+        filtered = {f"gaussian_{s:g}": x for s, x in zip(self.sigmas, filter_sequences(coarse, valid, self.sigmas).unbind(2))}
+        for c, b in self.one_euro:
+            filtered[f"one_euro_{c:g}_{b:g}"] = torch.stack([one_euro_filter(x, v, self.fps, c, b) for x, v in zip(coarse, valid)])
+        for name, x in filtered.items():
+            metrics[f"accel/{name}"].update(x, valid)
+            if gt is not None:
+                metrics[f"error/{name}"].update(x, gt, valid)
+
+    def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        nan = torch.tensor(float("nan"))
+        value = {k: (m.compute() if m.update_called else nan) for k, m in metrics.items()}
+        if pl_module.trainer.validating:  # choose on validation, apply on test
+            errors = {s: value[f"error/gaussian_{s:g}"] for s in self.sigmas}
+            if not any(torch.isnan(e) for e in errors.values()):
+                self.sigma = min(errors, key=lambda s: float(errors[s]))
+                self.euro = min(self.one_euro, key=lambda p: float(value[f"error/one_euro_{p[0]:g}_{p[1]:g}"]))
+        gaussian, euro = f"gaussian_{self.sigma:g}", f"one_euro_{self.euro[0]:g}_{self.euro[1]:g}"
+        return {
+            "vertex_error_gaussian": value[f"error/{gaussian}"], "accel_gaussian": value[f"accel/{gaussian}"],
+            "vertex_error_one_euro": value[f"error/{euro}"], "accel_one_euro": value[f"accel/{euro}"],
+            "gaussian_sigma": torch.tensor(self.sigma),
+        }  # fmt: skip

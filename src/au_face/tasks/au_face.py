@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from au_face.aus import resolve_aus
-from au_face.callbacks import AUF1Callback, MeshSmoothnessCallback
+from au_face.callbacks import AUF1Callback, FilterBaselineCallback, MeshSmoothnessCallback
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
 from au_face.geometry import FaceGeometry
@@ -134,9 +134,9 @@ class AUFaceTask(L.LightningModule):
         return self.hparams.clip_length
 
     def configure_callbacks(self) -> list[Callback]:
-        """AU F1 and mesh smoothness are always logged on validation and test."""
+        """AU F1, mesh smoothness and the filter baselines are always logged on validation and test."""
         present = {type(c) for c in (self.trainer.callbacks if self._trainer else [])}
-        defaults = [AUF1Callback(self.hparams.threshold), MeshSmoothnessCallback()]
+        defaults = [AUF1Callback(self.hparams.threshold), MeshSmoothnessCallback(), FilterBaselineCallback()]
         return [c for c in defaults if type(c) not in present]
 
     # -- geometry, positive weights, fine-tuning ----------------------------------------
