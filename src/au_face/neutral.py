@@ -94,10 +94,15 @@ class NeutralEstimator(nn.Module):
         return int(self.template.shape[0])
 
     def _matrices(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        e = self.expression.flatten(1).t()  # [3V,E]
-        i = self.identity.flatten(1).t()  # [3V,I]
-        lipschitz = float(torch.linalg.matrix_norm(e, ord=2) ** 2) if e.numel() else 1.0
-        return e, i, max(lipschitz, 1e-12)
+        """``E [3V,E]``, ``I [3V,I]`` and the step bound ``|E|²``, computed once per set of shapes
+        (the data loader fits S̄ for every single-frame item)."""
+        key = (self.expression.data_ptr(), self.identity.data_ptr(), self.expression.device)
+        if getattr(self, "_cached", (None,))[0] != key:
+            e = self.expression.flatten(1).t()
+            i = self.identity.flatten(1).t()
+            lipschitz = float(torch.linalg.matrix_norm(e, ord=2) ** 2) if e.numel() else 1.0
+            self._cached = (key, (e, i, max(lipschitz, 1e-12)))
+        return self._cached[1]
 
     @torch.no_grad()
     def fit(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> NeutralFit:
