@@ -197,3 +197,16 @@ def test_native_logs_are_dropped_but_python_stderr_is_kept() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True)
     assert done.stderr.splitlines() == ["python message", "native after"]
+
+
+def test_max_faces_option_reaches_mediapipe(single_face: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    import au_face.coarse.registry as registry
+
+    built = []
+    original = registry.build_reconstructor
+    monkeypatch.setattr(registry, "build_reconstructor", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    assert main(["reconstruct", str(single_face), "--out", str(tmp_path / "one"), "--no-refine", "--no-overlay", "--max-faces", "1"]) == 0
+    assert built[-1].max_faces == 1
+    with pytest.raises(SystemExit) as stop:  # argparse refuses the value itself
+        main(["reconstruct", str(single_face), "--out", str(tmp_path / "bad"), "--max-faces", "0"])
+    assert stop.value.code == 2 and "max-faces" in capsys.readouterr().err

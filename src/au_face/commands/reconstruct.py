@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
     parser.add_argument("--verbose", action="store_true", help="show MediaPipe/TFLite/absl log lines (hidden by default)")
     parser.add_argument(
+        "--max-faces",
+        type=positive_int,
+        help="mediapipe: faces looked for in each frame (default 4; the largest is used). 1 skips face "
+        "detection on tracked frames (faster) but takes MediaPipe's own pick of face",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="use the built-in clip (scikit-image's public-domain astronaut photo, a smiling face, under "
@@ -53,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         source, name = demo_video(), "demo"
     refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)
     reconstructor = build_reconstructor(args.reconstructor)
+    if args.max_faces is not None:
+        if not hasattr(reconstructor, "max_faces"):
+            raise UsageError(f"--max-faces applies to the mediapipe reconstructor, not {args.reconstructor}")
+        reconstructor.max_faces = args.max_faces
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
     with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
         for result in reconstruct_all(source, out, reconstructor, refiner, name=name, progress=True, **options):
