@@ -28,10 +28,9 @@ GAZE_SHAPE_PREFIX = "eyeLook"
 
 @dataclass
 class NeutralFit:
-    """``reference [V,3]`` (S̄), per-frame expression ``weights [T,E]`` (zeros where not valid) and ``identity [I]``."""
+    """``reference [V,3]`` (S̄) and the fitted identity coefficients ``identity [I]``."""
 
     reference: torch.Tensor
-    weights: torch.Tensor
     identity: torch.Tensor
 
 
@@ -93,46 +92,57 @@ class NeutralEstimator(nn.Module):
     def num_vertices(self) -> int:
         return int(self.template.shape[0])
 
-    def _matrices(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """``E [3V,E]``, ``I [3V,I]`` and the step bound ``|E|²``, computed once per set of shapes
-        (the data loader fits S̄ for every single-frame item)."""
+    def _matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """``E [3V,E]``, ``I [3V,I]``, ``EᵀE`` and the step bound ``|E|²``, computed once per set of
+        shapes (the data loader fits S̄ for every single-frame item)."""
         key = (self.expression.data_ptr(), self.identity.data_ptr(), self.expression.device)
         if getattr(self, "_cached", (None,))[0] != key:
             e = self.expression.flatten(1).t()
             i = self.identity.flatten(1).t()
             lipschitz = float(torch.linalg.matrix_norm(e, ord=2) ** 2) if e.numel() else 1.0
-            self._cached = (key, (e, i, max(lipschitz, 1e-12)))
+            self._cached = (key, (e, i, e.t() @ e, max(lipschitz, 1e-12)))
         return self._cached[1]
 
     @torch.no_grad()
     def fit(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> NeutralFit:
         """Fit ``vertices [T,V,3]`` (canonical frames) over the ``valid [T]`` ones."""
-        vertices = vertices.float().to(self.template.device)
-        t = len(vertices)
-        valid = torch.ones(t, dtype=torch.bool) if valid is None else valid.bool()
-        valid = valid.to(self.template.device)
-        weights = vertices.new_zeros(t, self.expression.shape[0])
+        vertices, valid = self._inputs(vertices, valid)
         identity = vertices.new_zeros(self.identity.shape[0])
         frames = torch.nonzero(valid).flatten()
         if len(frames) == 0:
-            return NeutralFit(self.template.clone(), weights, identity)
+            return NeutralFit(self.template.clone(), identity)
         used = frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
-        e, i, lipschitz = self._matrices()
+        e, i, _, _ = self._matrices()
         offsets = (vertices[used] - self.template).flatten(1)  # [N,3V]
         gram = len(used) * (i.t() @ i) + self.identity_ridge * torch.eye(i.shape[1], device=i.device)
         w = offsets.new_zeros(len(used), e.shape[1])
         for _ in range(self.iterations):
-            w = self._expression_step(offsets - (i @ identity), e, lipschitz, w)
+            w = self._expression_step(offsets - (i @ identity), w)
             identity = torch.linalg.solve(gram, i.t() @ (offsets - w @ e.t()).sum(0))
         reference = (vertices[used].flatten(1) - w @ e.t()).mean(0).reshape(-1, 3)
-        weights[valid] = self._expression_step((vertices[valid] - self.template).flatten(1) - (i @ identity), e, lipschitz)
-        return NeutralFit(reference, weights, identity)
+        return NeutralFit(reference, identity)
 
-    def _expression_step(self, residual: torch.Tensor, e: torch.Tensor, lipschitz: float, start: torch.Tensor | None = None) -> torch.Tensor:
+    @torch.no_grad()
+    def expression_weights(self, vertices: torch.Tensor, valid: torch.Tensor | None, identity: torch.Tensor) -> torch.Tensor:
+        """``[T,E]`` expression weights of every frame given the fitted ``identity`` (zeros where not
+        valid); what the analytic readout maps to AUs."""
+        vertices, valid = self._inputs(vertices, valid)
+        weights = vertices.new_zeros(len(vertices), self.expression.shape[0])
+        _, i, _, _ = self._matrices()
+        weights[valid] = self._expression_step((vertices[valid] - self.template).flatten(1) - (i @ identity.to(i)))
+        return weights
+
+    def _inputs(self, vertices: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        vertices = vertices.float().to(self.template.device)
+        valid = torch.ones(len(vertices), dtype=torch.bool) if valid is None else valid.bool()
+        return vertices, valid.to(self.template.device)
+
+    def _expression_step(self, residual: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """Accelerated projected gradient (FISTA) for ``min ½|r − E w|² + sparsity·Σw`` over
         ``w ∈ [0,1]``, one problem per row of ``residual [N,3V]``."""
+        e, _, gram, lipschitz = self._matrices()
         w = residual.new_zeros(len(residual), e.shape[1]) if start is None else start
-        target, gram = residual @ e, e.t() @ e
+        target = residual @ e
         y, step = w, 1.0
         for _ in range(self.inner_iterations):
             w_next = (y - (y @ gram - target + self.sparsity) / lipschitz).clamp(0.0, 1.0)

@@ -45,7 +45,8 @@ def analytic_readout(
 ) -> torch.Tensor:
     """``[T,K]`` readout probabilities of one video's coarse frames (NaN where not valid)."""
     fit = estimator.fit(vertices, valid)
-    probs = readout_probabilities(fit.weights, au_pattern(aus, shape_names))
+    weights = estimator.expression_weights(vertices, valid, fit.identity)
+    probs = readout_probabilities(weights, au_pattern(aus, shape_names))
     probs[~valid.bool()] = float("nan")
     return probs
 
