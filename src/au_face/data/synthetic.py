@@ -733,7 +733,7 @@ class SequenceSimulator:
             record, render_seconds = self._reconstructed(id_coeffs, expression, albedo, id_rng, rng)
             vertices, neutral = self.ground_truth(vertices, neutral), self.ground_truth(neutral, neutral)
         else:
-            record, render_seconds = self._noisy(id_coeffs, expression, vertices, albedo, rng)
+            record, render_seconds = self._noisy(id_coeffs, expression, vertices, neutral, albedo, rng)
         return SyntheticSequence(
             seq_id=sequence_id(split, identity, sequence),
             coarse=record,
@@ -747,11 +747,17 @@ class SequenceSimulator:
         )
 
     def _noisy(
-        self, id_coeffs: np.ndarray, expression: np.ndarray, vertices: np.ndarray, albedo: np.ndarray, rng: np.random.Generator
+        self,
+        id_coeffs: np.ndarray,
+        expression: np.ndarray,
+        vertices: np.ndarray,
+        neutral: np.ndarray,
+        albedo: np.ndarray,
+        rng: np.random.Generator,
     ) -> tuple[CoarseFrames, float]:
         """Noise-model coarse record (ICT topology) with rendered crops of the clean ``vertices``."""
         config, model, n = self.config, self.model, len(expression)
-        rotation, translation, scale = sample_head_pose(model.shape(id_coeffs)[model.landmarks68], rng, config)
+        rotation, translation, scale = sample_head_pose(neutral[model.landmarks68], rng, config)
         posed = scale[:, None, None] * vertices @ rotation.transpose(0, 2, 1) + translation[:, None]
         landmarks2d = np.ascontiguousarray(posed[:, model.landmarks68, :2], dtype=np.float32)
 
