@@ -30,13 +30,13 @@ from au_face.models import load_refiner  # noqa: E402
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 VARIANTS: dict[str, list[str]] = {
     "default (mesh, AU masks, both transformers, neutral S̄, smoothing only)": [],
-    "mesh + video (both)": ["--model.init_args.modality=both", "--data.init_args.use_crops=true"],
-    "video only (T^t)": ["--model.init_args.modality=video", "--data.init_args.use_crops=true"],
-    "no AU masks (every token sees the whole face)": ["--model.init_args.au_masks=false"],
-    "no spatial transformer": ["--model.init_args.spatial_layers=0"],
-    "no temporal transformer": ["--model.init_args.temporal_layers=0"],
+    "mesh + video (both)": ["--model.init_args.net.modality=both", "--data.init_args.use_crops=true"],
+    "video only (T^t)": ["--model.init_args.net.modality=video", "--data.init_args.use_crops=true"],
+    "no AU masks (every token sees the whole face)": ["--model.init_args.net.au_masks=false"],
+    "no spatial transformer": ["--model.init_args.net.spatial_layers=0"],
+    "no temporal transformer": ["--model.init_args.net.temporal_layers=0"],
     "S̄ = clip mean": ["--data.init_args.reference=mean"],
-    "with expression correction B·Δψ": ["--model.init_args.expression_correction=true"],
+    "with expression correction B·Δψ": ["--model.init_args.net.expression_correction=true"],
 }
 
 
@@ -47,7 +47,7 @@ def train(name: str, overrides: list[str], seed: int, epochs: int, out: Path) ->
         return last  # finished by an earlier run
     callbacks = f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{run}', filename: latest, save_last: true}}}}]"
     code = au_face(["fit", "--config", str(CONFIG), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
-                    f"--trainer.default_root_dir={run}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+                    f"--run_dir={run}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
                     callbacks, *overrides])  # fmt: skip
     if code != 0:
         raise SystemExit(f"training {name!r} failed ({code})")

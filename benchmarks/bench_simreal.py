@@ -33,6 +33,7 @@ from au_face.data.synthetic import SyntheticConfig
 from au_face.evaluation import aligned_error, expression_error, fastest_frames, mean_acceleration, peak_amplitudes, raw_error
 from au_face.expression import ict_expression_basis
 from au_face.filters import gaussian_filter, one_euro_filter
+from au_face.geometry import GeometrySpec
 from au_face.models import load_refiner
 from au_face.neutral import fit_shape_indices
 from au_face.readout import analytic_readout
@@ -118,10 +119,11 @@ def single_frame_probs(task, seq: Sequence, frames: np.ndarray) -> np.ndarray:
 
 
 def load_datamodule(config: Path) -> SyntheticDataModule:
-    """The sim-to-real datamodule of a training config."""
-    data_args = yaml.safe_load(config.read_text())["data"]["init_args"]
-    generator = SyntheticConfig(**data_args.pop("generator"), aus=data_args.get("aus", "default"))
-    return SyntheticDataModule(**data_args, generator=generator)
+    """The sim-to-real datamodule of a training config (its data part, with its geometry)."""
+    experiment = yaml.safe_load(config.read_text())
+    data_args = yaml.safe_load((config.parent / experiment["data"]).read_text())["init_args"]
+    generator = SyntheticConfig(**data_args.pop("generator"))
+    return SyntheticDataModule(**data_args, generator=generator, geometry=GeometrySpec(**experiment["geometry"]))
 
 
 def equal_smoothness_error(rows: list[dict[str, float]], sigma_rows: dict[float, list[dict[str, float]]]) -> tuple[float, float]:

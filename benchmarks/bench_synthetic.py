@@ -25,21 +25,10 @@ from au_face.tasks import AUFaceTask
 REPO = Path(__file__).resolve().parents[1]
 
 
-def checkpoint_flags(dirpath: Path) -> str:
-    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
-    return (
-        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
-        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
-        "filename: latest, save_last: true}}]"
-    )
-
-
 def run_cli(command: str, run_dir: Path, modality: str, extra: list[str]) -> None:
     args = [
-        command, "--config", str(REPO / "configs" / "synthetic.yaml"),
-        f"--model.init_args.modality={modality}", f"--trainer.default_root_dir={run_dir}",
-        f"--trainer.logger.init_args.save_dir={run_dir}", checkpoint_flags(run_dir / "checkpoints"),
-        "--trainer.enable_progress_bar=false", *extra,
+        command, "--config", str(REPO / "configs" / "synthetic.yaml"), f"--run_dir={run_dir}",
+        f"--model.init_args.net.modality={modality}", "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     if main(args) != 0:
         raise SystemExit(f"au-face {command} failed for modality {modality}")
@@ -56,9 +45,8 @@ def last_metrics(run_dir: Path, prefix: str) -> dict[str, float]:
 
 def forward_ms(ckpt: Path, frames: int = 20, repeats: int = 10) -> float:
     task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    hp = task.hparams
     batch = {
-        "vertices": torch.randn(1, frames, hp.num_vertices, 3),
+        "vertices": torch.randn(1, frames, task.geometry.num_vertices, 3),
         "valid": torch.ones(1, frames, dtype=torch.bool),
         "crops": torch.rand(1, frames, 3, 112, 112),
     }

@@ -60,28 +60,21 @@ def build_refiner(ckpt: str | None):
     from au_face.aus import resolve_aus
     from au_face.faces.mediapipe import mediapipe_topology
     from au_face.geometry import FaceGeometry
+    from au_face.losses import LossWeights
     from au_face.masks import build_masks
+    from au_face.nn.net import NetConfig
     from au_face.tasks import AUFaceTask
 
     config = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
-    model_args = config["model"]["init_args"]
-    aus = resolve_aus(config["data"]["init_args"]["aus"])
+    model_args = yaml.safe_load((REPO / "configs" / config["model"]).read_text())["init_args"]
+    aus = resolve_aus(config["geometry"]["aus"])
     topology = mediapipe_topology()
     rng = np.random.default_rng(0)
     e, v = UNTRAINED_EXPRESSION_DIM, topology.num_vertices
     basis = np.linalg.qr(rng.standard_normal((3 * v, e)))[0].T.reshape(e, v, 3).astype(np.float32)
     geometry = FaceGeometry(topology, tuple(aus), build_masks(topology, aus, "landmarks"), basis)
     torch.manual_seed(0)
-    task = AUFaceTask(
-        aus=aus,
-        topology=topology.name,
-        num_vertices=v,
-        expression_dim=e,
-        vertex_scale=geometry.vertex_scale,
-        clip_length=config["data"]["init_args"]["clip_length"],
-        **model_args,
-    )
-    task.set_geometry(geometry)
+    task = AUFaceTask(geometry, net=NetConfig(**model_args["net"]), loss=LossWeights(**model_args["loss"]))
     return task.eval()
 
 

@@ -18,6 +18,7 @@ the AU probabilities the new head predicts.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,20 +29,6 @@ from au_face.models import default_checkpoint
 from au_face.tasks import AUFaceTask
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml"
-#: hyperparameters that shape the trunk: taken from the checkpoint so that its weights fit
-ARCHITECTURE = (
-    "modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "image_encoder", "image_size",
-    "feature_dim", "smoothing_sigmas", "expression_correction", "calibrated",
-)  # fmt: skip
-
-
-def checkpoint_flags(dirpath: Path) -> str:
-    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
-    return (
-        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
-        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
-        "filename: latest, save_last: true}}]"
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,25 +52,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def finetune(args: argparse.Namespace) -> Path:
-    """Run ``au-face fit``; return the last checkpoint."""
+    """Run ``au-face fit`` with the checkpoint as geometry and starting point; return the last checkpoint."""
     aus = [au_label(a) for a in resolve_aus(args.aus)]
     if not args.ckpt.is_file():
         raise SystemExit(f"checkpoint not found: {args.ckpt}")
-    source = AUFaceTask.load_from_checkpoint(args.ckpt, map_location="cpu").hparams
-    architecture = [f"--model.init_args.{k}={_yaml(source[k])}" for k in ARCHITECTURE if k in source]
+    source = AUFaceTask.load_from_checkpoint(args.ckpt, map_location="cpu").hparams  # its architecture and S̄ mode
     overrides = [
-        "fit", "--config", str(args.config),
-        f"--model.init_args.init_checkpoint={args.ckpt}",
-        f"--data.init_args.geometry_from={args.ckpt}",
+        "fit", "--config", str(args.config), f"--run_dir={args.out}",
+        f"--geometry.file={args.ckpt}", f"--geometry.aus=[{', '.join(aus)}]",
+        f"--model.init_args.net={json.dumps(source['net'])}", f"--model.init_args.calibrated={source['calibrated']}",
         f"--model.init_args.freeze=[{', '.join(args.freeze)}]",
-        f"--data.init_args.video_dir={args.videos}",
-        f"--data.init_args.cache_dir={args.cache}",
-        f"--data.init_args.aus=[{', '.join(aus)}]",
+        f"--data.init_args.reference={source['reference']}",
+        f"--data.init_args.video_dir={args.videos}", f"--data.init_args.cache_dir={args.cache}",
         f"--trainer.max_epochs={args.epochs}",
-        f"--trainer.default_root_dir={args.out}",
-        f"--trainer.logger.init_args.save_dir={args.out}",
-        checkpoint_flags(args.out / "checkpoints"),
-        *architecture,
     ]  # fmt: skip
     if args.split_file is not None:
         overrides.append(f"--data.init_args.split_file={args.split_file}")
@@ -93,17 +74,11 @@ def finetune(args: argparse.Namespace) -> Path:
     return args.out / "checkpoints" / "last.ckpt"
 
 
-def _yaml(value: object) -> str:
-    return "null" if value is None else str(value)
-
-
 def show_predictions(ckpt: Path, args: argparse.Namespace) -> None:
     """AU probabilities of the fine-tuned head on the first test video."""
     task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
-    data = FolderAUDataModule(
-        str(args.videos), str(args.cache), split_file=None if args.split_file is None else str(args.split_file),
-        aus=list(task.aus),
-    )
+    split_file = None if args.split_file is None else str(args.split_file)
+    data = FolderAUDataModule(str(args.videos), str(args.cache), split_file=split_file, geometry=task.geometry)
     sequence = data.sequences("test")[0]
     coarse = data.cache.load(sequence.video)
     refinement = task.refine(coarse)

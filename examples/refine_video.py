@@ -4,7 +4,7 @@
 
 Prints the frame count, the mean acceleration (jitter) of coarse and refined canonical meshes, and
 the frames where each AU is most likely. The checkpoint must be trained on the MediaPipe topology
-(for example with configs/synthetic_mediapipe.yaml).
+(the packaged default model, or one trained with configs/default.yaml).
 """
 
 from __future__ import annotations

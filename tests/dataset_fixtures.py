@@ -216,3 +216,25 @@ def write_coarse_cache(
         cache.record(video, "done", n, int(valid.sum()))
         paths.append(path)
     return paths
+
+
+def tiny_geometry(cache_dir: Path, aus: str | Sequence[str] = "bp4d", topology: str = "mediapipe"):
+    """A small geometry that needs no ICT model: landmark masks and an 8-mode PCA basis of the cache."""
+    from au_face.geometry import GeometrySpec
+
+    return GeometrySpec(
+        topology=topology, aus=aus if isinstance(aus, str) else list(aus), masks="landmarks", basis="pca",
+        expression_dim=8, pca_meshes=str(cache_dir), neutral=False,
+    )  # fmt: skip
+
+
+def face_geometry(aus: Sequence[int], expression_dim: int = 4, seed: int = 0):
+    """A FaceGeometry on MediaPipe's mesh built in memory: landmark masks, a random orthonormal basis."""
+    from au_face.faces.mediapipe import mediapipe_topology
+    from au_face.geometry import FaceGeometry
+    from au_face.masks import build_masks
+
+    topology = mediapipe_topology()
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((topology.num_vertices * 3, expression_dim)))
+    basis = q.T.reshape(expression_dim, topology.num_vertices, 3).astype(np.float32)
+    return FaceGeometry(topology, tuple(aus), build_masks(topology, list(aus), "landmarks"), basis)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dataset_fixtures import face_geometry
 
 import au_face
 from au_face.cli import main
@@ -32,16 +33,17 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained mesh-only model on the MediaPipe topology with random masks, basis and refinement head."""
     import lightning
 
-    task = au_face.AUFaceTask(
-        aus=[6, 12], topology="mediapipe", num_vertices=468, expression_dim=4, clip_length=16, modality="mesh",
-        dim=16, token_hidden=16, spatial_layers=1, temporal_layers=1, heads=2,
-    )  # fmt: skip
+    from au_face.nn.net import NetConfig
+
+    net = NetConfig(modality="mesh", dim=16, token_hidden=16, spatial_layers=1, temporal_layers=1, heads=2)
+    task = au_face.AUFaceTask(face_geometry([6, 12]), net=net, clip_length=16)
     g = torch.Generator().manual_seed(0)
-    task.net.set_geometry(torch.rand(2, 468, generator=g), 0.1 * torch.randn(4, 468, 3, generator=g))
     with torch.no_grad():
         task.net.expression_head[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": lightning.__version__}, path)
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": lightning.__version__}
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
     return path
 
 

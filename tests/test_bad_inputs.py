@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from dataset_fixtures import face_geometry
 
 SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +210,7 @@ def _checkpoint(kind: str) -> Callable[[Path], list[str]]:
         elif kind == "code":
             torch.save({"state_dict": {}, "hyper_parameters": {"aus": [1]}, "x": RunsCode(folder / "ran")}, ckpt)
         elif kind == "mismatched":
-            torch.save({"state_dict": {}, "hyper_parameters": tiny_hparams(), "pytorch-lightning_version": "2.6.0"}, ckpt)
+            torch.save(tiny_checkpoint(), ckpt)
         return reconstruct(write_video(folder / "clip.avi", clip_frames(2)), folder, "--ckpt", str(ckpt))
 
     return make
@@ -219,10 +220,10 @@ def _config(kind: str) -> Callable[[Path], list[str]]:
     def make(folder: Path) -> list[str]:
         config = folder / "config.yaml"
         if kind == "unknown key":
-            config.write_text((REPO / "configs" / "folder.yaml").read_text() + "\nnot_an_option: 3\n")
+            config.write_text("not_an_option: 3\n")
         elif kind == "not yaml":
             config.write_text("trainer: [unclosed\n")
-        return ["fit", "--config", str(config)]
+        return ["fit", "--config", str(REPO / "configs" / "folder.yaml"), "--config", str(config)]
 
     return make
 
@@ -254,9 +255,11 @@ class RunsCode:
         return (Path.touch, (self.marker,))
 
 
-def tiny_hparams() -> dict:
-    return {"aus": [1, 2], "topology": "mediapipe", "num_vertices": 468, "expression_dim": 4, "dim": 16,
-            "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}  # fmt: skip
+def tiny_checkpoint() -> dict:
+    """An AUFaceTask checkpoint (hyper-parameters, geometry) whose state dict lacks every weight."""
+    net = {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}
+    return {"state_dict": {}, "hyper_parameters": {"geometry": None, "net": net}, "geometry": face_geometry([1, 2]).to_state(),
+            "pytorch-lightning_version": "2.6.0"}  # fmt: skip
 
 
 CASES = [
@@ -439,7 +442,7 @@ def test_checkpoint_errors_are_whole_lines(tmp_path: Path) -> None:
     from au_face.tasks import CheckpointError
 
     ckpt = tmp_path / "mismatched.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": tiny_hparams(), "pytorch-lightning_version": "2.6.0"}, ckpt)
+    torch.save(tiny_checkpoint(), ckpt)
     with pytest.raises(CheckpointError) as caught:
         load_refiner(ckpt)
     message = str(caught.value)

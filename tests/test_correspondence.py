@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_fixtures import face_geometry
 
 from au_face.cli import main
 from au_face.data.clips import SequenceRecord, load_sequence
@@ -15,6 +16,7 @@ from au_face.data.synthetic import SyntheticConfig, generate_synthetic_dataset
 from au_face.errors import AUFaceError
 from au_face.faces.correspondence import TopologyMap
 from au_face.faces.topology import FaceTopology, TopologyError
+from au_face.geometry import FaceGeometry, GeometrySpec
 from au_face.masks import interocular_distance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,18 +122,22 @@ def test_load_sequence_applies_the_vertex_map(tiny_root: Path, ict_to_mp) -> Non
 
 
 def test_datamodule_serves_mediapipe_meshes(tiny_root: Path, ict_npz: Path) -> None:
-    dm = SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, topology="mediapipe", batch_size=2, use_crops=False)
+    geometry = GeometrySpec(topology="mediapipe", aus="bp4d", ict_path=str(ict_npz))
+    dm = SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, geometry=geometry, batch_size=2, use_crops=False)
     geometry = dm.geometry
-    assert dm.topology_name == "mediapipe" and dm.num_vertices == 468
+    assert geometry.topology.name == "mediapipe" and geometry.num_vertices == 468
     assert geometry.masks.shape == (12, 468) and geometry.basis.shape[1:] == (468, 3)
     assert (geometry.masks.max(axis=1) == 1.0).all(), "every transferred AU mask keeps an active region"
-    assert dm.vertex_scale == pytest.approx(0.9)  # a tenth of the MediaPipe template's 9 cm eye corners
+    assert geometry.vertex_scale == pytest.approx(0.9)  # a tenth of the MediaPipe template's 9 cm eye corners
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["vertices"].shape == (2, 16, 468, 3) and batch["gt_vertices"].shape == (2, 16, 468, 3)
     assert batch["reference"].shape == (2, 468, 3) and "crops" not in batch
+    mp = face_geometry([12])
+    other = FaceTopology("flame", mp.topology.template, mp.topology.triangles, mp.topology.landmarks68)
+    flame = SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, geometry=FaceGeometry(other, mp.aus, mp.masks, mp.basis))
     with pytest.raises(AUFaceError, match="flame"):
-        SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, topology="flame")
+        flame.records("train")
 
 
 def test_fit_fast_dev_run_with_the_mediapipe_config(tiny_root: Path, tmp_path: Path, ict_npz: Path) -> None:
@@ -140,12 +146,11 @@ def test_fit_fast_dev_run_with_the_mediapipe_config(tiny_root: Path, tmp_path: P
     generator = [f"--data.init_args.generator.{k}={v}" for k, v in
                  (("num_identities", "[2, 1, 1]"), ("sequences_per_identity", 1), ("frames_per_sequence", 20), ("image_size", 32))]  # fmt: skip
     code = main([
-        "fit", "--config", str(REPO / "configs" / "synthetic_mediapipe.yaml"),
+        "fit", "--config", str(REPO / "configs" / "synthetic.yaml"), f"--run_dir={run}",
+        "--geometry.topology=mediapipe", f"--geometry.ict_path={ict_npz}", "--model.init_args.net.modality=mesh",
         f"--data.init_args.root={tiny_root}", f"--data.init_args.ict_path={ict_npz}", "--data.init_args.batch_size=2",
-        *generator, "--model.init_args.dim=32", "--model.init_args.token_hidden=32",
-        f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
-        f"--trainer.callbacks.init_args.dirpath={run / 'checkpoints'}", "--trainer.enable_progress_bar=false",
-        "--trainer.fast_dev_run=true",
+        "--data.init_args.use_crops=false", *generator, "--model.init_args.net.dim=32", "--model.init_args.net.token_hidden=32",
+        "--trainer.enable_progress_bar=false", "--trainer.fast_dev_run=true",
     ])  # fmt: skip
     assert code == 0
     assert (tiny_root / "synthetic.json").stat().st_mtime_ns == index_written, "the tiny set was regenerated"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from dataset_fixtures import (
     make_disfa,
     make_folder_labels,
     make_multiface,
+    tiny_geometry,
     write_bp4d_csv,
     write_coarse_cache,
 )
@@ -38,20 +41,28 @@ from au_face.faces.mediapipe import mediapipe_topology
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 10
-TINY_MODEL = {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "image_size": 16}
-TINY_DATA = {"batch_size": 2, "num_workers": 0, "clip_length": 8, "train_stride": 8, "expression_dim": 8}
+TINY_NET = {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "image_size": 16}
+TINY_DATA = {"batch_size": 2, "num_workers": 0, "clip_length": 8, "train_stride": 8}
 
 
-def fixture_config(name: str, tmp: Path, data: dict, model: dict | None = None) -> Path:
-    """``configs/<name>.yaml`` pointed at a fixture, with a tiny model, written under ``tmp``."""
+def shipped_config(name: str) -> dict:
+    """``configs/<name>.yaml`` with its trainer/model/data parts read in."""
     config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-    run = tmp / "run"
-    trainer = config["trainer"]
-    trainer.update(default_root_dir=str(run), accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
-    trainer["logger"][0]["init_args"]["save_dir"] = str(run)
-    for callback in trainer["callbacks"]:
-        callback["init_args"]["dirpath"] = str(run / "checkpoints")
-    config["model"]["init_args"].update(TINY_MODEL, **(model or {}))
+    for key in ("trainer", "model", "data"):
+        if isinstance(config.get(key), str):
+            config[key] = yaml.safe_load((REPO / "configs" / config[key]).read_text())
+    return config
+
+
+def fixture_config(name: str, tmp: Path, data: dict, net: dict | None = None) -> Path:
+    """``configs/<name>.yaml`` pointed at a fixture (``data``, with its ``geometry``), with a tiny
+    network, running under ``tmp/run``."""
+    config = shipped_config(name)
+    config["run_dir"] = str(tmp / "run")
+    config["trainer"].update(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+    config["model"]["init_args"]["net"].update(TINY_NET, **(net or {}))
+    data = dict(data)
+    config["geometry"] = asdict(data.pop("geometry"))
     config["data"]["init_args"].update(TINY_DATA, **data)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -80,7 +91,7 @@ def bp4d(tmp_path_factory) -> Path:
 def bp4d_data(root: Path, **extra) -> dict:
     return {
         "root": str(root), "cache_dir": str(root / "cache"), "video_dir": str(root / "videos"), "tasks": ["T1"],
-        "images_dir": None, "frame_offset": 1, **extra,
+        "images_dir": None, "frame_offset": 1, "geometry": tiny_geometry(root / "cache", "bp4d"), **extra,
     }  # fmt: skip
 
 
@@ -109,14 +120,14 @@ def test_bp4d_frame_numbers_from_the_image_folder(tmp_path: Path) -> None:
             (folder / f"{frame:04d}.jpg").write_bytes(b"")
     videos = [root / "videos" / s / "T1.avi" for s in load_protocol("bp4d").subjects]
     write_coarse_cache(root / "cache", root, videos, 4)
-    dm = BP4DDataModule(str(root), str(root / "cache"), tasks=["T1"], images_dir=str(root / "images"), **TINY_DATA)
+    dm = BP4DDataModule(str(root), str(root / "cache"), tasks=["T1"], images_dir=str(root / "images"), geometry=tiny_geometry(root / "cache"), **TINY_DATA)
     assert dm.records("train")[0].labels[:, 0].tolist() == [1, 0, -1, 0]
     assert image_frame_numbers(root / "images" / "F001" / "T1").tolist() == [2440, 2441, 2443, 2444]
 
 
 def test_bp4d_needs_frame_numbers_and_labels(bp4d: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError, match="images_dir .* or frame_offset"):
-        BP4DDataModule(str(bp4d), str(bp4d / "cache"))
+        BP4DDataModule(str(bp4d), str(bp4d / "cache"), geometry=tiny_geometry(bp4d / "cache"))
     dm = BP4DDataModule(**{**bp4d_data(bp4d), "tasks": ["T2"]})
     with pytest.raises(FileNotFoundError, match="F007_T2.csv"):
         dm.sequences("test")
@@ -133,17 +144,17 @@ def test_bp4d_missing_cache_names_the_preprocess_command(bp4d: Path, tmp_path: P
 
 
 def test_bp4d_fit_and_test_through_the_cli(bp4d: Path, tmp_path: Path) -> None:
-    fit_and_test(fixture_config("bp4d_fold1", tmp_path, bp4d_data(bp4d), {"modality": "mesh"}))
+    fit_and_test(fixture_config("bp4d", tmp_path, bp4d_data(bp4d), {"modality": "mesh"}))
 
 
 def test_bp4d_missing_cache_is_a_clear_cli_error(bp4d: Path, tmp_path: Path, capsys) -> None:
-    config = fixture_config("bp4d_fold3", tmp_path, {**bp4d_data(bp4d), "cache_dir": str(tmp_path / "none")})
+    config = fixture_config("bp4d", tmp_path, {**bp4d_data(bp4d), "fold": 3, "cache_dir": str(tmp_path / "none")})
     assert main(["fit", "--config", str(config), "--trainer.fast_dev_run=true"]) == 2
     assert "run:\n  au-face preprocess" in capsys.readouterr().err
 
 
 def test_evaluate_runs_checkpoints_on_fold_configs(bp4d: Path, tmp_path: Path, capsys) -> None:
-    config = fixture_config("bp4d_fold1", tmp_path, bp4d_data(bp4d), {"modality": "mesh"})
+    config = fixture_config("bp4d", tmp_path, bp4d_data(bp4d), {"modality": "mesh"})
     limits = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
     assert main(["fit", "--config", str(config), *limits]) == 0
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -157,6 +168,11 @@ def test_evaluate_runs_checkpoints_on_fold_configs(bp4d: Path, tmp_path: Path, c
     fold_csv = (out / "fold1_metrics.csv").read_text().splitlines()
     assert fold_csv[0].startswith("AU01,AU02,AU04") and len(fold_csv[1].split(",")) == 13
     assert (out / "table.md").read_text().splitlines()[2].startswith("| fold1 |")
+    shutil.copy(ckpt, ckpt.with_name("best.ckpt"))  # the default: each run's best.ckpt
+    assert main(["evaluate", "--config", str(config), "--folds", "1", "--accelerator", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == printed.splitlines()[2], "the same fold, read by metric name"
+    code = main(["evaluate", "--config", str(config), "--folds", "1", "3", "--accelerator", "cpu"])
+    assert code == 2 and "give --ckpt, one per fold" in capsys.readouterr().err, "one run folder cannot serve two folds"
 
 
 # ----------------------------------------------------------------------------- DISFA
@@ -174,21 +190,21 @@ def disfa(tmp_path_factory) -> Path:
 
 
 def test_disfa_labels_are_shifted_by_one_and_extra_frames_masked(disfa: Path) -> None:
-    dm = DISFADataModule(str(disfa), str(disfa / "cache"), fold=1, **TINY_DATA)
+    dm = DISFADataModule(str(disfa), str(disfa / "cache"), fold=1, geometry=tiny_geometry(disfa / "cache", "disfa"), **TINY_DATA)
     seq = dm.sequences("test")[0]
     assert seq.name == "SN003" and seq.video.name == "LeftVideoSN003_comp.avi"
     labels = dm.records("test")[0].labels
     assert labels.shape == (FRAMES + 1, 8)
     assert np.array_equal(labels[:FRAMES], seq.track.labels)  # label frame f is video frame f - 1
     assert (labels[FRAMES] == -1).all()
-    strict = DISFADataModule(str(disfa), str(disfa / "cache"), alignment="error", **TINY_DATA)
+    strict = DISFADataModule(str(disfa), str(disfa / "cache"), alignment="error", geometry=tiny_geometry(disfa / "cache", "disfa"), **TINY_DATA)
     with pytest.raises(ValueError, match="1 video frame\\(s\\) have no label"):
         strict.records("test")
 
 
 def test_disfa_fit_and_test_through_the_cli(disfa: Path, tmp_path: Path) -> None:
-    data = {"root": str(disfa), "cache_dir": str(disfa / "cache")}
-    fit_and_test(fixture_config("disfa_fold2", tmp_path, data))
+    data = {"root": str(disfa), "cache_dir": str(disfa / "cache"), "fold": 2, "geometry": tiny_geometry(disfa / "cache", "disfa")}
+    fit_and_test(fixture_config("disfa", tmp_path, data))
 
 
 # ----------------------------------------------------------------------------- Aff-Wild2
@@ -205,26 +221,26 @@ def affwild2(tmp_path_factory) -> Path:
 
 
 def test_affwild2_official_split_and_two_person_videos(affwild2: Path) -> None:
-    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), **TINY_DATA)
+    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), **TINY_DATA)
     assert [s.name for s in dm.sequences("train")] == ["v1", "v3", "v4"]
     assert [s.name for s in dm.sequences("val")] == [s.name for s in dm.sequences("test")] == ["v2", "v5"]
     labels = dm.records("val")[0].labels
     assert (labels[:2] == -1).all() and labels.shape == (FRAMES, 12)  # ABAW -1 rows (no face)
-    both = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), two_person_videos=True)
+    both = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), two_person_videos=True)
     pair = [s for s in both.sequences("train") if s.name.startswith("12-24")]
     assert [s.name for s in pair] == ["12-24_left", "12-24_right"] and pair[0].video == pair[1].video
-    part = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), train_fraction=0.6)
+    part = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), train_fraction=0.6)
     assert len(part.sequences("train")) == 2
 
 
 def test_affwild2_missing_video_is_named(affwild2: Path, tmp_path: Path) -> None:
-    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), video_dir=str(tmp_path))
+    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), video_dir=str(tmp_path))
     with pytest.raises(DatasetLayoutError, match="3 Aff-Wild2 videos of the train split .*v1, v3, v4"):
         dm.sequences("train")
 
 
 def test_affwild2_fit_and_test_through_the_cli(affwild2: Path, tmp_path: Path) -> None:
-    data = {"root": str(affwild2), "cache_dir": str(affwild2 / "cache"), "train_fraction": 1.0}
+    data = {"root": str(affwild2), "cache_dir": str(affwild2 / "cache"), "train_fraction": 1.0, "geometry": tiny_geometry(affwild2 / "cache", "affwild2")}
     fit_and_test(fixture_config("affwild2", tmp_path, data))
 
 
@@ -243,23 +259,23 @@ def folder(tmp_path_factory) -> Path:
 
 
 def test_folder_splits(folder: Path, tmp_path: Path) -> None:
-    dm = FolderAUDataModule(str(folder), str(folder / "cache"), aus=["AU12", "AU01"], **TINY_DATA)
+    dm = FolderAUDataModule(str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", ["AU12", "AU01"]), **TINY_DATA)
     assert [s.name for s in dm.sequences("train")] == ["train/anna_1", "train/anna_2", "train/bob_1"]
     assert [s.subject for s in dm.sequences("train")] == ["anna", "anna", "bob"]
     assert dm.records("test")[0].labels.shape == (FRAMES, 2)
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ["train/anna_1", "val/carl_1"], "val": ["test/dora_1"], "test": ["train/bob_1"]}))
-    custom = FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), aus=["AU25"])
+    custom = FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), geometry=tiny_geometry(folder / "cache", ["AU25"]))
     assert [s.name for s in custom.sequences("test")] == ["train/bob_1"]
     split.write_text(json.dumps({"train": ["unlabelled"]}))
     with pytest.raises(DatasetLayoutError, match="without a video\\+CSV pair"):
-        FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), aus=["AU25"]).sequences("train")
+        FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), geometry=tiny_geometry(folder / "cache", ["AU25"])).sequences("train")
     with pytest.raises(LabelFormatError, match="anna_1.csv:1: no column for AU02"):
-        FolderAUDataModule(str(folder), str(folder / "cache")).sequences("train")  # BP4D-12 by default
+        FolderAUDataModule(str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", "bp4d")).sequences("train")
 
 
 def test_folder_fit_and_test_through_the_cli(folder: Path, tmp_path: Path) -> None:
-    data = {"video_dir": str(folder), "cache_dir": str(folder / "cache"), "aus": ["AU01", "AU06", "AU12"]}
+    data = {"video_dir": str(folder), "cache_dir": str(folder / "cache"), "geometry": tiny_geometry(folder / "cache", ["AU01", "AU06", "AU12"])}
     fit_and_test(fixture_config("folder", tmp_path, data))
 
 
@@ -296,7 +312,7 @@ def multiface(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 def test_multiface_ground_truth_in_the_coarse_topology(multiface) -> None:
     capture, coarse = multiface
-    dm = MultifaceDataModule(str(capture), str(capture.parent / "cache"), **TINY_DATA)
+    dm = MultifaceDataModule(str(capture), str(capture.parent / "cache"), geometry=tiny_geometry(capture.parent / "cache"), **TINY_DATA)
     assert [s.name for s in dm.sequences("train")] == ["E001_Neutral_Eyes_Open/400002", "E057_Cheeks_Puffed/400002"]
     assert [s.name for s in dm.sequences("test")] == ["EXP_ROM07_Facial_Expressions/400002"]
     assert dm.sequences("test")[0].subject == "6795937"
@@ -313,11 +329,12 @@ def test_multiface_ground_truth_in_the_coarse_topology(multiface) -> None:
 
 def test_multiface_fit_and_test_through_the_cli(multiface, tmp_path: Path) -> None:
     capture, _ = multiface
-    config = fixture_config("folder", tmp_path, {}, {"modality": "mesh"})
+    data = {"video_dir": "unused", "cache_dir": str(capture.parent / "cache"), "geometry": tiny_geometry(capture.parent / "cache")}
+    config = fixture_config("folder", tmp_path, data, {"modality": "mesh"})
     raw = yaml.safe_load(config.read_text())
     raw["data"] = {
         "class_path": "au_face.data.datamodules.multiface.MultifaceDataModule",
-        "init_args": {"capture_dir": str(capture), "cache_dir": str(capture.parent / "cache"), "aus": "bp4d", **TINY_DATA},
+        "init_args": {"capture_dir": str(capture), "cache_dir": str(capture.parent / "cache"), **TINY_DATA},
     }
     raw["trainer"]["callbacks"][0]["init_args"]["monitor"] = "val/loss"
     raw["trainer"]["callbacks"][0]["init_args"]["mode"] = "min"
@@ -329,12 +346,12 @@ def test_multiface_fit_and_test_through_the_cli(multiface, tmp_path: Path) -> No
     assert "test/vertex_error_refined" in logged
 
 
-@pytest.mark.parametrize("name", ["bp4d_fold1_deca", "disfa_fold1_deca"])
+@pytest.mark.parametrize("name", ["bp4d_deca", "disfa_deca"])
 def test_deca_configs_select_the_deca_reconstructor_and_flame_basis(name: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"), "--print_config"])
+        main(["fit", "--config", str(REPO / "configs" / f"{name}.yaml"), "--print_config"])
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["init_args"]["reconstructor"] == "deca"
-    assert config["data"]["init_args"]["expression_basis"] == "flame"
-    assert config["model"]["init_args"]["feature_dim"] == 2048
+    assert config["geometry"]["topology"] == "flame" and config["geometry"]["basis"] == "flame"
+    assert config["model"]["init_args"]["net"]["feature_dim"] == 2048

@@ -23,13 +23,12 @@ def test_packaged_model_is_small_and_matches_its_config() -> None:
     assert PACKAGED.stat().st_size < 10 * 2**20
     task = load_refiner(PACKAGED)
     config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
-    model = config["model"]["init_args"]
-    assert task.aus == list(AU_SETS[config["data"]["init_args"]["aus"]])
-    assert task.topology_name == config["data"]["init_args"]["topology"] and task.hparams.reference == "neutral"
-    for key in ("modality", "dim", "token_hidden", "spatial_layers", "temporal_layers", "heads", "expression_correction"):
-        assert task.hparams[key] == model[key], key
-    assert list(task.hparams.smoothing_sigmas) == model["smoothing_sigmas"]
+    net = yaml.safe_load((REPO / "configs" / config["model"]).read_text())["init_args"]["net"]
+    assert task.aus == list(AU_SETS[config["geometry"]["aus"]])
+    assert task.topology_name == config["geometry"]["topology"] and task.hparams.reference == "neutral"
+    assert {k: task.hparams.net[k] for k in net} == net
     assert not task.neutral.is_empty, "the neutral estimator travels with the weights"
+    assert task.geometry.neutral is not None and task.geometry.describe().startswith("mediapipe (468 vertices), 19 AUs")
 
 
 def test_packaged_model_gives_finite_outputs_and_keeps_a_still_face_still() -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from dataset_fixtures import make_folder_labels, write_coarse_cache
+from dataset_fixtures import face_geometry, make_folder_labels, tiny_geometry, write_coarse_cache
 
 from au_face.cli import main
 from au_face.coarse.registry import reconstructor_version
@@ -126,16 +127,16 @@ def _fit_config(tmp_path: Path) -> Path:
         make_folder_labels(videos / Path(name).parent, (Path(name).name,), ("AU06", "AU12"), num_frames=12)
     write_coarse_cache(videos / "cache", videos, [videos / f"{n}.mp4" for n in names], 12)
     config = yaml.safe_load((REPO / "configs" / "folder.yaml").read_text())
-    run = tmp_path / "run"
-    trainer = config["trainer"]
-    trainer.update(default_root_dir=str(run), accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
-                   limit_train_batches=2, limit_val_batches=1)  # fmt: skip
-    trainer["logger"][0]["init_args"]["save_dir"] = str(run)
-    for callback in trainer["callbacks"]:
-        callback["init_args"]["dirpath"] = str(run / "checkpoints")
-    config["model"]["init_args"].update(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
-    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), aus=["AU06", "AU12"],
-                                       expression_dim=8, batch_size=2, num_workers=0)  # fmt: skip
+    config["run_dir"] = str(tmp_path / "run")
+    config["geometry"] = asdict(tiny_geometry(videos / "cache", ["AU06", "AU12"]))
+    config["trainer"] = {"callbacks": yaml.safe_load((REPO / "configs" / config["trainer"]).read_text())["callbacks"],
+                         "logger": yaml.safe_load((REPO / "configs" / config["trainer"]).read_text())["logger"],
+                         "accelerator": "cpu", "enable_progress_bar": False, "enable_model_summary": False,
+                         "limit_train_batches": 2, "limit_val_batches": 1}  # fmt: skip
+    config["model"] = {"class_path": "au_face.tasks.AUFaceTask", "init_args": {
+        "net": {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}}}
+    config["data"] = yaml.safe_load((REPO / "configs" / config["data"]).read_text())
+    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), batch_size=2, num_workers=0)
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -233,10 +234,11 @@ class RunsCode:
 
 
 def _tiny_task(aus: list[int]):
+    from au_face.nn.net import NetConfig
     from au_face.tasks import AUFaceTask
 
-    return AUFaceTask(aus=aus, topology="mediapipe", num_vertices=468, expression_dim=4, dim=16, token_hidden=16,
-                      heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")  # fmt: skip
+    net = NetConfig(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
+    return AUFaceTask(face_geometry(aus), net=net)
 
 
 def test_init_checkpoint_with_code_is_refused_unrun(tmp_path: Path) -> None:
@@ -253,17 +255,18 @@ def test_init_checkpoint_must_hold_the_trunk(tmp_path: Path, caplog: pytest.LogC
     from au_face.tasks import CheckpointError
 
     source = _tiny_task([1, 2])
+    geometry = source.geometry.to_state()
     unrelated = tmp_path / "unrelated.ckpt"
-    torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}, "hyper_parameters": {"aus": [1, 2]}}, unrelated)
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}, "hyper_parameters": {}, "geometry": geometry}, unrelated)
     with pytest.raises(CheckpointError, match=r"matches only 0 of the model's \d+ trunk weights"):
         _tiny_task([1, 2]).load_trunk(unrelated)
     partial = tmp_path / "partial.ckpt"
     state = {k: v for i, (k, v) in enumerate(source.state_dict().items()) if i % 2}
-    torch.save({"state_dict": state, "hyper_parameters": {"aus": [1, 2]}}, partial)
+    torch.save({"state_dict": state, "hyper_parameters": {}, "geometry": geometry}, partial)
     with pytest.raises(CheckpointError, match="matches only"):
         _tiny_task([1, 2]).load_trunk(partial)
     good = tmp_path / "good.ckpt"
-    torch.save({"state_dict": source.state_dict(), "hyper_parameters": {"aus": [1, 2]}}, good)
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": {}, "geometry": geometry}, good)
     lightning_log = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
     lightning_log.addHandler(caplog.handler)
     try:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from dataset_fixtures import make_folder_labels, write_coarse_cache
+from dataset_fixtures import make_folder_labels, tiny_geometry, write_coarse_cache
 
 from au_face.cli import main
+from au_face.geometry import GeometrySpec
 from au_face.tasks import AUFaceTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,15 +42,15 @@ def videos(tmp_path_factory) -> Path:
 def source_ckpt(videos: Path, tmp_path_factory) -> Path:
     """A small model trained on AU06 and AU12 only."""
     run = tmp_path_factory.mktemp("source")
-    config = yaml.safe_load((REPO / "configs" / "folder.yaml").read_text())
-    config["model"]["init_args"].update(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
-    for callback in config["trainer"]["callbacks"]:
-        callback["init_args"]["dirpath"] = str(run / "checkpoints")
-    config["trainer"]["logger"][0]["init_args"]["save_dir"] = str(run)
-    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), aus=["AU06", "AU12"], expression_dim=8)
-    path = run / "source.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["fit", "--config", str(path), "--trainer.max_epochs=1", f"--trainer.default_root_dir={run}", *TINY]) == 0
+    geometry = tiny_geometry(videos / "cache", ["AU06", "AU12"])
+    args = [
+        "fit", "--config", str(REPO / "configs" / "folder.yaml"), f"--run_dir={run}", "--trainer.max_epochs=1",
+        f"--geometry={json.dumps(asdict(geometry))}", f"--data.init_args.video_dir={videos}",
+        f"--data.init_args.cache_dir={videos / 'cache'}",
+        '--model.init_args.net={"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}',
+        *TINY,
+    ]  # fmt: skip
+    assert main(args) == 0
     return run / "checkpoints" / "last.ckpt"
 
 
@@ -65,7 +67,7 @@ def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt
 
     source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
     tuned = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
-    assert tuned.aus == [1, 25, 6] and tuned.hparams.dim == source.hparams.dim
+    assert tuned.aus == [1, 25, 6] and tuned.hparams.net == source.hparams.net
     assert tuned.net.au_weight.shape[0] == 3
     assert torch.equal(tuned.net.expression.basis, source.net.expression.basis), "the geometry comes from the checkpoint"
     assert torch.equal(tuned.net.tokenizer.masks[2], source.net.tokenizer.masks[0]), "AU06's mask is the checkpoint's"
@@ -85,13 +87,13 @@ def test_finetune_example_reports_a_missing_checkpoint(videos: Path, tmp_path: P
 def test_freezing_keeps_new_au_weights_trainable_and_refuses_other_architectures(source_ckpt: Path) -> None:
     source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
     hparams = dict(source.hparams)
-    hparams.update(aus=[1, 25], freeze=["tokenizer", "spatial", "temporal"])
+    hparams.update(geometry=GeometrySpec(aus=[1, 25], file=str(source_ckpt)), freeze=["tokenizer", "spatial", "temporal"])
     task = AUFaceTask(**hparams)
     loaded, skipped = task.load_trunk(source_ckpt)
     task._apply_freeze()
     assert "net.spatial.au_embedding" in skipped, "the AU embeddings belong to the old AU list"
     assert task.net.spatial.au_embedding.requires_grad, "re-initialised AU weights must train"
     assert not task.net.spatial.encoder.layers[0].linear1.weight.requires_grad
-    hparams.update(dim=2 * source.hparams.dim, freeze=None)
+    hparams.update(net={**source.hparams.net, "dim": 2 * source.hparams.net["dim"]}, freeze=None)
     with pytest.raises(Exception, match="different architecture"):
         AUFaceTask(**hparams).load_trunk(source_ckpt)

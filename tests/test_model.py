@@ -7,7 +7,7 @@ import torch
 
 from au_face.losses import masked_bce, smoothness_loss
 from au_face.metrics import AUF1, MeanAcceleration
-from au_face.nn.net import AUFaceNet
+from au_face.nn.net import AUFaceNet, NetConfig
 from au_face.nn.temporal import TemporalTransformer
 from au_face.nn.tokenizer import AUTokenizer
 
@@ -16,7 +16,8 @@ K, V, E = 4, 50, 6
 
 def make_net(modality: str = "both") -> AUFaceNet:
     torch.manual_seed(0)
-    net = AUFaceNet(K, V, E, modality=modality, dim=16, token_hidden=32, spatial_layers=1, temporal_layers=1, heads=2, dropout=0.0, image_size=16)
+    config = NetConfig(modality=modality, dim=16, token_hidden=32, spatial_layers=1, temporal_layers=1, heads=2, dropout=0.0, image_size=16)
+    net = AUFaceNet(K, V, E, config)
     net.set_geometry(torch.rand(K, V), torch.randn(E, V, 3))
     return net.eval()
 

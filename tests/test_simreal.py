@@ -15,6 +15,8 @@ from au_face.data import simreal  # noqa: E402
 from au_face.data.datamodules.synthetic import SyntheticDataModule  # noqa: E402
 from au_face.data.synthetic import SequenceSimulator, SyntheticConfig, generate_synthetic_dataset  # noqa: E402
 from au_face.faces.ict import ICTFaceModel  # noqa: E402
+from au_face.geometry import GeometrySpec  # noqa: E402
+from au_face.nn.net import NetConfig  # noqa: E402
 
 SIMREAL = SyntheticConfig(
     aus=(1, 4, 12, 25), coarse_source="mediapipe", image_size=160, frames_per_sequence=6,
@@ -74,10 +76,9 @@ def test_views_cover_the_configured_range() -> None:
 
 def test_datamodule_serves_neutral_references_single_frames_and_ground_truth_neutrals(simreal_root: Path, ict_npz: Path) -> None:
     dm = SyntheticDataModule(
-        root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, topology="mediapipe", aus=[1, 4, 12, 25],
-        reference="neutral", single_frames=0.5, clip_length=4, train_stride=2, use_crops=False,
+        root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz), reference="neutral", single_frames=0.5, clip_length=4, train_stride=2, use_crops=False,
     )  # fmt: skip
-    assert dm.geometry.neutral is not None and dm.topology_name == "mediapipe"
+    assert dm.geometry.neutral is not None and dm.geometry.topology.name == "mediapipe"
     dm.setup("fit")
     train = dm.datasets["train"]
     clips = [train[i] for i in range(len(train))]
@@ -88,8 +89,9 @@ def test_datamodule_serves_neutral_references_single_frames_and_ground_truth_neu
     one = singles[0]
     moved = one["vertices"][0] - one["reference"]
     assert float(moved.norm(dim=-1).mean()) < 0.5, "a lone frame's S̄ is fitted to that frame"
+    on_ict = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz, "ict"))
     with pytest.raises(Exception, match="mediapipe"):
-        SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, topology="ict", aus=[1, 4, 12, 25])
+        on_ict.records("train")
 
 
 def test_held_sequences_hold_one_expression(simreal_root: Path) -> None:
@@ -101,24 +103,25 @@ def test_held_sequences_hold_one_expression(simreal_root: Path) -> None:
     assert held >= 1
 
 
-def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(simreal_root: Path, ict_npz: Path) -> None:
+def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(simreal_root: Path, ict_npz: Path, tmp_path: Path) -> None:
     from au_face.coarse.base import CoarseFrames
     from au_face.tasks import AUFaceTask
 
-    dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, topology="mediapipe",
-                             aus=[1, 4, 12, 25], reference="neutral", clip_length=4, use_crops=False)  # fmt: skip
-    task = AUFaceTask(aus=dm.aus, topology="mediapipe", num_vertices=468, expression_dim=dm.expression_dim,
-                      vertex_scale=dm.vertex_scale, clip_length=4, reference="neutral", modality="mesh", dim=16,
-                      token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1)  # fmt: skip
-    task.set_geometry(dm.geometry)
+    dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz),
+                             reference="neutral", clip_length=4, use_crops=False)  # fmt: skip
+    net = NetConfig(modality="mesh", dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1)
+    task = AUFaceTask(dm.geometry, net=net, clip_length=4, reference="neutral")
     coarse = CoarseFrames.load(dm.records("test")[0].coarse_path)
     reference = task.reference(coarse)
     assert torch.allclose(reference, dm.geometry.neutral(coarse.vertices, coarse.valid))
     out = task.refine(coarse)
     assert out.vertices.shape == coarse.vertices.shape and torch.isfinite(out.au_probs[coarse.valid]).all()
-    restored = AUFaceTask(**dict(task.hparams))
-    restored.load_state_dict(task.state_dict())
-    assert torch.allclose(restored.reference(coarse), reference), "the estimator travels in the checkpoint"
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": "2.6.0"}
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "model.ckpt")
+    restored = AUFaceTask.load_from_checkpoint(tmp_path / "model.ckpt")
+    assert restored.geometry == task.geometry, "the geometry travels in the checkpoint"
+    assert torch.allclose(restored.reference(coarse), reference), "so does the neutral estimator"
 
 
 def test_a_video_model_on_data_without_crops_is_a_clear_error(simreal_root: Path, ict_npz: Path) -> None:
@@ -127,10 +130,14 @@ def test_a_video_model_on_data_without_crops_is_a_clear_error(simreal_root: Path
     from au_face.errors import AUFaceError
     from au_face.tasks import AUFaceTask
 
-    dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, topology="mediapipe",
-                             aus=[1, 4, 12, 25], clip_length=4, use_crops=False)  # fmt: skip
-    task = AUFaceTask(aus=dm.aus, topology="mediapipe", num_vertices=468, expression_dim=dm.expression_dim,
-                      clip_length=4, modality="video", dim=16, heads=2, spatial_layers=1, temporal_layers=1)  # fmt: skip
+    dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz),
+                             clip_length=4, use_crops=False)  # fmt: skip
+    net = NetConfig(modality="video", dim=16, heads=2, spatial_layers=1, temporal_layers=1)
+    task = AUFaceTask(dm.geometry, net=net, clip_length=4)
     task._trainer = SimpleNamespace(datamodule=dm, ckpt_path=None)
     with pytest.raises(AUFaceError, match="use_crops=true"):
         task.setup("fit")
+
+
+def _geometry(ict_npz: Path, topology: str = "mediapipe") -> GeometrySpec:
+    return GeometrySpec(topology=topology, aus=[1, 4, 12, 25], ict_path=str(ict_npz))

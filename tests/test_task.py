@@ -11,30 +11,20 @@ import torch
 from au_face.cli import main
 from au_face.data.datamodules.synthetic import SyntheticDataModule
 from au_face.data.synthetic import SyntheticConfig
+from au_face.geometry import GeometrySpec
 from au_face.tasks import AUFaceTask, CheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--data.init_args.batch_size=2", "--data.init_args.generator.num_identities=[2, 1, 1]",
         "--data.init_args.generator.sequences_per_identity=1", "--data.init_args.generator.frames_per_sequence=24",
-        "--data.init_args.generator.image_size=64", "--model.init_args.dim=32", "--model.init_args.token_hidden=32"]  # fmt: skip
-
-
-def checkpoint_flags(dirpath: Path) -> str:
-    """Both checkpoint callbacks of the configs (best by val/f1_mean; last.ckpt = last finished epoch) in ``dirpath``."""
-    return (
-        f"--trainer.callbacks=[{{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', monitor: val/f1_mean, "
-        f"mode: max, filename: best}}}}, {{class_path: ModelCheckpoint, init_args: {{dirpath: '{dirpath}', "
-        "filename: latest, save_last: true}}]"
-    )
+        "--data.init_args.generator.image_size=64", "--model.init_args.net.dim=32", "--model.init_args.net.token_hidden=32"]  # fmt: skip
 
 
 def cli_args(command: str, ict_npz: Path, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        command, "--config", str(REPO / "configs" / "synthetic.yaml"),
-        f"--data.init_args.root={data_root}", f"--data.init_args.ict_path={ict_npz}",
-        f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
-        checkpoint_flags(run_dir / "checkpoints"), "--trainer.enable_progress_bar=false",
-        *TINY, *extra,
+        command, "--config", str(REPO / "configs" / "synthetic.yaml"), f"--run_dir={run_dir}",
+        f"--data.init_args.root={data_root}", f"--data.init_args.ict_path={ict_npz}", f"--geometry.ict_path={ict_npz}",
+        "--trainer.enable_progress_bar=false", *TINY, *extra,
     ]  # fmt: skip
 
 
@@ -97,7 +87,7 @@ def test_checkpoint_round_trip_restores_geometry_and_outputs(trained, ict_npz: P
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     for key, value in task.state_dict().items():
         assert torch.equal(value, state[key]), key
-    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), batch_size=2)
+    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), batch_size=2, geometry=task.geometry)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
@@ -109,12 +99,13 @@ def test_fine_tuning_with_a_new_au_list_loads_the_trunk_and_reinitialises_the_he
     ckpt, _, _ = trained
     source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
     hp = dict(source.hparams)
-    hp.update(aus=[1, 2, 25], init_checkpoint=str(ckpt), freeze=["tokenizer"])
+    hp.update(geometry=GeometrySpec(aus=[1, 2, 25], file=str(ckpt)), init_checkpoint=str(ckpt), freeze=["tokenizer"])
     task = AUFaceTask(**hp)
     loaded, skipped = task.load_trunk(ckpt)
     assert torch.equal(task.net.tokenizer.first, source.net.tokenizer.first)
     assert torch.equal(task.net.temporal.encoder.layers[0].linear1.weight, source.net.temporal.encoder.layers[0].linear1.weight)
-    assert task.net.au_weight.shape == (3, hp["dim"])
+    assert task.net.au_weight.shape == (3, hp["net"]["dim"])
+    assert torch.equal(task.net.tokenizer.masks[1], source.net.tokenizer.masks[source.aus.index(2)]), "known AUs keep their masks"
     assert "net.au_weight" in skipped and "net.tokenizer.first" in loaded
     assert task(_batch(task, 3)) is not None
     task._apply_freeze()
@@ -124,7 +115,7 @@ def test_fine_tuning_with_a_new_au_list_loads_the_trunk_and_reinitialises_the_he
 def test_same_au_list_loads_the_head_too(trained) -> None:
     ckpt, _, _ = trained
     source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
-    task = AUFaceTask(**dict(source.hparams))
+    task = AUFaceTask(**{**source.hparams, "geometry": source.geometry})
     task.load_trunk(ckpt)
     assert torch.equal(task.net.au_weight, source.net.au_weight)
 
@@ -145,7 +136,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
 
 
 def test_unknown_au_in_the_config_is_a_clear_cli_error(tmp_path: Path, ict_npz: Path, capsys) -> None:
-    code = main(cli_args("fit", ict_npz, tmp_path / "d", tmp_path / "r", "--data.init_args.aus=[AU12, AU99]", "--trainer.fast_dev_run=true"))
+    code = main(cli_args("fit", ict_npz, tmp_path / "d", tmp_path / "r", "--geometry.aus=[AU12, AU99]", "--trainer.fast_dev_run=true"))
     assert code == 2
     assert "unknown AU" in capsys.readouterr().err
 
@@ -155,7 +146,7 @@ def _tiny_config() -> SyntheticConfig:
 
 
 def _batch(task: AUFaceTask, k: int) -> dict[str, torch.Tensor]:
-    v = task.hparams.num_vertices
+    v = task.geometry.num_vertices
     return {
         "vertices": torch.randn(1, 4, v, 3),
         "valid": torch.ones(1, 4, dtype=torch.bool),
@@ -169,14 +160,14 @@ def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_n
 
     ckpt, root, _ = trained
     trained_task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
-    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config())
+    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), geometry=trained_task.geometry)
     coarse = CoarseFrames.load(dm.records("test")[0].coarse_path)
     coarse.valid[5] = False
     out = trained_task.refine(coarse)
     assert out.vertices.shape == coarse.vertices.shape and out.au_probs.shape == (len(coarse), 12)
     assert ((out.au_probs >= 0) & (out.au_probs <= 1)).all()
     assert torch.equal(out.vertices[5], coarse.vertices[5]), "a frame without a face must keep its coarse mesh"
-    fresh = AUFaceTask(**dict(trained_task.hparams))
+    fresh = AUFaceTask(**{**trained_task.hparams, "geometry": trained_task.geometry})
     fresh.load_state_dict(trained_task.state_dict())
     torch.nn.init.zeros_(fresh.net.expression_head[-1].weight)
     torch.nn.init.zeros_(fresh.net.expression_head[-1].bias)

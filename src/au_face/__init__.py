@@ -29,6 +29,12 @@ _EXPORTS = {
     "build_reconstructor": "au_face.coarse.registry",
     "FaceTopology": "au_face.faces.topology",
     "ICTFaceModel": "au_face.faces.ict",
+    "FaceGeometry": "au_face.geometry",
+    "GeometrySpec": "au_face.geometry",
+    "build_geometry": "au_face.geometry",
+    "NetConfig": "au_face.nn.net",
+    "LossWeights": "au_face.losses",
+    "Evaluator": "au_face.evaluator",
     "AUFaceTask": "au_face.tasks.au_face",
     "load_refiner": "au_face.models",
     "default_checkpoint": "au_face.models",
@@ -48,17 +54,26 @@ if TYPE_CHECKING:
     from au_face.coarse.registry import RECONSTRUCTORS, build_reconstructor
     from au_face.errors import AUFaceError
     from au_face.faces.ict import ICTFaceModel
+    from au_face.evaluator import Evaluator
     from au_face.faces.topology import FaceTopology
+    from au_face.geometry import FaceGeometry, GeometrySpec
+    from au_face.geometry import build as build_geometry
+    from au_face.losses import LossWeights
     from au_face.models import default_checkpoint, load_refiner
+    from au_face.nn.net import NetConfig
     from au_face.result import ReconstructionResult
     from au_face.tasks.au_face import AUFaceTask
     from au_face.windows import SlidingWindow
 
 
+#: exported under another name than the defining module's
+_RENAMED = {"build_geometry": "build"}
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'au_face' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 

@@ -20,9 +20,11 @@ from au_face.metrics import AUF1, MeanAcceleration, VertexError, nan_mean
 from au_face.nn.smoother import filter_sequences
 
 
-
 class _EvalMetricCallback(Callback):
-    """Creates metrics at the start of each val/test epoch, updates per batch, logs at the end."""
+    """Creates its metrics once, resets them at the start of each val/test epoch, updates them per
+    batch and logs them at the end."""
+
+    metrics: dict[str, Metric] | None = None
 
     def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
         raise NotImplementedError
@@ -34,7 +36,11 @@ class _EvalMetricCallback(Callback):
         raise NotImplementedError
 
     def _start(self, pl_module: L.LightningModule) -> None:
-        self.metrics = {k: m.to(pl_module.device) for k, m in self.make_metrics(pl_module).items()}
+        if self.metrics is None:
+            self.metrics = self.make_metrics(pl_module)
+        for name, metric in self.metrics.items():
+            self.metrics[name] = metric.to(pl_module.device)
+            metric.reset()
 
     def _batch(self, outputs: Any) -> None:
         if isinstance(outputs, dict):
@@ -69,6 +75,15 @@ class AUF1Callback(_EvalMetricCallback):
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
 
+    @staticmethod
+    def key(stage: str, au: int) -> str:
+        """The name under which the F1 of ``au`` is logged in ``stage`` (``val``/``test``)."""
+        return f"{stage}/{AUF1Callback.name(au)}"
+
+    @staticmethod
+    def name(au: int) -> str:
+        return f"f1/{au_label(au)}"
+
     def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
         return {"f1": AUF1(len(pl_module.aus), self.threshold)}
 
@@ -77,7 +92,7 @@ class AUF1Callback(_EvalMetricCallback):
 
     def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         f1 = metrics["f1"].compute()
-        out = {f"f1/{au_label(au)}": f1[k] for k, au in enumerate(pl_module.aus)}
+        out = {self.name(au): f1[k] for k, au in enumerate(pl_module.aus)}
         out["f1_mean"] = nan_mean(f1)
         return out
 

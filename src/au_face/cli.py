@@ -1,4 +1,4 @@
-"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/evaluate.
+"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/geometry/evaluate.
 
 Only what a subcommand needs is imported (torch, Lightning and MediaPipe take seconds), so
 ``au-face --help`` and argument errors are quick.
@@ -19,6 +19,7 @@ COMMANDS = {
     "reconstruct": "Reconstruct a video: coarse meshes, AU-aware refinement, CSV, overlay.",
     "preprocess": "Run the coarse reconstructor over videos into a resumable cache.",
     "masks": "Build and draw the AU vertex masks of a topology.",
+    "geometry": "Build a face geometry (masks, expression basis, neutral estimator) as a hashed .npz.",
     "evaluate": "Per-AU F1 tables over dataset folds.",
 }
 
@@ -76,7 +77,7 @@ def user_error(err: BaseException) -> AUFaceError | None:
 
 
 def _print_help() -> None:
-    print("usage: au-face {fit,validate,test,predict,reconstruct,preprocess,masks,evaluate} ...\n")
+    print("usage: au-face {fit,validate,test,predict,reconstruct,preprocess,masks,geometry,evaluate} ...\n")
     print("  fit|validate|test|predict  train and evaluate with LightningCLI (--config configs/*.yaml; fit --help)")
     for name, text in COMMANDS.items():
         print(f"  {name:<26} {text}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +53,52 @@ def vertex_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.T
 def masked_mean_square(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean of squares of ``[B,T,E]`` over valid frames."""
     return (x.pow(2).mean(-1) * valid).sum() / valid.sum().clamp_min(1)
+
+
+@dataclass
+class LossWeights:
+    """Weights of :class:`AUFaceLoss`'s terms (0 leaves a term out) and the cap of the BCE's positive weights."""
+
+    au: float = 1.0
+    smooth: float = 1.0
+    data: float = 0.1
+    delta: float = 1e-3
+    gt: float = 1.0
+    expression: float = 0.0
+    accel: float = 0.0
+    max_pos_weight: float = 10.0
+
+
+class AUFaceLoss:
+    """The training objective, term by term (vertex terms in units of ``vertex_scale``).
+
+    ``au``: BCE over known labels with per-AU positive weights; ``smooth``: second differences of the
+    refined vertices; ``data``: ‖refined − coarse‖²; ``delta``: ‖Δψ‖². Where the batch has ground
+    truth: ``gt``: ‖refined − ground truth‖²; ``accel``: ‖acceleration(refined) − acceleration(ground
+    truth)‖²; ``expression``: ‖(refined − S̄) − (ground truth − its neutral)‖², the expression
+    trajectory free of the static shape offset between reconstructor and ground truth.
+    """
+
+    def __init__(self, weights: LossWeights, vertex_scale: float) -> None:
+        self.weights, self.vertex_scale = weights, vertex_scale
+
+    def __call__(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], pos_weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term and their weighted ``total``."""
+        valid = batch["valid"].bool()
+        scale = self.vertex_scale
+        refined, coarse = out["refined"] / scale, batch["vertices"] / scale
+        losses = {
+            "au": masked_bce(out["logits"], batch["labels"], valid, pos_weight),
+            "smooth": smoothness_loss(refined, valid),
+            "data": vertex_mse(refined, coarse, valid),
+            "delta": masked_mean_square(out["delta"], valid),
+        }
+        if "gt_vertices" in batch:
+            gt = batch["gt_vertices"] / scale
+            losses["gt"] = vertex_mse(refined, gt, valid)
+            losses["accel"] = acceleration_mse(refined, gt, valid)
+            if "gt_reference" in batch and "reference" in batch:
+                moved = refined - batch["reference"][:, None] / scale
+                losses["expression"] = vertex_mse(moved, gt - batch["gt_reference"][:, None] / scale, valid)
+        losses["total"] = sum(getattr(self.weights, name) * value for name, value in losses.items())
+        return losses

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from au_face.geometry import FaceGeometry
     from au_face.tasks import AUFaceTask
 
 #: Where the default model is packaged, inside ``au_face``.
@@ -45,47 +44,18 @@ def load_refiner(checkpoint: str | Path) -> AUFaceTask:
     return task.eval()
 
 
-def checkpoint_geometry(path: str | Path, aus: list[int], mask_rings: int = 3) -> tuple[FaceGeometry, str]:
-    """The geometry a checkpoint was trained with, for fine-tuning to ``aus``: its topology, expression
-    basis and neutral estimator as stored, its masks for the AUs it knows and landmark-anchored masks
-    (:func:`au_face.masks.build_masks`) for new ones. Returns the geometry and the checkpoint's
-    ``reference`` mode, so the data computes S̄ as the model was trained to use it."""
-    import numpy as np
-    import torch
-
-    from au_face.faces.registry import load_topology
-    from au_face.fileutil import user_cache_dir
-    from au_face.geometry import FaceGeometry
-    from au_face.masks import build_masks
-    from au_face.neutral import NeutralEstimator
-    from au_face.tasks.au_face import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    state, hparams = ckpt["state_dict"], ckpt["hyper_parameters"]
-    topology = load_topology(hparams["topology"])
-    known = dict(zip([int(a) for a in hparams["aus"]], state["net.tokenizer.masks"].numpy())) if "net.tokenizer.masks" in state else {}
-    new = [a for a in aus if a not in known]
-    built = dict(zip(new, build_masks(topology, new, "landmarks", None, user_cache_dir() / "masks", mask_rings))) if new else {}
-    masks = np.stack([known.get(a, built.get(a)) for a in aus]).astype(np.float32)
-    neutral = None
-    if "neutral.template" in state and state["neutral.expression"].shape[0]:
-        neutral = NeutralEstimator(state["neutral.template"], state["neutral.identity"], state["neutral.expression"])
-    basis = state["net.expression.basis"].numpy().astype(np.float32)
-    reference = str(hparams.get("reference", "mean"))
-    return FaceGeometry(topology, tuple(aus), masks, basis, neutral), reference
-
-
 def export_checkpoint(source: str | Path, target: str | Path, **hparams: object) -> Path:
-    """Write the inference part of a training checkpoint (weights, buffers, hyper-parameters; no
+    """Write the inference part of a training checkpoint (weights, buffers, geometry, hyper-parameters; no
     optimiser or callback state) to ``target``, atomically; ``hparams`` override hyper-parameters
     that only change inference (e.g. ``calibrated``). This is how the packaged model is made."""
     import torch
 
     from au_face.fileutil import atomic_path
-    from au_face.tasks.au_face import load_checkpoint
+    from au_face.tasks.checkpoints import load_checkpoint
 
     ckpt = load_checkpoint(source)
-    kept = {key: ckpt[key] for key in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step") if key in ckpt}
+    keys = ("state_dict", "hyper_parameters", "geometry", "pytorch-lightning_version", "epoch", "global_step")
+    kept = {key: ckpt[key] for key in keys if key in ckpt}
     kept["hyper_parameters"] = {**kept["hyper_parameters"], **hparams, "init_checkpoint": None}
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,4 +64,4 @@ def export_checkpoint(source: str | Path, target: str | Path, **hparams: object)
     return target
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "checkpoint_geometry", "default_checkpoint", "export_checkpoint", "load_refiner"]
+__all__ = ["DEFAULT_CHECKPOINT", "default_checkpoint", "export_checkpoint", "load_refiner"]

@@ -2,9 +2,10 @@
 
 Two sources of per-fold results:
 
-* ``--config configs/bp4d_fold1.yaml ... --ckpt fold1.ckpt ...``: run the test split of each
-  config with its checkpoint (one checkpoint per config, or one for all) and write a per-fold
-  metrics CSV for each;
+* ``--config configs/bp4d.yaml --folds 1 2 3``: run the test split of each fold (or of each of
+  several configs) with its checkpoint (``--ckpt``: one per run, one for all, or by default each
+  run's ``<run_dir>/checkpoints/best.ckpt``) and read per-AU F1 from ``trainer.test()``'s results
+  by metric name (:meth:`au_face.evaluator.Evaluator.au_f1`); a per-fold metrics CSV is written for each;
 * ``--metrics a.csv b.csv c.csv``: per-fold CSVs written earlier, by this command or by
   Lightning's ``CSVLogger`` (columns such as ``test/f1/AU01``; the last row with values is used).
 
@@ -139,42 +140,56 @@ def fold_csv(f1: dict[int, float]) -> str:
     return ",".join(header) + "\n" + ",".join(values) + "\n"
 
 
-def evaluate_checkpoint(config: Path, ckpt: Path, trainer_args: list[str]) -> dict[int, float]:
-    """Test ``ckpt`` on the test split of ``config`` (as ``au-face test`` does); per-AU F1."""
-    from au_face.lightning_cli import AUFaceCLI
+def evaluate_checkpoint(config: Path, ckpt: Path | None, trainer_args: list[str], fold: int | None = None, taken: set[Path] | None = None) -> dict[int, float]:
+    """Test ``ckpt`` (default: the run's ``checkpoints/best.ckpt``, which must not be one of the
+    ``taken`` ones) on the test split of ``config`` (of its ``fold``), as ``au-face test`` does;
+    per-AU F1 (NaN where undefined)."""
     from au_face.data.datamodules.base import SequenceDataModule
+    from au_face.evaluator import Evaluator
+    from au_face.lightning_cli import AUFaceCLI
     from au_face.tasks import AUFaceTask
 
     if not config.is_file():
         raise EvaluationError(f"config not found: {config}")
-    if not ckpt.is_file():
-        raise EvaluationError(f"checkpoint not found: {ckpt}")
+    fold_args = [] if fold is None else [f"--data.init_args.fold={fold}"]
     cli = AUFaceCLI(
         AUFaceTask,
         SequenceDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         run=False,
-        args=["--config", str(config), "--trainer.logger=false", *trainer_args],
+        args=["--config", str(config), "--trainer.logger=false", *fold_args, *trainer_args],
         save_config_callback=None,
         auto_configure_optimizers=False,
     )
-    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0]
-    f1 = {}
-    for key, value in metrics.items():
-        match = _METRIC_COLUMN.match(key)
-        if match and (match.group("stage") or "").lower() == "test":
-            f1[int(match.group("au"))] = float(value)
-    # AUs never labelled positive nor predicted positive are not logged (F1 undefined)
-    return {au: f1.get(au, math.nan) for au in cli.datamodule.aus}
+    if ckpt is None:
+        ckpt = Path(cli.config["run_dir"]) / "checkpoints" / "best.ckpt"
+        if taken is not None and ckpt in taken:
+            raise EvaluationError(f"two runs would both use {ckpt} (the config sets run_dir); give --ckpt, one per fold")
+        if taken is not None:
+            taken.add(ckpt)
+    if not ckpt.is_file():
+        raise EvaluationError(f"checkpoint not found: {ckpt}")
+    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt), verbose=False)[0]
+    return Evaluator.au_f1(results, cli.datamodule.aus, "test")
+
+
+def _runs(args: argparse.Namespace) -> list[tuple[Path, int | None]]:
+    """(config or metrics file, fold) of each row."""
+    if args.folds:
+        if not args.config or len(args.config) != 1:
+            raise EvaluationError("--folds goes with exactly one --config")
+        return [(args.config[0], fold) for fold in args.folds]
+    return [(path, None) for path in args.config or args.metrics]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face evaluate``."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", nargs="+", type=Path, help="training configs, one per fold (test split is used)")
+    source.add_argument("--config", nargs="+", type=Path, help="training configs (the test split is used); one per fold, or one with --folds")
     source.add_argument("--metrics", nargs="+", type=Path, help="per-fold metrics CSVs written earlier")
-    parser.add_argument("--ckpt", nargs="+", type=Path, help="checkpoint per config, or one for every config")
+    parser.add_argument("--folds", nargs="+", type=int, help="with one --config: evaluate these folds (--data.init_args.fold)")
+    parser.add_argument("--ckpt", nargs="+", type=Path, help="checkpoint per run, or one for all (default: each run's checkpoints/best.ckpt)")
     parser.add_argument("--names", nargs="+", help="row names (default: fold1, fold2, ...)")
     parser.add_argument("--method", default="Avg.", help="name of the row averaged over folds (default: Avg.)")
     parser.add_argument("--out-dir", type=Path, default=None, help="write table.md, table.csv (and fold CSVs) here")
@@ -184,25 +199,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Collect per-fold F1, print the Markdown table, write files under ``--out-dir``."""
-    sources = args.config or args.metrics
-    names = args.names or [f"fold{i}" for i in range(1, len(sources) + 1)]
-    if len(names) != len(sources):
-        raise EvaluationError(f"{len(names)} names for {len(sources)} folds")
+    runs = _runs(args)
+    names = args.names or [f"fold{fold}" if fold is not None else f"fold{i}" for i, (_, fold) in enumerate(runs, 1)]
+    if len(names) != len(runs):
+        raise EvaluationError(f"{len(names)} names for {len(runs)} folds")
     results = []
     if args.config:
         ckpts = args.ckpt or []
-        if len(ckpts) not in (1, len(args.config)):
-            raise EvaluationError(f"give one checkpoint, or one per config ({len(args.config)}); got {len(ckpts)}")
-        for i, config in enumerate(args.config):
-            trainer_args = [f"--trainer.accelerator={args.accelerator}", f"--trainer.devices={args.devices}"]
-            f1 = evaluate_checkpoint(config, ckpts[i if len(ckpts) > 1 else 0], trainer_args)
+        if len(ckpts) not in (0, 1, len(runs)):
+            raise EvaluationError(f"give one checkpoint, or one per run ({len(runs)}); got {len(ckpts)}")
+        trainer_args = [f"--trainer.accelerator={args.accelerator}", f"--trainer.devices={args.devices}"]
+        taken: set[Path] = set()
+        for i, (config, fold) in enumerate(runs):
+            ckpt = ckpts[i if len(ckpts) > 1 else 0] if ckpts else None
+            f1 = evaluate_checkpoint(config, ckpt, trainer_args, fold, taken)
             if args.out_dir is not None:
                 atomic_write_text(args.out_dir / f"{names[i]}_metrics.csv", fold_csv(f1))
             results.append(FoldResult(names[i], f1))
     else:
-        if args.ckpt:
-            raise EvaluationError("--ckpt goes with --config, not with --metrics")
-        results = [FoldResult(name, read_fold_csv(path)) for name, path in zip(names, args.metrics)]
+        if args.ckpt or args.folds:
+            raise EvaluationError("--ckpt and --folds go with --config, not with --metrics")
+        results = [FoldResult(name, read_fold_csv(path)) for name, (path, _) in zip(names, runs)]
     header, rows = fold_table(results, args.method)
     markdown = to_markdown(header, rows)
     print(markdown, end="")

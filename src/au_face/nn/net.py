@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from au_face.nn.smoother import DEFAULT_SIGMAS, AdaptiveSmoother
 from au_face.nn.spatial import SpatialTransformer
 from au_face.nn.temporal import TemporalTransformer
 from au_face.nn.tokenizer import AUTokenizer, masked_time_mean
+
+if TYPE_CHECKING:
+    from au_face.geometry import FaceGeometry
 
 Modality = Literal["mesh", "video", "both"]
 
@@ -58,6 +61,35 @@ class ExpressionProjector(nn.Module):
         return torch.einsum("...e,evc->...vc", delta, self.basis)
 
 
+@dataclass
+class NetConfig:
+    """Architecture of :class:`AUFaceNet` (the sizes that come from the geometry are not here).
+
+    Attributes:
+        modality: ``mesh`` (AU tokens + spatial transformer), ``video`` (image features) or ``both``.
+        dim, token_hidden: token width and tokenizer MLP width. spatial_layers, temporal_layers, heads,
+            dropout: the transformers (0 layers: that transformer is left out, an ablation).
+        image_encoder, image_size: the video branch on face crops; feature_dim: per-frame features
+            of that size instead of crops.
+        smoothing_sigmas: σ (frames) of the adaptive smoother's filtered copies; empty: no smoother.
+        expression_correction: add ``B Δψ``; au_masks: False gives every token the whole face (ablation).
+    """
+
+    modality: Modality = "both"
+    dim: int = 64
+    token_hidden: int = 128
+    spatial_layers: int = 2
+    temporal_layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    image_encoder: str = "small_cnn"
+    image_size: int = 64
+    feature_dim: int | None = None
+    smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS
+    expression_correction: bool = True
+    au_masks: bool = True
+
+
 class AUFaceNet(nn.Module):
     """Pure-torch model of the paper.
 
@@ -72,38 +104,22 @@ class AUFaceNet(nn.Module):
     ``au_masks=False`` replaces the AU vertex masks of the tokens by the whole face (ablation).
     """
 
-    def __init__(
-        self,
-        num_aus: int,
-        num_vertices: int,
-        expression_dim: int,
-        modality: Modality = "both",
-        dim: int = 64,
-        token_hidden: int = 128,
-        spatial_layers: int = 2,
-        temporal_layers: int = 2,
-        heads: int = 4,
-        dropout: float = 0.1,
-        image_encoder: str = "small_cnn",
-        image_size: int = 64,
-        feature_dim: int | None = None,
-        vertex_scale: float = 1.0,
-        smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS,
-        expression_correction: bool = True,
-        au_masks: bool = True,
-    ) -> None:
+    def __init__(self, num_aus: int, num_vertices: int, expression_dim: int, config: NetConfig | None = None, vertex_scale: float = 1.0) -> None:
         super().__init__()
+        config = config if config is not None else NetConfig()
+        modality, dim, heads, dropout = config.modality, config.dim, config.heads, config.dropout
+        feature_dim, smoothing_sigmas = config.feature_dim, config.smoothing_sigmas
         if modality not in ("mesh", "video", "both"):
             raise ValueError(f"modality must be mesh, video or both, got {modality!r}")
         self.modality = modality
-        self.au_masks = au_masks
+        self.au_masks = config.au_masks
         self.uses_mesh = modality in ("mesh", "both")
         self.uses_video = modality in ("video", "both")
         self.expression = ExpressionProjector(expression_dim, num_vertices)
         frame_inputs = 0
         if self.uses_mesh:
-            self.tokenizer = AUTokenizer(num_aus, num_vertices, dim, token_hidden, vertex_scale)
-            self.spatial = SpatialTransformer(num_aus, dim, spatial_layers, heads, dropout)
+            self.tokenizer = AUTokenizer(num_aus, num_vertices, dim, config.token_hidden, vertex_scale)
+            self.spatial = SpatialTransformer(num_aus, dim, config.spatial_layers, heads, dropout)
             self.mesh_frame = nn.Sequential(nn.Linear(dim + expression_dim, dim), nn.GELU(), nn.Linear(dim, dim))
             frame_inputs += dim
         self.video_from_features = bool(feature_dim)
@@ -111,11 +127,11 @@ class AUFaceNet(nn.Module):
             if feature_dim:
                 self.video_frame = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, dim))
             else:
-                self.video_frame = build_image_encoder(image_encoder, dim, image_size)
+                self.video_frame = build_image_encoder(config.image_encoder, dim, config.image_size)
             self.video_relative = nn.Linear(2 * dim, dim)
             frame_inputs += dim
         self.fuse = nn.Linear(frame_inputs, dim)
-        self.temporal = TemporalTransformer(dim, temporal_layers, heads, dropout)
+        self.temporal = TemporalTransformer(dim, config.temporal_layers, heads, dropout)
         self.au_embedding = nn.Parameter(torch.zeros(num_aus, dim))
         nn.init.normal_(self.au_embedding, std=0.02)
         self.au_mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU())
@@ -123,7 +139,7 @@ class AUFaceNet(nn.Module):
         self.au_bias = nn.Parameter(torch.zeros(num_aus))
         nn.init.normal_(self.au_weight, std=dim**-0.5)
         self.expression_head = None
-        if expression_correction:
+        if config.expression_correction:
             self.expression_head = nn.Sequential(
                 nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim)
             )
@@ -133,6 +149,13 @@ class AUFaceNet(nn.Module):
 
     #: parameter-name prefixes that depend on the AU list (re-initialised when it changes)
     AU_SPECIFIC = ("au_embedding", "au_weight", "au_bias", "spatial.au_embedding", "tokenizer.masks", "smoother.au_mix", "smoother.regions")
+
+    @classmethod
+    def from_geometry(cls, geometry: FaceGeometry, config: NetConfig | None = None) -> AUFaceNet:
+        """A network sized for ``geometry`` with its masks and basis installed."""
+        net = cls(len(geometry.aus), geometry.num_vertices, geometry.expression_dim, config, geometry.vertex_scale)
+        net.set_geometry(torch.as_tensor(geometry.masks), torch.as_tensor(geometry.basis))
+        return net
 
     def set_geometry(self, masks: torch.Tensor, basis: torch.Tensor) -> None:
         """Install the fixed AU masks ``[K,V]`` and expression basis ``[E,V,3]``."""

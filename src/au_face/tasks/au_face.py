@@ -1,13 +1,17 @@
-"""AUFaceTask: the paper's model as a LightningModule (losses, optimiser, fine-tuning, inference)."""
+"""AUFaceTask: the paper's model as a LightningModule, assembled from its parts.
+
+The task receives a geometry (:mod:`au_face.geometry`), the network's architecture
+(:class:`~au_face.nn.net.NetConfig`), the loss weights (:class:`~au_face.losses.LossWeights`), an
+:class:`~au_face.evaluator.Evaluator` and an :class:`~au_face.tasks.optim.OptimizerConfig`; it is
+complete at ``__init__`` and its checkpoints carry the geometry, so a checkpoint alone refines videos.
+"""
 
 from __future__ import annotations
 
-import math
 import pickle
-import re
-from dataclasses import dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import lightning as L
 import numpy as np
@@ -15,14 +19,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from au_face.aus import resolve_aus
-from au_face.callbacks import AUF1Callback, FilterBaselineCallback, MeshSmoothnessCallback
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
-from au_face.geometry import FaceGeometry
-from au_face.losses import acceleration_mse, masked_bce, masked_mean_square, smoothness_loss, vertex_mse
+from au_face.evaluator import Evaluator
+from au_face.geometry import FaceGeometry, GeometrySpec, resolve_geometry
+from au_face.losses import AUFaceLoss, LossWeights
 from au_face.neutral import NeutralEstimator
-from au_face.nn.net import AUFaceNet, Modality
+from au_face.nn.net import AUFaceNet, NetConfig
+from au_face.refinement import Refinement
+from au_face.tasks.checkpoints import CheckpointError, describe_load_error, load_checkpoint, read_checkpoint, unreadable
+from au_face.tasks.optim import OptimizerConfig
 from au_face.windows import SlidingWindow
 
 FREEZABLE = {
@@ -32,119 +38,91 @@ FREEZABLE = {
     "video": ("net.video_frame.",),
     "mesh": ("net.mesh_frame.",),
 }
-
-
-class CheckpointError(AUFaceError, ValueError):
-    """A checkpoint that is missing, not an au_face checkpoint, or incompatible."""
-
-
-@dataclass
-class Refinement:
-    """Output of :meth:`AUFaceTask.refine`: refined canonical vertices ``[T,V,3]`` and AU probabilities ``[T,K]``."""
-
-    vertices: torch.Tensor
-    au_probs: torch.Tensor
-    aus: list[int]
+#: How S̄ is taken: the person's estimated neutral shape, or the mean over the video's valid frames.
+Reference = Literal["neutral", "mean"]
+_Part = TypeVar("_Part")
 
 
 class AUFaceTask(L.LightningModule):
     """AU-aware dynamic refinement: AU occurrence + temporally smooth expression refinement.
 
-    The AU list, topology and sizes are linked from the datamodule by the CLI. Fixed geometry
-    (masks, expression basis) comes from the datamodule in :meth:`setup` and is stored in the
-    checkpoint, so a checkpoint alone can refine new videos.
-
-    Loss = ``au_weight``·BCE (per-AU positive weights, unknown labels masked)
-    + ``smooth_weight``·second differences of refined vertices
-    + ``data_weight``·‖refined − coarse‖² + ``delta_weight``·‖Δψ‖²
-    and, where the batch has ground truth, ``gt_weight``·‖refined − ground truth‖²
-    + ``expression_weight``·‖(refined − S̄) − (ground truth − its neutral)‖² (the expression
-    trajectory, free of the static shape offset between reconstructor and ground truth)
-    + ``accel_weight``·‖acceleration(refined) − acceleration(ground truth)‖².
-    Vertex terms are in units of ``vertex_scale``.
-
-    ``reference`` (linked from the datamodule): S̄ is the person's estimated ``neutral`` shape
-    (:class:`~au_face.neutral.NeutralEstimator`, stored in the checkpoint) or the clip ``mean``.
-
-    Fine-tuning: ``init_checkpoint`` loads a trained model at the start of ``fit``; weights whose
-    names or shapes depend on the AU list are re-initialised when the AU list differs;
-    ``freeze`` names parts to keep fixed (tokenizer, spatial, temporal, video, mesh); AU-specific
-    weights always train, and a checkpoint of another architecture is refused.
+    Args:
+        geometry: topology, AU list, masks, expression basis and neutral estimator: a
+            :class:`~au_face.geometry.GeometrySpec` (built once and cached), a geometry ``.npz`` or
+            checkpoint path, or a :class:`~au_face.geometry.FaceGeometry`.
+        net: architecture. loss: loss weights (:class:`~au_face.losses.AUFaceLoss` lists the terms).
+        evaluator: metrics logged on validation and test. optimizer: AdamW settings.
+        clip_length: frames per clip (windows of this length at inference).
+        reference: S̄ is the person's estimated ``neutral`` shape (needs a geometry with a neutral
+            estimator) or the clip ``mean``.
+        calibrated: take the ``log w`` shift of the positive BCE weights off the probabilities.
+        init_checkpoint: fine-tuning: a trained model loaded at the start of ``fit``; weights that
+            depend on the AU list are re-initialised when it differs; a checkpoint of another
+            architecture is refused.
+        freeze: parts kept fixed while fine-tuning (tokenizer, spatial, temporal, video, mesh);
+            AU-specific weights always train.
     """
 
     def __init__(
         self,
-        aus: list[int | str],
-        topology: str,
-        num_vertices: int,
-        expression_dim: int,
-        vertex_scale: float = 1.0,
+        geometry: GeometrySpec | str | FaceGeometry,
+        net: NetConfig | None = None,
+        loss: LossWeights | None = None,
+        evaluator: Evaluator | None = None,
+        optimizer: OptimizerConfig | None = None,
         clip_length: int = 16,
-        reference: str = "mean",
-        modality: Modality = "both",
-        dim: int = 64,
-        token_hidden: int = 128,
-        spatial_layers: int = 2,
-        temporal_layers: int = 2,
-        heads: int = 4,
-        dropout: float = 0.1,
-        image_encoder: str = "small_cnn",
-        image_size: int = 64,
-        feature_dim: int | None = None,
-        smoothing_sigmas: list[float] = (0.0, 1.0, 2.0, 4.0),
-        expression_correction: bool = True,
-        au_masks: bool = True,
+        reference: Reference = "mean",
         calibrated: bool = False,
-        au_weight: float = 1.0,
-        smooth_weight: float = 1.0,
-        data_weight: float = 0.1,
-        delta_weight: float = 1e-3,
-        gt_weight: float = 1.0,
-        expression_weight: float = 0.0,
-        accel_weight: float = 0.0,
-        max_pos_weight: float = 10.0,
-        threshold: float = 0.5,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.05,
         init_checkpoint: str | None = None,
         freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.aus = resolve_aus(aus)
+        net, loss = _part(NetConfig, net), _part(LossWeights, loss)
+        evaluator, optimizer = _part(Evaluator, evaluator), _part(OptimizerConfig, optimizer)
         unknown = set(freeze or []) - set(FREEZABLE)
         if unknown:
             raise ValueError(f"cannot freeze {sorted(unknown)}; choose from {sorted(FREEZABLE)}")
-        self.net = AUFaceNet(
-            len(self.aus), num_vertices, expression_dim, modality, dim, token_hidden, spatial_layers,
-            temporal_layers, heads, dropout, image_encoder, image_size, feature_dim, vertex_scale, tuple(smoothing_sigmas),
-            expression_correction, au_masks,
+        if reference not in ("neutral", "mean"):
+            raise ValueError(f"reference must be 'neutral' or 'mean', got {reference!r}")
+        self.geometry = resolve_geometry(geometry)
+        if reference == "neutral" and self.geometry.neutral is None:
+            raise CheckpointError("reference='neutral' needs a geometry with a neutral estimator (built with the ICT model)")
+        self.save_hyperparameters(
+            {
+                "geometry": _source(geometry), "net": asdict(net), "loss": asdict(loss), "evaluator": asdict(evaluator),
+                "optimizer": asdict(optimizer), "clip_length": clip_length, "reference": reference,
+                "calibrated": calibrated, "init_checkpoint": init_checkpoint, "freeze": freeze,
+            }  # fmt: skip
         )
-        self.neutral = NeutralEstimator.empty(num_vertices)
-        self.register_buffer("pos_weight", torch.ones(len(self.aus)))
+        self.evaluator, self.optimizer_config = evaluator, optimizer
+        self.loss = AUFaceLoss(loss, self.geometry.vertex_scale)
+        self.net = AUFaceNet.from_geometry(self.geometry, net)
+        self.neutral = NeutralEstimator.empty(self.geometry.num_vertices)
+        if self.geometry.neutral is not None:
+            self.neutral.install(self.geometry.neutral)
+        self.register_buffer("pos_weight", torch.ones(len(self.geometry.aus)))
 
-    # -- properties used by inference code --------------------------------------------
+    # -- what inference code reads ----------------------------------------------------------
+    @property
+    def aus(self) -> list[int]:
+        return list(self.geometry.aus)
+
     @property
     def topology_name(self) -> str:
-        return self.hparams.topology
+        return self.geometry.topology.name
 
     @property
     def clip_length(self) -> int:
         return self.hparams.clip_length
 
     def configure_callbacks(self) -> list[Callback]:
-        """AU F1, mesh smoothness and the filter baselines are always logged on validation and test."""
+        """The evaluator's metric callbacks, unless the Trainer already has one of the same type."""
         present = {type(c) for c in (self.trainer.callbacks if self._trainer else [])}
-        defaults = [AUF1Callback(self.hparams.threshold), MeshSmoothnessCallback(), FilterBaselineCallback()]
-        return [c for c in defaults if type(c) not in present]
+        return [c for c in self.evaluator.callbacks() if type(c) not in present]
 
-    # -- geometry, positive weights, fine-tuning ----------------------------------------
+    # -- data statistics, fine-tuning, checkpoints -------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        geometry = getattr(datamodule, "geometry", None)
-        if geometry is not None:
-            self.set_geometry(geometry)
         needs_crops = self.net.uses_video and not self.net.video_from_features
         if needs_crops and datamodule is not None and getattr(datamodule, "use_crops", True) is False:
             raise AUFaceError(
@@ -154,33 +132,26 @@ class AUFaceTask(L.LightningModule):
         if stage == "fit":
             if datamodule is not None and hasattr(datamodule, "label_frequencies"):
                 freq = torch.as_tensor(datamodule.label_frequencies(), dtype=torch.float32)
-                weight = ((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, self.hparams.max_pos_weight)
-                self.pos_weight.copy_(weight)
+                cap = self.loss.weights.max_pos_weight
+                self.pos_weight.copy_(((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, cap))
             if self.hparams.init_checkpoint and self.trainer.ckpt_path is None:
                 self.load_trunk(self.hparams.init_checkpoint)
             self._apply_freeze()
 
-    def set_geometry(self, geometry: FaceGeometry) -> None:
-        """Install masks and basis; they must match this model's topology, AUs and sizes."""
-        hp = self.hparams
-        if geometry.topology.name != hp.topology or geometry.topology.num_vertices != hp.num_vertices:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["geometry"] = self.geometry.to_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("geometry", {}).get("hash")
+        if stored != self.geometry.content_hash:
             raise CheckpointError(
-                f"model is for topology {hp.topology!r} ({hp.num_vertices} vertices), data gives "
-                f"{geometry.topology.name!r} ({geometry.topology.num_vertices} vertices)"
+                f"the checkpoint was trained with geometry {str(stored)[:12]}, this model has "
+                f"{self.geometry.content_hash[:12]} ({self.geometry.describe()}); use the geometry it was trained with"
             )
-        if list(geometry.aus) != self.aus or geometry.expression_dim != hp.expression_dim:
-            raise CheckpointError(f"model AUs/expression size {self.aus}/{hp.expression_dim} differ from the data's {list(geometry.aus)}/{geometry.expression_dim}")
-        self.net.set_geometry(torch.as_tensor(geometry.masks, dtype=torch.float32), torch.as_tensor(geometry.basis, dtype=torch.float32))
-        if geometry.neutral is not None:
-            self.neutral.install(geometry.neutral)
-        elif self.hparams.reference == "neutral":
-            raise CheckpointError("reference='neutral' needs a geometry with a neutral estimator")
 
     def reference(self, coarse: CoarseFrames) -> torch.Tensor:
         """S̄ ``[V,3]`` of a whole video, as this model was trained to use it."""
         if self.hparams.reference == "neutral":
-            if self.neutral.is_empty:
-                raise CheckpointError("this model uses the neutral reference but carries no neutral estimator")
             return self.neutral(coarse.vertices, coarse.valid).cpu()
         return coarse.mean_shape()
 
@@ -208,15 +179,16 @@ class AUFaceTask(L.LightningModule):
         cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: str | Path | None = None,
         strict: bool | None = None, **kwargs: Any,
     ) -> AUFaceTask:
-        """Lightning's loader with ``weights_only=True`` always: a checkpoint can hold tensors and
-        plain values only, never code. An unreadable file is a :class:`CheckpointError`."""
+        """Lightning's loader with ``weights_only=True`` always (tensors and plain values, never code)
+        and the geometry the checkpoint carries. An unusable file is a :class:`CheckpointError`."""
+        kwargs.setdefault("geometry", FaceGeometry.from_state(load_checkpoint(checkpoint_path)["geometry"]))
         kwargs["weights_only"] = True
         try:
             return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, **kwargs)
         except (pickle.UnpicklingError, EOFError) as err:
-            raise _unreadable(checkpoint_path, err) from err
+            raise unreadable(checkpoint_path, err) from err
         except (KeyError, TypeError, RuntimeError) as err:  # not an AUFaceTask checkpoint, or a damaged one
-            raise CheckpointError(f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {_describe(err)}") from err
+            raise CheckpointError(f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}") from err
 
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
@@ -241,33 +213,8 @@ class AUFaceTask(L.LightningModule):
             logits = logits - self.pos_weight.log()
         return logits.sigmoid()
 
-    def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        hp = self.hparams
-        valid = batch["valid"].bool()
-        scale = hp.vertex_scale
-        refined, coarse = out["refined"] / scale, batch["vertices"] / scale
-        losses = {
-            "au": masked_bce(out["logits"], batch["labels"], valid, self.pos_weight),
-            "smooth": smoothness_loss(refined, valid),
-            "data": vertex_mse(refined, coarse, valid),
-            "delta": masked_mean_square(out["delta"], valid),
-        }
-        if "gt_vertices" in batch:
-            gt = batch["gt_vertices"] / scale
-            losses["gt"] = vertex_mse(refined, gt, valid)
-            losses["accel"] = acceleration_mse(refined, gt, valid)
-            if "gt_reference" in batch and "reference" in batch:
-                moved = refined - batch["reference"][:, None] / scale
-                losses["expression"] = vertex_mse(moved, gt - batch["gt_reference"][:, None] / scale, valid)
-        weights = {
-            "au": hp.au_weight, "smooth": hp.smooth_weight, "data": hp.data_weight, "delta": hp.delta_weight,
-            "gt": hp.gt_weight, "expression": hp.expression_weight, "accel": hp.accel_weight,
-        }  # fmt: skip
-        losses["total"] = sum(weights[k] * v for k, v in losses.items())
-        return losses
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self._losses(batch, self(batch))
+        losses = self.loss(self(batch), batch, self.pos_weight)
         if not torch.isfinite(losses["total"]):
             raise AUFaceError(f"training loss is not finite at step {self.global_step}: {({k: float(v) for k, v in losses.items()})}")
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["valid"]))
@@ -275,8 +222,7 @@ class AUFaceTask(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
         out = self(batch)
-        losses = self._losses(batch, out)
-        self.log(f"{prefix}/loss", losses["total"], batch_size=len(batch["valid"]))
+        self.log(f"{prefix}/loss", self.loss(out, batch, self.pos_weight)["total"], batch_size=len(batch["valid"]))
         return {
             "probs": out["probs"],
             "labels": batch["labels"],
@@ -296,21 +242,9 @@ class AUFaceTask(L.LightningModule):
         out = self(batch)
         return {"probs": out["probs"], "refined": out["refined"], "valid": batch["valid"], "sequence": batch["sequence"], "start": batch["start"]}
 
-    def configure_optimizers(self):
-        hp = self.hparams
+    def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, int(hp.warmup_fraction * total))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return self.optimizer_config.build(params, int(self.trainer.estimated_stepping_batches))
 
     # -- inference on whole videos ----------------------------------------------------------
     @torch.no_grad()
@@ -318,8 +252,7 @@ class AUFaceTask(L.LightningModule):
         """Refine a whole video: the windows of :class:`~au_face.windows.SlidingWindow` (``clip_length``
         frames, half-window stride), run in batches and blended with its tent weights.
 
-        ``reference`` is S̄ (defaults to the mean over the record's valid frames). Frames without
-        a face keep their coarse mesh.
+        ``reference`` is S̄ (defaults to :meth:`reference`). Frames without a face keep their coarse mesh.
         """
         if coarse.topology != self.topology_name:
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
@@ -338,7 +271,7 @@ class AUFaceTask(L.LightningModule):
         parts.append(blend.finish())
         vertices, au_probs = (torch.from_numpy(np.concatenate(arrays)) for arrays in zip(*(p for p in parts if p)))
         vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
-        return Refinement(vertices, au_probs, list(self.aus))
+        return Refinement(vertices, au_probs, self.aus)
 
     def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows of ``clip_length`` frames (the last padded with invalid frames) as a batch."""
@@ -364,33 +297,26 @@ class AUFaceTask(L.LightningModule):
         return batch
 
 
+def _part(kind: type[_Part], value: _Part | dict | None) -> _Part:
+    """A part given as itself, as the dict a checkpoint stores, or None (its defaults)."""
+    if value is None:
+        return kind()
+    if isinstance(value, dict):
+        names = {f.name for f in fields(kind)}
+        return kind(**{k: v for k, v in value.items() if k in names})
+    return value
+
+
+def _source(geometry: GeometrySpec | str | FaceGeometry) -> dict | str | None:
+    """How the geometry was given, for the hyper-parameters (the arrays go in the checkpoint)."""
+    if isinstance(geometry, GeometrySpec):
+        return asdict(geometry)
+    return None if isinstance(geometry, FaceGeometry) else str(geometry)
+
+
 def _au_specific(key: str) -> bool:
     """Weights that depend on the AU list (never frozen; re-initialised for a new AU list)."""
     return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
-
-
-def _unreadable(path: str | Path, err: BaseException) -> CheckpointError:
-    """One line for a file ``torch.load(weights_only=True)`` refused: code in it, or not a checkpoint."""
-    refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
-    if refused:
-        return CheckpointError(
-            f"{path} refers to Python code ({refused.group(1)}), not just tensors and plain values; "
-            "refused, because loading it could run that code"
-        )
-    return CheckpointError(f"{path} is not a readable PyTorch checkpoint file ({type(err).__name__})")
-
-
-def _describe(err: BaseException) -> str:
-    """A loading error as one whole line (a state-dict mismatch summarised by its count of weights)."""
-    text = str(err)
-    if "Error(s) in loading state_dict" not in text:
-        return f"{type(err).__name__}: {' '.join(text.split())}"
-    keys = [a or b for a, b in re.findall(r'"([\w.]+)"|size mismatch for ([\w.]+)', text)]
-    example = f", e.g. {keys[0]}" if keys else ""
-    return (
-        f"its weights do not fit the model its hyper-parameters describe "
-        f"({len(keys)} missing, unexpected or reshaped{example})"
-    )
 
 
 def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
@@ -410,27 +336,6 @@ def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str
             f"{path} matches only {len(trunk) - len(missing)} of the model's {len(trunk)} trunk weights "
             f"(missing e.g. {missing[0]}); it is not a checkpoint of this model"
         )
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """State dict and AU list of an au_face checkpoint, read with ``weights_only=True`` (no code runs);
-    :class:`CheckpointError` for a missing, foreign, unreadable or code-carrying file."""
-    ckpt = load_checkpoint(path)
-    return ckpt["state_dict"], resolve_aus(ckpt["hyper_parameters"]["aus"])
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """The whole checkpoint dict (state dict, hyper-parameters), checked like :func:`read_checkpoint`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise _unreadable(path, err) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "aus" not in ckpt.get("hyper_parameters", {}):
-        raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint (no state_dict/hyper_parameters.aus)")
-    return ckpt
 
 
 __all__ = ["AUFaceTask", "CheckpointError", "Refinement"]

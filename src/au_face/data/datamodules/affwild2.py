@@ -43,10 +43,9 @@ class AffWild2DataModule(CachedVideoDataModule):
         video_dir: str | None = None,
         train_fraction: float = 1.0,
         two_person_videos: bool = False,
-        aus: str | list[str | int] = "affwild2",
         **kwargs,
     ) -> None:
-        super().__init__(cache_dir, aus=aus, **kwargs)
+        super().__init__(cache_dir, **kwargs)
         if not 0.0 < train_fraction <= 1.0:
             raise DatasetLayoutError(f"train_fraction must be in (0, 1], got {train_fraction}")
         self.dataset_root = Path(root)
@@ -96,6 +95,6 @@ class AffWild2DataModule(CachedVideoDataModule):
                 f"{len(missing)} Aff-Wild2 videos of the {split} split are not under {self.video_dir}: {', '.join(missing[:5])}"
             )
         return [
-            VideoSequence(f.stem, f.stem, self._videos[affwild2_video_name(f)], read_affwild2(f, self.au_list), frame_offset=1)
+            VideoSequence(f.stem, f.stem, self._videos[affwild2_video_name(f)], read_affwild2(f, self.aus), frame_offset=1)
             for f in files
         ]

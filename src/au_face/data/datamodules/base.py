@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import abc
 from functools import cached_property
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from au_face.aus import resolve_aus
 from au_face.data.clips import ClipDataset, ReferenceFn, SequenceRecord
-from au_face.geometry import FaceGeometry
+from au_face.geometry import FaceGeometry, GeometrySpec, resolve_geometry
 
 SPLITS = ("train", "val", "test", "predict")
 #: How S̄ is taken: the person's estimated neutral shape, or the mean over the video's frames.
@@ -26,15 +26,15 @@ def count_frames(record: SequenceRecord) -> int:
 
 
 class SequenceDataModule(L.LightningDataModule, abc.ABC):
-    """Base of every au_face DataModule.
+    """Base of every au_face DataModule: lists sequences and builds loaders.
 
-    Subclasses say which sequences form each split (:meth:`records`) and which fixed
-    geometry the model uses (:meth:`build_geometry`); this class cuts clips, batches,
-    samples and exposes what the model is linked to (``aus``, ``topology_name``,
-    ``num_vertices``, ``expression_dim``, ``vertex_scale``, ``reference``).
+    Subclasses say which sequences form each split (:meth:`records`); this class cuts clips,
+    batches and samples. The geometry (topology, AU list, neutral estimator) is the same artefact
+    the model receives (:mod:`au_face.geometry`); it is resolved on first use, not at construction.
 
     Args:
-        aus: AU set name (``bp4d``, ``disfa``, ``affwild2``) or list of AUs.
+        geometry: a :class:`~au_face.geometry.GeometrySpec`, a geometry ``.npz`` or checkpoint path,
+            or a :class:`~au_face.geometry.FaceGeometry`; its AU list is the list of labels served.
         clip_length: frames per clip (L). train_stride: clip stride for training
             (evaluation uses non-overlapping clips so each frame counts once).
         batch_size, num_workers: DataLoader settings.
@@ -48,7 +48,7 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
 
     def __init__(
         self,
-        aus: str | list[str | int] = "bp4d",
+        geometry: GeometrySpec | str | FaceGeometry,
         clip_length: int = 16,
         train_stride: int = 8,
         batch_size: int = 8,
@@ -56,15 +56,15 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         balanced_sampling: bool = False,
         use_crops: bool = True,
         cache_size: int = 64,
-        reference: str = "mean",
+        reference: Literal["neutral", "mean"] = "mean",
         single_frames: float = 0.0,
     ) -> None:
         super().__init__()
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        self.geometry_source = geometry
         self.reference = reference
         self.single_frames = single_frames
-        self.au_list = resolve_aus(aus)
         self.clip_length = clip_length
         self.train_stride = train_stride
         self.batch_size = batch_size
@@ -79,37 +79,14 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
     def records(self, split: str) -> list[SequenceRecord]:
         """Sequences of ``split`` (one of :data:`SPLITS`)."""
 
-    @abc.abstractmethod
-    def build_geometry(self) -> FaceGeometry:
-        """Masks and expression basis for this dataset's topology and AU list."""
-
-    # -- linked to the model ---------------------------------------------------------
     @cached_property
     def geometry(self) -> FaceGeometry:
-        geometry = self.build_geometry()
-        if list(geometry.aus) != self.au_list:
-            raise ValueError(f"geometry AUs {list(geometry.aus)} differ from the datamodule's {self.au_list}")
-        return geometry
+        return resolve_geometry(self.geometry_source)
 
     @property
     def aus(self) -> list[int]:
-        return list(self.au_list)
-
-    @property
-    def topology_name(self) -> str:
-        return self.geometry.topology.name
-
-    @property
-    def num_vertices(self) -> int:
-        return self.geometry.topology.num_vertices
-
-    @property
-    def expression_dim(self) -> int:
-        return self.geometry.expression_dim
-
-    @property
-    def vertex_scale(self) -> float:
-        return self.geometry.vertex_scale
+        """The AUs whose labels are served, in the geometry's order."""
+        return list(self.geometry.aus)
 
     # -- Lightning hooks -----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -136,7 +113,7 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             [count_frames(r) for r in records],
             self.clip_length,
             stride,
-            len(self.au_list),
+            len(self.aus),
             self.use_crops,
             self.cache_size,
             reference_fn=self.reference_fn(),

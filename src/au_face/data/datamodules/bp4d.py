@@ -53,10 +53,9 @@ class BP4DDataModule(CachedVideoDataModule):
         label_dir: str | None = None,
         tasks: list[str] | None = None,
         val_subjects: list[str] | None = None,
-        aus: str | list[str | int] = "bp4d",
         **kwargs,
     ) -> None:
-        super().__init__(cache_dir, aus=aus, **kwargs)
+        super().__init__(cache_dir, **kwargs)
         self.dataset_root = Path(root)
         self.fold = fold
         self.splits = fold_splits("bp4d", fold, val_subjects)
@@ -82,7 +81,7 @@ class BP4DDataModule(CachedVideoDataModule):
         out = []
         for subject in self.splits[split]:
             for task in self.tasks:
-                track = read_bp4d(bp4d_label_path(self.label_dir, subject, task), self.au_list)
+                track = read_bp4d(bp4d_label_path(self.label_dir, subject, task), self.aus)
                 video = self.video_dir / self.video_template.format(subject=subject, task=task)
                 numbers = None
                 if self.images_dir is not None:

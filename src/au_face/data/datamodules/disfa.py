@@ -42,10 +42,9 @@ class DISFADataModule(CachedVideoDataModule):
         label_dir: str | None = None,
         threshold: float = DISFA_THRESHOLD,
         val_subjects: list[str] | None = None,
-        aus: str | list[str | int] = "disfa",
         **kwargs,
     ) -> None:
-        super().__init__(cache_dir, aus=aus, **kwargs)
+        super().__init__(cache_dir, **kwargs)
         self.dataset_root = Path(root)
         self.fold = fold
         self.splits = fold_splits("disfa", fold, val_subjects)
@@ -66,7 +65,7 @@ class DISFADataModule(CachedVideoDataModule):
                 subject,
                 subject,
                 self.video_dir / self.video_template.format(subject=subject),
-                read_disfa(self.label_dir / subject, self.au_list, self.threshold),
+                read_disfa(self.label_dir / subject, self.aus, self.threshold),
                 frame_offset=1,
             )
             for subject in self.splits[split]

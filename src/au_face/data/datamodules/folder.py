@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -21,22 +20,12 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from au_face.assets import ICT_MODEL
-from au_face.coarse.base import CoarseFrames
 from au_face.coarse.registry import reconstructor_version
-from au_face.models import checkpoint_geometry
 from au_face.data.cache import CacheMissError, CoarseCache
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import SequenceDataModule, count_frames
 from au_face.data.labels import LabelTrack, align_labels, align_to_frames, read_folder_csv
 from au_face.errors import AUFaceError
-from au_face.expression import fit_pca_basis, ict_expression_basis
-from au_face.faces.ict import ICTFaceModel, has_ict_shapes
-from au_face.faces.registry import load_topology
-from au_face.faces.topology import FaceTopology
-from au_face.fileutil import atomic_save_npz, user_cache_dir
-from au_face.geometry import FaceGeometry
-from au_face.masks import build_masks
 from au_face.sources import IMAGE_EXTENSIONS, list_videos
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -121,16 +110,6 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         frame_stride, max_frames: ``--stride`` / ``--max-frames`` the cache was made with.
         alignment: ``mask`` (labels missing for a video frame, or for frames not in the video,
             become unknown) or ``error``.
-        mask_method: ``auto`` (ICT masks on ICT meshes, ICT masks transferred when an ICT model
-            is available, else landmark-anchored masks), ``ict``, ``transfer`` or ``landmarks``.
-        mask_rings: boundary width of the masks.
-        expression_basis: ``auto`` (ICT blendshapes on ICT, FLAME expression space on FLAME,
-            else PCA of the training meshes), ``pca``, ``ict`` or ``flame``.
-        expression_dim: size of a PCA or FLAME basis.
-        ict_path, flame_path, flame_landmarks_path: model files (default: their environment variables).
-        geometry_from: fine-tuning: a checkpoint whose topology, expression basis, neutral estimator,
-            masks (of the AUs it knows) and S̄ mode are used instead of building them
-            (:func:`au_face.models.checkpoint_geometry`); the settings above are then ignored.
         Other arguments: see :class:`SequenceDataModule`.
     """
 
@@ -142,24 +121,9 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         frame_stride: int = 1,
         max_frames: int | None = None,
         alignment: Literal["mask", "error"] = "mask",
-        mask_method: Literal["auto", "ict", "transfer", "landmarks"] = "auto",
-        mask_rings: int = 3,
-        expression_basis: Literal["auto", "pca", "ict", "flame"] = "auto",
-        expression_dim: int = 32,
-        ict_path: str | None = None,
-        flame_path: str | None = None,
-        flame_landmarks_path: str | None = None,
-        aus: str | list[str | int] = "bp4d",
-        clip_length: int = 16,
-        train_stride: int = 8,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        balanced_sampling: bool = False,
-        use_crops: bool = True,
-        cache_size: int = 64,
-        geometry_from: str | None = None,
+        **kwargs,
     ) -> None:
-        super().__init__(aus, clip_length, train_stride, batch_size, num_workers, balanced_sampling, use_crops, cache_size)
+        super().__init__(**kwargs)
         if alignment not in ("mask", "error"):
             raise DatasetLayoutError(f"alignment must be 'mask' or 'error', got {alignment!r}")
         self.cache_dir = Path(cache_dir)
@@ -168,14 +132,6 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         self.frame_stride = frame_stride
         self.max_frames = max_frames
         self.alignment = alignment
-        self.mask_method = mask_method
-        self.mask_rings = mask_rings
-        self.expression_basis_kind = expression_basis
-        self.basis_size = expression_dim
-        self.ict_path = ict_path
-        self.flame_path = flame_path
-        self.flame_landmarks_path = flame_landmarks_path
-        self.geometry_from = geometry_from
         self._sequences: dict[str, list[VideoSequence]] = {}
         self._records: dict[str, list[SequenceRecord]] = {}
 
@@ -211,6 +167,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
     def setup(self, stage: str | None = None) -> None:
         splits = STAGE_SPLITS.get(stage, ("train", "val", "test", "predict")) if stage else ("train", "val", "test", "predict")
         self.require_cached(tuple(s for s in splits if s not in self.datasets))
+        self.check_topology()
         super().setup(stage)
 
     def records(self, split: str) -> list[SequenceRecord]:
@@ -224,7 +181,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         if seq.track is None:
             return record
         n = count_frames(record)
-        track = seq.track.select(self.au_list)
+        track = seq.track.select(self.aus)
         if seq.frame_numbers is not None:
             numbers = np.asarray(seq.frame_numbers)[:: self.frame_stride][:n]
             if numbers.size != n:
@@ -237,82 +194,20 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         return replace(record, labels=aligned.labels)
 
     # -- geometry ------------------------------------------------------------------------------
-    def _coarse_topology_name(self) -> str:
-        """Topology of the cached meshes, read from the first cached video of any split."""
+    def check_topology(self) -> None:
+        """The cached meshes must be on the geometry's topology (read from the first cached video)."""
         manifest = self.cache.manifest()
         for split in ("train", "val", "test", "predict"):
             for seq in self.sequences(split):
                 if self.cache.is_done(seq.video, manifest.get(self.cache.key(seq.video))):
                     with np.load(self.cache.path(seq.video)) as z:
-                        return str(z["topology"])
-        self.require_cached(("train", "val", "test"))
-        raise DatasetLayoutError(f"{type(self).__name__}: no sequences to read the topology from")
-
-    def _ict_model(self, required: bool) -> ICTFaceModel | None:
-        if self.ict_path is None and ICT_MODEL.env_var not in os.environ and not required:
-            return None
-        return ICTFaceModel.load(ICT_MODEL.resolve(self.ict_path)).restrict("narrow")
-
-    def build_geometry(self) -> FaceGeometry:
-        if self.geometry_from is not None:
-            geometry, self.reference = checkpoint_geometry(self.geometry_from, self.au_list, self.mask_rings)
-            return geometry
-        name = self._coarse_topology_name()
-        topology = load_topology(name, self.ict_path, self.flame_path, self.flame_landmarks_path)
-        method = self.mask_method
-        ict = self._ict_model(required=method in ("ict", "transfer") or (name == "ict" and method == "auto"))
-        if method == "auto":
-            method = "landmarks"
-            if ict is not None and name == "ict":
-                method = "ict"
-            elif ict is not None and all(has_ict_shapes(a) for a in self.au_list):
-                method = "transfer"
-        masks = build_masks(topology, self.au_list, method, ict, user_cache_dir() / "masks", self.mask_rings)
-        return FaceGeometry(topology, tuple(self.au_list), masks, self._expression_basis(topology, ict))
-
-    def _expression_basis(self, topology: FaceTopology, ict: ICTFaceModel | None) -> np.ndarray:
-        kind = self.expression_basis_kind
-        if kind == "auto":
-            kind = {"ict": "ict", "flame": "flame"}.get(topology.name, "pca")
-        if kind == "ict":
-            if topology.name != "ict":
-                raise DatasetLayoutError(f"the ICT expression basis needs ICT meshes, the cache has {topology.name!r}")
-            basis, _ = ict_expression_basis(ict if ict is not None else self._ict_model(required=True))
-            return basis
-        if kind == "flame":
-            from au_face.faces.flame import FlameModel
-
-            if topology.name != "flame":
-                raise DatasetLayoutError(f"the FLAME expression basis needs FLAME meshes, the cache has {topology.name!r}")
-            flame = FlameModel.load(self.flame_path, self.flame_landmarks_path, n_expression=self.basis_size)
-            return flame.expression_basis().detach().cpu().numpy().astype(np.float32)
-        if kind == "pca":
-            return self._pca_basis(topology)
-        raise DatasetLayoutError(f"unknown expression basis {kind!r}; use auto, pca, ict or flame")
-
-    def _pca_basis(self, topology: FaceTopology, max_frames: int = 4000) -> np.ndarray:
-        """PCA of training displacements ``S - S̄``, saved beside the cache (keyed by the training videos)."""
-        videos = sorted(self.cache.key(s.video) for s in self.sequences("train"))
-        key = hashlib.sha1(json.dumps([topology.name, self.basis_size, max_frames, videos]).encode()).hexdigest()[:16]
-        path = self.cache_dir / "expression_basis" / f"pca_{topology.name}_{self.basis_size}_{key}.npz"
-        if path.is_file():  # fitted when training; evaluation needs no training videos
-            with np.load(path) as z:
-                return z["basis"]
-        train = self.records("train")
-        per_video = max(1, max_frames // max(1, len(train)))
-        parts = []
-        for record in train:
-            coarse = CoarseFrames.load(record.coarse_path)
-            if coarse.num_valid == 0:
-                continue
-            displacement = (coarse.vertices[coarse.valid] - coarse.mean_shape()).numpy()
-            take = np.linspace(0, len(displacement) - 1, min(per_video, len(displacement))).astype(int)
-            parts.append(displacement[take])
-        if not parts:
-            raise DatasetLayoutError(f"{type(self).__name__}: no valid training frames to fit a PCA expression basis")
-        basis = fit_pca_basis(np.concatenate(parts), self.basis_size)
-        atomic_save_npz(path, basis=basis)
-        return basis
+                        cached = str(z["topology"])
+                    if cached != self.geometry.topology.name:
+                        raise DatasetLayoutError(
+                            f"{type(self).__name__}: the cache {self.cache_dir} holds {cached!r} meshes, the geometry "
+                            f"is for {self.geometry.topology.name!r} (set geometry.topology: {cached})"
+                        )
+                    return
 
 
 def find_videos(folder: Path) -> dict[str, Path]:
@@ -421,7 +316,7 @@ class FolderAUDataModule(CachedVideoDataModule):
                 name,
                 self.subject_of(name),
                 self._labelled[name],
-                read_folder_csv(self.label_dir / f"{name}.csv", self.au_list, self.threshold),
+                read_folder_csv(self.label_dir / f"{name}.csv", self.aus, self.threshold),
                 self.frame_offset,
             )
             for name in names

@@ -169,7 +169,7 @@ class MultifaceDataModule(CachedVideoDataModule):
     def _record(self, seq: VideoSequence) -> SequenceRecord:
         record = super()._record(seq)
         n = count_frames(record)
-        labels = np.full((n, len(self.au_list)), -1, dtype=np.int8)
+        labels = np.full((n, len(self.aus)), -1, dtype=np.int8)
         return replace(record, labels=labels, gt_path=self._ground_truth(seq, record.coarse_path, n))
 
     def _ground_truth(self, seq: VideoSequence, coarse_path: Path, n: int) -> Path:
