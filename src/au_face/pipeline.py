@@ -25,6 +25,7 @@ from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
 from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS, AUCsvWriter, NpzStreamWriter, write_frame_meshes
+from au_face.refinement import Refinement
 from au_face.result import ReconstructionResult, output_paths
 from au_face.sources import open_frames
 from au_face.windows import SlidingWindow
@@ -42,14 +43,6 @@ class TopologyMismatchError(AUFaceError, ValueError):
 
 class PipelineError(AUFaceError, RuntimeError):
     """A refiner or reconstructor returned something inconsistent."""
-
-
-class Refinement(Protocol):
-    """What :meth:`Refiner.refine` returns for a clip of ``T`` frames."""
-
-    vertices: torch.Tensor  # [T,V,3] refined canonical vertices
-    au_probs: torch.Tensor  # [T,K]
-    aus: list[int]
 
 
 class Refiner(Protocol):
