@@ -346,7 +346,7 @@ def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
 
 
 def test_cli_model_errors(
-    bad_models: dict[str, tuple[Path, str]], photo: np.ndarray, bundle: Path, tmp_path: Path,
+    bad_models: dict[str, tuple[Path, str]], photo: np.ndarray, bundle: Path, bundle_files: dict[str, bytes], tmp_path: Path,
     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     image = tmp_path / "face.png"
@@ -365,6 +365,11 @@ def test_cli_model_errors(
         assert "--landmarker-model" in err and MODEL_ENV in err and "face_landmarker.task" in err and "MediaPipe" in err
         for name, (path, phrase) in bad_models.items():
             assert phrase in _one_line_error(capsys, [*argv, "--landmarker-model", str(path)]), name
+    bad_detector = write_bundle(
+        tmp_path / "bad_detector.task",
+        {"face_detector.tflite": b"junk" * 16, "face_landmarks_detector.tflite": bundle_files["face_landmarks_detector.tflite"]},
+    )
+    assert "MediaPipe cannot load" in _one_line_error(capsys, [*reconstruct, "--landmarker-model", str(bad_detector)])
     monkeypatch.setenv(MODEL_ENV, str(bad_models["text"][0]))
     assert "zip archive" in _one_line_error(capsys, reconstruct)
     wrong = ["reconstruct", str(image), "--out", str(tmp_path / "out"), "--no-refine", "--landmarker-model", str(bundle)]
