@@ -156,8 +156,8 @@ def test_default_checkpoint_is_looked_up_in_the_package() -> None:
 def test_reconstructor_option_and_registry(single_face: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     from au_face.coarse.registry import RECONSTRUCTORS, UnknownReconstructorError, build_reconstructor, reconstructor_class
 
-    assert RECONSTRUCTORS == ("mediapipe", "deca") and reconstructor_class("deca").name == "deca"
-    with pytest.raises(UnknownReconstructorError, match="choose from mediapipe, deca"):
+    assert RECONSTRUCTORS == ("mediapipe", "deca", "landmarker") and reconstructor_class("deca").name == "deca"
+    with pytest.raises(UnknownReconstructorError, match="choose from mediapipe, deca, landmarker"):
         build_reconstructor("openface")
     monkeypatch.delenv("AU_FACE_DECA", raising=False)
     monkeypatch.delenv("AU_FACE_FLAME", raising=False)

@@ -76,6 +76,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     name = "mediapipe"
     version = "2"  # 2: pose fitted without the forehead (brows keep their motion)
+    #: what finds the points, in messages
+    engine = "Face Mesh"
 
     def __init__(
         self,
@@ -132,13 +134,15 @@ class MediaPipeReconstructor(CoarseReconstructor):
         # the graphs cannot be pickled; a copy starts untracked
         return {**self.__dict__, "_mesh": None, "_turned_mesh": None}
 
-    def detect(self, rgb: np.ndarray) -> np.ndarray | None:
-        """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face."""
+    def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
+        """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face.
+
+        ``timestamp`` (seconds in the video) is for graphs that need one; Face Mesh ignores it."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
         if self._mesh is None:
             self.reset()
-        faces = _faces(self._mesh, rgb)
+        faces = self._find_faces(self._mesh, rgb, timestamp)
         if not faces:
             self._followed = None
             return None
@@ -154,6 +158,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
             )
         self._followed = points[:, :2].mean(axis=0)
         return points
+
+    def _find_faces(self, graph, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
+        """Every face ``graph`` (from :meth:`_face_mesh`) finds in a frame: ``[468,3]`` points in pixels."""
+        return _faces(graph, rgb)
 
     def choose_face(self, faces: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
         """The face followed so far if it is still there, else the largest (of faces within
@@ -178,7 +186,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if self._turned_mesh is None:
             self._turned_mesh = self._face_mesh(static=True)
         rgb = frames[found[middle]]
-        turned = _faces(self._turned_mesh, np.ascontiguousarray(rgb[::-1, ::-1]))
+        turned = self._find_faces(self._turned_mesh, np.ascontiguousarray(rgb[::-1, ::-1]))
         return bool(turned) and self.fit_residual(turned[0][None])[0] < UPSIDE_DOWN_RATIO * residuals[middle]
 
     def fit_residual(self, points: np.ndarray) -> np.ndarray:
@@ -195,14 +203,14 @@ class MediaPipeReconstructor(CoarseReconstructor):
             raise FrameFormatError(f"{n} frames but {len(timestamps)} timestamps")
         points = np.zeros((n, NUM_VERTICES, 3))
         valid = np.zeros(n, dtype=bool)
-        for i, rgb in enumerate(frames):
-            detected = self.detect(rgb)
+        for i, (rgb, timestamp) in enumerate(zip(frames, timestamps)):
+            detected = self.detect(rgb, float(timestamp))
             if detected is not None:
                 points[i], valid[i] = detected, True
         if self._upside_down(frames, points, valid):
             warnings.warn(
                 f"{int(valid.sum())} of {n} frames from {timestamps[0]:.2f} s marked not valid: the face looks upside "
-                "down (Face Mesh fits it far better turned by 180°)",
+                f"down ({self.engine} fits it far better turned by 180°)",
                 ImplausibleFitWarning,
                 stacklevel=2,
             )

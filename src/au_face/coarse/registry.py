@@ -1,7 +1,8 @@
 """Coarse reconstructors by name: the one list ``reconstruct``, ``preprocess`` and the DataModules use.
 
 Each entry names its class as ``module:Class``; the module (MediaPipe, DECA and their
-dependencies) is imported only when that reconstructor is asked for.
+dependencies) is imported only when that reconstructor is asked for. ``landmarker`` needs a
+user-supplied model file (``model_path``, ``--landmarker-model`` or ``$AU_FACE_LANDMARKER``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ if TYPE_CHECKING:
 _CLASSES = {
     "mediapipe": "au_face.coarse.mediapipe:MediaPipeReconstructor",
     "deca": "au_face.coarse.deca:DecaReconstructor",
+    "landmarker": "au_face.coarse.landmarker:FaceLandmarkerReconstructor",
 }
+#: Reconstructors whose ``create`` takes a ``model_path`` (the user-supplied model file).
+TAKES_MODEL_PATH = ("landmarker",)
 #: Names accepted by ``--reconstructor``.
 RECONSTRUCTORS = tuple(_CLASSES)
 
 
 class UnknownReconstructorError(AUFaceError, ValueError):
     """A reconstructor name that is not in :data:`RECONSTRUCTORS`."""
+
+
+class ReconstructorOptionError(AUFaceError, ValueError):
+    """An option that the chosen reconstructor does not take."""
 
 
 def reconstructor_class(name: str) -> type[CoarseReconstructor]:
@@ -40,11 +48,18 @@ def reconstructor_version(name: str) -> str:
     return str(reconstructor_class(name).version)
 
 
-def build_reconstructor(name: str, accelerator: str = "cpu") -> CoarseReconstructor:
+def build_reconstructor(name: str, accelerator: str = "cpu", model_path: str | os.PathLike | None = None) -> CoarseReconstructor:
     """A ready reconstructor by name. With a GPU ``accelerator`` it runs on this process's GPU
-    (Lightning's multi-GPU launcher sets ``LOCAL_RANK``; the first process has none: 0)."""
+    (Lightning's multi-GPU launcher sets ``LOCAL_RANK``; the first process has none: 0).
+    ``model_path`` is the model file of a reconstructor in :data:`TAKES_MODEL_PATH` (``landmarker``:
+    its ``.task`` file; without it, the reconstructor's environment variable)."""
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if accelerator in ("gpu", "cuda") else "cpu"
-    return reconstructor_class(name).create(device)
+    cls = reconstructor_class(name)
+    if name in TAKES_MODEL_PATH:
+        return cls.create(device, model_path=model_path)
+    if model_path is not None:
+        raise ReconstructorOptionError(f"a model file applies to the {', '.join(TAKES_MODEL_PATH)} reconstructor, not {name}")
+    return cls.create(device)
 
 
-__all__ = ["RECONSTRUCTORS", "UnknownReconstructorError", "build_reconstructor", "reconstructor_class", "reconstructor_version"]
+__all__ = ["RECONSTRUCTORS", "TAKES_MODEL_PATH", "ReconstructorOptionError", "UnknownReconstructorError", "build_reconstructor", "reconstructor_class", "reconstructor_version"]

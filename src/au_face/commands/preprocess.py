@@ -49,7 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reconstructor",
         choices=RECONSTRUCTORS,
         default="mediapipe",
-        help="coarse reconstructor (deca needs $AU_FACE_DECA, $AU_FACE_FLAME, $AU_FACE_FLAME_LANDMARKS)",
+        help="coarse reconstructor (deca needs $AU_FACE_DECA, $AU_FACE_FLAME, $AU_FACE_FLAME_LANDMARKS; "
+        "landmarker needs --landmarker-model or $AU_FACE_LANDMARKER)",
+    )
+    parser.add_argument(
+        "--landmarker-model",
+        type=Path,
+        metavar="TASK",
+        help="landmarker: the MediaPipe Face Landmarker model face_landmarker.task (default $AU_FACE_LANDMARKER; "
+        "not shipped, get it from the MediaPipe Face Landmarker page). The cache does not record which "
+        "file: use a new --out after changing it",
     )
     parser.add_argument("--devices", type=positive_int, default=1, help="Lightning devices (processes) sharing the videos")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)")
@@ -137,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.inputs)
     base = args.base if args.base is not None else default_base(args.inputs)
     check_output_folder(args.out, "--out")
-    reconstructor = build_reconstructor(args.reconstructor, args.accelerator)
+    if args.landmarker_model is not None and args.reconstructor != "landmarker":
+        raise PreprocessInputError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
+    reconstructor = build_reconstructor(args.reconstructor, args.accelerator, model_path=args.landmarker_model)
     cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
     todo = cache.missing(videos)
     start = time.perf_counter()

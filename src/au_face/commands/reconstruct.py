@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
     parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
     parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)")
+    parser.add_argument(
+        "--landmarker-model",
+        type=Path,
+        metavar="TASK",
+        help="landmarker: the MediaPipe Face Landmarker model face_landmarker.task (default $AU_FACE_LANDMARKER; "
+        "not shipped, get it from the MediaPipe Face Landmarker page)",
+    )
     parser.add_argument("--mesh-format", choices=MESH_FORMATS, help="also write one canonical mesh file per frame")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay video")
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
@@ -31,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-faces",
         type=positive_int,
-        help="mediapipe: faces looked for in each frame (default 4; the largest is used). 1 skips face "
+        help="mediapipe, landmarker: faces looked for in each frame (default 4; the largest is used). 1 skips face "
         "detection on tracked frames (faster) but takes MediaPipe's own pick of face",
     )
     parser.add_argument(
@@ -57,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
         from au_face.demo import demo_video
 
         source, name = demo_video(), "demo"
+    if args.landmarker_model is not None and args.reconstructor != "landmarker":
+        raise UsageError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
     refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)
-    reconstructor = build_reconstructor(args.reconstructor)
+    reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
     if args.max_faces is not None:
         if not hasattr(reconstructor, "max_faces"):
-            raise UsageError(f"--max-faces applies to the mediapipe reconstructor, not {args.reconstructor}")
+            raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
         reconstructor.max_faces = args.max_faces
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
     with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
