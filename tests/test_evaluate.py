@@ -65,3 +65,17 @@ def test_evaluate_errors(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--metrics", str(a), str(tmp_path / "missing.csv")]) == 2
     assert "metrics file not found" in capsys.readouterr().err
     assert main(["evaluate", "--config", str(a), "--ckpt", "x", "y"]) == 2
+
+
+def test_evaluator_builds_the_chosen_metric_callbacks_and_reads_f1_by_metric_name() -> None:
+    from au_face.callbacks import AUF1Callback, FilterBaselineCallback, MeshSmoothnessCallback
+    from au_face.evaluator import Evaluator
+
+    assert [type(c) for c in Evaluator().callbacks()] == [AUF1Callback, MeshSmoothnessCallback, FilterBaselineCallback]
+    only_f1 = Evaluator(metrics=["au_f1"], threshold=0.3).callbacks()
+    assert len(only_f1) == 1 and only_f1[0].threshold == 0.3
+    with pytest.raises(ValueError, match="unknown metrics"):
+        Evaluator(metrics=["accuracy"])
+    results = {"test/f1/AU01": 0.5, "test/f1/AU12": 0.25, "val/f1/AU02": 0.9, "test/f1_mean": 0.4}
+    f1 = Evaluator.au_f1(results, [1, 2, 12])
+    assert f1[1] == 0.5 and f1[12] == 0.25 and math.isnan(f1[2]), "AU02 was logged for validation only"
