@@ -55,3 +55,11 @@ def test_the_demo_smile_reads_as_au12(tmp_path: Path) -> None:
     result = au_face.reconstruct(demo_video(tmp_path))
     au12 = result.aus["AU12_p"].dropna()
     assert len(au12) > 10 and (au12 >= 0.5).mean() >= 0.9
+
+
+def test_the_default_config_rebuilds_the_packaged_geometry(ict_npz) -> None:
+    from au_face.geometry import GeometrySpec, build
+
+    config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    rebuilt = build(GeometrySpec(**config["geometry"], ict_path=str(ict_npz)))
+    assert rebuilt == load_refiner(PACKAGED).geometry, "configs/default.yaml no longer describes the packaged model's geometry"
