@@ -61,7 +61,8 @@ def test_pytorch3d_without_its_environment_is_a_clear_error(without_pytorch3d, t
         MeshRenderer(np.array([[0, 1, 2]]), 16, backend="pytorch3d")
     message = str(err.value)
     assert "from pytorch3d import _C" in message
-    assert "au_face[pytorch3d-render]" in message and "constraints/pytorch3d.txt" in message
+    assert '-c constraints/pytorch3d.txt -e ".[pytorch3d-render]"' in message
+    assert all(f'"{pin}"' in message for pin in PYTORCH3D_PINS)
     assert MeshRenderer(np.array([[0, 1, 2]]), 16).backend == "embree"  # the default needs none of it
 
     root = tmp_path / "data"

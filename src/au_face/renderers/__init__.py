@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import trimesh
 
 from au_face.errors import AUFaceError
+from au_face.renderers.raycast import RayCastRasterizer
 
 BACKENDS = ("embree", "pytorch3d")
 DEFAULT_BACKEND = "embree"
@@ -64,10 +66,9 @@ def require_backend(backend: str) -> None:
             raise RendererBackendError(
                 f"renderer backend 'pytorch3d' needs PyTorch3D's compiled part, which does not load here "
                 f"(from pytorch3d import _C -> {error}). It loads only with the CUDA build of torch==2.12.1 "
-                f"(PyPI's default Linux wheel; it runs without a GPU): in a separate environment, "
-                f"pip install \"au_face[pytorch3d-render]\" (from a checkout: pip install -c "
-                f"constraints/pytorch3d.txt -e \".[pytorch3d-render]\"), i.e. {pins}; see docs/pytorch3d.md. "
-                f"The default backend 'embree' needs none of this."
+                f"(PyPI's default Linux wheel; it runs without a GPU). In a separate environment: "
+                f'pip install -c constraints/pytorch3d.txt -e ".[pytorch3d-render]" in a checkout, or '
+                f"pip install {pins}; see docs/pytorch3d.md. The default backend 'embree' needs none of this."
             )
 
 
@@ -79,8 +80,6 @@ def renderer_name(backend: str) -> str:
     if backend == "pytorch3d":
         return "pytorch3d"
     if backend == "embree":
-        import trimesh
-
         # the two trimesh ray engines give the same images up to float rounding at triangle edges
         return "trimesh-embree" if trimesh.ray.has_embree else "trimesh-rtree"
     raise RendererBackendError(f"unknown renderer backend {backend!r}; choose one of {BACKENDS}")
@@ -90,9 +89,7 @@ def make_rasterizer(backend: str, triangles: np.ndarray, image_size: int) -> Ras
     """The ``backend`` rasteriser for ``triangles`` ``[F,3]`` at ``image_size`` pixels square."""
     require_backend(backend)
     if backend == "pytorch3d":
-        from au_face.renderers.pytorch3d_raster import PyTorch3DRasterizer
+        from au_face.renderers.pytorch3d_raster import PyTorch3DRasterizer  # imports pytorch3d
 
         return PyTorch3DRasterizer(triangles, image_size)
-    from au_face.renderers.raycast import RayCastRasterizer
-
     return RayCastRasterizer(triangles, image_size)
