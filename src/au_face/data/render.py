@@ -1,10 +1,12 @@
-"""Offscreen shading of a face mesh into an RGB crop by ray casting (trimesh, Embree when installed).
+"""Offscreen shading of a face mesh into an RGB crop.
 
 Camera model: orthographic along +z in *image space*, the frame :class:`~au_face.coarse.base.CoarseFrames`
 uses for posed vertices: ``x`` to the right and ``y`` down in pixels, ``z`` pointing away from the
-viewer. One ray per pixel centre ``(col + 0.5, row + 0.5)`` travels along +z; its first hit is shaded
-with Lambert + ambient light from interpolated vertex normals. (pytorch3d is not used: the images
-are the same whether or not it is installed.)
+viewer. The triangle first hit at each pixel centre ``(col + 0.5, row + 0.5)`` along +z is shaded
+with Lambert + ambient light from interpolated vertex normals. A named backend
+(:mod:`au_face.renderers`) finds those triangles: ``embree`` (default, trimesh ray casting) or
+``pytorch3d`` (PyTorch3D's rasteriser, an optional environment); the images never depend on what
+is installed, only on the backend asked for.
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import scipy.sparse as sp
-import trimesh
 
-#: Name of the renderer recorded with generated data (the two trimesh backends give the same images
-#: up to float rounding at triangle edges).
-RENDERER_NAME = "trimesh-embree" if trimesh.ray.has_embree else "trimesh-rtree"
+from au_face.renderers import DEFAULT_BACKEND, make_rasterizer, renderer_name
 
 #: Skin reflectance range (linear RGB) between which random albedos are drawn.
 _SKIN_LIGHT = np.array([0.93, 0.76, 0.66])
@@ -95,13 +94,19 @@ class RenderedFrame:
 
 
 class MeshRenderer:
-    """Ray-cast renderer for one triangle topology at a fixed square image size."""
+    """Renderer for one triangle topology at a fixed square image size.
 
-    name = RENDERER_NAME
+    ``backend`` (:data:`~au_face.renderers.BACKENDS`) finds the visible triangles; asking for one
+    that does not load raises :class:`~au_face.renderers.RendererBackendError`. ``name`` is the
+    renderer name stored with generated data.
+    """
 
-    def __init__(self, triangles: np.ndarray, image_size: int) -> None:
+    def __init__(self, triangles: np.ndarray, image_size: int, backend: str = DEFAULT_BACKEND) -> None:
         self.triangles = np.asarray(triangles, dtype=np.int64)
         self.image_size = int(image_size)
+        self.backend = backend
+        self.name = renderer_name(backend)
+        self._rasterizer = make_rasterizer(backend, self.triangles, self.image_size)
         num_vertices = int(self.triangles.max()) + 1 if self.triangles.size else 0
         rows = self.triangles.ravel()
         cols = np.repeat(np.arange(len(self.triangles)), 3)
@@ -127,39 +132,25 @@ class MeshRenderer:
         size = self.image_size
         if background.shape != (size, size, 3):
             raise ValueError(f"background must be [{size},{size},3], got {background.shape}")
-        mesh = trimesh.Trimesh(vertices=np.asarray(vertices, dtype=np.float64), faces=self.triangles, process=False)
-        rows, cols, origins = self._rays(mesh.vertices)
+        vertices = np.asarray(vertices, dtype=np.float64)
+        hits = self._rasterizer.first_hits(vertices)
+        mask = hits >= 0
+        rows, cols = np.nonzero(mask)
         image = background.astype(np.float64) / 255.0
-        mask = np.zeros((size, size), dtype=bool)
-        if len(origins):
-            directions = np.broadcast_to(np.array([0.0, 0.0, 1.0]), origins.shape)
-            tri_ids = mesh.ray.intersects_first(origins, directions)
-            hit = tri_ids >= 0
-            if hit.any():
-                bary = self._barycentric(mesh.vertices, origins[hit, :2], tri_ids[hit])
-                corners = self.triangles[tri_ids[hit]]
-                normals = self._interpolate(bary, self._vertex_normals(mesh.vertices), corners)
-                normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-                albedo = lighting.albedo if vertex_albedo is None else self._interpolate(bary, vertex_albedo, corners)
-                image[rows[hit], cols[hit]] = self._shade(normals, lighting, albedo)
-                mask[rows[hit], cols[hit]] = True
+        if len(rows):
+            tri_ids = hits[rows, cols]
+            bary = self._barycentric(vertices, np.stack([cols + 0.5, rows + 0.5], axis=1), tri_ids)
+            corners = self.triangles[tri_ids]
+            normals = self._interpolate(bary, self._vertex_normals(vertices), corners)
+            normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+            albedo = lighting.albedo if vertex_albedo is None else self._interpolate(bary, vertex_albedo, corners)
+            image[rows, cols] = self._shade(normals, lighting, albedo)
         if cavities:
             holes = np.zeros((size, size), dtype=np.uint8)
             cv2.fillPoly(holes, [np.round(np.asarray(p)).astype(np.int32) for p in cavities], 1)
             fill = (holes > 0) & ~mask
             image[fill] = np.asarray(cavity_color, dtype=np.float64)
         return RenderedFrame(np.round(255 * np.clip(image, 0.0, 1.0)).astype(np.uint8), mask)
-
-    def _rays(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pixel rows/cols and ray origins for the pixels inside the mesh's bounding box."""
-        size = self.image_size
-        lo = np.clip(np.floor(vertices[:, :2].min(axis=0)).astype(int), 0, size)
-        hi = np.clip(np.ceil(vertices[:, :2].max(axis=0)).astype(int) + 1, 0, size)
-        rows, cols = np.mgrid[lo[1] : hi[1], lo[0] : hi[0]]
-        rows, cols = rows.ravel(), cols.ravel()
-        z0 = vertices[:, 2].min() - 1.0
-        origins = np.stack([cols + 0.5, rows + 0.5, np.full(len(rows), z0)], axis=1)
-        return rows, cols, origins
 
     def _vertex_normals(self, vertices: np.ndarray) -> np.ndarray:
         """``[V,3]`` area-weighted vertex normals (not normalised)."""

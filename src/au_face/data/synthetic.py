@@ -31,8 +31,9 @@ Each sequence is one random identity making facial actions while the head moves 
      coefficients (it cancels in ``S - S̄`` but not in the error to the ground truth);
   3. vertex noise: i.i.d. ``N(0, vertex_noise)`` centimetres per vertex coordinate and frame.
 
-* **Frames**: the posed *clean* mesh ray-cast (:mod:`au_face.data.render`) at ``image_size`` with a
-  random Lambert + ambient light per sequence over a random gradient background.
+* **Frames**: the posed *clean* mesh rendered (:mod:`au_face.data.render`) at ``image_size`` with a
+  random Lambert + ambient light per sequence over a random gradient background, by the
+  ``render_backend`` the config names (``embree`` by default; ``pytorch3d`` is an optional environment).
 * **Sim-to-real** (``coarse_source="mediapipe"``, :mod:`au_face.data.simreal`): instead of the noise
   model, the whole ICT face region is rendered with painted brows, lips, eyes and teeth in a random
   view (``view_range_deg``), scale and position, degraded like a camera image, and the real
@@ -76,13 +77,14 @@ from scipy.spatial.transform import Rotation
 from au_face.assets import ICT_MODEL
 from au_face.aus import AU_SETS, au_label, resolve_aus
 from au_face.coarse.base import CoarseFrames
-from au_face.data.render import RENDERER_NAME, Lighting, MeshRenderer, random_background, random_skin_albedo
+from au_face.data.render import Lighting, MeshRenderer, random_background, random_skin_albedo
 from au_face.data.simreal import RENDER_REGION, Appearance, Degradation, face_albedo, paint_openings, sample_view, view_rotation
 from au_face.errors import AUFaceError
 from au_face.faces.correspondence import TopologyMap
 from au_face.faces.ict import ICTFaceModel, ict_blendshape_weights
 from au_face.faces.mediapipe import mediapipe_topology, to_pose_frame
 from au_face.fileutil import atomic_save_npz, atomic_write_text
+from au_face.renderers import BACKENDS, DEFAULT_BACKEND, renderer_name, require_backend
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +183,9 @@ class SyntheticConfig:
         face_fill_range: range of ``face_fill`` drawn per sequence (``mediapipe`` source).
         held_fraction: share of sequences that hold one expression throughout.
         crop_size: side of the reconstructor's aligned crops (``mediapipe`` source).
+        render_backend: what finds the visible triangles of the frames (:mod:`au_face.renderers`):
+            ``embree`` (trimesh ray casting) or ``pytorch3d`` (needs the optional PyTorch3D
+            environment to generate, not to load). Data made by one backend is never reused for the other.
     """
 
     seed: int = 0
@@ -212,6 +217,7 @@ class SyntheticConfig:
     face_fill_range: tuple[float, float] = (0.3, 0.65)
     held_fraction: float = 0.0
     crop_size: int = 64
+    render_backend: str = DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
         try:
@@ -248,6 +254,7 @@ class SyntheticConfig:
             "face_fill_range must be (low, high) with 0 < low <= high <= 1.5":
                 len(self.face_fill_range) != 2 or not 0 < self.face_fill_range[0] <= self.face_fill_range[1] <= 1.5,
             "crop_size must be in [0, 512]": not 0 <= self.crop_size <= 512,
+            f"render_backend must be one of {BACKENDS}": self.render_backend not in BACKENDS,
         }  # fmt: skip
         for name in ("onset_frames", "apex_frames", "offset_frames"):
             span = getattr(self, name)
@@ -366,7 +373,7 @@ def load_synthetic_index(root: str | Path, config: SyntheticConfig | None = None
     except (ValueError, KeyError, TypeError) as err:
         logger.warning("ignoring unreadable %s: %s", path, err)
         return None
-    if index.generator_version != GENERATOR_VERSION or index.renderer != RENDERER_NAME:
+    if index.generator_version != GENERATOR_VERSION or index.renderer != renderer_name(index.config.render_backend):
         return None
     if config is not None and index.config.to_dict() != config.to_dict():
         return None
@@ -402,14 +409,17 @@ def generate_synthetic_dataset(
         workers: processes for generation (default: up to 2, one for small jobs). The output does
             not depend on it.
 
-    A complete dataset made by the same config is returned as is. Otherwise sequences already
-    written completely by an interrupted run of the same config are kept and the rest generated.
+    A complete dataset made by the same config is returned as is (whatever loads here). Otherwise
+    sequences already written completely by an interrupted run of the same config are kept and the
+    rest generated; a ``render_backend`` that does not load here raises
+    :class:`~au_face.renderers.RendererBackendError` before anything is written.
     """
     root = Path(root)
     config = config or SyntheticConfig()
     cached = load_synthetic_index(root, config)
     if cached is not None:
         return cached
+    require_backend(config.render_backend)
     ict_path = ICT_MODEL.resolve(ict_path)
     root.mkdir(parents=True, exist_ok=True)
     (root / INDEX_NAME).unlink(missing_ok=True)
@@ -430,7 +440,7 @@ def generate_synthetic_dataset(
     index = SyntheticIndex(
         root=root,
         config=config,
-        renderer=RENDERER_NAME,
+        renderer=renderer_name(config.render_backend),
         generator_version=GENERATOR_VERSION,
         splits={split: [sequence_id(*job) for job in config.jobs(split)] for split in SPLITS},
         identities={sequence_id(*job): f"{job[0]}-{job[1]:03d}" for job in plan},
@@ -708,7 +718,7 @@ class SequenceSimulator:
             self.topology_map = TopologyMap.between(self.model.topology(), mediapipe_topology())
         else:
             self.render_model = self.model
-        self.renderer = MeshRenderer(self.render_model.triangles, config.image_size)
+        self.renderer = MeshRenderer(self.render_model.triangles, config.image_size, config.render_backend)
 
     def simulate(self, split: str, identity: int, sequence: int) -> SyntheticSequence:
         """Sequence ``sequence`` of identity ``identity`` of ``split`` (deterministic)."""
@@ -891,9 +901,15 @@ def _run_jobs(
 
 def config_fingerprint(config: SyntheticConfig) -> str:
     """Short hash of the config, generator version, renderer and the AU → ICT-shape weights
-    (stored in every ``gt`` file, so a changed mapping regenerates the data)."""
+    (stored in every ``gt`` file, so a changed mapping regenerates the data).
+
+    ``render_backend`` enters as the renderer's name, not as a config key, so data made before the
+    key existed (all ``embree``) keeps its fingerprint.
+    """
     au_shapes = {str(au): ict_blendshape_weights(au) for au in config.aus}
-    stamp = {"generator_version": GENERATOR_VERSION, "renderer": RENDERER_NAME, "config": config.to_dict(), "au_shapes": au_shapes}
+    settings = {k: v for k, v in config.to_dict().items() if k != "render_backend"}
+    renderer = renderer_name(config.render_backend)
+    stamp = {"generator_version": GENERATOR_VERSION, "renderer": renderer, "config": settings, "au_shapes": au_shapes}
     payload = json.dumps(stamp, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
