@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from au_face.coarse.base import CoarseReconstructor
+from au_face.concurrency import InBackground
 from au_face.errors import AUFaceError
 from au_face.models import default_checkpoint, load_refiner
 from au_face.pipeline import Refiner
@@ -27,10 +28,25 @@ class UsageError(AUFaceError, ValueError):
 def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refiner | None:
     """The model to refine with: ``ckpt``, else the packaged default model, else None (coarse only).
     ``refine=False`` gives None."""
+    path = _checkpoint_path(ckpt, refine)
+    return None if path is None else load_refiner(path)
+
+
+def load_refiner_in_background(ckpt: str | Path | None = None, refine: bool = True) -> InBackground[Refiner] | None:
+    """:func:`resolve_refiner` in a thread: the model (seconds of imports) loads while
+    :func:`au_face.pipeline.reconstruct` tracks the first frames. None when there is no model to load.
+
+    Start it after the reconstructor is built, so the two threads do not import the same modules at once.
+    """
+    path = _checkpoint_path(ckpt, refine)
+    return None if path is None else InBackground(lambda: load_refiner(path), name="au_face-load-model")
+
+
+def _checkpoint_path(ckpt: str | Path | None, refine: bool) -> str | Path | None:
+    """``ckpt``, else the packaged default model, else None; None when ``refine`` is False."""
     if not refine:
         return None
-    path = ckpt if ckpt is not None else default_checkpoint()
-    return None if path is None else load_refiner(path)
+    return ckpt if ckpt is not None else default_checkpoint()
 
 
 def input_names(source: str | Path, inputs: list[Path]) -> list[str]:
@@ -45,7 +61,7 @@ def reconstruct_all(
     source: str | Path,
     out: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | None,
+    refiner: Refiner | InBackground[Refiner] | None,
     name: str | None = None,
     **options,
 ) -> Iterator[ReconstructionResult]:
@@ -94,7 +110,7 @@ def reconstruct(
         from au_face.coarse.registry import build_reconstructor
 
         reconstructor = build_reconstructor(reconstructor)
-    refiner = resolve_refiner(ckpt, refine)
+    refiner = load_refiner_in_background(ckpt, refine)
     options = {"overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress}
     with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not verbose):
         results = [
@@ -112,4 +128,4 @@ def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
     return result
 
 
-__all__ = ["UsageError", "input_names", "reconstruct", "reconstruct_all", "resolve_refiner"]
+__all__ = ["UsageError", "input_names", "load_refiner_in_background", "reconstruct", "reconstruct_all", "resolve_refiner"]

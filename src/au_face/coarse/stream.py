@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
+from au_face.concurrency import read_ahead
 from au_face.errors import AUFaceError
 from au_face.io import NpzStreamWriter
 from au_face.sources import FrameReader, open_frames
@@ -58,8 +59,9 @@ def _no_face_message(path: Path, num_frames: int, stride: int) -> str:
 def _chunks(
     reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int
 ) -> Iterator[CoarseFrames]:
+    """The reconstructor's output for consecutive chunks; frames are decoded ahead in a thread."""
     reconstructor.reset()
-    for chunk in iter_chunks(reader, chunk_size):
+    for chunk in iter_chunks(read_ahead(reader), chunk_size):
         yield reconstructor.reconstruct([f.rgb for f in chunk], [f.timestamp for f in chunk], reader.fps)
 
 
