@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,6 +230,52 @@ def test_stride_and_max_frames(single_face: Path, reconstructor, tmp_path: Path,
     assert result.num_frames == 10 and set(result.paths) == {"meshes", "au_csv"}
     np.testing.assert_array_equal(seq.extra["frames"], np.arange(10) * 3 + 1)
     np.testing.assert_allclose(seq.timestamps, video_times[::3][:10])
+
+
+def test_a_refiner_loading_in_the_background_gives_the_same_outputs(
+    single_face: Path, reconstructor, refined_run, tmp_path: Path
+) -> None:
+    from au_face.concurrency import InBackground
+
+    loading = InBackground(lambda: (time.sleep(0.5), StandInRefiner())[1])
+    result = reconstruct(single_face, tmp_path, reconstructor, refiner=loading, mesh_format="ply", progress=False)
+    _, expected, _ = refined_run
+    assert set(result.paths) == set(expected.paths)
+    with np.load(result.paths["meshes"]) as got, np.load(expected.paths["meshes"]) as want:
+        assert sorted(got.files) == sorted(want.files)
+        for name in want.files:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert result.paths["au_csv"].read_text() == expected.paths["au_csv"].read_text()
+    assert _video_frames(result.paths["overlay"]) == (72, (840, 360))
+
+
+def test_a_refiner_that_fails_to_load_stops_the_run_and_leaves_nothing(
+    single_face: Path, reconstructor, tmp_path: Path
+) -> None:
+    from au_face.concurrency import InBackground
+    from au_face.errors import AUFaceError
+
+    def broken() -> StandInRefiner:
+        raise AUFaceError("checkpoint is broken")
+
+    with pytest.raises(AUFaceError, match="checkpoint is broken"):
+        reconstruct(single_face, tmp_path, reconstructor, refiner=InBackground(broken), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
+    single_face: Path, reconstructor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from au_face.render import OverlayWriter
+
+    def fail(self, *args, **kwargs) -> None:
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(OverlayWriter, "write", fail)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        reconstruct(single_face, tmp_path, reconstructor, refiner=StandInRefiner(), progress=False)
+    assert not list(tmp_path.glob("*overlay*")) and not list(tmp_path.glob(".*"))
+    assert not any(t.name == "au_face-overlay" and t.is_alive() for t in threading.enumerate())
 
 
 def test_topology_mismatch_is_refused_before_any_work(single_face: Path, reconstructor, tmp_path: Path) -> None:

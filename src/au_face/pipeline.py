@@ -291,7 +291,9 @@ class OverlayStream:
         self._thread.start()
 
     def ready(self, rows: int) -> None:
-        """The first ``rows`` frames' rows are in the store."""
+        """The first ``rows`` frames' rows are in the store. Raises the thread's error, if it has failed."""
+        if self._error is not None:
+            raise self._error
         with self._changed:
             self._rows = rows
             self._changed.notify_all()
@@ -322,6 +324,14 @@ class OverlayStream:
                 raise _Cancelled
             return self._rows > index
 
+    def _wait_for_total(self) -> int:
+        """Wait until :meth:`finish` says how many frames there are."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or self._total is not None)
+            if self._cancelled:
+                raise _Cancelled
+            return self._total
+
     def _rows_from(self, start: int) -> dict[str, np.ndarray]:
         """The stored rows of frames ``start:`` (up to :data:`_CHUNK` of them) that the drawing needs."""
         names = (self._final, "valid", "rotation", "translation", "scale", *(("au_probs",) if self._aus else ()))
@@ -339,11 +349,13 @@ class OverlayStream:
                         break
                     if i - start >= len(rows.get("valid", ())):
                         start, rows = i, self._rows_from(i)
-                    writer.write(frame.rgb, self._posed(rows, i - start), rows["au_probs"][i - start] if self._aus else None, frame.timestamp)
+                    j = i - start
+                    writer.write(frame.rgb, self._posed(rows, j), rows["au_probs"][j] if self._aus else None, frame.timestamp)
                     bar.update(1)
-                if writer.frames_written != self._total:
+                total = self._wait_for_total()
+                if writer.frames_written != total:
                     raise PipelineError(
-                        f"overlay: the video gave {writer.frames_written} frames on the second read, {self._total} on the first"
+                        f"overlay: the video gave {writer.frames_written} frames on the second read, {total} on the first"
                     )
         except _Cancelled:
             pass
