@@ -1,13 +1,12 @@
-"""``au_face.concurrency``: read-ahead and background values hand back items, values and errors."""
+"""``au_face.concurrency.read_ahead``: items in order, the producer's errors, stopping early."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
-from au_face.concurrency import InBackground, read_ahead
+from au_face.concurrency import read_ahead
 
 
 def test_read_ahead_keeps_order_and_ends() -> None:
@@ -44,24 +43,3 @@ def test_leaving_early_stops_and_closes_the_producer() -> None:
     stream.close()
     assert closed.wait(5), "the producer's generator was not closed"
     assert not any(t.name == "au_face-read-ahead" and t.is_alive() for t in threading.enumerate())
-
-
-def test_in_background_gives_the_value_or_the_error() -> None:
-    started = threading.Event()
-
-    def slow() -> int:
-        started.set()
-        time.sleep(0.05)
-        return 42
-
-    value = InBackground(slow)
-    assert started.wait(5)
-    assert value.result() == 42 and value.done()
-
-    def broken() -> int:
-        raise RuntimeError("no model")
-
-    failing = InBackground(broken)
-    with pytest.raises(RuntimeError, match="no model"):
-        failing.result()
-    assert failing.done()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -16,7 +20,10 @@ import trimesh
 from au_face.cli import main
 from au_face.coarse.base import CoarseFrames
 from au_face.io import load_mesh_sequence_npz, read_au_csv
+from au_face.errors import AUFaceError
 from au_face.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
+from au_face.refiner_process import RefinerProcess
+from au_face.result import ReconstructionResult, output_paths
 from au_face.windows import SlidingWindow
 
 pytest.importorskip("mediapipe")
@@ -232,35 +239,63 @@ def test_stride_and_max_frames(single_face: Path, reconstructor, tmp_path: Path,
     np.testing.assert_allclose(seq.timestamps, video_times[::3][:10])
 
 
-def test_a_refiner_loading_in_the_background_gives_the_same_outputs(
-    single_face: Path, reconstructor, refined_run, tmp_path: Path
-) -> None:
-    from au_face.concurrency import InBackground
+def _assert_same_outputs(got: ReconstructionResult, want: ReconstructionResult) -> None:
+    assert set(got.paths) == set(want.paths)
+    with np.load(got.paths["meshes"]) as a, np.load(want.paths["meshes"]) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in b.files:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert got.paths["au_csv"].read_text() == want.paths["au_csv"].read_text()
 
-    loading = InBackground(lambda: (time.sleep(0.5), StandInRefiner())[1])
-    result = reconstruct(single_face, tmp_path, reconstructor, refiner=loading, mesh_format="ply", progress=False)
-    _, expected, _ = refined_run
-    assert set(result.paths) == set(expected.paths)
-    with np.load(result.paths["meshes"]) as got, np.load(expected.paths["meshes"]) as want:
-        assert sorted(got.files) == sorted(want.files)
-        for name in want.files:
-            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    assert result.paths["au_csv"].read_text() == expected.paths["au_csv"].read_text()
+
+def _stand_in_after(seconds: float, topology_name: str = "mediapipe") -> StandInRefiner:
+    time.sleep(seconds)
+    return StandInRefiner(topology_name=topology_name)
+
+
+def _broken_refiner() -> StandInRefiner:
+    raise AUFaceError("checkpoint is broken")
+
+
+# torch has run in this process: the refiner processes of these tests are spawned, not forked
+def test_a_refiner_process_gives_the_same_outputs(single_face: Path, reconstructor, refined_run, tmp_path: Path) -> None:
+    process = RefinerProcess(partial(_stand_in_after, 0.5), method="spawn")  # still loading when tracking starts
+    try:
+        result = reconstruct(single_face, tmp_path, reconstructor, refiner=process, mesh_format="ply", progress=False)
+    finally:
+        process.close()
+    _assert_same_outputs(result, refined_run[1])
     assert _video_frames(result.paths["overlay"]) == (72, (840, 360))
 
 
-def test_a_refiner_that_fails_to_load_stops_the_run_and_leaves_nothing(
+def test_a_refiner_process_that_fails_to_load_stops_the_run_and_leaves_nothing(
     single_face: Path, reconstructor, tmp_path: Path
 ) -> None:
-    from au_face.concurrency import InBackground
-    from au_face.errors import AUFaceError
+    for make, error in ((_broken_refiner, "checkpoint is broken"), (partial(_stand_in_after, 0.0, "ict"), "trained on topology 'ict'")):
+        process = RefinerProcess(make, method="spawn")
+        try:
+            with pytest.raises(AUFaceError, match=error):
+                reconstruct(single_face, tmp_path, reconstructor, refiner=process, progress=False)
+        finally:
+            process.close()
+        assert list(tmp_path.iterdir()) == []
 
-    def broken() -> StandInRefiner:
-        raise AUFaceError("checkpoint is broken")
 
-    with pytest.raises(AUFaceError, match="checkpoint is broken"):
-        reconstruct(single_face, tmp_path, reconstructor, refiner=InBackground(broken), progress=False)
-    assert list(tmp_path.iterdir()) == []
+def test_the_command_from_the_shell_matches_the_api(single_face: Path, tmp_path: Path) -> None:
+    """``au-face reconstruct`` run as a process refines in a forked process: same numbers as in-process."""
+    from au_face.api import reconstruct as api_reconstruct
+    from au_face.models import default_checkpoint
+
+    if default_checkpoint() is None:
+        pytest.skip("no packaged model")
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(single_face), "--out", str(tmp_path / "cli")]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    cli = ReconstructionResult(output_paths("single_face", tmp_path / "cli"), 72, 72, refined=True, name="single_face")
+    cli.paths.pop("frame_meshes")
+    api = api_reconstruct(single_face, out=tmp_path / "api", overlay=True)
+    _assert_same_outputs(cli, api)
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(p.name for p in (tmp_path / "api").iterdir())
 
 
 def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(

@@ -9,14 +9,16 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from au_face.coarse.base import CoarseReconstructor
-from au_face.concurrency import InBackground
 from au_face.errors import AUFaceError
 from au_face.models import default_checkpoint, load_refiner
 from au_face.pipeline import Refiner
+from au_face.refiner_process import RefinerProcess
 from au_face.result import ReconstructionResult
 from au_face.sources import find_inputs
 
@@ -32,14 +34,24 @@ def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refi
     return None if path is None else load_refiner(path)
 
 
-def load_refiner_in_background(ckpt: str | Path | None = None, refine: bool = True) -> InBackground[Refiner] | None:
-    """:func:`resolve_refiner` in a thread: the model (seconds of imports) loads while
-    :func:`au_face.pipeline.reconstruct` tracks the first frames. None when there is no model to load.
+@contextmanager
+def open_refiner(ckpt: str | Path | None = None, refine: bool = True, fork: bool = False) -> Iterator[Refiner | RefinerProcess | None]:
+    """:func:`resolve_refiner` for the block; with ``fork`` (and no other thread running) as a
+    :class:`~au_face.refiner_process.RefinerProcess`, which loads the model while
+    :func:`au_face.pipeline.reconstruct` tracks faces and is ended after the block.
 
-    Start it after the reconstructor is built, so the two threads do not import the same modules at once.
+    Fork only from a fresh process (``au-face reconstruct`` from the shell): a forked child can
+    hang in torch if the parent has run torch's thread pool.
     """
     path = _checkpoint_path(ckpt, refine)
-    return None if path is None else InBackground(lambda: load_refiner(path), name="au_face-load-model")
+    if path is None or not fork or threading.active_count() > 1:
+        yield None if path is None else load_refiner(path)
+        return
+    process = RefinerProcess(lambda: load_refiner(path))
+    try:
+        yield process
+    finally:
+        process.close()
 
 
 def _checkpoint_path(ckpt: str | Path | None, refine: bool) -> str | Path | None:
@@ -61,7 +73,7 @@ def reconstruct_all(
     source: str | Path,
     out: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | InBackground[Refiner] | None,
+    refiner: Refiner | RefinerProcess | None,
     name: str | None = None,
     **options,
 ) -> Iterator[ReconstructionResult]:
@@ -110,7 +122,7 @@ def reconstruct(
         from au_face.coarse.registry import build_reconstructor
 
         reconstructor = build_reconstructor(reconstructor)
-    refiner = load_refiner_in_background(ckpt, refine)
+    refiner = resolve_refiner(ckpt, refine)
     options = {"overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress}
     with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not verbose):
         results = [
@@ -128,4 +140,4 @@ def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
     return result
 
 
-__all__ = ["UsageError", "input_names", "load_refiner_in_background", "reconstruct", "reconstruct_all", "resolve_refiner"]
+__all__ = ["UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]

@@ -26,11 +26,13 @@ COMMANDS = {
 }
 
 
-def run_command(name: str, argv: Sequence[str]) -> int:
-    """A non-training subcommand: its module's ``add_arguments`` and ``run``."""
+def run_command(name: str, argv: Sequence[str], fresh_process: bool = False) -> int:
+    """A non-training subcommand: its module's ``add_arguments`` and ``run``. ``args.fresh_process``
+    tells ``run`` whether this process was started for the command (from the shell), so it may fork."""
     module = importlib.import_module(f"au_face.commands.{name}")
     parser = argparse.ArgumentParser(prog=f"au-face {name}", description=COMMANDS[name])
     module.add_arguments(parser)
+    parser.set_defaults(fresh_process=fresh_process)
     return int(module.run(parser.parse_args(list(argv))))
 
 
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from au_face.lightning_cli import run_lightning
 
             return run_lightning(None if from_shell else args)
-        code = run_command(args[0], args[1:])
+        code = run_command(args[0], args[1:], fresh_process=from_shell)
     except Exception as err:
         cause = user_error(err)
         if cause is None or os.environ.get("AU_FACE_DEBUG"):

@@ -1,53 +1,19 @@
-"""Small threading helpers that let a reconstruction use both of a laptop's cores.
-
-Threads, not processes: the work that overlaps is decoding (OpenCV), Face Mesh (MediaPipe's
-C++ graph), drawing (OpenCV), encoding (an ffmpeg process) and importing the model; the native
-parts release the GIL. Every thread here is a daemon, so an interrupted run exits at once, and
-every error raised in a thread is raised again in the thread that asks for the result.
+"""Reading ahead in a thread: the next items (decoded frames) are produced while the current one
+is used. OpenCV releases the GIL while it decodes. The thread is a daemon, so an interrupted run
+exits at once, and its errors are raised again in the consumer.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 
 #: Seconds a blocked producer waits before it looks again whether its consumer has gone.
 _POLL = 0.1
-
-
-class InBackground(Generic[T]):
-    """``make()`` started in a daemon thread at construction; :meth:`result` waits for its value.
-
-    Used to load the model (seconds of imports) while the first frames are tracked.
-    """
-
-    def __init__(self, make: Callable[[], T], name: str = "au_face-background") -> None:
-        self._make = make
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._make()
-        except BaseException as err:  # handed to the thread that calls result()
-            self._error = err
-
-    def done(self) -> bool:
-        """Whether ``make()`` has returned or raised."""
-        return not self._thread.is_alive()
-
-    def result(self) -> T:
-        """The value of ``make()``, waiting for it; raises what ``make()`` raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
 
 
 class _End:
@@ -105,4 +71,4 @@ def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
         thread.join()
 
 
-__all__ = ["InBackground", "read_ahead"]
+__all__ = ["read_ahead"]

@@ -7,12 +7,11 @@ appends the stitched refinement. The outputs are then written chunk by chunk, an
 video is a third streaming pass over the frames.
 
 The passes overlap where the data allows, so both cores work: frames are decoded ahead of Face
-Mesh in a thread (:func:`~au_face.concurrency.read_ahead`); a refiner still loading
-(:class:`~au_face.concurrency.InBackground`, e.g. ``au-face reconstruct`` importing torch's and
-Lightning's modules and reading the checkpoint) is waited for only after pass 1; and the overlay
-is drawn in a thread (:class:`OverlayStream`) and encoded by ffmpeg as soon as its frames' final
-meshes are in the work folder: during pass 2 with a refiner (which needs the whole video's
-``S̄`` first), during pass 1 without.
+Mesh in a thread (:func:`~au_face.concurrency.read_ahead`); a refiner in its own process
+(:class:`~au_face.refiner_process.RefinerProcess`, as ``au-face reconstruct`` runs it) loads
+during pass 1 and runs pass 2 there; and the overlay is drawn in a thread (:class:`OverlayStream`)
+and encoded by ffmpeg as soon as its frames' final meshes are in the work folder: during pass 2
+with a refiner (which needs the whole video's ``S̄`` first), during pass 1 without.
 """
 
 from __future__ import annotations
@@ -32,9 +31,10 @@ from tqdm import tqdm
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
-from au_face.concurrency import InBackground, read_ahead
+from au_face.concurrency import read_ahead
 from au_face.errors import AUFaceError
 from au_face.io import MESH_FORMATS, AUCsvWriter, NpzStreamWriter, write_frame_meshes
+from au_face.refiner_process import RefinerProcess
 from au_face.result import ReconstructionResult, output_paths
 from au_face.sources import open_frames
 from au_face.windows import SlidingWindow
@@ -373,29 +373,27 @@ class _Cancelled(Exception):
     """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
 
 
-def _wait_for_refiner(
-    refiner: Refiner | InBackground[Refiner] | None, topology: FaceTopology, reconstructor: str, block: bool
-) -> Refiner | InBackground[Refiner] | None:
-    """``refiner``, loaded if it has finished loading (or ``block``), checked against ``topology``.
+def _check_refiner(
+    refiner: Refiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
+) -> None:
+    """Raise :class:`TopologyMismatchError` if ``refiner`` was trained on another topology.
 
-    A refiner that failed to load raises its error here, so a bad checkpoint stops pass 1 early.
+    A :class:`~au_face.refiner_process.RefinerProcess` still loading is checked only with ``wait``
+    (else its loading error, if it has already failed, is raised: a bad checkpoint stops pass 1 early).
     """
-    if isinstance(refiner, InBackground):
-        if not (block or refiner.done()):
-            return refiner
-        refiner = refiner.result()
+    if isinstance(refiner, RefinerProcess) and not (refiner.check() or wait):
+        return
     if refiner is not None and refiner.topology_name != topology.name:
         raise TopologyMismatchError(
             f"checkpoint was trained on topology {refiner.topology_name!r}, the {reconstructor} reconstructor gives {topology.name!r}"
         )
-    return refiner
 
 
 def reconstruct(
     source: str | Path,
     out_dir: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | InBackground[Refiner] | None = None,
+    refiner: Refiner | RefinerProcess | None = None,
     mesh_format: str | None = None,
     overlay: bool = True,
     stride: int = 1,
@@ -412,8 +410,8 @@ def reconstruct(
     timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
     probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
     mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
-    ``refiner`` may still be loading (:class:`~au_face.concurrency.InBackground`): it is waited
-    for after pass 1. ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
+    ``refiner`` may be a :class:`~au_face.refiner_process.RefinerProcess` still loading: it is
+    waited for after pass 1. ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
     """
     start_time = time.perf_counter()
     source = Path(source)
@@ -421,7 +419,7 @@ def reconstruct(
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
-    refiner = _wait_for_refiner(refiner, topology, reconstructor.name, block=False)
+    _check_refiner(refiner, topology, reconstructor.name, wait=False)
     with open_frames(source, stride=stride, max_frames=max_frames) as reader:
         expected = reader.num_frames
     if expected is not None:
@@ -440,8 +438,7 @@ def reconstruct(
             return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress)
 
         def coarse_stored(rows: int) -> None:
-            nonlocal refiner
-            refiner = _wait_for_refiner(refiner, topology, reconstructor.name, block=False)  # fail early
+            _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
             if stream is not None:
                 stream.ready(rows)
 
@@ -462,14 +459,16 @@ def reconstruct(
         frames = np.arange(num_frames, dtype=np.int64) * stride + 1
         aus: list[int] = []
         tick = time.perf_counter()
-        refiner = _wait_for_refiner(refiner, topology, reconstructor.name, block=True)
+        _check_refiner(refiner, topology, reconstructor.name, wait=True)
         timings["model_wait"] = time.perf_counter() - tick
-        if refiner is not None:
-            tick = time.perf_counter()
+        on_rows = refined_stored if overlay else None
+        tick = time.perf_counter()
+        if isinstance(refiner, RefinerProcess):
+            reference, aus = refiner.refine(store, fps, topology.name, refine_threads, on_rows)
+        elif refiner is not None:
             reference = person_reference(refiner, store, fps, topology.name)
-            aus = refine_windows(
-                refiner, store, reference, fps, topology.name, progress, refine_threads, refined_stored if overlay else None
-            )
+            aus = refine_windows(refiner, store, reference, fps, topology.name, progress, refine_threads, on_rows)
+        if refiner is not None:
             timings["refine"] = time.perf_counter() - tick
 
         tick = time.perf_counter()

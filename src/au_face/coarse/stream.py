@@ -111,6 +111,14 @@ class FrameStore:
             fh.write(rows.tobytes())
         self._rows[name] = self._rows.get(name, 0) + len(rows)
 
+    def note_rows(self, name: str, dtype: np.dtype, row_shape: tuple[int, ...], rows: int) -> None:
+        """Record that field ``name``'s file now holds ``rows`` rows, appended by another process
+        (a copy of this store) with this dtype and row shape."""
+        layout = self._layout.setdefault(name, (np.dtype(dtype), tuple(row_shape)))
+        if layout != (np.dtype(dtype), tuple(row_shape)):
+            raise AUFaceError(f"{name}: rows {dtype}{tuple(row_shape)} after {layout[0]}{layout[1]}")
+        self._rows[name] = rows
+
     def append_fields(self, arrays: dict[str, np.ndarray], fields: tuple[str, ...] = FRAME_FIELDS) -> None:
         """Append the ``fields`` present in ``arrays`` (e.g. :meth:`CoarseFrames.to_numpy`)."""
         for name in fields:

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
-    from au_face.api import UsageError, load_refiner_in_background, reconstruct_all
+    from au_face.api import UsageError, open_refiner, reconstruct_all
     from au_face.coarse.registry import build_reconstructor
     from au_face.quiet import native_logs_silenced
 
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         if not hasattr(reconstructor, "max_faces"):
             raise UsageError(f"--max-faces applies to the mediapipe reconstructor, not {args.reconstructor}")
         reconstructor.max_faces = args.max_faces
-    refiner = load_refiner_in_background(args.ckpt, refine=not args.no_refine)  # loads during the coarse pass
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
-    with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
+    loading = open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process)  # loads during the coarse pass
+    with loading as refiner, native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
         for result in reconstruct_all(source, out, reconstructor, refiner, name=name, progress=True, **options):
             print(f"{result.name}:")
             print(result.summary())
