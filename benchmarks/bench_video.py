@@ -229,7 +229,7 @@ def print_whole_process(whole: dict[str, float], runs: int) -> None:
     """The whole-process table and its goal."""
     ratio = whole["ours"] / whole["bare"]
     print(f"whole process, median of {runs} alternating runs:")
-    print(f"  au-face reconstruct (packaged model, overlay)  {whole['ours']:6.2f} s")
+    print(f"  au-face reconstruct (model, overlay)           {whole['ours']:6.2f} s")
     print(f"  bare MediaPipe loop                            {whole['bare']:6.2f} s   ratio {ratio:.2f}x")
     print(f"  start-up: au-face reconstruct of 1 frame       {whole['startup']:6.2f} s")
     print(f"  au-face --help                                 {whole['help']:6.2f} s")
@@ -257,8 +257,11 @@ def main() -> None:
     if not args.video.is_file():
         raise SystemExit(f"video not found: {args.video} (pass --video)")
 
-    refiner_name = f"checkpoint {args.ckpt}" if args.ckpt else "UNTRAINED AUFaceTask (configs/synthetic.yaml model settings)"
-    print(f"video: {args.video}\nrefiner: {refiner_name}")
+    stage_refiner = f"checkpoint {args.ckpt}" if args.ckpt else "UNTRAINED AUFaceTask (configs/synthetic.yaml model settings)"
+    whole_refiner = f"checkpoint {args.ckpt}" if args.ckpt else "the packaged model"
+    print(f"video: {args.video}\nwhole process refiner: {whole_refiner}")
+    if not args.whole_only:
+        print(f"stage refiner: {stage_refiner}")
     print(f"cpu cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}\n")
     if args.whole_only:
         with tempfile.TemporaryDirectory() as tmp:
