@@ -21,8 +21,7 @@ def test_read_ahead_raises_the_producers_error_after_its_items() -> None:
 
     seen = []
     with pytest.raises(ValueError, match="bad frame"):
-        for item in read_ahead(items()):
-            seen.append(item)
+        seen.extend(read_ahead(items()))
     assert seen == [1, 2]
 
 

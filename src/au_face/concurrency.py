@@ -49,7 +49,7 @@ def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
                 if not put(item):
                     return
             put(_End())
-        except BaseException as err:  # handed to the consumer
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
             put(_End(err))
         finally:
             close = getattr(iterator, "close", None)

@@ -359,7 +359,7 @@ class OverlayStream:
                     )
         except _Cancelled:
             pass
-        except BaseException as err:  # handed to finish()
+        except BaseException as err:  # noqa: BLE001 - handed to finish()
             self._error = err
 
     def _posed(self, rows: dict[str, np.ndarray], j: int) -> np.ndarray | None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
@@ -122,26 +124,29 @@ def _serve(conn: Connection, make: Callable[[], Refiner]) -> None:
         while (request := conn.recv()) is not None:
             store, fps, topology, threads = request
 
-            def rows_ready(rows: int, aus: list[int]) -> None:
-                layout = {name: (store.dtype(name).str, store.shape(name)[1:]) for name in REFINED_FIELDS}
-                conn.send(("rows", rows, aus, layout))
-
             reference = person_reference(refiner, store, fps, topology)
-            aus = refine_windows(refiner, store, reference, fps, topology, False, threads, rows_ready)
+            aus = refine_windows(refiner, store, reference, fps, topology, False, threads, partial(_rows_ready, conn, store))
             conn.send(("done", reference, aus))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C or the parent has gone: just end
         pass
-    except BaseException as err:  # handed to the parent, which raises it
-        conn.send(("error", _picklable(err)))
+    except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
+        with suppress(OSError):  # unless the parent has gone
+            conn.send(("error", _picklable(err)))
     finally:
         conn.close()
+
+
+def _rows_ready(conn: Connection, store: FrameStore, rows: int, aus: list[int]) -> None:
+    """Tell the parent that ``rows`` refined rows are in ``store``'s files, and their layout."""
+    layout = {name: (store.dtype(name).str, store.shape(name)[1:]) for name in REFINED_FIELDS}
+    conn.send(("rows", rows, aus, layout))
 
 
 def _picklable(err: BaseException) -> BaseException:
     """``err`` if it survives pickling, else a :class:`RefinerProcessError` with its message."""
     try:
         pickle.loads(pickle.dumps(err))
-    except Exception:
+    except Exception:  # noqa: BLE001 - pickling fails in many ways
         return RefinerProcessError(f"{type(err).__name__}: {err}")
     return err
 

@@ -271,7 +271,7 @@ def _draw_track(
     rows, cols = np.mgrid[top:bottom, x0:x1]
     hatch = missing[column_frame][None, :] & ((rows + cols) % 8 == 0)
     band[hatch] = _PLOT_HATCH
-    y_threshold = int(round(bottom - threshold * _ROW))
+    y_threshold = round(bottom - threshold * _ROW)
     for x in range(x0, x1, 8):
         cv2.line(image, (x, y_threshold), (min(x + 4, x1), y_threshold), (128, 128, 128), 1)
     ys = bottom - np.clip(np.nan_to_num(probs, nan=-1.0), -1.0, 1.0) * _ROW
@@ -292,7 +292,7 @@ def _draw_time_axis(image: np.ndarray, t0: float, t1: float, bottom: int) -> Non
     if not np.isfinite(step):
         step = t1 - t0
     for tick in np.arange(np.ceil(t0 / step) * step, t1 + 1e-9, step):
-        x = int(round(x0 + (tick - t0) / (t1 - t0) * (x1 - x0)))
+        x = round(x0 + (tick - t0) / (t1 - t0) * (x1 - x0))
         cv2.line(image, (x, bottom), (x, bottom + 4), _PLOT_AXIS, 1)
         _text(image, f"{tick:g}", (x, bottom + 20), 0.4, align="centre")
     _text(image, "time (s)", ((x0 + x1) // 2, bottom + 42), 0.45, align="centre")
