@@ -306,7 +306,7 @@ def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
     def fail(self, *args, **kwargs) -> None:
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(OverlayWriter, "write", fail)
+    monkeypatch.setattr(OverlayWriter, "compose", fail)
     with pytest.raises(RuntimeError, match="drawing failed"):
         reconstruct(single_face, tmp_path, reconstructor, refiner=StandInRefiner(), progress=False)
     assert not list(tmp_path.glob("*overlay*")) and not list(tmp_path.glob(".*"))

@@ -20,7 +20,9 @@ import shutil
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 _REFINER_INPUTS = ("crops", "features")
 #: Frames per read when streaming from the work store.
 _CHUNK = 256
+#: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
+_DRAWING_THREADS = 2
 
 
 class TopologyMismatchError(AUFaceError, ValueError):
@@ -263,6 +267,7 @@ class OverlayStream:
 
     The thread decodes the video again and waits for each frame's row in ``store`` (``final``
     vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
+    :data:`_DRAWING_THREADS` draw the frames, which are written in order.
     :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
     :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
     process) is started here, in the calling thread.
@@ -341,16 +346,28 @@ class OverlayStream:
 
     def _run(self) -> None:
         try:
-            with self._reader as reader, self._writer as writer, _progress(None, "overlay", self._progress) as bar:
+            with (
+                self._reader as reader,
+                self._writer as writer,
+                ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
+                _progress(None, "overlay", self._progress) as bar,
+            ):
                 rows: dict[str, np.ndarray] = {}
                 start = 0
+                drawn: deque[Future[np.ndarray]] = deque()
                 for i, frame in enumerate(read_ahead(reader, depth=4)):
                     if not self._wait_for(i):
                         break
                     if i - start >= len(rows.get("valid", ())):
                         start, rows = i, self._rows_from(i)
                     j = i - start
-                    writer.write(frame.rgb, self._posed(rows, j), rows["au_probs"][j] if self._aus else None, frame.timestamp)
+                    probs = rows["au_probs"][j] if self._aus else None
+                    drawn.append(drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp))
+                    while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
+                        writer.write_composed(drawn.popleft().result())
+                        bar.update(1)
+                while drawn:
+                    writer.write_composed(drawn.popleft().result())
                     bar.update(1)
                 total = self._wait_for_total()
                 if writer.frames_written != total:

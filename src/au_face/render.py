@@ -164,7 +164,6 @@ class OverlayWriter(AtomicStreamWriter):
         except Exception:
             self._tmp.unlink(missing_ok=True)
             raise
-        self._canvas = np.zeros((self.size[1], width, 3), dtype=np.uint8)
         self.frames_written = 0
 
     def write(
@@ -175,10 +174,22 @@ class OverlayWriter(AtomicStreamWriter):
         timestamp: float | None = None,
     ) -> None:
         """Add one frame: RGB ``[H,W,3]``, image-space vertices ``[V,3]`` (None: no face), AU probabilities."""
+        self.write_composed(self.compose(rgb, posed, probs, timestamp))
+
+    def compose(
+        self,
+        rgb: np.ndarray,
+        posed: np.ndarray | None,
+        probs: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> np.ndarray:
+        """The BGR output frame for :meth:`write`'s arguments, not written yet (safe to call from
+        several threads at once)."""
         if rgb.shape[:2] != (self.size[1], self.size[0]):
             raise RenderError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the overlay is {self.size[0]}x{self.size[1]}")
         w = self.size[0]
-        image = self._canvas[:, :w]
+        canvas = np.empty((self.frame_size[1], self.frame_size[0], 3), dtype=np.uint8)
+        image = canvas[:, :w]
         cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=image)
         if posed is None:
             _label(image, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
@@ -187,8 +198,14 @@ class OverlayWriter(AtomicStreamWriter):
         if timestamp is not None:
             _label(image, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
         if self.panel is not None:
-            self._canvas[:, w:] = self.panel.render(None if posed is None or probs is None else probs)
-        self._writer.write(self._canvas)
+            canvas[:, w:] = self.panel.render(None if posed is None or probs is None else probs)
+        return canvas
+
+    def write_composed(self, frame: np.ndarray) -> None:
+        """Add a frame made by :meth:`compose`."""
+        if self._writer is None:
+            raise RenderError(f"{self.path}: the overlay is closed")
+        self._writer.write(frame)
         self.frames_written += 1
 
     def close(self) -> None:
