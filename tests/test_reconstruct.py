@@ -367,3 +367,34 @@ def test_cli_demo_runs_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.Mo
     assert "24 frames, face found in 24" in printed and "overlay video" in printed
     assert len(list((tmp_path / "out").glob("demo_meshes/*.obj"))) == 24  # named after the input, not the cache file
     assert len(list((tmp_path / "cache").glob("demo_astronaut_*.mp4"))) == 1
+
+
+def test_no_process_outlives_a_killed_command(single_face: Path, tmp_path: Path) -> None:
+    """``kill -9`` of ``au-face reconstruct`` while it tracks: its refiner process ends too."""
+    import signal
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(single_face), "--out", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".single_face_work.*/*.bin")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _processes_mentioning(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(out), "a child of the killed command is still running"
+
+
+def _processes_mentioning(path: Path) -> list[int]:
+    """Processes whose command line holds ``path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(path) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

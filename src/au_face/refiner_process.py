@@ -52,7 +52,8 @@ class RefinerProcess:
     def __init__(self, make: Callable[[], Refiner], method: str = "fork") -> None:
         context = multiprocessing.get_context(method)
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, make), name="au_face-refiner", daemon=True)
+        inherited = self._conn if method == "fork" else None  # the child must close its copy of our end
+        self._process = context.Process(target=_serve, args=(child, make, inherited), name="au_face-refiner", daemon=True)
         self._process.start()
         child.close()
         self._topology_name: str | None = None
@@ -114,10 +115,16 @@ class RefinerProcess:
         return kind, payload
 
 
-def _serve(conn: Connection, make: Callable[[], Refiner]) -> None:
-    """The process: build the refiner, then refine each store the parent sends until it sends None."""
+def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection | None) -> None:
+    """The process: build the refiner, then refine each store the parent sends until it sends None.
+
+    ``inherited`` is the parent's end of the pipe as a fork copies it: closed first, so that the
+    pipe ends (and this process with it) when the parent dies, even by ``kill -9``.
+    """
     from au_face.pipeline import person_reference, refine_windows
 
+    if inherited is not None:
+        inherited.close()
     try:
         refiner = make()
         conn.send(("loaded", refiner.topology_name))
