@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -14,7 +20,10 @@ import trimesh
 from au_face.cli import main
 from au_face.coarse.base import CoarseFrames
 from au_face.io import load_mesh_sequence_npz, read_au_csv
+from au_face.errors import AUFaceError
 from au_face.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
+from au_face.refiner_process import RefinerProcess
+from au_face.result import ReconstructionResult, output_paths
 from au_face.windows import SlidingWindow
 
 pytest.importorskip("mediapipe")
@@ -230,6 +239,80 @@ def test_stride_and_max_frames(single_face: Path, reconstructor, tmp_path: Path,
     np.testing.assert_allclose(seq.timestamps, video_times[::3][:10])
 
 
+def _assert_same_outputs(got: ReconstructionResult, want: ReconstructionResult) -> None:
+    assert set(got.paths) == set(want.paths)
+    with np.load(got.paths["meshes"]) as a, np.load(want.paths["meshes"]) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in b.files:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert got.paths["au_csv"].read_text() == want.paths["au_csv"].read_text()
+
+
+def _stand_in_after(seconds: float, topology_name: str = "mediapipe") -> StandInRefiner:
+    time.sleep(seconds)
+    return StandInRefiner(topology_name=topology_name)
+
+
+def _broken_refiner() -> StandInRefiner:
+    raise AUFaceError("checkpoint is broken")
+
+
+# torch has run in this process: the refiner processes of these tests are spawned, not forked
+def test_a_refiner_process_gives_the_same_outputs(single_face: Path, reconstructor, refined_run, tmp_path: Path) -> None:
+    process = RefinerProcess(partial(_stand_in_after, 0.5), method="spawn")  # still loading when tracking starts
+    try:
+        result = reconstruct(single_face, tmp_path, reconstructor, refiner=process, mesh_format="ply", progress=False)
+    finally:
+        process.close()
+    _assert_same_outputs(result, refined_run[1])
+    assert _video_frames(result.paths["overlay"]) == (72, (840, 360))
+
+
+def test_a_refiner_process_that_fails_to_load_stops_the_run_and_leaves_nothing(
+    single_face: Path, reconstructor, tmp_path: Path
+) -> None:
+    for make, error in ((_broken_refiner, "checkpoint is broken"), (partial(_stand_in_after, 0.0, "ict"), "trained on topology 'ict'")):
+        process = RefinerProcess(make, method="spawn")
+        try:
+            with pytest.raises(AUFaceError, match=error):
+                reconstruct(single_face, tmp_path, reconstructor, refiner=process, progress=False)
+        finally:
+            process.close()
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_from_the_shell_matches_the_api(single_face: Path, tmp_path: Path) -> None:
+    """``au-face reconstruct`` run as a process refines in a forked process: same numbers as in-process."""
+    from au_face.api import reconstruct as api_reconstruct
+    from au_face.models import default_checkpoint
+
+    if default_checkpoint() is None:
+        pytest.skip("no packaged model")
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(single_face), "--out", str(tmp_path / "cli")]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    cli = ReconstructionResult(output_paths("single_face", tmp_path / "cli"), 72, 72, refined=True, name="single_face")
+    cli.paths.pop("frame_meshes")
+    api = api_reconstruct(single_face, out=tmp_path / "api", overlay=True)
+    _assert_same_outputs(cli, api)
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(p.name for p in (tmp_path / "api").iterdir())
+
+
+def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
+    single_face: Path, reconstructor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from au_face.render import OverlayWriter
+
+    def fail(self, *args, **kwargs) -> None:
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(OverlayWriter, "compose", fail)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        reconstruct(single_face, tmp_path, reconstructor, refiner=StandInRefiner(), progress=False)
+    assert not list(tmp_path.glob("*overlay*")) and not list(tmp_path.glob(".*"))
+    assert not any(t.name == "au_face-overlay" and t.is_alive() for t in threading.enumerate())
+
+
 def test_topology_mismatch_is_refused_before_any_work(single_face: Path, reconstructor, tmp_path: Path) -> None:
     with pytest.raises(TopologyMismatchError, match="trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'"):
         reconstruct(single_face, tmp_path / "out", reconstructor, refiner=StandInRefiner(topology_name="ict"))
@@ -284,3 +367,34 @@ def test_cli_demo_runs_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.Mo
     assert "24 frames, face found in 24" in printed and "overlay video" in printed
     assert len(list((tmp_path / "out").glob("demo_meshes/*.obj"))) == 24  # named after the input, not the cache file
     assert len(list((tmp_path / "cache").glob("demo_astronaut_*.mp4"))) == 1
+
+
+def test_no_process_outlives_a_killed_command(single_face: Path, tmp_path: Path) -> None:
+    """``kill -9`` of ``au-face reconstruct`` while it tracks: its refiner process ends too."""
+    import signal
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(single_face), "--out", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".single_face_work.*/*.bin")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _processes_mentioning(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(out), "a child of the killed command is still running"
+
+
+def _processes_mentioning(path: Path) -> list[int]:
+    """Processes whose command line holds ``path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(path) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.models import default_checkpoint, load_refiner
 from au_face.pipeline import Refiner
+from au_face.refiner_process import RefinerProcess
 from au_face.result import ReconstructionResult
 from au_face.sources import find_inputs
 
@@ -27,10 +30,35 @@ class UsageError(AUFaceError, ValueError):
 def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refiner | None:
     """The model to refine with: ``ckpt``, else the packaged default model, else None (coarse only).
     ``refine=False`` gives None."""
+    path = _checkpoint_path(ckpt, refine)
+    return None if path is None else load_refiner(path)
+
+
+@contextmanager
+def open_refiner(ckpt: str | Path | None = None, refine: bool = True, fork: bool = False) -> Iterator[Refiner | RefinerProcess | None]:
+    """:func:`resolve_refiner` for the block; with ``fork`` (and no other thread running) as a
+    :class:`~au_face.refiner_process.RefinerProcess`, which loads the model while
+    :func:`au_face.pipeline.reconstruct` tracks faces and is ended after the block.
+
+    Fork only from a fresh process (``au-face reconstruct`` from the shell): a forked child can
+    hang in torch if the parent has run torch's thread pool.
+    """
+    path = _checkpoint_path(ckpt, refine)
+    if path is None or not fork or threading.active_count() > 1:
+        yield None if path is None else load_refiner(path)
+        return
+    process = RefinerProcess(lambda: load_refiner(path))
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def _checkpoint_path(ckpt: str | Path | None, refine: bool) -> str | Path | None:
+    """``ckpt``, else the packaged default model, else None; None when ``refine`` is False."""
     if not refine:
         return None
-    path = ckpt if ckpt is not None else default_checkpoint()
-    return None if path is None else load_refiner(path)
+    return ckpt if ckpt is not None else default_checkpoint()
 
 
 def input_names(source: str | Path, inputs: list[Path]) -> list[str]:
@@ -45,7 +73,7 @@ def reconstruct_all(
     source: str | Path,
     out: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | None,
+    refiner: Refiner | RefinerProcess | None,
     name: str | None = None,
     **options,
 ) -> Iterator[ReconstructionResult]:
@@ -112,4 +140,4 @@ def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
     return result
 
 
-__all__ = ["UsageError", "input_names", "reconstruct", "reconstruct_all", "resolve_refiner"]
+__all__ = ["UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]

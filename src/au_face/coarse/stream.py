@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
+from au_face.concurrency import read_ahead
 from au_face.errors import AUFaceError
 from au_face.io import NpzStreamWriter
 from au_face.sources import FrameReader, open_frames
@@ -58,8 +59,9 @@ def _no_face_message(path: Path, num_frames: int, stride: int) -> str:
 def _chunks(
     reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int
 ) -> Iterator[CoarseFrames]:
+    """The reconstructor's output for consecutive chunks; frames are decoded ahead in a thread."""
     reconstructor.reset()
-    for chunk in iter_chunks(reader, chunk_size):
+    for chunk in iter_chunks(read_ahead(reader), chunk_size):
         yield reconstructor.reconstruct([f.rgb for f in chunk], [f.timestamp for f in chunk], reader.fps)
 
 
@@ -108,6 +110,14 @@ class FrameStore:
         with open(self.root / f"{name}.bin", "ab") as fh:
             fh.write(rows.tobytes())
         self._rows[name] = self._rows.get(name, 0) + len(rows)
+
+    def note_rows(self, name: str, dtype: np.dtype, row_shape: tuple[int, ...], rows: int) -> None:
+        """Record that field ``name``'s file now holds ``rows`` rows, appended by another process
+        (a copy of this store) with this dtype and row shape."""
+        layout = self._layout.setdefault(name, (np.dtype(dtype), tuple(row_shape)))
+        if layout != (np.dtype(dtype), tuple(row_shape)):
+            raise AUFaceError(f"{name}: rows {dtype}{tuple(row_shape)} after {layout[0]}{layout[1]}")
+        self._rows[name] = rows
 
     def append_fields(self, arrays: dict[str, np.ndarray], fields: tuple[str, ...] = FRAME_FIELDS) -> None:
         """Append the ``fields`` present in ``arrays`` (e.g. :meth:`CoarseFrames.to_numpy`)."""

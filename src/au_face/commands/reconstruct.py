@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
-    from au_face.api import UsageError, reconstruct_all, resolve_refiner
+    from au_face.api import UsageError, open_refiner, reconstruct_all
     from au_face.coarse.registry import build_reconstructor
     from au_face.quiet import native_logs_silenced
 
@@ -66,14 +66,14 @@ def run(args: argparse.Namespace) -> int:
         source, name = demo_video(), "demo"
     if args.landmarker_model is not None and args.reconstructor != "landmarker":
         raise UsageError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
-    refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)
     reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
     if args.max_faces is not None:
         if not hasattr(reconstructor, "max_faces"):
             raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
         reconstructor.max_faces = args.max_faces
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
-    with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
+    loading = open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process)  # loads during the coarse pass
+    with loading as refiner, native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
         for result in reconstruct_all(source, out, reconstructor, refiner, name=name, progress=True, **options):
             print(f"{result.name}:")
             print(result.summary())
