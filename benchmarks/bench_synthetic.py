@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from au_face.cli import main
-from au_face.tasks import AUFaceTask
+from au_face.models import load_refiner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def last_metrics(run_dir: Path, prefix: str) -> dict[str, float]:
 
 
 def forward_ms(ckpt: Path, frames: int = 20, repeats: int = 10) -> float:
-    task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    task = load_refiner(ckpt)
     batch = {
         "vertices": torch.randn(1, frames, task.geometry.num_vertices, 3),
         "valid": torch.ones(1, frames, dtype=torch.bool),

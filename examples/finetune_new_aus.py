@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 from au_face.aus import au_label, resolve_aus
+from au_face.checkpoints import load_checkpoint
 from au_face.cli import main as au_face_main
 from au_face.data.datamodules.folder import FolderAUDataModule
-from au_face.models import default_checkpoint
-from au_face.tasks import AUFaceTask
+from au_face.models import default_checkpoint, load_refiner
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml"
 
@@ -56,7 +56,7 @@ def finetune(args: argparse.Namespace) -> Path:
     aus = [au_label(a) for a in resolve_aus(args.aus)]
     if not args.ckpt.is_file():
         raise SystemExit(f"checkpoint not found: {args.ckpt}")
-    source = AUFaceTask.load_from_checkpoint(args.ckpt, map_location="cpu").hparams  # its architecture and S̄ mode
+    source = load_checkpoint(args.ckpt)["hyper_parameters"]  # its architecture and S̄ mode
     overrides = [
         "fit", "--config", str(args.config), f"--run_dir={args.out}",
         f"--geometry.file={args.ckpt}", f"--geometry.aus=[{', '.join(aus)}]",
@@ -76,7 +76,7 @@ def finetune(args: argparse.Namespace) -> Path:
 
 def show_predictions(ckpt: Path, args: argparse.Namespace) -> None:
     """AU probabilities of the fine-tuned head on the first test video."""
-    task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    task = load_refiner(ckpt)
     split_file = None if args.split_file is None else str(args.split_file)
     data = FolderAUDataModule(str(args.videos), str(args.cache), split_file=split_file, geometry=task.geometry)
     sequence = data.sequences("test")[0]

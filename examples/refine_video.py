@@ -17,7 +17,7 @@ from au_face import CoarseFrames, au_label
 from au_face.coarse.mediapipe import MediaPipeReconstructor
 from au_face.coarse.stream import reconstruct_video
 from au_face.metrics import MeanAcceleration
-from au_face.tasks import AUFaceTask
+from au_face.models import load_refiner
 
 
 def jitter(vertices: torch.Tensor, valid: torch.Tensor) -> float:
@@ -28,8 +28,7 @@ def jitter(vertices: torch.Tensor, valid: torch.Tensor) -> float:
 
 def main(video: str, checkpoint: str) -> None:
     coarse = CoarseFrames.concat(list(reconstruct_video(video, MediaPipeReconstructor())))
-    task = AUFaceTask.load_from_checkpoint(checkpoint, map_location="cpu")
-    refined = task.refine(coarse)
+    refined = load_refiner(checkpoint).refine(coarse)
     print(f"{len(coarse)} frames, {coarse.num_valid} with a face")
     print(f"jitter (mean vertex acceleration): coarse {jitter(coarse.vertices, coarse.valid):.4f}, refined {jitter(refined.vertices, coarse.valid):.4f}")
     for k, au in enumerate(refined.aus):

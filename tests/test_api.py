@@ -39,7 +39,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     task = au_face.AUFaceTask(face_geometry([6, 12]), net=net, clip_length=16)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        task.net.expression_head[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
+        task.model.net.expression_head[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": lightning.__version__}
     task.on_save_checkpoint(checkpoint)

@@ -69,7 +69,7 @@ def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_ru
 
 def test_default_config_trains_the_shipped_model_settings() -> None:
     from au_face.models import default_checkpoint
-    from au_face.tasks.checkpoints import load_checkpoint
+    from au_face.checkpoints import load_checkpoint
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     experiment = yaml.safe_load((configs / "default.yaml").read_text())

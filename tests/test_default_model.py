@@ -25,8 +25,9 @@ def test_packaged_model_is_small_and_matches_its_config() -> None:
     config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
     net = yaml.safe_load((REPO / "configs" / config["model"]).read_text())["init_args"]["net"]
     assert task.aus == list(AU_SETS[config["geometry"]["aus"]])
-    assert task.topology_name == config["geometry"]["topology"] and task.hparams.reference == "neutral"
-    assert {k: task.hparams.net[k] for k in net} == net
+    assert task.topology_name == config["geometry"]["topology"] and task.reference_mode == "neutral"
+    plain = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in vars(task.net_config).items()}
+    assert {k: plain[k] for k in net} == net
     assert not task.neutral.is_empty, "the neutral estimator travels with the weights"
     assert task.geometry.neutral is not None and task.geometry.describe().startswith("mediapipe (468 vertices), 19 AUs")
 
@@ -63,3 +64,15 @@ def test_the_default_config_rebuilds_the_packaged_geometry(ict_npz) -> None:
     config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
     rebuilt = build(GeometrySpec(**config["geometry"], ict_path=str(ict_npz)))
     assert rebuilt == load_refiner(PACKAGED).geometry, "configs/default.yaml no longer describes the packaged model's geometry"
+
+
+def test_inference_needs_no_lightning() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, au_face; refiner = au_face.load_refiner(au_face.default_checkpoint()); "
+        "print(type(refiner).__name__, 'lightning' in sys.modules, 'torchmetrics' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["AUFaceRefiner", "False", "False"], "loading the refiner imported the training stack"

@@ -68,14 +68,14 @@ def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt
     source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
     tuned = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
     assert tuned.aus == [1, 25, 6] and tuned.hparams.net == source.hparams.net
-    assert tuned.net.au_weight.shape[0] == 3
-    assert torch.equal(tuned.net.expression.basis, source.net.expression.basis), "the geometry comes from the checkpoint"
-    assert torch.equal(tuned.net.tokenizer.masks[2], source.net.tokenizer.masks[0]), "AU06's mask is the checkpoint's"
+    assert tuned.model.net.au_weight.shape[0] == 3
+    assert torch.equal(tuned.model.net.expression.basis, source.model.net.expression.basis), "the geometry comes from the checkpoint"
+    assert torch.equal(tuned.model.net.tokenizer.masks[2], source.model.net.tokenizer.masks[0]), "AU06's mask is the checkpoint's"
     # the frozen trunk is the source's; the temporal part was trained further
-    assert torch.equal(tuned.net.tokenizer.first, source.net.tokenizer.first)
-    assert torch.equal(tuned.net.spatial.state_dict()["encoder.layers.0.linear1.weight"],
-                       source.net.spatial.state_dict()["encoder.layers.0.linear1.weight"])  # fmt: skip
-    assert not torch.equal(tuned.net.temporal.encoder.layers[0].linear1.weight, source.net.temporal.encoder.layers[0].linear1.weight)
+    assert torch.equal(tuned.model.net.tokenizer.first, source.model.net.tokenizer.first)
+    assert torch.equal(tuned.model.net.spatial.state_dict()["encoder.layers.0.linear1.weight"],
+                       source.model.net.spatial.state_dict()["encoder.layers.0.linear1.weight"])  # fmt: skip
+    assert not torch.equal(tuned.model.net.temporal.encoder.layers[0].linear1.weight, source.model.net.temporal.encoder.layers[0].linear1.weight)
 
 
 def test_finetune_example_reports_a_missing_checkpoint(videos: Path, tmp_path: Path) -> None:
@@ -91,9 +91,9 @@ def test_freezing_keeps_new_au_weights_trainable_and_refuses_other_architectures
     task = AUFaceTask(**hparams)
     loaded, skipped = task.load_trunk(source_ckpt)
     task._apply_freeze()
-    assert "net.spatial.au_embedding" in skipped, "the AU embeddings belong to the old AU list"
-    assert task.net.spatial.au_embedding.requires_grad, "re-initialised AU weights must train"
-    assert not task.net.spatial.encoder.layers[0].linear1.weight.requires_grad
+    assert "model.net.spatial.au_embedding" in skipped, "the AU embeddings belong to the old AU list"
+    assert task.model.net.spatial.au_embedding.requires_grad, "re-initialised AU weights must train"
+    assert not task.model.net.spatial.encoder.layers[0].linear1.weight.requires_grad
     hparams.update(net={**source.hparams.net, "dim": 2 * source.hparams.net["dim"]}, freeze=None)
     with pytest.raises(Exception, match="different architecture"):
         AUFaceTask(**hparams).load_trunk(source_ckpt)

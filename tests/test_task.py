@@ -83,7 +83,7 @@ def test_filter_baselines_choose_sigma_on_validation() -> None:
 def test_checkpoint_round_trip_restores_geometry_and_outputs(trained, ict_npz: Path) -> None:
     ckpt, root, _ = trained
     task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    assert task.net.tokenizer.masks.abs().sum() > 0, "masks were not stored in the checkpoint"
+    assert task.model.net.tokenizer.masks.abs().sum() > 0, "masks were not stored in the checkpoint"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     for key, value in task.state_dict().items():
         assert torch.equal(value, state[key]), key
@@ -102,14 +102,14 @@ def test_fine_tuning_with_a_new_au_list_loads_the_trunk_and_reinitialises_the_he
     hp.update(geometry=GeometrySpec(aus=[1, 2, 25], file=str(ckpt)), init_checkpoint=str(ckpt), freeze=["tokenizer"])
     task = AUFaceTask(**hp)
     loaded, skipped = task.load_trunk(ckpt)
-    assert torch.equal(task.net.tokenizer.first, source.net.tokenizer.first)
-    assert torch.equal(task.net.temporal.encoder.layers[0].linear1.weight, source.net.temporal.encoder.layers[0].linear1.weight)
-    assert task.net.au_weight.shape == (3, hp["net"]["dim"])
-    assert torch.equal(task.net.tokenizer.masks[1], source.net.tokenizer.masks[source.aus.index(2)]), "known AUs keep their masks"
-    assert "net.au_weight" in skipped and "net.tokenizer.first" in loaded
+    assert torch.equal(task.model.net.tokenizer.first, source.model.net.tokenizer.first)
+    assert torch.equal(task.model.net.temporal.encoder.layers[0].linear1.weight, source.model.net.temporal.encoder.layers[0].linear1.weight)
+    assert task.model.net.au_weight.shape == (3, hp["net"]["dim"])
+    assert torch.equal(task.model.net.tokenizer.masks[1], source.model.net.tokenizer.masks[source.aus.index(2)]), "known AUs keep their masks"
+    assert "model.net.au_weight" in skipped and "model.net.tokenizer.first" in loaded
     assert task(_batch(task, 3)) is not None
     task._apply_freeze()
-    assert not task.net.tokenizer.first.requires_grad and task.net.au_weight.requires_grad
+    assert not task.model.net.tokenizer.first.requires_grad and task.model.net.au_weight.requires_grad
 
 
 def test_same_au_list_loads_the_head_too(trained) -> None:
@@ -117,7 +117,7 @@ def test_same_au_list_loads_the_head_too(trained) -> None:
     source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
     task = AUFaceTask(**{**source.hparams, "geometry": source.geometry})
     task.load_trunk(ckpt)
-    assert torch.equal(task.net.au_weight, source.net.au_weight)
+    assert torch.equal(task.model.net.au_weight, source.model.net.au_weight)
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
@@ -169,9 +169,9 @@ def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_n
     assert torch.equal(out.vertices[5], coarse.vertices[5]), "a frame without a face must keep its coarse mesh"
     fresh = AUFaceTask(**{**trained_task.hparams, "geometry": trained_task.geometry})
     fresh.load_state_dict(trained_task.state_dict())
-    torch.nn.init.zeros_(fresh.net.expression_head[-1].weight)
-    torch.nn.init.zeros_(fresh.net.expression_head[-1].bias)
-    for mix in (fresh.net.smoother.au_mix, fresh.net.smoother.rest_mix):  # all weight on sigma = 0
+    torch.nn.init.zeros_(fresh.model.net.expression_head[-1].weight)
+    torch.nn.init.zeros_(fresh.model.net.expression_head[-1].bias)
+    for mix in (fresh.model.net.smoother.au_mix, fresh.model.net.smoother.rest_mix):  # all weight on sigma = 0
         torch.nn.init.zeros_(mix.weight)
         mix.bias.data = torch.tensor([100.0, 0.0, 0.0, 0.0])
     assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5), "no correction and no smoothing must return the coarse meshes"

@@ -36,6 +36,7 @@ _EXPORTS = {
     "LossWeights": "au_face.losses",
     "Evaluator": "au_face.evaluator",
     "AUFaceTask": "au_face.tasks.au_face",
+    "AUFaceRefiner": "au_face.refiner",
     "load_refiner": "au_face.models",
     "default_checkpoint": "au_face.models",
     "reconstruct": "au_face.api",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from au_face.losses import LossWeights
     from au_face.models import default_checkpoint, load_refiner
     from au_face.nn.net import NetConfig
+    from au_face.refiner import AUFaceRefiner
     from au_face.result import ReconstructionResult
     from au_face.tasks.au_face import AUFaceTask
     from au_face.windows import SlidingWindow

@@ -40,7 +40,7 @@ class AUFaceCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         """Parse; then ``--ckpt_path`` is read with ``weights_only=True`` (tensors and plain values,
         never code) unless ``--weights_only false`` is given, and a file that fails is one clear error."""
-        from au_face.tasks.checkpoints import read_checkpoint
+        from au_face.checkpoints import read_checkpoint
 
         super().parse_arguments(parser, args)
         config = self.config.get(self.config.get("subcommand") or "")

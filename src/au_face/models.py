@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from au_face.tasks import AUFaceTask
+    from au_face.refiner import AUFaceRefiner
 
 #: Where the default model is packaged, inside ``au_face``.
 DEFAULT_CHECKPOINT = ("resources", "models", "default.ckpt")
@@ -21,27 +20,14 @@ def default_checkpoint() -> Path | None:
     return Path(str(resource)) if resource.is_file() else None
 
 
-def load_refiner(checkpoint: str | Path) -> AUFaceTask:
-    """Load a trained ``AUFaceTask`` checkpoint for inference (CPU, eval mode).
+def load_refiner(checkpoint: str | Path) -> AUFaceRefiner:
+    """The inference model of a trained ``AUFaceTask`` checkpoint (CPU, eval mode), without Lightning.
 
-    Raises ``au_face.tasks.CheckpointError`` for a missing file or one that is not such a checkpoint.
+    Raises ``au_face.checkpoints.CheckpointError`` for a missing file or one that is not such a checkpoint.
     """
-    from au_face.tasks import AUFaceTask, CheckpointError
+    from au_face.refiner import AUFaceRefiner
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        task = AUFaceTask.load_from_checkpoint(path, map_location="cpu")
-    except CheckpointError:
-        raise
-    except Exception as err:  # torch/pickle/Lightning raise many types for a foreign or broken file
-        if isinstance(err, (pickle.UnpicklingError, EOFError)):
-            reason = "not a readable PyTorch checkpoint file"
-        else:
-            reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-        raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint ({reason})") from err
-    return task.eval()
+    return AUFaceRefiner.load(checkpoint)
 
 
 def export_checkpoint(source: str | Path, target: str | Path, **hparams: object) -> Path:
@@ -51,7 +37,7 @@ def export_checkpoint(source: str | Path, target: str | Path, **hparams: object)
     import torch
 
     from au_face.fileutil import atomic_path
-    from au_face.tasks.checkpoints import load_checkpoint
+    from au_face.checkpoints import load_checkpoint
 
     ckpt = load_checkpoint(source)
     keys = ("state_dict", "hyper_parameters", "geometry", "pytorch-lightning_version", "epoch", "global_step")

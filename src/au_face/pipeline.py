@@ -63,7 +63,7 @@ class PipelineError(AUFaceError, RuntimeError):
 
 
 class Refiner(Protocol):
-    """The inference side of a trained model (``AUFaceTask``)."""
+    """The inference side of a trained model (:class:`~au_face.refiner.AUFaceRefiner`, or the task training one)."""
 
     clip_length: int
     topology_name: str

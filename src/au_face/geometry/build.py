@@ -221,7 +221,7 @@ def from_checkpoint(path: str | Path, aus: list[int] | None = None, mask_rings: 
     as stored, its masks for the AUs it knows and landmark-anchored masks for new ones."""
     from au_face.fileutil import user_cache_dir
     from au_face.masks import build_masks
-    from au_face.tasks.checkpoints import load_checkpoint
+    from au_face.checkpoints import load_checkpoint
 
     stored = FaceGeometry.from_state(load_checkpoint(path)["geometry"])
     if aus is None or list(aus) == list(stored.aus):

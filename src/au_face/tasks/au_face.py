@@ -11,10 +11,9 @@ from __future__ import annotations
 import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
@@ -24,22 +23,19 @@ from au_face.errors import AUFaceError
 from au_face.evaluator import Evaluator
 from au_face.geometry import FaceGeometry, GeometrySpec, resolve_geometry
 from au_face.losses import AUFaceLoss, LossWeights
-from au_face.neutral import NeutralEstimator
 from au_face.nn.net import AUFaceNet, NetConfig
 from au_face.refinement import Refinement
-from au_face.tasks.checkpoints import CheckpointError, describe_load_error, load_checkpoint, read_checkpoint, unreadable
+from au_face.refiner import AUFaceRefiner, Reference
+from au_face.checkpoints import MODEL_PREFIX, CheckpointError, describe_load_error, load_checkpoint, read_checkpoint, unreadable
 from au_face.tasks.optim import OptimizerConfig
-from au_face.windows import SlidingWindow
 
 FREEZABLE = {
-    "tokenizer": ("net.tokenizer.",),
-    "spatial": ("net.spatial.",),
-    "temporal": ("net.temporal.", "net.fuse."),
-    "video": ("net.video_frame.",),
-    "mesh": ("net.mesh_frame.",),
+    "tokenizer": ("model.net.tokenizer.",),
+    "spatial": ("model.net.spatial.",),
+    "temporal": ("model.net.temporal.", "model.net.fuse."),
+    "video": ("model.net.video_frame.",),
+    "mesh": ("model.net.mesh_frame.",),
 }
-#: How S̄ is taken: the person's estimated neutral shape, or the mean over the video's valid frames.
-Reference = Literal["neutral", "mean"]
 _Part = TypeVar("_Part")
 
 
@@ -82,38 +78,42 @@ class AUFaceTask(L.LightningModule):
         unknown = set(freeze or []) - set(FREEZABLE)
         if unknown:
             raise ValueError(f"cannot freeze {sorted(unknown)}; choose from {sorted(FREEZABLE)}")
-        if reference not in ("neutral", "mean"):
-            raise ValueError(f"reference must be 'neutral' or 'mean', got {reference!r}")
-        self.geometry = resolve_geometry(geometry)
-        if reference == "neutral" and self.geometry.neutral is None:
-            raise CheckpointError("reference='neutral' needs a geometry with a neutral estimator (built with the ICT model)")
+        source, geometry = _source(geometry), resolve_geometry(geometry)
         self.save_hyperparameters(
             {
-                "geometry": _source(geometry), "net": asdict(net), "loss": asdict(loss), "evaluator": asdict(evaluator),
+                "geometry": source, "net": asdict(net), "loss": asdict(loss), "evaluator": asdict(evaluator),
                 "optimizer": asdict(optimizer), "clip_length": clip_length, "reference": reference,
                 "calibrated": calibrated, "init_checkpoint": init_checkpoint, "freeze": freeze,
             }  # fmt: skip
         )
+        self.model = AUFaceRefiner(geometry, net, clip_length, reference, calibrated)
         self.evaluator, self.optimizer_config = evaluator, optimizer
-        self.loss = AUFaceLoss(loss, self.geometry.vertex_scale)
-        self.net = AUFaceNet.from_geometry(self.geometry, net)
-        self.neutral = NeutralEstimator.empty(self.geometry.num_vertices)
-        if self.geometry.neutral is not None:
-            self.neutral.install(self.geometry.neutral)
-        self.register_buffer("pos_weight", torch.ones(len(self.geometry.aus)))
+        self.loss = AUFaceLoss(loss, geometry.vertex_scale)
 
-    # -- what inference code reads ----------------------------------------------------------
+    # -- what inference code reads (the refiner's) -------------------------------------------
+    @property
+    def geometry(self) -> FaceGeometry:
+        return self.model.geometry
+
     @property
     def aus(self) -> list[int]:
-        return list(self.geometry.aus)
+        return self.model.aus
 
     @property
     def topology_name(self) -> str:
-        return self.geometry.topology.name
+        return self.model.topology_name
 
     @property
     def clip_length(self) -> int:
-        return self.hparams.clip_length
+        return self.model.clip_length
+
+    def reference(self, coarse: CoarseFrames) -> torch.Tensor:
+        """S̄ ``[V,3]`` of a whole video (:meth:`AUFaceRefiner.reference`)."""
+        return self.model.reference(coarse)
+
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None, batch_size: int = 16) -> Refinement:
+        """Refine a whole video (:meth:`AUFaceRefiner.refine`)."""
+        return self.model.refine(coarse, reference, batch_size)
 
     def configure_callbacks(self) -> list[Callback]:
         """The evaluator's metric callbacks, unless the Trainer already has one of the same type."""
@@ -123,17 +123,18 @@ class AUFaceTask(L.LightningModule):
     # -- data statistics, fine-tuning, checkpoints -------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        needs_crops = self.net.uses_video and not self.net.video_from_features
+        net = self.model.net
+        needs_crops = net.uses_video and not net.video_from_features
         if needs_crops and datamodule is not None and getattr(datamodule, "use_crops", True) is False:
             raise AUFaceError(
-                f"modality={self.net.modality!r} needs face crops, but the data serves none: set "
+                f"modality={net.modality!r} needs face crops, but the data serves none: set "
                 "--data.init_args.use_crops=true (or use modality=mesh)"
             )
         if stage == "fit":
             if datamodule is not None and hasattr(datamodule, "label_frequencies"):
                 freq = torch.as_tensor(datamodule.label_frequencies(), dtype=torch.float32)
                 cap = self.loss.weights.max_pos_weight
-                self.pos_weight.copy_(((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, cap))
+                self.model.pos_weight.copy_(((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, cap))
             if self.hparams.init_checkpoint and self.trainer.ckpt_path is None:
                 self.load_trunk(self.hparams.init_checkpoint)
             self._apply_freeze()
@@ -148,12 +149,6 @@ class AUFaceTask(L.LightningModule):
                 f"the checkpoint was trained with geometry {str(stored)[:12]}, this model has "
                 f"{self.geometry.content_hash[:12]} ({self.geometry.describe()}); use the geometry it was trained with"
             )
-
-    def reference(self, coarse: CoarseFrames) -> torch.Tensor:
-        """S̄ ``[V,3]`` of a whole video, as this model was trained to use it."""
-        if self.hparams.reference == "neutral":
-            return self.neutral(coarse.vertices, coarse.valid).cpu()
-        return coarse.mean_shape()
 
     def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
         """Load a checkpoint's weights except AU-specific ones when the AU list differs.
@@ -198,23 +193,11 @@ class AUFaceTask(L.LightningModule):
 
     # -- forward and steps ------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run the network on a batch; returns logits, Δψ and refined vertices ``[B,T,V,3]``."""
-        valid = batch["valid"].bool()
-        out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
-        refined = out.smoothed + self.net.expression.apply(out.delta_expression)
-        refined = torch.where(valid[..., None, None], refined, batch["vertices"])
-        return {"logits": out.au_logits, "probs": self.probabilities(out.au_logits), "delta": out.delta_expression, "refined": refined}
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """AU probabilities. Positive weights ``w`` in the BCE move the optimal logit up by ``log w``;
-        with ``calibrated`` that shift is taken off, so probabilities follow the training label
-        frequencies instead of over-calling rare AUs."""
-        if self.hparams.calibrated:
-            logits = logits - self.pos_weight.log()
-        return logits.sigmoid()
+        """The refiner on a batch: logits, probabilities, Δψ and refined vertices ``[B,T,V,3]``."""
+        return self.model(batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self.loss(self(batch), batch, self.pos_weight)
+        losses = self.loss(self(batch), batch, self.model.pos_weight)
         if not torch.isfinite(losses["total"]):
             raise AUFaceError(f"training loss is not finite at step {self.global_step}: {({k: float(v) for k, v in losses.items()})}")
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["valid"]))
@@ -222,7 +205,7 @@ class AUFaceTask(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
         out = self(batch)
-        self.log(f"{prefix}/loss", self.loss(out, batch, self.pos_weight)["total"], batch_size=len(batch["valid"]))
+        self.log(f"{prefix}/loss", self.loss(out, batch, self.model.pos_weight)["total"], batch_size=len(batch["valid"]))
         return {
             "probs": out["probs"],
             "labels": batch["labels"],
@@ -246,56 +229,6 @@ class AUFaceTask(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         return self.optimizer_config.build(params, int(self.trainer.estimated_stepping_batches))
 
-    # -- inference on whole videos ----------------------------------------------------------
-    @torch.no_grad()
-    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None, batch_size: int = 16) -> Refinement:
-        """Refine a whole video: the windows of :class:`~au_face.windows.SlidingWindow` (``clip_length``
-        frames, half-window stride), run in batches and blended with its tent weights.
-
-        ``reference`` is S̄ (defaults to :meth:`reference`). Frames without a face keep their coarse mesh.
-        """
-        if coarse.topology != self.topology_name:
-            raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
-        self.eval()
-        reference = self.reference(coarse) if reference is None else reference
-        window = SlidingWindow(self.clip_length)
-        windows, blend = window.plan(len(coarse)), window.blend()
-        parts: list[list[np.ndarray]] = []
-        for first in range(0, len(windows), batch_size):
-            group = windows[first : first + batch_size]
-            out = self(self._window_batch(coarse, [start for start, _ in group], reference))
-            probs = out["probs"]
-            for i, (start, stop) in enumerate(group):
-                n = stop - start
-                parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), probs[i, :n].cpu().numpy()))
-        parts.append(blend.finish())
-        vertices, au_probs = (torch.from_numpy(np.concatenate(arrays)) for arrays in zip(*(p for p in parts if p)))
-        vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
-        return Refinement(vertices, au_probs, self.aus)
-
-    def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Windows of ``clip_length`` frames (the last padded with invalid frames) as a batch."""
-        length = self.clip_length
-
-        def window(x: torch.Tensor, start: int) -> torch.Tensor:
-            part = x[start : start + length]
-            pad = length - len(part)
-            return torch.cat([part, part.new_zeros(pad, *part.shape[1:])]) if pad else part
-
-        def stack(x: torch.Tensor) -> torch.Tensor:
-            return torch.stack([window(x, s) for s in starts]).to(self.device)
-
-        batch = {
-            "vertices": stack(coarse.vertices.float()),
-            "valid": stack(coarse.valid.bool()),
-            "reference": reference.float().to(self.device).expand(len(starts), -1, -1),
-        }
-        if self.net.uses_video and coarse.crops is not None:
-            batch["crops"] = stack(coarse.crops).permute(0, 1, 4, 2, 3).float() / 255.0
-        if self.net.uses_video and coarse.features is not None:
-            batch["features"] = stack(coarse.features.float())
-        return batch
-
 
 def _part(kind: type[_Part], value: _Part | dict | None) -> _Part:
     """A part given as itself, as the dict a checkpoint stores, or None (its defaults)."""
@@ -316,13 +249,13 @@ def _source(geometry: GeometrySpec | str | FaceGeometry) -> dict | str | None:
 
 def _au_specific(key: str) -> bool:
     """Weights that depend on the AU list (never frozen; re-initialised for a new AU list)."""
-    return key.removeprefix("net.").startswith(AUFaceNet.AU_SPECIFIC) or key == "pos_weight"
+    return key.removeprefix(f"{MODEL_PREFIX}net.").startswith(AUFaceNet.AU_SPECIFIC) or key == f"{MODEL_PREFIX}pos_weight"
 
 
 def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
     """Refuse a checkpoint that lacks trunk weights or has them in other shapes."""
     trunk = [k for k in own if not _au_specific(k)]
-    geometry = ("neutral.",)  # the neutral estimator's shapes come with the checkpoint
+    geometry = (f"{MODEL_PREFIX}neutral.",)  # the neutral estimator's shapes come with the checkpoint
     mismatched = [k for k in trunk if k in state and state[k].shape != own[k].shape and not k.startswith(geometry)]
     if mismatched:
         raise CheckpointError(

@@ -42,6 +42,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int
     return ckpt["state_dict"], resolve_aus(ckpt["geometry"]["aus"].tolist())
 
 
+#: Where an ``AUFaceTask`` keeps its :class:`~au_face.refiner.AUFaceRefiner` (state-dict key prefix).
+MODEL_PREFIX = "model."
+
+
 def unreadable(path: str | Path, err: BaseException) -> CheckpointError:
     """One line for a file ``torch.load(weights_only=True)`` refused: code in it, or not a checkpoint."""
     refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
@@ -66,4 +70,4 @@ def describe_load_error(err: BaseException) -> str:
     )
 
 
-__all__ = ["CheckpointError", "describe_load_error", "load_checkpoint", "read_checkpoint", "unreadable"]
+__all__ = ["MODEL_PREFIX", "CheckpointError", "describe_load_error", "load_checkpoint", "read_checkpoint", "unreadable"]
