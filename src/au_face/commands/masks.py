@@ -8,7 +8,7 @@ from pathlib import Path
 
 from au_face.assets import ICT_MODEL
 from au_face.aus import AU_NAMES, au_label, resolve_aus
-from au_face.faces.ict import ICTFaceModel, has_ict_shapes
+from au_face.faces.ict import has_ict_shapes, load_face_model
 from au_face.faces.registry import TOPOLOGIES, load_topology
 from au_face.masks import DEFAULT_ICT_THRESHOLD, DEFAULT_RINGS, MASK_METHODS, MaskError, build_masks, save_masks
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     aus = resolve_aus(args.aus)
     ict_given = args.ict is not None or os.environ.get(ICT_MODEL.env_var) is not None
     needs_ict = args.topology == "ict" or args.method in ("ict", "transfer") or (args.method == "auto" and ict_given)
-    ict_model = ICTFaceModel.load(ICT_MODEL.resolve(args.ict)).restrict("narrow") if needs_ict else None
+    ict_model = load_face_model(args.ict) if needs_ict else None
     if args.topology == "ict" and ict_model is not None:
         topology = ict_model.topology()  # what load_topology("ict") returns, without a second read
     else:

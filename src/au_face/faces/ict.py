@@ -227,6 +227,14 @@ class ICTFaceModel:
         return np.asarray(out, dtype=np.float32)
 
 
+def load_face_model(path: str | Path | None = None) -> ICTFaceModel:
+    """The ICT model on the narrow face region, from ``path`` or ``$AU_FACE_ICT`` (the form every
+    topology, mask and geometry builder uses)."""
+    from au_face.assets import ICT_MODEL
+
+    return ICTFaceModel.load(ICT_MODEL.resolve(path)).restrict("narrow")
+
+
 def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read vertices ``[V,3]`` and triangles ``[F,3]`` (polygons fan-split) from an OBJ file."""
     path = Path(path)

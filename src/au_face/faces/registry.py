@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from au_face.assets import FLAME_LANDMARKS, FLAME_MODEL, ICT_MODEL
+from au_face.assets import FLAME_LANDMARKS, FLAME_MODEL
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
 
@@ -23,9 +23,9 @@ def load_topology(
 ) -> FaceTopology:
     """The named topology; ICT and FLAME need their (user-supplied) model files."""
     if name == "ict":
-        from au_face.faces.ict import ICTFaceModel
+        from au_face.faces.ict import load_face_model
 
-        return ICTFaceModel.load(ICT_MODEL.resolve(ict_path)).restrict("narrow").topology()
+        return load_face_model(ict_path).topology()
     if name == "mediapipe":
         from au_face.faces.mediapipe import mediapipe_topology
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,10 @@ class FaceGeometry:
             out.update({f"neutral_{n}": getattr(self.neutral, n).cpu().numpy() for n in _NEUTRAL})
         return out
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the arrays (names, dtypes, shapes, bytes): equal hash, equal geometry."""
+        """SHA-256 of the arrays (names, dtypes, shapes, bytes): equal hash, equal geometry. Computed
+        once: the geometry is frozen."""
         digest = hashlib.sha256()
         for name, array in sorted(self.arrays().items()):
             array = np.ascontiguousarray(array)

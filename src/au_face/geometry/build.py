@@ -95,6 +95,7 @@ def resolve_geometry(source: GeometrySpec | FaceGeometry | str | Path | dict) ->
 
 def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
     """Build the geometry a spec describes (``build(topology="mediapipe", aus="bp4d")`` works too)."""
+    from au_face.faces.ict import load_face_model
     from au_face.faces.registry import load_topology
     from au_face.fileutil import user_cache_dir
     from au_face.masks import build_masks
@@ -103,8 +104,11 @@ def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
     if spec.file is not None:
         return _from_file(spec)
     aus = resolve_aus(spec.aus if spec.aus is not None else "default")
-    ict = _ict_model(spec) if spec.has_ict() or spec.topology == "ict" else None
-    topology = load_topology(spec.topology, spec.ict_path, spec.flame_path, spec.flame_landmarks_path)
+    ict = load_face_model(spec.ict_path) if spec.has_ict() or spec.topology == "ict" else None
+    if spec.topology == "ict":
+        topology = ict.topology()  # what load_topology("ict") gives, without a second read
+    else:
+        topology = load_topology(spec.topology, spec.ict_path, spec.flame_path, spec.flame_landmarks_path)
     method = _mask_method(spec, aus, ict)
     masks = build_masks(topology, aus, method, ict, user_cache_dir() / "masks", spec.mask_rings)
     basis, neutral = _basis_and_neutral(spec, topology, ict)
@@ -232,12 +236,6 @@ def from_checkpoint(path: str | Path, aus: list[int] | None = None, mask_rings: 
     masks = np.stack([known[a] if a in known else built[a] for a in aus])
     recipe = {"file": str(path), "aus": list(aus), "new_aus": new, "builder": BUILDER_VERSION}
     return FaceGeometry(stored.topology, tuple(aus), masks, stored.basis, stored.neutral, recipe)
-
-
-def _ict_model(spec: GeometrySpec):
-    from au_face.faces.ict import ICTFaceModel
-
-    return ICTFaceModel.load(ICT_MODEL.resolve(spec.ict_path)).restrict("narrow")
 
 
 def _recipe_key(spec: GeometrySpec) -> str:

@@ -13,7 +13,7 @@ from au_face.data.datamodules.base import SequenceDataModule, count_frames
 from au_face.data.labels import align_labels, read_folder_csv
 from au_face.data.synthetic import SyntheticConfig, SyntheticIndex, generate_synthetic_dataset, load_synthetic_index
 from au_face.faces.correspondence import TopologyMap
-from au_face.faces.ict import ICTFaceModel
+from au_face.faces.ict import ICTFaceModel, load_face_model
 from au_face.faces.mediapipe import mediapipe_topology
 from au_face.faces.registry import UnknownTopologyError
 
@@ -60,7 +60,7 @@ class SyntheticDataModule(SequenceDataModule):
 
     @cached_property
     def ict_model(self) -> ICTFaceModel:
-        return ICTFaceModel.load(self.ict_path).restrict("narrow")
+        return load_face_model(self.ict_path)
 
     @cached_property
     def topology_map(self) -> TopologyMap | None:
