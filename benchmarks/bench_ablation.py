@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_simreal import load_datamodule, load_split, quick_summary  # noqa: E402
-
-from au_face.cli import main as au_face  # noqa: E402
-from au_face.models import load_refiner  # noqa: E402
+from au_face import load_refiner
+from au_face.cli import main as au_face
+from bench_simreal import load_datamodule, load_split, quick_summary
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 VARIANTS: dict[str, list[str]] = {

@@ -7,7 +7,7 @@ For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the de
 `../shared/tools/check_real_faces.py` (the definitions the project is judged by) on its output (the
 motion checks also on the coarse track smoothed by a Gaussian and by One-Euro, with a plot of the
 mouth, lip-corner and brow tracks of the real clip: `benchmarks/wolf_tracks.png`) and
-on the analytic readout's (`au_face.readout`: the model's own neutral fit, non-negative ICT expression
+on the analytic readout's (`au_face.evaluation.baselines`: the model's own neutral fit, non-negative ICT expression
 weights mapped to AUs through the FACS table; nothing learned), and for the photo the Pearson r of
 each with the three peer tools' AU outputs beside the peers' r with each other. Needs the ICT model
 (`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0.
@@ -29,15 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from au_face.assets import ICT_MODEL
+from au_face import default_checkpoint, load_refiner
 from au_face.aus import au_label
 from au_face.cli import main as cli_main
-from au_face.expression import ict_expression_basis
-from au_face.filters import gaussian_filter, one_euro_filter
+from au_face.evaluation.baselines import analytic_readout, gaussian_filter, one_euro_filter
 from au_face.faces.ict import ICTFaceModel
-from au_face.models import default_checkpoint, load_refiner
-from au_face.neutral import fit_shape_indices
-from au_face.readout import analytic_readout
+from au_face.geometry.basis import ict_expression_basis
+from au_face.geometry.neutral import fit_shape_indices
+from au_face.utils.assets import ICT_MODEL
 
 #: Affectiva's metric names → AUs (its API documentation's mapping).
 AFFECTIVA_AUS = {

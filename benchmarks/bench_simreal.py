@@ -5,7 +5,7 @@
 Whole test sequences (MediaPipe run on renders of held-out ICT identities, ground truth known) go
 through the model with the same window stitching as `au-face reconstruct`. Printed tables:
 
-1. AU F1 per AU: the model vs the analytic readout (`au_face.readout`), plus AU6 on frames without
+1. AU F1 per AU: the model vs the analytic readout (`au_face.evaluation.baselines`), plus AU6 on frames without
    AU12 and AU12 on frames without AU6 (a co-occurrence must not stand in for visibility), single
    frames (S̄ from that frame alone) and sequences that hold one expression throughout.
 2. Refinement vs coarse, a Gaussian filter (σ chosen on the validation split), a causal One-Euro
@@ -25,18 +25,23 @@ import numpy as np
 import torch
 import yaml
 
+from au_face import GeometrySpec, load_refiner
 from au_face.aus import au_label
 from au_face.coarse.base import CoarseFrames
 from au_face.data.clips import load_sequence
 from au_face.data.datamodules.synthetic import SyntheticDataModule
-from au_face.data.synthetic import SyntheticConfig
-from au_face.evaluation import aligned_error, expression_error, fastest_frames, mean_acceleration, peak_amplitudes, raw_error
-from au_face.expression import ict_expression_basis
-from au_face.filters import gaussian_filter, one_euro_filter
-from au_face.geometry import GeometrySpec
-from au_face.models import load_refiner
-from au_face.neutral import fit_shape_indices
-from au_face.readout import analytic_readout
+from au_face.data.synthetic.config import SyntheticConfig
+from au_face.evaluation.baselines import analytic_readout, gaussian_filter, one_euro_filter
+from au_face.evaluation.sequences import (
+    aligned_error,
+    expression_error,
+    fastest_frames,
+    mean_acceleration,
+    peak_amplitudes,
+    raw_error,
+)
+from au_face.geometry.basis import ict_expression_basis
+from au_face.geometry.neutral import fit_shape_indices
 
 SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 ONE_EURO = [(c, b) for c in (0.5, 1.0, 2.0, 4.0) for b in (0.0, 0.5, 2.0, 8.0)]

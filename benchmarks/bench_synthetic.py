@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from au_face import load_refiner
 from au_face.cli import main
-from au_face.models import load_refiner
 
 REPO = Path(__file__).resolve().parents[1]
 

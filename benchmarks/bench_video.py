@@ -5,7 +5,7 @@ Measures, each stage in its own subprocess (so peak RSS is per run):
 * decode ms/frame (OpenCV through ``VideoReader``);
 * coarse ms/frame (decode + MediaPipe Face Mesh + pose fit, ``reconstruct_video``);
 * refinement ms/frame (the AU-aware model over overlapping windows, as the pipeline runs it);
-* end to end ms/frame and fps of ``au_face.pipeline.reconstruct`` (all outputs, overlay video
+* end to end ms/frame and fps of ``au_face.inference.pipeline.reconstruct`` (all outputs, overlay video
   included) and its peak RSS on the clip and on the clip concatenated 4 times;
 * jitter: mean vertex acceleration ``|S[t+1] - 2 S[t] + S[t-1]|`` in the canonical frame
   (template units, about cm) of the coarse and the refined meshes.
@@ -53,19 +53,16 @@ def peak_rss_mb() -> float:
 def build_refiner(ckpt: str | None):
     """The trained model from ``ckpt``, or an untrained one of the default config (see module doc)."""
     if ckpt:
-        from au_face.models import load_refiner
+        from au_face import load_refiner
 
         return load_refiner(ckpt)
     import torch
     import yaml
 
+    from au_face import AUFaceTask, FaceGeometry, LossWeights, NetConfig
     from au_face.aus import resolve_aus
     from au_face.faces.mediapipe import mediapipe_topology
-    from au_face.geometry import FaceGeometry
-    from au_face.losses import LossWeights
-    from au_face.masks import build_masks
-    from au_face.nn.net import NetConfig
-    from au_face.tasks import AUFaceTask
+    from au_face.geometry.masks import build_masks
 
     config = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
     model_args = yaml.safe_load((REPO / "configs" / config["model"]).read_text())["init_args"]
@@ -82,16 +79,18 @@ def build_refiner(ckpt: str | None):
 
 def jitter(vertices: np.ndarray, valid: np.ndarray) -> float:
     """Mean vertex acceleration norm over frames whose neighbours both have a face."""
-    ok = valid[2:] & valid[1:-1] & valid[:-2]
-    acc = vertices[2:] - 2 * vertices[1:-1] + vertices[:-2]
-    return float(np.linalg.norm(acc[ok], axis=-1).mean()) if ok.any() else float("nan")
+    import torch
+
+    from au_face.evaluation.sequences import mean_acceleration
+
+    return mean_acceleration(torch.from_numpy(np.asarray(vertices)), torch.from_numpy(np.asarray(valid, dtype=bool)))
 
 
 # --------------------------------------------------------------------------- stages (one per subprocess)
 
 
 def stage_decode(args: argparse.Namespace) -> dict:
-    from au_face.video import VideoReader
+    from au_face.io.video import VideoReader
 
     start = time.perf_counter()
     with VideoReader(args.video) as reader:
@@ -116,7 +115,7 @@ def stage_coarse(args: argparse.Namespace) -> dict:
 
 def stage_refine(args: argparse.Namespace) -> dict:
     from au_face.coarse.base import CoarseFrames
-    from au_face.pipeline import FrameStore, refine_windows
+    from au_face.inference.pipeline import FrameStore, refine_windows
 
     coarse = CoarseFrames.load(args.coarse)
     refiner = build_refiner(args.ckpt)
@@ -140,7 +139,7 @@ def stage_refine(args: argparse.Namespace) -> dict:
 
 def stage_e2e(args: argparse.Namespace) -> dict:
     from au_face.coarse.mediapipe import MediaPipeReconstructor
-    from au_face.pipeline import reconstruct
+    from au_face.inference.pipeline import reconstruct
 
     refiner = build_refiner(args.ckpt)
     reconstructor = MediaPipeReconstructor()
@@ -169,7 +168,7 @@ def concat_video(src: Path, dst: Path, times: int) -> Path:
     """Write ``src`` ``times`` times in a row to ``dst`` (mp4v)."""
     import cv2
 
-    from au_face.video import VideoReader
+    from au_face.io.video import VideoReader
 
     with VideoReader(src) as reader:
         fps, size = reader.fps, reader.size

@@ -3,7 +3,7 @@
     python benchmarks/bench_visibility.py      # needs AU_FACE_ICT and mediapipe
 
 Definition (issue #7): the AU's ICT shapes at full activation on the neutral identity, frontal, are
-rendered like the sim-to-real data (`au_face.data.simreal`, no camera degradation) beside the
+rendered like the sim-to-real data (`au_face.data.synthetic.simreal`, no camera degradation) beside the
 neutral face, and MediaPipe runs on both. On the 30 MediaPipe-topology vertices with the largest
 ground-truth displacement, the **share** is the mean displacement MediaPipe's canonical mesh
 recovers there divided by ground truth's; **r** is the Pearson correlation of the two displacement
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from au_face.assets import ICT_MODEL
 from au_face.aus import AU_SETS, au_label
 from au_face.coarse.mediapipe import MediaPipeReconstructor
-from au_face.data.render import Lighting, MeshRenderer, gradient_background
-from au_face.data.simreal import RENDER_REGION, Appearance, face_albedo, paint_openings
+from au_face.data.synthetic.shading import Lighting, MeshRenderer, gradient_background
+from au_face.data.synthetic.simreal import RENDER_REGION, Appearance, face_albedo, paint_openings
 from au_face.faces.align import similarity_fit
 from au_face.faces.correspondence import TopologyMap
 from au_face.faces.ict import ICTFaceModel
 from au_face.faces.mediapipe import STABLE_VERTICES, mediapipe_topology, to_pose_frame
+from au_face.utils.assets import ICT_MODEL
 
 #: The pose vertices of MediaPipeReconstructor version 1 (forehead and brow-coupled midline included).
 STABLE_VERTICES_V1 = np.array([

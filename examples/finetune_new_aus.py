@@ -22,11 +22,11 @@ import json
 import sys
 from pathlib import Path
 
+from au_face import default_checkpoint, load_refiner
 from au_face.aus import au_label, resolve_aus
-from au_face.checkpoints import load_checkpoint
 from au_face.cli import main as au_face_main
 from au_face.data.datamodules.folder import FolderAUDataModule
-from au_face.models import default_checkpoint, load_refiner
+from au_face.io.checkpoints import load_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml"
 

@@ -13,11 +13,10 @@ import sys
 
 import torch
 
-from au_face import CoarseFrames, au_label
+from au_face import CoarseFrames, au_label, load_refiner
 from au_face.coarse.mediapipe import MediaPipeReconstructor
 from au_face.coarse.stream import reconstruct_video
-from au_face.metrics import MeanAcceleration
-from au_face.models import load_refiner
+from au_face.evaluation.metrics import MeanAcceleration
 
 
 def jitter(vertices: torch.Tensor, valid: torch.Tensor) -> float:

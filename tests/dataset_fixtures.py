@@ -187,8 +187,8 @@ def write_coarse_cache(
     import torch
 
     from au_face.coarse.base import CoarseFrames
-    from au_face.data.cache import CoarseCache
     from au_face.coarse.registry import reconstructor_version
+    from au_face.data.cache import CoarseCache
     from au_face.faces.mediapipe import mediapipe_topology
 
     rng = np.random.default_rng(seed)
@@ -232,7 +232,7 @@ def face_geometry(aus: Sequence[int], expression_dim: int = 4, seed: int = 0):
     """A FaceGeometry on MediaPipe's mesh built in memory: landmark masks, a random orthonormal basis."""
     from au_face.faces.mediapipe import mediapipe_topology
     from au_face.geometry import FaceGeometry
-    from au_face.masks import build_masks
+    from au_face.geometry.masks import build_masks
 
     topology = mediapipe_topology()
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((topology.num_vertices * 3, expression_dim)))

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dataset_fixtures import face_geometry
 
 import au_face
 from au_face.cli import main
-from au_face.io import load_mesh_sequence_npz
+from au_face.io.meshes import load_mesh_sequence_npz
+from dataset_fixtures import face_geometry
 
 pytest.importorskip("mediapipe")
 
@@ -138,11 +138,11 @@ def test_overlay_is_h264(single_face: Path, tmp_path: Path) -> None:
 
 
 def test_ckpt_none_uses_the_packaged_model_when_present(single_face: Path, tiny_ckpt: Path, monkeypatch) -> None:
-    import au_face.api
+    import au_face.inference.api
 
-    monkeypatch.setattr(au_face.api, "default_checkpoint", lambda: None)
+    monkeypatch.setattr(au_face.inference.api, "default_checkpoint", lambda: None)
     assert not au_face.reconstruct(single_face, max_frames=3).refined
-    monkeypatch.setattr(au_face.api, "default_checkpoint", lambda: tiny_ckpt)
+    monkeypatch.setattr(au_face.inference.api, "default_checkpoint", lambda: tiny_ckpt)
     assert au_face.reconstruct(single_face, max_frames=3).refined
     assert not au_face.reconstruct(single_face, max_frames=3, refine=False).refined
 
@@ -154,7 +154,12 @@ def test_default_checkpoint_is_looked_up_in_the_package() -> None:
 
 
 def test_reconstructor_option_and_registry(single_face: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from au_face.coarse.registry import RECONSTRUCTORS, UnknownReconstructorError, build_reconstructor, reconstructor_class
+    from au_face.coarse.registry import (
+        RECONSTRUCTORS,
+        UnknownReconstructorError,
+        build_reconstructor,
+        reconstructor_class,
+    )
 
     assert RECONSTRUCTORS == ("mediapipe", "deca", "landmarker") and reconstructor_class("deca").name == "deca"
     with pytest.raises(UnknownReconstructorError, match="choose from mediapipe, deca, landmarker"):
@@ -193,7 +198,7 @@ def test_import_and_help_stay_light() -> None:
 
 def test_native_logs_are_dropped_but_python_stderr_is_kept() -> None:
     code = (
-        "import os, sys\nfrom au_face.quiet import native_logs_silenced\n"
+        "import os, sys\nfrom au_face.utils.quiet import native_logs_silenced\n"
         "with native_logs_silenced():\n    os.write(2, b'native log line\\n')\n    print('python message', file=sys.stderr)\n"
         "os.write(2, b'native after\\n')"
     )

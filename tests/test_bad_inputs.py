@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from dataset_fixtures import face_geometry
 
 SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
@@ -313,7 +314,7 @@ def run_cli(argv: list[str], out: Path | None = None) -> Outcome:
             code = main(argv)
         except SystemExit as exit_:  # argparse and jsonargparse exit on bad flags
             code = exit_.code if isinstance(exit_.code, int) else 1
-        except Exception:  # noqa: BLE001 - a traceback is the outcome we count
+        except Exception:
             traceback.print_exc(file=stderr)
             code, escaped = 1, True
     text = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught) + stderr.getvalue() + stdout.getvalue()
@@ -438,8 +439,8 @@ def test_truncated_ict_npz_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_checkpoint_errors_are_whole_lines(tmp_path: Path) -> None:
-    from au_face.models import load_refiner
-    from au_face.tasks import CheckpointError
+    from au_face.io.checkpoints import CheckpointError
+    from au_face.model.refiner import load_refiner
 
     ckpt = tmp_path / "mismatched.ckpt"
     torch.save(tiny_checkpoint(), ckpt)

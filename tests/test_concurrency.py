@@ -1,4 +1,4 @@
-"""``au_face.concurrency.read_ahead``: items in order, the producer's errors, stopping early."""
+"""``au_face.utils.concurrency.read_ahead``: items in order, the producer's errors, stopping early."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from au_face.concurrency import read_ahead
+from au_face.utils.concurrency import read_ahead
 
 
 def test_read_ahead_keeps_order_and_ends() -> None:

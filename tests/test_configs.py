@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from au_face.cli import main
-from au_face.lightning_cli import default_run_dir
+from au_face.commands.lightning import default_run_dir
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 PARTS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
@@ -51,9 +51,9 @@ def test_a_fold_is_one_key_and_names_its_run_folder(capsys) -> None:
 def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_run_folder(ict_npz: Path, tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from au_face.commands.lightning import AUFaceCLI
     from au_face.data.datamodules.base import SequenceDataModule
-    from au_face.lightning_cli import AUFaceCLI
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     default = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     args = ["--config", str(default), f"--geometry.ict_path={ict_npz}", f"--data.init_args.ict_path={ict_npz}",
@@ -68,8 +68,7 @@ def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_ru
 
 
 def test_default_config_trains_the_shipped_model_settings() -> None:
-    from au_face.models import default_checkpoint
-    from au_face.checkpoints import load_checkpoint
+    from au_face.io.checkpoints import default_checkpoint, load_checkpoint
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     experiment = yaml.safe_load((configs / "default.yaml").read_text())
@@ -80,3 +79,23 @@ def test_default_config_trains_the_shipped_model_settings() -> None:
     assert data["reference"] == shipped["reference"] == "neutral" and data["generator"]["coarse_source"] == "mediapipe"
     assert {k: shipped["net"][k] for k in model["net"]} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in model["net"].items()}
     assert {k: shipped["loss"][k] for k in model["loss"]} == model["loss"] and model["calibrated"] == shipped["calibrated"]
+
+
+def test_run_configs_saved_before_the_re_layout_still_load(capsys, tmp_path: Path) -> None:
+    """``class_path: au_face.tasks.AUFaceTask`` (au_face 0.1) resolves through the deprecated alias for one release."""
+    default = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    old_model = tmp_path / "model.yaml"
+    model = yaml.safe_load((default.parent / "model" / "default.yaml").read_text())
+    model["class_path"] = "au_face.tasks.AUFaceTask"
+    old_model.write_text(yaml.safe_dump(model))
+    with pytest.warns(FutureWarning, match="au_face.training.task.AUFaceTask"):
+        config = printed_config(capsys, "--config", str(default), "--model", str(old_model))
+    printed = config["model"]["init_args"]["net"]
+    assert {key: printed[key] for key in model["init_args"]["net"]} == model["init_args"]["net"]
+    import au_face.tasks
+    from au_face.training.task import AUFaceTask
+
+    with pytest.warns(FutureWarning):
+        assert au_face.tasks.AUFaceTask is AUFaceTask
+    with pytest.raises(AttributeError):
+        au_face.tasks.NoSuchThing  # noqa: B018

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dataset_fixtures import face_geometry
 
 from au_face.cli import main
 from au_face.data.clips import SequenceRecord, load_sequence
 from au_face.data.datamodules.synthetic import SyntheticDataModule
-from au_face.data.synthetic import SyntheticConfig, generate_synthetic_dataset
+from au_face.data.synthetic.config import SyntheticConfig
+from au_face.data.synthetic.generate import generate_synthetic_dataset
 from au_face.errors import AUFaceError
-from au_face.faces.correspondence import TopologyMap
+from au_face.faces.correspondence import TopologyMap, interocular_distance
 from au_face.faces.topology import FaceTopology, TopologyError
 from au_face.geometry import FaceGeometry, GeometrySpec
-from au_face.masks import interocular_distance
+from dataset_fixtures import face_geometry
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = SyntheticConfig(num_identities=(2, 1, 1), sequences_per_identity=1, frames_per_sequence=20, image_size=32)

@@ -11,6 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from au_face.aus import AU_SETS
+from au_face.cli import main
+from au_face.data.cache import CacheMissError
+from au_face.data.datamodules.affwild2 import AffWild2DataModule
+from au_face.data.datamodules.bp4d import BP4DDataModule
+from au_face.data.datamodules.cached import DatasetLayoutError, encode_image_folders, image_frame_numbers
+from au_face.data.datamodules.disfa import DISFADataModule
+from au_face.data.datamodules.folder import FolderAUDataModule
+from au_face.data.datamodules.multiface import MultifaceDataModule, register_similarity
+from au_face.data.folds import load_protocol
+from au_face.data.labels import LabelFormatError
+from au_face.faces.mediapipe import mediapipe_topology
 from dataset_fixtures import (
     make_affwild2,
     make_bp4d,
@@ -21,23 +34,6 @@ from dataset_fixtures import (
     write_bp4d_csv,
     write_coarse_cache,
 )
-
-from au_face.aus import AU_SETS
-from au_face.cli import main
-from au_face.data.cache import CacheMissError
-from au_face.data.datamodules.affwild2 import AffWild2DataModule
-from au_face.data.datamodules.bp4d import BP4DDataModule
-from au_face.data.datamodules.disfa import DISFADataModule
-from au_face.data.datamodules.folder import (
-    DatasetLayoutError,
-    FolderAUDataModule,
-    encode_image_folders,
-    image_frame_numbers,
-)
-from au_face.data.datamodules.multiface import MultifaceDataModule, register_similarity
-from au_face.data.folds import load_protocol
-from au_face.data.labels import LabelFormatError
-from au_face.faces.mediapipe import mediapipe_topology
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 10

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from au_face.assets import MissingAssetError
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.deca import (
     DECA_NUM_PARAMS,
@@ -24,9 +23,10 @@ from au_face.coarse.deca import (
 )
 from au_face.faces.flame import FlameModel
 from au_face.nn.resnet import resnet50
+from au_face.utils.assets import MissingAssetError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flame_fixtures import flame_model_dict, write_deca_checkpoint, write_flame_model, write_landmark_embedding  # noqa: E402
+from flame_fixtures import flame_model_dict, write_deca_checkpoint, write_flame_model, write_landmark_embedding
 
 FACE_BOX = (110.0, 70.0, 210.0, 180.0)
 

@@ -12,7 +12,8 @@ import yaml
 from au_face.aus import AU_SETS
 from au_face.coarse.base import CoarseFrames
 from au_face.faces.mediapipe import mediapipe_topology
-from au_face.models import default_checkpoint, load_refiner
+from au_face.io.checkpoints import default_checkpoint
+from au_face.model.refiner import load_refiner
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = default_checkpoint()
@@ -51,7 +52,7 @@ def test_the_demo_smile_reads_as_au12(tmp_path: Path) -> None:
     pytest.importorskip("mediapipe")
     pytest.importorskip("skimage")
     import au_face
-    from au_face.demo import demo_video
+    from au_face.data.demo import demo_video
 
     result = au_face.reconstruct(demo_video(tmp_path))
     au12 = result.aus["AU12_p"].dropna()
@@ -76,3 +77,27 @@ def test_inference_needs_no_lightning() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["AUFaceRefiner", "False", "False"], "loading the refiner imported the training stack"
+
+
+#: The packaged model's outputs on ``single_face.mp4``, recorded before the package re-layout (0.2):
+#: AU probabilities of every frame, the final mesh of every 8th frame, S̄ and the checkpoint's sha256.
+#: When the packaged model changes, record them anew from ``au-face reconstruct`` output:
+#: ``np.savez_compressed(path, au_probs=..., aus=..., vertices_every_8th=vertices[::8], reference=..., checkpoint_sha256=...)``.
+RECORDED = REPO / "tests" / "data" / "single_face_packaged_model.npz"
+
+
+def test_the_packaged_model_reproduces_its_recorded_outputs(video_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mediapipe")
+    import hashlib
+
+    import au_face
+
+    recorded = np.load(RECORDED)
+    sha = hashlib.sha256(PACKAGED.read_bytes()).hexdigest()
+    assert sha == str(recorded["checkpoint_sha256"]), "the packaged model changed: record its outputs anew (see RECORDED)"
+    result = au_face.reconstruct(video_dir / "single_face.mp4")
+    out = np.load(result.save(tmp_path)["meshes"])
+    assert out["aus"].tolist() == recorded["aus"].tolist()
+    np.testing.assert_allclose(out["au_probs"], recorded["au_probs"], atol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(out["vertices"][::8], recorded["vertices_every_8th"], atol=1e-4)
+    np.testing.assert_allclose(out["reference"], recorded["reference"], atol=1e-4)

@@ -68,8 +68,8 @@ def test_evaluate_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_evaluator_builds_the_chosen_metric_callbacks_and_reads_f1_by_metric_name() -> None:
-    from au_face.callbacks import AUF1Callback, FilterBaselineCallback, MeshSmoothnessCallback
-    from au_face.evaluator import Evaluator
+    from au_face.evaluation.callbacks import AUF1Callback, FilterBaselineCallback, MeshSmoothnessCallback
+    from au_face.evaluation.evaluator import Evaluator
 
     assert [type(c) for c in Evaluator().callbacks()] == [AUF1Callback, MeshSmoothnessCallback, FilterBaselineCallback]
     only_f1 = Evaluator(metrics=["au_f1"], threshold=0.3).callbacks()

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from au_face.assets import ICT_MODEL, MissingAssetError
 from au_face.aus import AU_SETS, UnknownAUError, parse_au, resolve_aus
 from au_face.faces.ict import ICTAssetError, ICTFaceModel, ict_blendshape_weights
 from au_face.faces.topology import FaceTopology, TopologyError
+from au_face.utils.assets import ICT_MODEL, MissingAssetError
 
 
 @pytest.mark.parametrize(("text", "number"), [("AU12", 12), ("12", 12), ("AU06", 6), ("au 6", 6), (" AU1 ", 1), (25, 25)])

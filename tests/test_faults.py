@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from dataset_fixtures import face_geometry, make_folder_labels, tiny_geometry, write_coarse_cache
 
 from au_face.cli import main
 from au_face.coarse.registry import reconstructor_version
+from dataset_fixtures import face_geometry, make_folder_labels, tiny_geometry, write_coarse_cache
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -92,7 +92,7 @@ def test_kill_9_during_preprocess_then_rerun(tmp_path: Path, video_dir: Path) ->
 
 
 def test_work_folders_of_live_runs_are_kept(tmp_path: Path) -> None:
-    from au_face.fileutil import make_work_folder
+    from au_face.utils.files import make_work_folder
 
     live = make_work_folder(tmp_path, "clip")
     dead = tmp_path / ".clip_work.999999999-abcdefgh"
@@ -133,7 +133,7 @@ def _fit_config(tmp_path: Path) -> Path:
                          "logger": yaml.safe_load((REPO / "configs" / config["trainer"]).read_text())["logger"],
                          "accelerator": "cpu", "enable_progress_bar": False, "enable_model_summary": False,
                          "limit_train_batches": 2, "limit_val_batches": 1}  # fmt: skip
-    config["model"] = {"class_path": "au_face.tasks.AUFaceTask", "init_args": {
+    config["model"] = {"class_path": "au_face.training.task.AUFaceTask", "init_args": {
         "net": {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}}}
     config["data"] = yaml.safe_load((REPO / "configs" / config["data"]).read_text())
     config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), batch_size=2, num_workers=0)
@@ -212,7 +212,7 @@ def test_concurrent_preprocess_runs_share_the_work(tmp_path: Path, video_dir: Pa
     command = _cli("preprocess", str(folder), "--out", str(out), "--max-frames", "24")
     runs = [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [run.communicate(timeout=300) + (run.returncode,) for run in runs]
-    for stdout, stderr, code in results:
+    for _stdout, stderr, code in results:
         assert code == 0 and "Traceback" not in stderr, stderr
     assert main(["preprocess", str(folder), "--out", str(reference), "--max-frames", "24"]) == 0
     npz = sorted(p.name for p in out.glob("*.npz"))
@@ -235,14 +235,14 @@ class RunsCode:
 
 def _tiny_task(aus: list[int]):
     from au_face.nn.net import NetConfig
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     net = NetConfig(dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1, modality="mesh")
     return AUFaceTask(face_geometry(aus), net=net)
 
 
 def test_init_checkpoint_with_code_is_refused_unrun(tmp_path: Path) -> None:
-    from au_face.tasks import CheckpointError
+    from au_face.io.checkpoints import CheckpointError
 
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"aus": [1, 2]}, "x": RunsCode(tmp_path / "ran")}, evil)
@@ -252,7 +252,7 @@ def test_init_checkpoint_with_code_is_refused_unrun(tmp_path: Path) -> None:
 
 
 def test_init_checkpoint_must_hold_the_trunk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from au_face.tasks import CheckpointError
+    from au_face.io.checkpoints import CheckpointError
 
     source = _tiny_task([1, 2])
     geometry = source.geometry.to_state()

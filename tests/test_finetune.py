@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from dataset_fixtures import make_folder_labels, tiny_geometry, write_coarse_cache
 
 from au_face.cli import main
 from au_face.geometry import GeometrySpec
-from au_face.tasks import AUFaceTask
+from au_face.training.task import AUFaceTask
+from dataset_fixtures import make_folder_labels, tiny_geometry, write_coarse_cache
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["train/anna_1", "train/bob_1", "val/carl_1", "test/dora_1"]

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from au_face.assets import MissingAssetError
 from au_face.errors import AUFaceError
 from au_face.faces.flame import FlameFormatError, FlameModel, read_flame_pickle, read_landmark_embedding, rodrigues
 from au_face.faces.registry import load_topology
+from au_face.utils.assets import MissingAssetError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flame_fixtures import flame_model_dict, write_flame_model, write_landmark_embedding  # noqa: E402
+from flame_fixtures import flame_model_dict, write_flame_model, write_landmark_embedding
 
 
 @pytest.fixture()

@@ -9,15 +9,11 @@ import pytest
 import trimesh
 
 from au_face.errors import AUFaceError
-from au_face.io import (
-    AUCsvWriter,
+from au_face.io.au_csv import HEAD_TO_CAMERA, AUCsvWriter, au_csv_columns, euler_angles, read_au_csv
+from au_face.io.meshes import (
     MeshIOError,
     NpzStreamWriter,
-    HEAD_TO_CAMERA,
-    au_csv_columns,
-    euler_angles,
     load_mesh_sequence_npz,
-    read_au_csv,
     save_mesh_sequence_npz,
     write_frame_meshes,
 )

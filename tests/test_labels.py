@@ -6,15 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_fixtures import (
-    make_affwild2,
-    make_bp4d,
-    make_disfa,
-    write_affwild2_txt,
-    write_bp4d_csv,
-    write_disfa_au,
-    write_folder_csv,
-)
 
 from au_face.aus import AU_SETS
 from au_face.data.folds import FoldError, fold_split, load_protocol
@@ -33,6 +24,15 @@ from au_face.data.labels import (
     read_folder_csv,
 )
 from au_face.errors import AUFaceError
+from dataset_fixtures import (
+    make_affwild2,
+    make_bp4d,
+    make_disfa,
+    write_affwild2_txt,
+    write_bp4d_csv,
+    write_disfa_au,
+    write_folder_csv,
+)
 
 # ----------------------------------------------------------------------------- BP4D
 

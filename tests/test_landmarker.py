@@ -26,26 +26,26 @@ import torch
 
 pytest.importorskip("mediapipe")
 
-from au_face.assets import MissingAssetError  # noqa: E402
-from au_face.cli import main  # noqa: E402
-from au_face.coarse.base import CoarseFrames  # noqa: E402
-from au_face.coarse.landmarker import (  # noqa: E402
+from au_face.cli import main
+from au_face.coarse.base import CoarseFrames
+from au_face.coarse.landmarker import (
     BLENDSHAPE_NAMES,
     MODEL_ENV,
     FaceLandmarkerReconstructor,
     LandmarkerModelError,
     resolve_model,
 )
-from au_face.coarse.mediapipe import ImplausibleFitWarning, MediaPipeReconstructor, MultipleFacesWarning  # noqa: E402
-from au_face.coarse.registry import (  # noqa: E402
+from au_face.coarse.mediapipe import ImplausibleFitWarning, MediaPipeReconstructor, MultipleFacesWarning
+from au_face.coarse.registry import (
     RECONSTRUCTORS,
     ReconstructorOptionError,
     build_reconstructor,
     reconstructor_version,
 )
-from au_face.coarse.stream import reconstruct_video  # noqa: E402
-from au_face.io import load_mesh_sequence_npz  # noqa: E402
-from au_face.video import VideoReader  # noqa: E402
+from au_face.coarse.stream import reconstruct_video
+from au_face.io.meshes import load_mesh_sequence_npz
+from au_face.io.video import VideoReader
+from au_face.utils.assets import MissingAssetError
 
 #: Scores the test bundle's blendshape model gives every face (its bias).
 TEST_SCORES = np.linspace(0.0, 1.0, len(BLENDSHAPE_NAMES), dtype=np.float32)

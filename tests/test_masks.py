@@ -7,19 +7,18 @@ import argparse
 import numpy as np
 import pytest
 
-from au_face import masks as masks_module
 from au_face.aus import AU_SETS, UnknownAUError
+from au_face.faces.correspondence import interocular_distance, register_template
 from au_face.faces.topology import FaceTopology
-from au_face.masks import (
+from au_face.geometry import masks as masks_module
+from au_face.geometry.masks import (
     AU_REGIONS,
     MaskError,
     build_masks,
-    interocular_distance,
     load_masks,
     mask_overlap,
     masks_from_ict,
     masks_from_landmarks,
-    register_template,
     ring_falloff,
     save_masks,
     transfer_masks,
@@ -255,7 +254,7 @@ def test_build_transfer_method(ict_model, ict_topology):
 
 
 def test_draw_masks_writes_png(ict_topology, landmark_masks, tmp_path):
-    from au_face.figures import draw_masks
+    from au_face.viz.mask_figure import draw_masks
 
     path = draw_masks(ict_topology, landmark_masks[:3], [1, 2, 4], tmp_path / "fig.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -287,8 +286,8 @@ def test_cli_writes_figure_and_npz(ict_npz, ict_topology, tmp_path, capsys, monk
 
 
 def test_cli_errors(ict_npz, tmp_path, monkeypatch, capsys):
-    from au_face.assets import MissingAssetError
     from au_face.commands import masks as command
+    from au_face.utils.assets import MissingAssetError
 
     monkeypatch.delenv("AU_FACE_ICT", raising=False)
     with pytest.raises(MissingAssetError, match="AU_FACE_ICT"):

@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("mediapipe")
 
-from au_face.coarse.base import CoarseFrames  # noqa: E402
-from au_face.coarse.mediapipe import MediaPipeReconstructor  # noqa: E402
-from au_face.faces.align import similarity_fit  # noqa: E402
-from au_face.coarse.stream import NoFaceError, reconstruct_video, reconstruct_video_to_file  # noqa: E402
-from au_face.faces.mediapipe import (  # noqa: E402
+from au_face.coarse.base import CoarseFrames
+from au_face.coarse.mediapipe import MediaPipeReconstructor
+from au_face.coarse.stream import NoFaceError, reconstruct_video, reconstruct_video_to_file
+from au_face.faces.align import similarity_fit
+from au_face.faces.mediapipe import (
     EYE_CORNER_DISTANCE_CM,
     IBUG68_TO_MEDIAPIPE,
     STABLE_VERTICES,
@@ -26,9 +26,9 @@ from au_face.faces.mediapipe import (  # noqa: E402
     tesselation_edges,
     triangles_from_edges,
 )
-from au_face.faces.registry import load_topology  # noqa: E402
-from au_face.faces.topology import FaceTopology  # noqa: E402
-from au_face.video import VideoReader  # noqa: E402
+from au_face.faces.registry import load_topology
+from au_face.faces.topology import FaceTopology
+from au_face.io.video import VideoReader
 
 #: iBUG-68 index of each point's mirror image (left <-> right).
 IBUG_FLIP = (

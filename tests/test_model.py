@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from au_face.losses import masked_bce, smoothness_loss
-from au_face.metrics import AUF1, MeanAcceleration
+from au_face.evaluation.metrics import AUF1, MeanAcceleration
 from au_face.nn.net import AUFaceNet, NetConfig
 from au_face.nn.temporal import TemporalTransformer
 from au_face.nn.tokenizer import AUTokenizer
+from au_face.training.losses import masked_bce, smoothness_loss
 
 K, V, E = 4, 50, 6
 

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from au_face.evaluation import aligned_error, expression_error, fastest_frames, mean_acceleration, peak_amplitudes
-from au_face.filters import gaussian_filter, one_euro_filter
-from au_face.neutral import NeutralEstimator, fit_shape_indices
+from au_face.evaluation.baselines import au_pattern, gaussian_filter, one_euro_filter, readout_probabilities
+from au_face.evaluation.sequences import (
+    aligned_error,
+    expression_error,
+    fastest_frames,
+    mean_acceleration,
+    peak_amplitudes,
+)
+from au_face.geometry.neutral import NeutralEstimator, fit_shape_indices
 from au_face.nn.smoother import AdaptiveSmoother, filter_sequences
-from au_face.readout import au_pattern, readout_probabilities
 
 V = 60
 

@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from au_face.coarse.base import CoarseFrames  # noqa: E402
-from au_face.coarse.mediapipe import MediaPipeReconstructor  # noqa: E402
-from au_face.commands import preprocess  # noqa: E402
-from au_face.commands.preprocess import PreprocessInputError, collect_videos  # noqa: E402
-from au_face.data.cache import CoarseCache  # noqa: E402
+from au_face.coarse.base import CoarseFrames
+from au_face.coarse.mediapipe import MediaPipeReconstructor
+from au_face.commands import preprocess
+from au_face.commands.preprocess import PreprocessInputError, collect_videos
+from au_face.data.cache import CoarseCache
 
 
 def run_cli(argv: list[str]) -> int:

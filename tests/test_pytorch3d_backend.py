@@ -13,17 +13,16 @@ import numpy as np
 import pytest
 
 from au_face.coarse.base import CoarseFrames
-from au_face.data.render import Lighting, MeshRenderer, gradient_background
-from au_face.data.synthetic import (
-    INDEX_NAME,
-    SyntheticConfig,
-    SyntheticConfigError,
-    config_fingerprint,
-    generate_synthetic_dataset,
-    load_synthetic_index,
-    sample_head_pose,
+from au_face.data.synthetic.config import INDEX_NAME, SyntheticConfig, SyntheticConfigError, config_fingerprint
+from au_face.data.synthetic.generate import generate_synthetic_dataset, load_synthetic_index
+from au_face.data.synthetic.motion import sample_head_pose
+from au_face.data.synthetic.rasterizers import (
+    PYTORCH3D_PINS,
+    RendererBackendError,
+    pytorch3d_import_error,
+    renderer_name,
 )
-from au_face.renderers import PYTORCH3D_PINS, RendererBackendError, pytorch3d_import_error, renderer_name
+from au_face.data.synthetic.shading import Lighting, MeshRenderer, gradient_background
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = SyntheticConfig(num_identities=(1, 1, 1), sequences_per_identity=1, frames_per_sequence=4, image_size=32)

@@ -1,4 +1,4 @@
-"""``au_face.pipeline.reconstruct`` and ``au-face reconstruct``: passes, stitching, outputs, errors."""
+"""``au_face.inference.pipeline.reconstruct`` and ``au-face reconstruct``: passes, stitching, outputs, errors."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ import trimesh
 
 from au_face.cli import main
 from au_face.coarse.base import CoarseFrames
-from au_face.io import load_mesh_sequence_npz, read_au_csv
 from au_face.errors import AUFaceError
-from au_face.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
-from au_face.refiner_process import RefinerProcess
-from au_face.result import ReconstructionResult, output_paths
-from au_face.windows import SlidingWindow
+from au_face.inference.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
+from au_face.inference.process import RefinerProcess
+from au_face.inference.result import ReconstructionResult, output_paths
+from au_face.io.au_csv import read_au_csv
+from au_face.io.meshes import load_mesh_sequence_npz
+from au_face.model.windows import SlidingWindow
 
 pytest.importorskip("mediapipe")
 
@@ -153,7 +154,7 @@ def reconstructor():
 
 @pytest.fixture(scope="module")
 def video_times(single_face: Path) -> np.ndarray:
-    from au_face.video import VideoReader
+    from au_face.io.video import VideoReader
 
     with VideoReader(single_face) as reader:
         return np.array([f.timestamp for f in reader])
@@ -283,8 +284,8 @@ def test_a_refiner_process_that_fails_to_load_stops_the_run_and_leaves_nothing(
 
 def test_the_command_from_the_shell_matches_the_api(single_face: Path, tmp_path: Path) -> None:
     """``au-face reconstruct`` run as a process refines in a forked process: same numbers as in-process."""
-    from au_face.api import reconstruct as api_reconstruct
-    from au_face.models import default_checkpoint
+    from au_face.inference.api import reconstruct as api_reconstruct
+    from au_face.io.checkpoints import default_checkpoint
 
     if default_checkpoint() is None:
         pytest.skip("no packaged model")
@@ -301,7 +302,7 @@ def test_the_command_from_the_shell_matches_the_api(single_face: Path, tmp_path:
 def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
     single_face: Path, reconstructor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from au_face.render import OverlayWriter
+    from au_face.viz.overlay import OverlayWriter
 
     def fail(self, *args, **kwargs) -> None:
         raise RuntimeError("drawing failed")
@@ -353,9 +354,9 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path, single_face: Path, capsys
 
 
 def test_cli_topology_mismatch(tmp_path: Path, single_face: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    import au_face.api
+    import au_face.inference.api
 
-    monkeypatch.setattr(au_face.api, "load_refiner", lambda path: StandInRefiner(topology_name="ict"))
+    monkeypatch.setattr(au_face.inference.api, "load_refiner", lambda path: StandInRefiner(topology_name="ict"))
     err = _cli_error(capsys, [str(single_face), "--ckpt", "x.ckpt", "--out", str(tmp_path)])
     assert "checkpoint was trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'" in err
 

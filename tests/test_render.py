@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from au_face.io import AUCsvWriter, AUTable
-from au_face.render import OverlayWriter, RenderError, draw_mesh, facing_triangles, plot_au_tracks
+from au_face.io.au_csv import AUCsvWriter, AUTable
+from au_face.viz.au_tracks import plot_au_tracks
+from au_face.viz.overlay import OverlayWriter, RenderError, draw_mesh, facing_triangles
 
 SIZE = (160, 120)  # width, height
 

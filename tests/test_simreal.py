@@ -11,12 +11,14 @@ import torch
 
 pytest.importorskip("mediapipe")
 
-from au_face.data import simreal  # noqa: E402
-from au_face.data.datamodules.synthetic import SyntheticDataModule  # noqa: E402
-from au_face.data.synthetic import SequenceSimulator, SyntheticConfig, generate_synthetic_dataset  # noqa: E402
-from au_face.faces.ict import ICTFaceModel  # noqa: E402
-from au_face.geometry import GeometrySpec  # noqa: E402
-from au_face.nn.net import NetConfig  # noqa: E402
+from au_face.data.datamodules.synthetic import SyntheticDataModule
+from au_face.data.synthetic import simreal
+from au_face.data.synthetic.config import SyntheticConfig
+from au_face.data.synthetic.generate import generate_synthetic_dataset
+from au_face.data.synthetic.simulate import SequenceSimulator
+from au_face.faces.ict import ICTFaceModel
+from au_face.geometry import GeometrySpec
+from au_face.nn.net import NetConfig
 
 SIMREAL = SyntheticConfig(
     aus=(1, 4, 12, 25), coarse_source="mediapipe", image_size=160, frames_per_sequence=6,
@@ -105,7 +107,7 @@ def test_held_sequences_hold_one_expression(simreal_root: Path) -> None:
 
 def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(simreal_root: Path, ict_npz: Path, tmp_path: Path) -> None:
     from au_face.coarse.base import CoarseFrames
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz),
                              reference="neutral", clip_length=4, use_crops=False)  # fmt: skip
@@ -128,7 +130,7 @@ def test_a_video_model_on_data_without_crops_is_a_clear_error(simreal_root: Path
     from types import SimpleNamespace
 
     from au_face.errors import AUFaceError
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     dm = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz),
                              clip_length=4, use_crops=False)  # fmt: skip

@@ -12,17 +12,11 @@ import torch
 
 from au_face.aus import au_label
 from au_face.coarse.base import CoarseFrames
-from au_face.data.render import Lighting, MeshRenderer, gradient_background
-from au_face.data.synthetic import (
-    INDEX_NAME,
-    SyntheticConfig,
-    SyntheticConfigError,
-    coarse_from_clean,
-    generate_synthetic_dataset,
-    load_synthetic_index,
-    sample_au_activations,
-    sample_head_pose,
-)
+from au_face.data.synthetic.config import INDEX_NAME, SyntheticConfig, SyntheticConfigError
+from au_face.data.synthetic.generate import generate_synthetic_dataset, load_synthetic_index
+from au_face.data.synthetic.motion import sample_au_activations, sample_head_pose
+from au_face.data.synthetic.shading import Lighting, MeshRenderer, gradient_background
+from au_face.data.synthetic.simulate import coarse_from_clean
 from au_face.errors import AUFaceError
 
 TINY = SyntheticConfig(num_identities=(2, 2, 2), sequences_per_identity=1, frames_per_sequence=16, image_size=64)
@@ -285,7 +279,8 @@ def test_config_validation_and_roundtrip() -> None:
 
 
 def test_unlabelled_speech_and_blinks_move_only_unlabelled_shapes(ict_npz) -> None:
-    from au_face.data.synthetic import NUISANCE_SHAPES, SequenceSimulator, sample_nuisance
+    from au_face.data.synthetic.motion import NUISANCE_SHAPES, sample_nuisance
+    from au_face.data.synthetic.simulate import SequenceSimulator
     from au_face.faces.ict import ict_blendshape_weights
 
     config = SyntheticConfig(image_size=16, frames_per_sequence=200, aus=(1, 12, 26))

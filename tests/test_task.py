@@ -10,9 +10,10 @@ import torch
 
 from au_face.cli import main
 from au_face.data.datamodules.synthetic import SyntheticDataModule
-from au_face.data.synthetic import SyntheticConfig
+from au_face.data.synthetic.config import SyntheticConfig
 from au_face.geometry import GeometrySpec
-from au_face.tasks import AUFaceTask, CheckpointError
+from au_face.io.checkpoints import CheckpointError
+from au_face.training.task import AUFaceTask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--data.init_args.batch_size=2", "--data.init_args.generator.num_identities=[2, 1, 1]",
@@ -65,7 +66,7 @@ def test_test_through_the_cli_logs_per_au_f1_and_smoothness(trained, tmp_path: P
 def test_filter_baselines_choose_sigma_on_validation() -> None:
     from types import SimpleNamespace
 
-    from au_face.callbacks import FilterBaselineCallback
+    from au_face.evaluation.callbacks import FilterBaselineCallback
 
     callback = FilterBaselineCallback(sigmas=(0.5, 3.0), one_euro=((1.0, 0.0), (8.0, 0.0)))
     g = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from au_face.errors import AUFaceError
-from au_face.video import TruncatedVideoWarning, VideoError, VideoNotFoundError, VideoReader, iter_chunks
+from au_face.io.video import TruncatedVideoWarning, VideoError, VideoNotFoundError, VideoReader, iter_chunks
 
 
 def write_avi(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:

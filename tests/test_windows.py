@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from au_face.windows import SlidingWindow, WindowError
+from au_face.model.windows import SlidingWindow, WindowError
 
 
 @pytest.mark.parametrize(("n", "length", "stride"), [(10, 16, None), (16, 16, None), (17, 16, None), (100, 16, None), (41, 8, 7), (41, 8, 1)])

@@ -1,4 +1,4 @@
-"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/geometry/evaluate.
+"""The ``au-face`` command: LightningCLI subcommands plus reconstruct/preprocess/masks/geometry/evaluate/frames.
 
 Only what a subcommand needs is imported (torch, Lightning and MediaPipe take seconds), so
 ``au-face --help`` and argument errors are quick. Run from the shell, the non-training subcommands
@@ -24,6 +24,7 @@ COMMANDS = {
     "masks": "Build and draw the AU vertex masks of a topology.",
     "geometry": "Build a face geometry (masks, expression basis, neutral estimator) as a hashed .npz.",
     "evaluate": "Per-AU F1 tables over dataset folds.",
+    "frames": "Encode folders of numbered frames (BP4D, Multiface) as videos for preprocess.",
 }
 
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_help()
             return 0 if args else 2
         if args[0] not in COMMANDS:
-            from au_face.lightning_cli import run_lightning
+            from au_face.commands.lightning import run_lightning
 
             return run_lightning(None if from_shell else args)
         code = run_command(args[0], args[1:], fresh_process=from_shell)
@@ -101,7 +102,7 @@ def user_error(err: BaseException) -> AUFaceError | None:
 
 
 def _print_help() -> None:
-    print("usage: au-face {fit,validate,test,predict,reconstruct,preprocess,masks,geometry,evaluate} ...\n")
+    print("usage: au-face {fit,validate,test,predict,reconstruct,preprocess,masks,geometry,evaluate,frames} ...\n")
     print("  fit|validate|test|predict  train and evaluate with LightningCLI (--config configs/*.yaml; fit --help)")
     for name, text in COMMANDS.items():
         print(f"  {name:<26} {text}")

@@ -12,7 +12,7 @@ import torch
 
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
-from au_face.fileutil import atomic_save_npz
+from au_face.utils.files import atomic_save_npz
 
 #: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
 OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence")

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from au_face.assets import DECA_CHECKPOINT, FLAME_LANDMARKS
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.flame import FlameModel, rodrigues
 from au_face.faces.topology import FaceTopology
 from au_face.nn.resnet import resnet50
+from au_face.utils.assets import DECA_CHECKPOINT, FLAME_LANDMARKS
 
 #: DECA's code layout (``cfg.model.param_list`` and ``n_*`` in decalib/utils/config.py).
 DECA_PARAMS: tuple[tuple[str, int], ...] = (("shape", 100), ("tex", 50), ("exp", 50), ("pose", 6), ("cam", 3), ("light", 27))

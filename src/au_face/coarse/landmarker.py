@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from au_face.assets import MissingAssetError
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.mediapipe import MAX_FACES, MediaPipeReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.mediapipe import NUM_VERTICES, MediaPipeUnavailableError
+from au_face.utils.assets import MissingAssetError
 
 #: Environment variable with the path of the ``.task`` file (when none is passed).
 MODEL_ENV = "AU_FACE_LANDMARKER"
@@ -75,7 +75,7 @@ def _landmark_values(model: bytes) -> int:
 def resolve_model(path: str | Path | None = None) -> Path:
     """The ``.task`` file: ``path``, else ``$AU_FACE_LANDMARKER``, checked to be a Face Landmarker bundle.
 
-    Raises :class:`~au_face.assets.MissingAssetError` when none is given or the file does not
+    Raises :class:`~au_face.utils.assets.MissingAssetError` when none is given or the file does not
     exist, and :class:`LandmarkerModelError` for a file that is not a readable bundle (not a
     zip, damaged, model files missing, or a landmark model without 478 3D points).
     """

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
-from au_face.concurrency import read_ahead
 from au_face.errors import AUFaceError
-from au_face.io import NpzStreamWriter
-from au_face.sources import FrameReader, open_frames
-from au_face.video import iter_chunks
+from au_face.io.meshes import NpzStreamWriter
+from au_face.io.sources import FrameReader, open_frames
+from au_face.io.video import iter_chunks
+from au_face.utils.concurrency import read_ahead
 
 #: Per-frame fields of :class:`CoarseFrames`, in file order.
 FRAME_FIELDS = ("vertices", "valid", "rotation", "translation", "scale", "landmarks2d", "timestamps", *OPTIONAL_FIELDS)
@@ -74,7 +74,7 @@ def reconstruct_video(
     allow_no_face: bool = False,
 ) -> Iterator[CoarseFrames]:
     """Yield :class:`CoarseFrames` for consecutive chunks of ``chunk_size`` processed frames of
-    ``path``: a video, an image or a folder of image frames (see :func:`~au_face.sources.open_frames`).
+    ``path``: a video, an image or a folder of image frames (see :func:`~au_face.io.sources.open_frames`).
 
     The reconstructor is reset first. Only one chunk of decoded frames is in memory at a time.
     After the last chunk, raises :class:`NoFaceError` if no frame had a face (unless ``allow_no_face``).

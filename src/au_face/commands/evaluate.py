@@ -5,7 +5,7 @@ Two sources of per-fold results:
 * ``--config configs/bp4d.yaml --folds 1 2 3``: run the test split of each fold (or of each of
   several configs) with its checkpoint (``--ckpt``: one per run, one for all, or by default each
   run's ``<run_dir>/checkpoints/best.ckpt``) and read per-AU F1 from ``trainer.test()``'s results
-  by metric name (:meth:`au_face.evaluator.Evaluator.au_f1`); a per-fold metrics CSV is written for each;
+  by metric name (:meth:`au_face.evaluation.evaluator.Evaluator.au_f1`); a per-fold metrics CSV is written for each;
 * ``--metrics a.csv b.csv c.csv``: per-fold CSVs written earlier, by this command or by
   Lightning's ``CSVLogger`` (columns such as ``test/f1/AU01``; the last row with values is used).
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from au_face.aus import au_label
 from au_face.errors import AUFaceError
-from au_face.fileutil import atomic_write_text
+from au_face.utils.files import atomic_write_text
 
 _METRIC_COLUMN = re.compile(r"^(?:(?P<stage>test|val|validate)/)?(?:f1[/_])?au0*(?P<au>\d+)$", re.IGNORECASE)
 
@@ -144,10 +144,10 @@ def evaluate_checkpoint(config: Path, ckpt: Path | None, trainer_args: list[str]
     """Test ``ckpt`` (default: the run's ``checkpoints/best.ckpt``, which must not be one of the
     ``taken`` ones) on the test split of ``config`` (of its ``fold``), as ``au-face test`` does;
     per-AU F1 (NaN where undefined)."""
+    from au_face.commands.lightning import AUFaceCLI
     from au_face.data.datamodules.base import SequenceDataModule
-    from au_face.evaluator import Evaluator
-    from au_face.lightning_cli import AUFaceCLI
-    from au_face.tasks import AUFaceTask
+    from au_face.evaluation.evaluator import Evaluator
+    from au_face.training.task import AUFaceTask
 
     if not config.is_file():
         raise EvaluationError(f"config not found: {config}")

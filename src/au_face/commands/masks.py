@@ -6,11 +6,18 @@ import argparse
 import os
 from pathlib import Path
 
-from au_face.assets import ICT_MODEL
 from au_face.aus import AU_NAMES, au_label, resolve_aus
 from au_face.faces.ict import has_ict_shapes, load_face_model
 from au_face.faces.registry import TOPOLOGIES, load_topology
-from au_face.masks import DEFAULT_ICT_THRESHOLD, DEFAULT_RINGS, MASK_METHODS, MaskError, build_masks, save_masks
+from au_face.geometry.masks import (
+    DEFAULT_ICT_THRESHOLD,
+    DEFAULT_RINGS,
+    MASK_METHODS,
+    MaskError,
+    build_masks,
+    save_masks,
+)
+from au_face.utils.assets import ICT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +57,7 @@ def _choose_method(args: argparse.Namespace, aus: list[int], have_ict: bool) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Build, draw and optionally save the masks; print one line per AU."""
-    from au_face.figures import draw_masks  # matplotlib: only when drawing
+    from au_face.viz.mask_figure import draw_masks  # matplotlib: only when drawing
 
     aus = resolve_aus(args.aus)
     ict_given = args.ict is not None or os.environ.get(ICT_MODEL.env_var) is not None

@@ -1,6 +1,6 @@
 """``au-face preprocess``: coarse-reconstruct videos into a resumable on-disk cache.
 
-Runs :class:`~au_face.tasks.coarse.CoarseTask` with ``Trainer.predict`` (``--devices N`` spreads
+Runs :class:`~au_face.data.preprocess.CoarseTask` with ``Trainer.predict`` (``--devices N`` spreads
 the videos over N processes). Videos already cached with the same settings are skipped, so an
 interrupted run is resumed by running the same command again.
 """
@@ -18,11 +18,11 @@ from typing import Any
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.registry import RECONSTRUCTORS, build_reconstructor
-from au_face.data.cache import CoarseCache
 from au_face.commands import positive_int
+from au_face.data.cache import CoarseCache
 from au_face.errors import AUFaceError
-from au_face.sources import VIDEO_EXTENSIONS, list_videos
-from au_face.fileutil import check_output_folder
+from au_face.io.sources import VIDEO_EXTENSIONS, list_videos
+from au_face.utils.files import check_output_folder
 
 
 class PreprocessInputError(AUFaceError, ValueError):
@@ -95,7 +95,7 @@ def _predict(
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from au_face.tasks.coarse import CoarseCacheWriter, CoarseTask, VideoPathDataset
+    from au_face.data.preprocess import CoarseCacheWriter, CoarseTask, VideoPathDataset
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     trainer = L.Trainer(

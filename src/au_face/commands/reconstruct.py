@@ -7,8 +7,8 @@ from pathlib import Path
 
 from au_face.coarse.registry import RECONSTRUCTORS
 from au_face.commands import positive_int
-from au_face.fileutil import output_folder
-from au_face.io import MESH_FORMATS
+from au_face.io.meshes import MESH_FORMATS
+from au_face.utils.files import output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
-    from au_face.api import UsageError, open_refiner, reconstruct_all
     from au_face.coarse.registry import build_reconstructor
-    from au_face.quiet import native_logs_silenced
+    from au_face.inference.api import UsageError, open_refiner, reconstruct_all
+    from au_face.utils.quiet import native_logs_silenced
 
     if args.demo == (args.input is not None):
         raise UsageError("give either an INPUT or --demo (exactly one)")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ckpt and --no-refine contradict each other")
     source, name = args.input, None
     if args.demo:
-        from au_face.demo import demo_video
+        from au_face.data.demo import demo_video
 
         source, name = demo_video(), "demo"
     if args.landmarker_model is not None and args.reconstructor != "landmarker":

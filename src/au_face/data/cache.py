@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
-from au_face.fileutil import atomic_write_text
+from au_face.utils.files import atomic_write_text
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -274,6 +274,6 @@ def _npz_readable(path: Path, num_frames: Any) -> bool:
             if not set(_REQUIRED) <= set(z.files):
                 return False
             return len(z["valid"]) == num_frames
-    except Exception:  # noqa: BLE001 - OSError, ValueError, zipfile.BadZipFile, ...: not usable
+    except Exception:
         return False
 

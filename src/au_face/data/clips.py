@@ -22,7 +22,7 @@ class SequenceError(AUFaceError, ValueError):
 #: Carries meshes ``[..., V, 3]`` (float32 arrays) to another topology, e.g.
 #: :class:`au_face.faces.correspondence.TopologyMap`. Must pickle for DataLoader workers.
 VertexMap = Callable[[np.ndarray], np.ndarray]
-#: S̄ ``[V,3]`` of frames ``[T,V,3]`` with validity ``[T]``, e.g. :class:`au_face.neutral.NeutralEstimator`
+#: S̄ ``[V,3]`` of frames ``[T,V,3]`` with validity ``[T]``, e.g. :class:`au_face.geometry.neutral.NeutralEstimator`
 #: (None: the mean over valid frames).
 ReferenceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

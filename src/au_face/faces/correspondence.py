@@ -5,7 +5,7 @@ A :class:`TopologyMap` is fitted once on the two templates:
 * a similarity transform (scale, rotation, translation) on their shared iBUG-68 landmarks brings
   source coordinates into the destination frame and units;
 * every destination vertex is matched to the nearest source vertex after the source template has
-  been warped non-rigidly onto the destination template (:func:`au_face.masks.register_template`).
+  been warped non-rigidly onto the destination template (:func:`register_template`).
 
 The warp only *finds* the correspondence: it fits one identity onto another, so it is not applied
 to the meshes being carried. :meth:`TopologyMap.apply` is the similarity of the matched source
@@ -14,14 +14,53 @@ vertices, which keeps the source's own shape and motion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import RBFInterpolator
 from scipy.spatial import cKDTree
 
 from au_face.faces.align import similarity
 from au_face.faces.topology import FaceTopology, TopologyError
-from au_face.masks import register_template
+
+
+def landmark_points(topology: FaceTopology, ids: Sequence[int]) -> np.ndarray:
+    """``[N,3]`` template positions of the iBUG-68 landmarks ``ids``."""
+    vertex_ids = topology.landmarks68[list(ids)]
+    if (vertex_ids < 0).any():
+        missing = [i for i, v in zip(ids, vertex_ids) if v < 0]
+        raise TopologyError(f"topology {topology.name!r} has no vertex for iBUG-68 landmarks {missing}")
+    return topology.template[vertex_ids].astype(np.float64)
+
+
+def interocular_distance(topology: FaceTopology) -> float:
+    """Distance between the outer eye corners (iBUG-68 points 36 and 45) on the template."""
+    left, right = landmark_points(topology, [36, 45])
+    distance = float(np.linalg.norm(left - right))
+    if distance <= 0.0:
+        raise TopologyError(f"topology {topology.name!r}: eye-corner landmarks 36 and 45 coincide")
+    return distance
+
+
+def register_template(src: FaceTopology, dst: FaceTopology, smoothing: float = 1e-3) -> np.ndarray:
+    """``src.template`` warped onto ``dst.template`` using their shared iBUG-68 landmarks.
+
+    A similarity transform (Procrustes on the landmarks) followed by a thin-plate-spline warp that
+    interpolates the remaining landmark residuals (in inter-ocular units, lightly regularised by
+    ``smoothing``). Returns ``[Vs, 3]`` float64 in dst coordinates.
+    """
+    shared = np.flatnonzero((src.landmarks68 >= 0) & (dst.landmarks68 >= 0))
+    if len(shared) < 10:
+        raise TopologyError(f"{src.name!r} and {dst.name!r} share only {len(shared)} landmark vertices; need >= 10")
+    source = src.template[src.landmarks68[shared]].astype(np.float64)
+    target = dst.template[dst.landmarks68[shared]].astype(np.float64)
+    scale, rotation, shift = similarity(source, target)
+    aligned = scale * src.template.astype(np.float64) @ rotation.T + shift
+    unit = interocular_distance(dst)
+    anchors = (scale * source @ rotation.T + shift) / unit
+    warp = RBFInterpolator(anchors, target / unit - anchors, kernel="thin_plate_spline", smoothing=smoothing)
+    return aligned + unit * warp(aligned / unit)
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,9 +22,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from au_face.assets import FLAME_LANDMARKS, FLAME_MODEL, MissingAssetError
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
+from au_face.utils.assets import FLAME_LANDMARKS, FLAME_MODEL, MissingAssetError
 
 #: Shape components in FLAME's ``shapedirs``; the expression components follow them.
 FLAME_SHAPE_COMPONENTS = 300

@@ -230,7 +230,7 @@ class ICTFaceModel:
 def load_face_model(path: str | Path | None = None) -> ICTFaceModel:
     """The ICT model on the narrow face region, from ``path`` or ``$AU_FACE_ICT`` (the form every
     topology, mask and geometry builder uses)."""
-    from au_face.assets import ICT_MODEL
+    from au_face.utils.assets import ICT_MODEL
 
     return ICTFaceModel.load(ICT_MODEL.resolve(path)).restrict("narrow")
 

@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology, TopologyError
-from au_face.fileutil import user_cache_dir
+from au_face.utils.files import user_cache_dir
 
 NUM_VERTICES = 468
 #: Bump when the template derivation changes (it is part of the cache file name).

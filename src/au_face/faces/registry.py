@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from au_face.assets import FLAME_LANDMARKS, FLAME_MODEL
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
+from au_face.utils.assets import FLAME_LANDMARKS, FLAME_MODEL
 
 TOPOLOGIES = ("ict", "mediapipe", "flame")
 

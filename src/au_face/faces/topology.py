@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from au_face.errors import AUFaceError
-from au_face.fileutil import atomic_save_npz
+from au_face.utils.files import atomic_save_npz
 
 
 class TopologyError(AUFaceError, ValueError):

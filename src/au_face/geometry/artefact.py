@@ -14,8 +14,8 @@ import torch
 
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
-from au_face.fileutil import atomic_save_npz
-from au_face.neutral import NeutralEstimator
+from au_face.geometry.neutral import NeutralEstimator
+from au_face.utils.files import atomic_save_npz
 
 #: Version of the ``.npz`` layout written by :meth:`FaceGeometry.save`.
 FORMAT_VERSION = 1

@@ -18,9 +18,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from au_face.assets import FLAME_LANDMARKS, FLAME_MODEL, ICT_MODEL
 from au_face.aus import resolve_aus
 from au_face.geometry.artefact import FaceGeometry, GeometryError
+from au_face.utils.assets import FLAME_LANDMARKS, FLAME_MODEL, ICT_MODEL
 
 #: Bump when a recipe starts building different arrays (keys of cached geometries change).
 BUILDER_VERSION = 1
@@ -80,7 +80,7 @@ def resolve_geometry(source: GeometrySpec | FaceGeometry | str | Path | dict) ->
         source = GeometrySpec(aus=None, file=str(source))
     if source.file is not None:
         return _from_file(source)
-    from au_face.fileutil import user_cache_dir
+    from au_face.utils.files import user_cache_dir
 
     path = user_cache_dir() / "geometry" / f"{source.topology}_{_recipe_key(source)}.npz"
     if path.is_file():
@@ -97,8 +97,8 @@ def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
     """Build the geometry a spec describes (``build(topology="mediapipe", aus="bp4d")`` works too)."""
     from au_face.faces.ict import load_face_model
     from au_face.faces.registry import load_topology
-    from au_face.fileutil import user_cache_dir
-    from au_face.masks import build_masks
+    from au_face.geometry.masks import build_masks
+    from au_face.utils.files import user_cache_dir
 
     spec = spec if spec is not None else GeometrySpec(**fields)
     if spec.file is not None:
@@ -132,8 +132,8 @@ def _mask_method(spec: GeometrySpec, aus: list[int], ict) -> str:
 
 def _basis_and_neutral(spec: GeometrySpec, topology, ict):
     """Expression basis ``[E,V,3]`` and, where an ICT model is given, the neutral estimator."""
-    from au_face.expression import ict_expression_basis
-    from au_face.neutral import NeutralEstimator, fit_shape_indices
+    from au_face.geometry.basis import ict_expression_basis
+    from au_face.geometry.neutral import NeutralEstimator, fit_shape_indices
 
     kind = spec.basis
     if kind == "auto":
@@ -177,7 +177,7 @@ def _flame_basis(spec: GeometrySpec) -> np.ndarray:
 def _pca_basis(spec: GeometrySpec, topology) -> np.ndarray:
     """PCA of ``S − mean`` over the coarse records under ``pca_meshes`` (evenly sampled frames)."""
     from au_face.coarse.base import CoarseFrames
-    from au_face.expression import fit_pca_basis
+    from au_face.geometry.basis import fit_pca_basis
 
     if spec.pca_meshes is None:
         raise GeometryError(
@@ -223,9 +223,9 @@ def _from_file(spec: GeometrySpec) -> FaceGeometry:
 def from_checkpoint(path: str | Path, aus: list[int] | None = None, mask_rings: int = 3) -> FaceGeometry:
     """A checkpoint's geometry, for fine-tuning to ``aus``: its topology, basis and neutral estimator
     as stored, its masks for the AUs it knows and landmark-anchored masks for new ones."""
-    from au_face.fileutil import user_cache_dir
-    from au_face.masks import build_masks
-    from au_face.checkpoints import load_checkpoint
+    from au_face.geometry.masks import build_masks
+    from au_face.io.checkpoints import load_checkpoint
+    from au_face.utils.files import user_cache_dir
 
     stored = FaceGeometry.from_state(load_checkpoint(path)["geometry"])
     if aus is None or list(aus) == list(stored.aus):

@@ -17,7 +17,7 @@ import hashlib
 from functools import cached_property
 from pathlib import Path
 
-from au_face.data.datamodules.folder import CachedVideoDataModule, DatasetLayoutError, VideoSequence, find_videos
+from au_face.data.datamodules.cached import CachedVideoDataModule, DatasetLayoutError, VideoSequence, find_videos
 from au_face.data.labels import affwild2_annotation_files, affwild2_video_name, read_affwild2
 
 

@@ -7,7 +7,7 @@ Layout (label facts: :func:`au_face.data.labels.read_bp4d`)::
     <video_dir>/F001/T1.avi ...                 those frames as videos, for ``au-face preprocess``
 
 BP4D is released as JPEG frames; ``au-face preprocess`` reads videos, so encode each task folder
-first (:func:`au_face.data.datamodules.folder.encode_image_folder`, 25 fps). Label frame numbers
+first (:func:`au_face.data.datamodules.cached.encode_image_folder`, 25 fps). Label frame numbers
 are matched to video frames through the image file numbers of ``images_dir`` (or, without the
 frames, ``frame_offset``: the frame number of each video's first frame).
 """
@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from au_face.data.datamodules.folder import CachedVideoDataModule, DatasetLayoutError, VideoSequence, image_frame_numbers
+from au_face.data.datamodules.cached import (
+    CachedVideoDataModule,
+    DatasetLayoutError,
+    VideoSequence,
+    image_frame_numbers,
+)
 from au_face.data.folds import fold_splits
 from au_face.data.labels import MissingLabelsError, bp4d_label_path, read_bp4d
 

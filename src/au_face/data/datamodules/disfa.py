@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from au_face.data.datamodules.folder import CachedVideoDataModule, VideoSequence
+from au_face.data.datamodules.cached import CachedVideoDataModule, VideoSequence
 from au_face.data.folds import fold_splits
 from au_face.data.labels import DISFA_THRESHOLD, MissingLabelsError, read_disfa
 

@@ -18,7 +18,7 @@ mean tracked mesh of the same frames by a similarity ICP (trimmed, several initi
 each coarse vertex takes its nearest tracked vertex, whose track over the frames, mapped back
 by the inverse similarity, is the ground truth (coarse units). The result is cached beside the
 coarse cache. ``au-face preprocess`` reads videos: encode ``images/<segment>/<camera>`` first
-(:func:`au_face.data.datamodules.folder.encode_image_folder`, 30 fps).
+(:func:`au_face.data.datamodules.cached.encode_image_folder`, 30 fps).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from scipy.spatial.transform import Rotation
 from au_face.coarse.base import CoarseFrames
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import count_frames
-from au_face.data.datamodules.folder import (
+from au_face.data.datamodules.cached import (
     CachedVideoDataModule,
     DatasetLayoutError,
     VideoSequence,
     image_frame_numbers,
 )
 from au_face.faces.align import similarity
-from au_face.fileutil import atomic_save_npz
+from au_face.utils.files import atomic_save_npz
 
 #: Segment prefixes of the Multiface evaluation set (``test_segment.json``).
 MULTIFACE_TEST_SEGMENTS = ("EXP_ROM", "EXP_free_face")

@@ -6,16 +6,16 @@ import dataclasses
 from functools import cached_property
 from pathlib import Path
 
-
-from au_face.assets import ICT_MODEL
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.base import SequenceDataModule, count_frames
 from au_face.data.labels import align_labels, read_folder_csv
-from au_face.data.synthetic import SyntheticConfig, SyntheticIndex, generate_synthetic_dataset, load_synthetic_index
+from au_face.data.synthetic.config import SyntheticConfig
+from au_face.data.synthetic.generate import SyntheticIndex, generate_synthetic_dataset, load_synthetic_index
 from au_face.faces.correspondence import TopologyMap
 from au_face.faces.ict import ICTFaceModel, load_face_model
 from au_face.faces.mediapipe import mediapipe_topology
 from au_face.faces.registry import UnknownTopologyError
+from au_face.utils.assets import ICT_MODEL
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "predict": "test"}
 #: Topologies the ICT-generated sequences can be served on.

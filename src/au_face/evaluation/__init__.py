@@ -1,0 +1,1 @@
+"""Measuring a refinement: sequence metrics, torchmetrics and callbacks, the baselines a user would pick."""

@@ -1,0 +1,1 @@
+"""Running a model on videos and photos: the public API, the streaming pipeline, results on disk."""

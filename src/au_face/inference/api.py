@@ -1,0 +1,144 @@
+"""The one-call Python API, shared by ``au-face reconstruct``::
+
+    import au_face
+    result = au_face.reconstruct("clip.mp4")        # the packaged model when installed, else coarse only
+    result.aus                                       # pandas DataFrame, the CSV's columns
+    result.save("outputs/clip")                      # npz, csv, png
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from au_face.coarse.base import CoarseReconstructor
+from au_face.errors import AUFaceError
+from au_face.inference.pipeline import Refiner
+from au_face.inference.process import RefinerProcess
+from au_face.inference.result import ReconstructionResult
+from au_face.io.checkpoints import default_checkpoint
+from au_face.io.sources import find_inputs
+from au_face.model.refiner import load_refiner
+
+
+class UsageError(AUFaceError, ValueError):
+    """Inconsistent arguments."""
+
+
+def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refiner | None:
+    """The model to refine with: ``ckpt``, else the packaged default model, else None (coarse only).
+    ``refine=False`` gives None."""
+    path = _checkpoint_path(ckpt, refine)
+    return None if path is None else load_refiner(path)
+
+
+@contextmanager
+def open_refiner(ckpt: str | Path | None = None, refine: bool = True, fork: bool = False) -> Iterator[Refiner | RefinerProcess | None]:
+    """:func:`resolve_refiner` for the block; with ``fork`` (and no other thread running) as a
+    :class:`~au_face.inference.process.RefinerProcess`, which loads the model while
+    :func:`au_face.inference.pipeline.reconstruct` tracks faces and is ended after the block.
+
+    Fork only from a fresh process (``au-face reconstruct`` from the shell): a forked child can
+    hang in torch if the parent has run torch's thread pool.
+    """
+    path = _checkpoint_path(ckpt, refine)
+    if path is None or not fork or threading.active_count() > 1:
+        yield None if path is None else load_refiner(path)
+        return
+    process = RefinerProcess(lambda: load_refiner(path))
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def _checkpoint_path(ckpt: str | Path | None, refine: bool) -> str | Path | None:
+    """``ckpt``, else the packaged default model, else None; None when ``refine`` is False."""
+    if not refine:
+        return None
+    return ckpt if ckpt is not None else default_checkpoint()
+
+
+def input_names(source: str | Path, inputs: list[Path]) -> list[str]:
+    """Output-file stems: the input's name; videos found in a folder by their path inside it."""
+    source = Path(source)
+    if inputs == [source]:
+        return [source.stem]
+    return [p.relative_to(source).with_suffix("").as_posix().replace("/", "_") for p in inputs]
+
+
+def reconstruct_all(
+    source: str | Path,
+    out: str | Path,
+    reconstructor: CoarseReconstructor,
+    refiner: Refiner | RefinerProcess | None,
+    name: str | None = None,
+    **options,
+) -> Iterator[ReconstructionResult]:
+    """Reconstruct every sequence of ``source`` (see :func:`~au_face.io.sources.find_inputs`) into ``out``,
+    one result per sequence as it finishes; ``options`` go to :func:`au_face.inference.pipeline.reconstruct`."""
+    from au_face.inference.pipeline import reconstruct as run_pipeline
+
+    inputs = find_inputs(source)
+    names = [name] if name is not None and len(inputs) == 1 else input_names(source, inputs)
+    for path, stem in zip(inputs, names):
+        yield run_pipeline(path, out, reconstructor, refiner=refiner, name=stem, **options)
+
+
+def reconstruct(
+    source: str | Path,
+    ckpt: str | Path | None = None,
+    *,
+    refine: bool = True,
+    reconstructor: str | CoarseReconstructor = "mediapipe",
+    out: str | Path | None = None,
+    overlay: bool = False,
+    mesh_format: str | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    progress: bool = False,
+    verbose: bool = False,
+) -> ReconstructionResult | list[ReconstructionResult]:
+    """Reconstruct a video, an image, or a folder of videos or of image frames.
+
+    Args:
+        source: the input. A folder of videos gives a list of results, anything else one result.
+        ckpt: a trained ``AUFaceTask`` checkpoint; None uses the packaged default model when this
+            installation has one (:func:`~au_face.io.checkpoints.default_checkpoint`), else coarse meshes only.
+        refine: False skips the model (coarse meshes, pose and confidence only).
+        reconstructor: a name from :data:`~au_face.coarse.registry.RECONSTRUCTORS` or an instance.
+        out: keep the files (npz, csv, png, overlay) in this folder; None keeps the results in
+            memory only. ``overlay`` (an MP4) needs ``out``.
+        mesh_format, stride, max_frames, progress: as in :func:`au_face.inference.pipeline.reconstruct`.
+        verbose: let MediaPipe/TFLite print their log lines (see :mod:`au_face.utils.quiet`).
+    """
+    from au_face.utils.quiet import native_logs_silenced
+
+    if overlay and out is None:
+        raise UsageError("overlay=True writes a video file: give out=FOLDER")
+    if isinstance(reconstructor, str):
+        from au_face.coarse.registry import build_reconstructor
+
+        reconstructor = build_reconstructor(reconstructor)
+    refiner = resolve_refiner(ckpt, refine)
+    options = {"overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress}
+    with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not verbose):
+        results = [
+            result if out is not None else _in_memory(result)
+            for result in reconstruct_all(source, out if out is not None else scratch, reconstructor, refiner, **options)
+        ]
+    single = find_inputs(source) == [Path(source)]
+    return results[0] if single else results
+
+
+def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
+    """``result`` read into memory, pointing at no files (they are about to go)."""
+    result.load()
+    result.paths = {}
+    return result
+
+
+__all__ = ["UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]

@@ -1,0 +1,401 @@
+"""Video in, reconstruction out: coarse meshes, optional AU-aware refinement, files on disk.
+
+Memory stays flat in the video length. Pass 1 streams frames through the coarse
+reconstructor and appends every per-frame field to raw files in a work folder, keeping only a
+running sum for ``S̄``. Pass 2 (with a refiner) reads overlapping windows back from there and
+appends the stitched refinement. The outputs are then written chunk by chunk, and the overlay
+video is a third streaming pass over the frames.
+
+The passes overlap where the data allows, so both cores work: frames are decoded ahead of Face
+Mesh in a thread (:func:`~au_face.utils.concurrency.read_ahead`); a refiner in its own process
+(:class:`~au_face.inference.process.RefinerProcess`, as ``au-face reconstruct`` runs it) loads
+during pass 1 and runs pass 2 there; and the overlay is drawn in a thread (:class:`OverlayStream`)
+and encoded by ffmpeg as soon as its frames' final meshes are in the work folder: during pass 2
+with a refiner (which needs the whole video's ``S̄`` first), during pass 1 without.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from au_face.coarse.base import CoarseReconstructor
+from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
+from au_face.errors import AUFaceError
+from au_face.inference.passes import PipelineError, Refiner, person_reference, progress_bar, refine_windows
+from au_face.inference.process import RefinerProcess
+from au_face.inference.result import ReconstructionResult, output_paths
+from au_face.io.au_csv import AUCsvWriter
+from au_face.io.meshes import MESH_FORMATS, NpzStreamWriter, write_frame_meshes
+from au_face.io.sources import open_frames
+from au_face.utils.concurrency import read_ahead
+from au_face.utils.files import make_work_folder
+
+if TYPE_CHECKING:
+    from au_face.faces.topology import FaceTopology
+
+#: Per-frame inputs only the refiner reads (not stored when there is none).
+_REFINER_INPUTS = ("crops", "features")
+#: Frames per read when streaming from the work store.
+_CHUNK = 256
+#: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
+_DRAWING_THREADS = 2
+
+
+class TopologyMismatchError(AUFaceError, ValueError):
+    """The refiner was trained on a different mesh topology than the reconstructor produces."""
+
+
+def _coarse_pass(
+    source: Path,
+    reconstructor: CoarseReconstructor,
+    store: FrameStore,
+    stride: int,
+    max_frames: int | None,
+    expected: int | None,
+    progress: bool,
+    fields: tuple[str, ...],
+    on_chunk: Callable[[int], None],
+) -> tuple[float, np.ndarray, int]:
+    """Pass 1: stream coarse chunks into ``store``; return fps, ``S̄`` and the valid-frame count.
+
+    Only ``fields`` are stored; ``on_chunk(rows)`` is called after each chunk with the number
+    of frames stored so far. Raises ``NoFaceError`` (from
+    :func:`~au_face.coarse.stream.reconstruct_video`) when no frame has a face.
+    """
+    num_vertices = reconstructor.topology.num_vertices
+    shape_sum = np.zeros((num_vertices, 3), dtype=np.float64)
+    num_valid = 0
+    fps = 0.0
+    with progress_bar(expected, "coarse", progress) as bar:
+        for chunk in reconstruct_video(source, reconstructor, stride=stride, max_frames=max_frames):
+            fps = chunk.fps
+            arrays = chunk.to_numpy()
+            store.append_fields(arrays, fields)
+            valid = arrays["valid"].astype(bool)
+            shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
+            num_valid += int(valid.sum())
+            bar.update(len(chunk))
+            on_chunk(store.shape("vertices")[0])
+    reference = (shape_sum / max(num_valid, 1)).astype(np.float32)
+    return fps, reference, num_valid
+
+
+def _write_npz(
+    path: Path, store: FrameStore, triangles: np.ndarray, reference: np.ndarray, frames: np.ndarray,
+    fps: float, topology: str, aus: list[int],
+) -> None:
+    """The mesh-sequence npz, streamed from the store (``vertices`` is the final mesh)."""
+    refined = "refined" in store
+    with NpzStreamWriter(path) as npz:
+        final = "refined" if refined else "vertices"
+        npz.add_chunks("vertices", store.shape(final), store.dtype(final), store.chunks(final))
+        npz.add("triangles", triangles.astype(np.int64))
+        for name in ("valid", "timestamps", "rotation", "translation", "scale", "landmarks2d", "expression", "confidence"):
+            if name in store:
+                npz.add_chunks(name, store.shape(name), store.dtype(name), store.chunks(name))
+        npz.add("frames", frames)
+        npz.add("reference", reference)
+        npz.add("fps", np.asarray(fps))
+        npz.add("topology", np.asarray(topology))
+        npz.add("refined", np.asarray(refined))
+        if refined:
+            npz.add_chunks("coarse_vertices", store.shape("vertices"), store.dtype("vertices"), store.chunks("vertices"))
+            npz.add_chunks("au_probs", store.shape("au_probs"), np.float32, store.chunks("au_probs"))
+            npz.add("aus", np.asarray(aus, dtype=np.int64))
+
+
+def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]) -> None:
+    """The OpenFace-style CSV: pose and confidence for every frame, AUs when a model ran."""
+    with AUCsvWriter(path, aus) as writer:
+        for start in range(0, len(frames), _CHUNK):
+            stop = start + _CHUNK
+            valid = store.read("valid", start, stop)
+            writer.write(
+                frames[start:stop],
+                store.read("timestamps", start, stop),
+                valid,
+                store.read("au_probs", start, stop) if aus else None,
+                confidence=store.read("confidence", start, stop) if "confidence" in store else None,
+                rotation=store.read("rotation", start, stop),
+                translation=store.read("translation", start, stop),
+            )
+
+
+def _write_frame_meshes(directory: Path, store: FrameStore, triangles: np.ndarray, frames: np.ndarray, fmt: str) -> None:
+    final = "refined" if "refined" in store else "vertices"
+    for start in range(0, len(frames), _CHUNK):
+        stop = start + _CHUNK
+        write_frame_meshes(
+            directory, store.read(final, start, stop), triangles, fmt,
+            valid=store.read("valid", start, stop), frames=frames[start:stop],
+        )
+
+
+class OverlayStream:
+    """Pass 3 in a thread: draw the posed final mesh and AU bars on every processed frame while
+    the main thread is still producing the meshes.
+
+    The thread decodes the video again and waits for each frame's row in ``store`` (``final``
+    vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
+    :data:`_DRAWING_THREADS` draw the frames, which are written in order.
+    :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
+    :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
+    process) is started here, in the calling thread.
+    """
+
+    def __init__(
+        self, path: Path, source: Path, store: FrameStore, final: str, triangles: np.ndarray, aus: list[int],
+        stride: int, max_frames: int | None, progress: bool,
+    ) -> None:
+        from au_face.viz.overlay import OverlayWriter
+
+        self._store, self._final, self._aus = store, final, aus
+        self._reader = open_frames(source, stride=stride, max_frames=max_frames)
+        try:
+            self._writer = OverlayWriter(path, self._reader.fps / stride, self._reader.size, triangles, aus or None)
+        except BaseException:
+            self._reader.close()
+            raise
+        self._progress = progress
+        self._changed = threading.Condition()
+        self._rows = 0
+        self._total: int | None = None
+        self._cancelled = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="au_face-overlay", daemon=True)
+        self._thread.start()
+
+    def ready(self, rows: int) -> None:
+        """The first ``rows`` frames' rows are in the store. Raises the thread's error, if it has failed."""
+        if self._error is not None:
+            raise self._error
+        with self._changed:
+            self._rows = rows
+            self._changed.notify_all()
+
+    def finish(self, total: int) -> None:
+        """All ``total`` rows are in the store: wait for the video to be written and published."""
+        with self._changed:
+            self._rows = self._total = total
+            self._changed.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        """Stop drawing and discard the partial video (idempotent)."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _wait_for(self, index: int) -> bool:
+        """Wait until frame ``index``'s row is stored (True) or the frames end before it (False)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._cancelled or self._rows > index or (self._total is not None and self._total <= index)
+            )
+            if self._cancelled:
+                raise _Cancelled
+            return self._rows > index
+
+    def _wait_for_total(self) -> int:
+        """Wait until :meth:`finish` says how many frames there are."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or self._total is not None)
+            if self._cancelled:
+                raise _Cancelled
+            return self._total
+
+    def _rows_from(self, start: int) -> dict[str, np.ndarray]:
+        """The stored rows of frames ``start:`` (up to :data:`_CHUNK` of them) that the drawing needs."""
+        names = (self._final, "valid", "rotation", "translation", "scale", *(("au_probs",) if self._aus else ()))
+        with self._changed:
+            stop = min(self._rows, start + _CHUNK)
+        return {name: self._store.read(name, start, stop) for name in names}
+
+    def _run(self) -> None:
+        try:
+            with (
+                self._reader as reader,
+                self._writer as writer,
+                ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
+                progress_bar(None, "overlay", self._progress) as bar,
+            ):
+                rows: dict[str, np.ndarray] = {}
+                start = 0
+                drawn: deque[Future[np.ndarray]] = deque()
+                for i, frame in enumerate(read_ahead(reader, depth=4)):
+                    if not self._wait_for(i):
+                        break
+                    if i - start >= len(rows.get("valid", ())):
+                        start, rows = i, self._rows_from(i)
+                    j = i - start
+                    probs = rows["au_probs"][j] if self._aus else None
+                    drawn.append(drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp))
+                    while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
+                        writer.write_composed(drawn.popleft().result())
+                        bar.update(1)
+                while drawn:
+                    writer.write_composed(drawn.popleft().result())
+                    bar.update(1)
+                total = self._wait_for_total()
+                if writer.frames_written != total:
+                    raise PipelineError(
+                        f"overlay: the video gave {writer.frames_written} frames on the second read, {total} on the first"
+                    )
+        except _Cancelled:
+            pass
+        except BaseException as err:
+            self._error = err
+
+    def _posed(self, rows: dict[str, np.ndarray], j: int) -> np.ndarray | None:
+        """Image-space vertices of row ``j`` (None without a face)."""
+        if not rows["valid"][j]:
+            return None
+        return rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
+
+
+class _Cancelled(Exception):
+    """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
+
+
+def _check_refiner(
+    refiner: Refiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
+) -> None:
+    """Raise :class:`TopologyMismatchError` if ``refiner`` was trained on another topology.
+
+    A :class:`~au_face.inference.process.RefinerProcess` still loading is checked only with ``wait``
+    (else its loading error, if it has already failed, is raised: a bad checkpoint stops pass 1 early).
+    """
+    if isinstance(refiner, RefinerProcess) and not (refiner.check() or wait):
+        return
+    if refiner is not None and refiner.topology_name != topology.name:
+        raise TopologyMismatchError(
+            f"checkpoint was trained on topology {refiner.topology_name!r}, the {reconstructor} reconstructor gives {topology.name!r}"
+        )
+
+
+def reconstruct(
+    source: str | Path,
+    out_dir: str | Path,
+    reconstructor: CoarseReconstructor,
+    refiner: Refiner | RefinerProcess | None = None,
+    mesh_format: str | None = None,
+    overlay: bool = True,
+    stride: int = 1,
+    max_frames: int | None = None,
+    progress: bool = True,
+    refine_threads: int | None = 1,
+    name: str | None = None,
+) -> ReconstructionResult:
+    """Reconstruct every processed frame of one input and write the results to ``out_dir``.
+
+    ``source`` is a video, an image or a folder of image frames (see :mod:`au_face.io.sources`).
+    Files are named ``<name>_...`` (default: the input's name). Always writes ``<name>_meshes.npz``
+    (final and, with a refiner, coarse canonical vertices, pose, validity, confidence,
+    timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
+    probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
+    mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
+    ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
+    waited for after pass 1. ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
+    """
+    start_time = time.perf_counter()
+    source = Path(source)
+    name = name or source.stem
+    if mesh_format is not None and mesh_format not in MESH_FORMATS:
+        raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
+    topology = reconstructor.topology
+    _check_refiner(refiner, topology, reconstructor.name, wait=False)
+    with open_frames(source, stride=stride, max_frames=max_frames) as reader:
+        expected = reader.num_frames
+    if expected is not None:
+        expected = -(-expected // stride)
+        expected = expected if max_frames is None else min(expected, max_frames)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(name, out_dir)
+    timings: dict[str, float] = {}
+    work = make_work_folder(out_dir, name)  # and removes those of killed runs
+    stream: OverlayStream | None = None
+    try:
+        store = FrameStore(work)
+
+        def start_overlay(final: str, aus: list[int]) -> OverlayStream:
+            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress)
+
+        def coarse_stored(rows: int) -> None:
+            _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
+            if stream is not None:
+                stream.ready(rows)
+
+        def refined_stored(rows: int, aus: list[int]) -> None:
+            nonlocal stream
+            stream = stream or start_overlay("refined", aus)
+            stream.ready(rows)
+
+        if overlay and refiner is None:  # the final meshes are the coarse ones: draw them as they come
+            stream = start_overlay("vertices", [])
+        tick = time.perf_counter()
+        fields = FRAME_FIELDS if refiner is not None else tuple(f for f in FRAME_FIELDS if f not in _REFINER_INPUTS)
+        fps, reference, num_valid = _coarse_pass(
+            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored
+        )
+        timings["coarse"] = time.perf_counter() - tick
+        num_frames = store.shape("vertices")[0]
+        frames = np.arange(num_frames, dtype=np.int64) * stride + 1
+        aus: list[int] = []
+        tick = time.perf_counter()
+        _check_refiner(refiner, topology, reconstructor.name, wait=True)
+        timings["model_wait"] = time.perf_counter() - tick
+        on_rows = refined_stored if overlay else None
+        tick = time.perf_counter()
+        if isinstance(refiner, RefinerProcess):
+            reference, aus = refiner.refine(store, fps, topology.name, refine_threads, on_rows)
+        elif refiner is not None:
+            reference = person_reference(refiner, store, fps, topology.name)
+            aus = refine_windows(refiner, store, reference, fps, topology.name, progress, refine_threads, on_rows)
+        if refiner is not None:
+            timings["refine"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        written = {"meshes": paths["meshes"], "au_csv": paths["au_csv"]}
+        _write_npz(paths["meshes"], store, topology.triangles, reference, frames, fps, topology.name, aus)
+        _write_csv(paths["au_csv"], store, frames, aus)
+        if mesh_format is not None:
+            _write_frame_meshes(paths["frame_meshes"], store, topology.triangles, frames, mesh_format)
+            written["frame_meshes"] = paths["frame_meshes"]
+        timings["write"] = time.perf_counter() - tick
+        if refiner is not None:
+            from au_face.viz.au_tracks import plot_au_tracks
+
+            tick = time.perf_counter()
+            plot_au_tracks(paths["au_csv"], paths["au_plot"], title=f"{source.name}: AU probabilities")
+            written["au_plot"] = paths["au_plot"]
+            timings["plot"] = time.perf_counter() - tick
+        if overlay:
+            tick = time.perf_counter()
+            stream = stream or start_overlay("refined" if refiner is not None else "vertices", aus)
+            stream.finish(num_frames)
+            written["overlay"] = paths["overlay"]
+            timings["overlay_wait"] = time.perf_counter() - tick
+    except BaseException:
+        if stream is not None:
+            stream.cancel()
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    timings["total"] = time.perf_counter() - start_time
+    return ReconstructionResult(written, num_frames, num_valid, timings, refined=refiner is not None, name=name)
+
+
+__all__ = ["OverlayStream", "TopologyMismatchError", "reconstruct"]

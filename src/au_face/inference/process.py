@@ -1,0 +1,159 @@
+"""The refiner in a process of its own, so that loading it overlaps with face tracking.
+
+Loading the model imports torch and reads the checkpoint (no Lightning): seconds of CPU time on a
+small machine, as much as tracking a clip of several seconds. MediaPipe holds the GIL while it tracks a frame, so a thread cannot run
+those imports alongside; a forked process can, on the other core. The process then reads the
+coarse frames from the work folder (:class:`~au_face.coarse.stream.FrameStore` files), runs
+the same :func:`~au_face.inference.passes.person_reference` and :func:`~au_face.inference.passes.refine_windows`
+as the in-process path (same numbers), and appends the refined rows there, telling the parent
+how many are ready so that it draws the overlay meanwhile.
+
+Forking is safe only in a fresh process (no threads, torch's thread pool not started yet):
+``au-face reconstruct`` run from the shell, which is where it is used.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from au_face.errors import AUFaceError
+from au_face.inference.passes import Refiner, person_reference, refine_windows
+
+if TYPE_CHECKING:
+    from au_face.coarse.stream import FrameStore
+
+#: Fields the refiner appends to the store.
+REFINED_FIELDS = ("refined", "au_probs")
+#: Seconds :meth:`RefinerProcess.close` waits for the process to end before killing it.
+_CLOSE_TIMEOUT = 5.0
+
+
+class RefinerProcessError(AUFaceError, RuntimeError):
+    """The refiner process ended without an answer (killed, or crashed)."""
+
+
+class RefinerProcess:
+    """A refiner built by ``make()`` in a forked process, ready to refine stores of coarse frames.
+
+    ``make()`` runs at once; :meth:`check` raises its error as soon as it has failed (without
+    waiting), :attr:`topology_name` waits for it. Call :meth:`close` when done (also on errors).
+    ``method`` is the :mod:`multiprocessing` start method: ``"spawn"`` (``make`` must then be
+    picklable) starts a fresh interpreter, slower but safe after torch has run in this process.
+    """
+
+    def __init__(self, make: Callable[[], Refiner], method: str = "fork") -> None:
+        context = multiprocessing.get_context(method)
+        self._conn, child = context.Pipe()
+        inherited = self._conn if method == "fork" else None  # the child must close its copy of our end
+        self._process = context.Process(target=_serve, args=(child, make, inherited), name="au_face-refiner", daemon=True)
+        self._process.start()
+        child.close()
+        self._topology_name: str | None = None
+
+    def check(self) -> bool:
+        """Whether the refiner is loaded; raises the error of ``make()`` if it has failed. Never waits."""
+        if self._topology_name is None and self._conn.poll():
+            self._topology_name = self._receive("loaded")[1][0]
+        return self._topology_name is not None
+
+    @property
+    def topology_name(self) -> str:
+        """The refiner's mesh topology (waits until it is loaded; raises its loading error)."""
+        if self._topology_name is None:
+            self._topology_name = self._receive("loaded")[1][0]
+        return self._topology_name
+
+    def refine(
+        self, store: FrameStore, fps: float, topology: str, threads: int | None, on_rows: Callable[[int, list[int]], None] | None
+    ) -> tuple[np.ndarray, list[int]]:
+        """``S̄`` and the refinement of the frames in ``store`` (appended to it as ``refined`` and
+        ``au_probs``); ``on_rows(rows, aus)`` as in :func:`~au_face.inference.passes.refine_windows`.
+        Returns ``S̄`` and the AU numbers."""
+        self._conn.send((store, fps, topology, threads))
+        while True:
+            kind, payload = self._receive("rows", "done")
+            if kind == "done":
+                reference, aus = payload
+                return reference, aus
+            rows, aus, layout = payload
+            for name, (dtype, shape) in layout.items():
+                store.note_rows(name, np.dtype(dtype), shape, rows)
+            if on_rows is not None:
+                on_rows(rows, aus)
+
+    def close(self) -> None:
+        """End the process (idempotent)."""
+        if self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except OSError:  # it is gone already
+                pass
+            self._process.join(_CLOSE_TIMEOUT)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._conn.close()
+
+    def _receive(self, *expected: str) -> tuple[str, list]:
+        """The next message's kind (one of ``expected``) and contents; raises the process's error."""
+        try:
+            kind, *payload = self._conn.recv()
+        except (EOFError, OSError) as err:
+            raise RefinerProcessError(f"the refiner process ended unexpectedly (exit code {self._process.exitcode})") from err
+        if kind == "error":
+            raise payload[0]
+        if kind not in expected:
+            raise RefinerProcessError(f"the refiner process answered {kind!r}, expected {' or '.join(expected)}")
+        return kind, payload
+
+
+def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection | None) -> None:
+    """The process: build the refiner, then refine each store the parent sends until it sends None.
+
+    ``inherited`` is the parent's end of the pipe as a fork copies it: closed first, so that the
+    pipe ends (and this process with it) when the parent dies, even by ``kill -9``.
+    """
+    if inherited is not None:
+        inherited.close()
+    try:
+        refiner = make()
+        conn.send(("loaded", refiner.topology_name))
+        while (request := conn.recv()) is not None:
+            store, fps, topology, threads = request
+
+            reference = person_reference(refiner, store, fps, topology)
+            aus = refine_windows(refiner, store, reference, fps, topology, False, threads, partial(_rows_ready, conn, store))
+            conn.send(("done", reference, aus))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C or the parent has gone: just end
+        pass
+    except BaseException as err:
+        with suppress(OSError):  # unless the parent has gone
+            conn.send(("error", _picklable(err)))
+    finally:
+        conn.close()
+
+
+def _rows_ready(conn: Connection, store: FrameStore, rows: int, aus: list[int]) -> None:
+    """Tell the parent that ``rows`` refined rows are in ``store``'s files, and their layout."""
+    layout = {name: (store.dtype(name).str, store.shape(name)[1:]) for name in REFINED_FIELDS}
+    conn.send(("rows", rows, aus, layout))
+
+
+def _picklable(err: BaseException) -> BaseException:
+    """``err`` if it survives pickling, else a :class:`RefinerProcessError` with its message."""
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        return RefinerProcessError(f"{type(err).__name__}: {err}")
+    return err
+
+
+__all__ = ["REFINED_FIELDS", "RefinerProcess", "RefinerProcessError"]

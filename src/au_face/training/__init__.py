@@ -1,0 +1,1 @@
+"""Making a model: the LightningModule, its losses and optimiser."""

@@ -1,0 +1,223 @@
+"""Pictures of the results: an overlay video (mesh on the frames + AU bars) and an AU track figure.
+
+The overlay draws the posed mesh with OpenCV polygons (shaded, semi-transparent, back faces
+culled) rather than rasterising it in 3D: it is a quick visual check, streamed frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from au_face.aus import au_label
+from au_face.errors import AUFaceError
+from au_face.io.video_writer import Mp4Writer
+from au_face.utils.files import AtomicStreamWriter, publish, temporary_sibling
+
+if TYPE_CHECKING:
+    pass
+
+#: BGR colours of the overlay.
+MESH_COLOUR = np.array([255, 230, 150], dtype=np.float32)
+WIRE_COLOUR = (200, 140, 40)
+ACTIVE_COLOUR = (60, 190, 90)
+INACTIVE_COLOUR = (150, 150, 150)
+PANEL_COLOUR = (32, 32, 32)
+TEXT_COLOUR = (235, 235, 235)
+NO_FACE_COLOUR = (60, 60, 230)
+_SHADES = 8
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class RenderError(AUFaceError, RuntimeError):
+    """Raised when a video or figure cannot be written."""
+
+
+def facing_triangles(posed: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles facing the camera and their shading in [0,1].
+
+    ``posed`` are image-space vertices ``[V,3]`` (x right, y down in pixels, z depth). A
+    triangle's normal z is the signed area of its projection; the sign facing the camera is
+    taken as that of the area-weighted majority (a tracked face always shows its front), so
+    no winding convention is assumed. Shading is ``|n_z| / |n|`` (Lambert, light at the camera).
+    """
+    p = posed[triangles]
+    normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    nz = normals[:, 2]
+    front = nz * np.sign(nz.sum()) > 0
+    shade = np.abs(nz[front]) / np.maximum(np.linalg.norm(normals[front], axis=1), 1e-12)
+    return np.flatnonzero(front), shade
+
+
+def draw_mesh(image: np.ndarray, posed: np.ndarray, triangles: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Draw the shaded, semi-transparent mesh with a wireframe onto a BGR ``image`` (in place)."""
+    ids, shade = facing_triangles(posed, triangles)
+    if len(ids) == 0:
+        return image
+    pts = np.round(posed[:, :2]).astype(np.int32)[triangles[ids]]
+    layer = image.copy()
+    levels = np.minimum((shade * _SHADES).astype(int), _SHADES - 1)
+    for level in range(_SHADES):
+        polys = pts[levels == level]
+        if len(polys):
+            colour = MESH_COLOUR * (0.45 + 0.55 * (level + 0.5) / _SHADES)
+            cv2.fillPoly(layer, list(polys), tuple(float(c) for c in colour))
+    cv2.polylines(layer, list(pts), True, WIRE_COLOUR, 1, cv2.LINE_AA)
+    x0, y0 = np.maximum(pts.reshape(-1, 2).min(axis=0) - 2, 0)
+    x1, y1 = np.minimum(pts.reshape(-1, 2).max(axis=0) + 3, (image.shape[1], image.shape[0]))
+    if x1 <= x0 or y1 <= y0:  # entirely outside the frame
+        return image
+    roi = (slice(y0, y1), slice(x0, x1))
+    cv2.addWeighted(layer[roi], alpha, image[roi], 1.0 - alpha, 0.0, dst=image[roi])
+    return image
+
+
+def _label(image: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
+    """Text on a dark box, readable on any background."""
+    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
+    x, y = org
+    cv2.rectangle(image, (x - 4, y - h - 4), (x + w + 4, y + base + 2), (0, 0, 0), -1)
+    cv2.putText(image, text, (x, y), _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+class AUPanel:
+    """Side panel with one horizontal probability bar per AU."""
+
+    def __init__(self, aus: Sequence[int], height: int, width: int = 200, threshold: float = 0.5) -> None:
+        self.aus = list(aus)
+        self.width = width
+        self.threshold = threshold
+        self.top = 36
+        self.row = max(12, min(30, (height - self.top - 8) // max(len(self.aus), 1)))
+        self.scale = min(0.5, self.row / 40)
+        self.bar_x0, self.bar_x1 = 58, width - 52
+        base = np.full((height, width, 3), PANEL_COLOUR, dtype=np.uint8)
+        cv2.putText(base, "AU probability", (8, 22), _FONT, 0.5, TEXT_COLOUR, 1, cv2.LINE_AA)
+        for k, au in enumerate(self.aus):
+            cv2.putText(base, au_label(au), (8, self._baseline(k)), _FONT, self.scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+            y0, y1 = self._bar_span(k)
+            cv2.rectangle(base, (self.bar_x0, y0), (self.bar_x1, y1), (70, 70, 70), -1)
+            tick = self.bar_x0 + int(round(threshold * (self.bar_x1 - self.bar_x0)))
+            cv2.line(base, (tick, y0 - 2), (tick, y1 + 2), (110, 110, 110), 1)
+        self._base = base
+
+    def _baseline(self, k: int) -> int:
+        return self.top + k * self.row + int(self.row * 0.7)
+
+    def _bar_span(self, k: int) -> tuple[int, int]:
+        y = self.top + k * self.row
+        pad = max(2, self.row // 5)
+        return y + pad, y + self.row - pad
+
+    def render(self, probs: np.ndarray | None) -> np.ndarray:
+        """The panel for one frame (``probs`` ``[K]``, or None when there is no face)."""
+        panel = self._base.copy()
+        for k in range(len(self.aus)):
+            y0, y1 = self._bar_span(k)
+            if probs is None:
+                text, colour = "-", INACTIVE_COLOUR
+            else:
+                p = float(np.clip(probs[k], 0.0, 1.0))
+                colour = ACTIVE_COLOUR if p >= self.threshold else INACTIVE_COLOUR
+                x = self.bar_x0 + int(round(p * (self.bar_x1 - self.bar_x0)))
+                cv2.rectangle(panel, (self.bar_x0, y0), (x, y1), colour, -1)
+                text = f"{p:.2f}"
+            cv2.putText(panel, text, (self.bar_x1 + 6, self._baseline(k)), _FONT, self.scale, colour, 1, cv2.LINE_AA)
+        return panel
+
+
+class OverlayWriter(AtomicStreamWriter):
+    """Stream an MP4 (H.264, see :class:`~au_face.io.video_writer.Mp4Writer`) of the video with the
+    posed mesh drawn on it and, given AUs, a side panel.
+
+    ``size`` is the video's ``(width, height)``; with ``aus`` the output is ``panel_width``
+    wider. The file appears under ``path`` only at :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int],
+        triangles: np.ndarray,
+        aus: Sequence[int] | None = None,
+        threshold: float = 0.5,
+        alpha: float = 0.4,
+        panel_width: int = 200,
+    ) -> None:
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self.triangles = np.asarray(triangles, dtype=np.int64)
+        self.alpha = alpha
+        self.panel = AUPanel(aus, self.size[1], panel_width, threshold) if aus else None
+        width = self.size[0] + (panel_width if self.panel else 0)
+        self.frame_size = (width, self.size[1])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_sibling(self.path)
+        try:
+            self._writer: Mp4Writer | None = Mp4Writer(self._tmp, fps, self.frame_size)
+        except Exception:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        self.frames_written = 0
+
+    def write(
+        self,
+        rgb: np.ndarray,
+        posed: np.ndarray | None,
+        probs: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """Add one frame: RGB ``[H,W,3]``, image-space vertices ``[V,3]`` (None: no face), AU probabilities."""
+        self.write_composed(self.compose(rgb, posed, probs, timestamp))
+
+    def compose(
+        self,
+        rgb: np.ndarray,
+        posed: np.ndarray | None,
+        probs: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> np.ndarray:
+        """The BGR output frame for :meth:`write`'s arguments, not written yet (safe to call from
+        several threads at once)."""
+        if rgb.shape[:2] != (self.size[1], self.size[0]):
+            raise RenderError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the overlay is {self.size[0]}x{self.size[1]}")
+        w = self.size[0]
+        canvas = np.empty((self.frame_size[1], self.frame_size[0], 3), dtype=np.uint8)
+        image = canvas[:, :w]
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=image)
+        if posed is None:
+            _label(image, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
+        else:
+            draw_mesh(image, np.asarray(posed, dtype=np.float32), self.triangles, self.alpha)
+        if timestamp is not None:
+            _label(image, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
+        if self.panel is not None:
+            canvas[:, w:] = self.panel.render(None if posed is None or probs is None else probs)
+        return canvas
+
+    def write_composed(self, frame: np.ndarray) -> None:
+        """Add a frame made by :meth:`compose`."""
+        if self._writer is None:
+            raise RenderError(f"{self.path}: the overlay is closed")
+        self._writer.write(frame)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish the video and move it onto its final path."""
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        publish(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard the partial video."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
