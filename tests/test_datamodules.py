@@ -351,3 +351,23 @@ def test_deca_configs_select_the_deca_reconstructor_and_flame_basis(name: str, c
     assert config["data"]["init_args"]["reconstructor"] == "deca"
     assert config["geometry"]["topology"] == "flame" and config["geometry"]["basis"] == "flame"
     assert config["model"]["init_args"]["net"]["feature_dim"] == 2048
+
+
+def test_au_face_frames_encodes_frame_folders_and_resumes(tmp_path: Path, capsys) -> None:
+    import cv2
+
+    for subject, count in (("F001/T1", 3), ("M002/T1", 2)):
+        folder = tmp_path / "images" / subject
+        folder.mkdir(parents=True)
+        for number in range(1, count + 1):
+            cv2.imwrite(str(folder / f"{number:04d}.jpg"), np.full((32, 48, 3), 40 * number, dtype=np.uint8))
+    args = ["frames", str(tmp_path / "images"), str(tmp_path / "videos"), "--fps", "25"]
+    assert main(args) == 0
+    assert "2 videos under" in capsys.readouterr().out
+    video = tmp_path / "videos" / "F001" / "T1.avi"
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(25)
+    capture.release()
+    stamp = video.stat().st_mtime_ns
+    assert main(args) == 0 and video.stat().st_mtime_ns == stamp, "a rerun keeps the videos it made"
+    assert main(["frames", str(tmp_path / "nothing"), str(tmp_path / "videos"), "--fps", "25"]) == 2
