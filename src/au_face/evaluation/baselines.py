@@ -35,7 +35,8 @@ def one_euro_filter(vertices: torch.Tensor, valid: torch.Tensor, fps: float, min
     units per second). A frame without a face restarts the filter.
     """
     out = vertices.float().clone()
-    state = speed = None
+    state: torch.Tensor | None = None
+    speed: torch.Tensor | None = None
     dt = 1.0 / fps
 
     def alpha(cutoff: torch.Tensor | float) -> torch.Tensor | float:
@@ -47,7 +48,7 @@ def one_euro_filter(vertices: torch.Tensor, valid: torch.Tensor, fps: float, min
             state = speed = None
             continue
         x = out[t]
-        if state is None:
+        if state is None or speed is None:
             state, speed = x, torch.zeros_like(x)
             continue
         speed = speed + alpha(d_cutoff) * ((x - state) / dt - speed)

@@ -7,6 +7,7 @@ module's device (so they run on GPU unchanged) and log to every attached logger.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -18,6 +19,14 @@ from au_face.aus import au_label
 from au_face.evaluation.baselines import one_euro_filter
 from au_face.evaluation.metrics import AUF1, MeanAcceleration, VertexError, nan_mean
 from au_face.nn.smoother import filter_sequences
+
+
+def _module_aus(pl_module: L.LightningModule) -> Sequence[int]:
+    """The AU list (``aus``) of the module under evaluation, e.g. an ``AUFaceTask``."""
+    aus = getattr(pl_module, "aus", None)
+    if not isinstance(aus, Sequence):
+        raise TypeError(f"{type(pl_module).__name__} has no AU list (aus); the AU callbacks evaluate an AUFaceTask")
+    return aus
 
 
 class _EvalMetricCallback(Callback):
@@ -42,12 +51,17 @@ class _EvalMetricCallback(Callback):
             self.metrics[name] = metric.to(pl_module.device)
             metric.reset()
 
+    def _started(self) -> dict[str, Metric]:
+        if self.metrics is None:
+            raise RuntimeError(f"{type(self).__name__}: a val/test batch ended before its epoch started")
+        return self.metrics
+
     def _batch(self, outputs: Any) -> None:
         if isinstance(outputs, dict):
-            self.update(self.metrics, outputs)
+            self.update(self._started(), outputs)
 
     def _end(self, pl_module: L.LightningModule, prefix: str) -> None:
-        values = {f"{prefix}/{k}": v for k, v in self.results(self.metrics, pl_module).items() if not torch.isnan(v)}
+        values = {f"{prefix}/{k}": v for k, v in self.results(self._started(), pl_module).items() if not torch.isnan(v)}
         pl_module.log_dict(values, sync_dist=False)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -85,14 +99,14 @@ class AUF1Callback(_EvalMetricCallback):
         return f"f1/{au_label(au)}"
 
     def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
-        return {"f1": AUF1(len(pl_module.aus), self.threshold)}
+        return {"f1": AUF1(len(_module_aus(pl_module)), self.threshold)}
 
     def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
         metrics["f1"].update(outputs["probs"], outputs["labels"], outputs["valid"])
 
     def results(self, metrics: dict[str, Metric], pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         f1 = metrics["f1"].compute()
-        out = {self.name(au): f1[k] for k, au in enumerate(pl_module.aus)}
+        out = {self.name(au): f1[k] for k, au in enumerate(_module_aus(pl_module))}
         out["f1_mean"] = nan_mean(f1)
         return out
 

@@ -20,10 +20,10 @@ class AUF1(MultilabelStatScores):
     def __init__(self, num_aus: int, threshold: float = 0.5) -> None:
         super().__init__(num_labels=num_aus, threshold=threshold, average=None, ignore_index=-1)
 
-    def update(self, probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> None:
-        """probs, labels ``[...,K]`` (labels −1 unknown); valid ``[...]``."""
+    def update(self, probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """probs, labels ``[...,K]`` (labels −1 unknown); valid ``[...]`` (None: every frame)."""
         k = probs.shape[-1]
-        labels = torch.where(valid[..., None].bool(), labels.long(), -1)
+        labels = labels.long() if valid is None else torch.where(valid[..., None].bool(), labels.long(), -1)
         super().update(probs.reshape(-1, k), labels.reshape(-1, k))
 
     def compute(self) -> torch.Tensor:
@@ -37,6 +37,8 @@ class MeanAcceleration(Metric):
     """Mean vertex acceleration ‖S_{t+1} − 2S_t + S_{t−1}‖ over valid triplets (model units)."""
 
     full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,6 +61,8 @@ class VertexError(Metric):
     """Mean per-vertex Euclidean distance to ground truth over valid frames (model units)."""
 
     full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

@@ -48,6 +48,10 @@ class NeutralEstimator(nn.Module):
         max_frames: frames the fit uses at most (evenly spaced).
     """
 
+    template: torch.Tensor
+    identity: torch.Tensor
+    expression: torch.Tensor
+
     def __init__(
         self,
         template: torch.Tensor,

@@ -46,6 +46,8 @@ class AUFaceRefiner(nn.Module):
         calibrated: take the ``log w`` shift of the positive BCE weights off the probabilities.
     """
 
+    pos_weight: torch.Tensor
+
     def __init__(
         self, geometry: FaceGeometry, net: NetConfig | None = None, clip_length: int = 16, reference: Reference = "mean", calibrated: bool = False
     ) -> None:
@@ -89,7 +91,7 @@ class AUFaceRefiner(nn.Module):
         """Run the network on a batch; returns logits, probabilities, Δψ and refined vertices ``[B,T,V,3]``."""
         valid = batch["valid"].bool()
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
-        refined = out.smoothed + self.net.expression.apply(out.delta_expression)
+        refined = out.smoothed + self.net.expression.offsets(out.delta_expression)
         refined = torch.where(valid[..., None, None], refined, batch["vertices"])
         return {"logits": out.au_logits, "probs": self.probabilities(out.au_logits), "delta": out.delta_expression, "refined": refined}
 

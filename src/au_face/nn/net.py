@@ -33,9 +33,12 @@ class NetOutput:
 class ExpressionProjector(nn.Module):
     """Fixed linear expression basis ``B [E,V,3]`` with a ridge pseudo-inverse.
 
-    ``project`` gives the coarse expression code of a displacement; ``apply`` maps Δψ to
+    ``project`` gives the coarse expression code of a displacement; ``offsets`` maps Δψ to
     vertex offsets ``B Δψ``.
     """
+
+    basis: torch.Tensor
+    pseudo_inverse: torch.Tensor
 
     def __init__(self, expression_dim: int, num_vertices: int, ridge: float = 1e-3) -> None:
         super().__init__()
@@ -56,7 +59,7 @@ class ExpressionProjector(nn.Module):
         """``[...,V,3]`` → ``[...,E]`` least-squares codes."""
         return displacement.flatten(-2) @ self.pseudo_inverse.t()
 
-    def apply(self, delta: torch.Tensor) -> torch.Tensor:
+    def offsets(self, delta: torch.Tensor) -> torch.Tensor:
         """``[...,E]`` → ``[...,V,3]`` vertex offsets."""
         return torch.einsum("...e,evc->...vc", delta, self.basis)
 
@@ -124,6 +127,7 @@ class AUFaceNet(nn.Module):
             frame_inputs += dim
         self.video_from_features = bool(feature_dim)
         if self.uses_video:
+            self.video_frame: nn.Module
             if feature_dim:
                 self.video_frame = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, dim))
             else:
@@ -138,13 +142,13 @@ class AUFaceNet(nn.Module):
         self.au_weight = nn.Parameter(torch.zeros(num_aus, dim))
         self.au_bias = nn.Parameter(torch.zeros(num_aus))
         nn.init.normal_(self.au_weight, std=dim**-0.5)
-        self.expression_head = None
+        self.expression_head: nn.Sequential | None = None
         if config.expression_correction:
-            self.expression_head = nn.Sequential(
-                nn.LayerNorm(2 * dim + expression_dim), nn.Linear(2 * dim + expression_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, expression_dim)
-            )
-            nn.init.zeros_(self.expression_head[-1].weight)
-            nn.init.zeros_(self.expression_head[-1].bias)
+            head_in = nn.Linear(2 * dim + expression_dim, 2 * dim)
+            head_out = nn.Linear(2 * dim, expression_dim)
+            nn.init.zeros_(head_out.weight)
+            nn.init.zeros_(head_out.bias)
+            self.expression_head = nn.Sequential(nn.LayerNorm(2 * dim + expression_dim), head_in, nn.GELU(), head_out)
         self.smoother = AdaptiveSmoother(num_aus, num_vertices, dim, tuple(smoothing_sigmas)) if smoothing_sigmas else None
 
     #: parameter-name prefixes that depend on the AU list (re-initialised when it changes)

@@ -46,6 +46,11 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """Bottleneck ResNet trunk: ``[B,3,H,W] -> [B, 512*4]`` after global average pooling."""
 
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, blocks: Sequence[int] = (3, 4, 6, 3)) -> None:
         super().__init__()
         if len(blocks) != 4:

@@ -57,6 +57,8 @@ class AdaptiveSmoother(nn.Module):
     Until :meth:`set_masks` is called the whole face is one region.
     """
 
+    regions: torch.Tensor
+
     def __init__(self, num_aus: int, num_vertices: int, dim: int, sigmas: tuple[float, ...] = DEFAULT_SIGMAS) -> None:
         super().__init__()
         self.sigmas = tuple(float(s) for s in sigmas)

@@ -26,6 +26,8 @@ class AUTokenizer(nn.Module):
         scale: displacement unit (model units per token unit), e.g. 1 cm for ICT.
     """
 
+    masks: torch.Tensor
+
     def __init__(self, num_aus: int, num_vertices: int, dim: int, hidden: int = 128, scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("masks", torch.zeros(num_aus, num_vertices))
