@@ -71,7 +71,7 @@ class _FlameUnpickler(pickle.Unpickler):
         if module in _NUMPY_MODULES and name in _NUMPY_NAMES:
             return super().find_class(module, name)
         if module in ("copy_reg", "copyreg") and name == "_reconstructor":
-            return copyreg._reconstructor
+            return copyreg._reconstructor  # type: ignore[attr-defined]  # runtime name, absent from typeshed's copyreg stub
         if module == "_codecs" and name == "encode":
             return codecs.encode  # how Python 3 writes bytes at protocol 2
         if module in ("__builtin__", "builtins") and name in _BUILTIN_NAMES:
@@ -247,6 +247,17 @@ class FlameModel(nn.Module):
     every joint in :data:`FLAME_JOINTS` order. All rotations are axis-angle.
     """
 
+    template: torch.Tensor
+    faces: torch.Tensor
+    shapedirs: torch.Tensor
+    exprdirs: torch.Tensor
+    posedirs: torch.Tensor
+    joint_regressor: torch.Tensor
+    parents: torch.Tensor
+    weights: torch.Tensor
+    landmark_faces: torch.Tensor | None
+    landmark_bary: torch.Tensor | None
+
     def __init__(
         self,
         arrays: FlameArrays,
@@ -312,12 +323,18 @@ class FlameModel(nn.Module):
     def num_joints(self) -> int:
         return int(self.parents.shape[0])
 
-    def _require_landmarks(self) -> None:
-        if self.landmark_faces is None:
-            raise MissingAssetError(
-                f"{FLAME_LANDMARKS.description} is needed for FLAME landmarks: pass landmark_embedding_path "
-                f"or set {FLAME_LANDMARKS.env_var}. Obtain it from {FLAME_LANDMARKS.source}."
-            )
+    @staticmethod
+    def _missing_landmarks() -> MissingAssetError:
+        return MissingAssetError(
+            f"{FLAME_LANDMARKS.description} is needed for FLAME landmarks: pass landmark_embedding_path "
+            f"or set {FLAME_LANDMARKS.env_var}. Obtain it from {FLAME_LANDMARKS.source}."
+        )
+
+    def _require_landmarks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The landmark embedding ``(faces [68], bary [68,3])``; MissingAssetError without one."""
+        if self.landmark_faces is None or self.landmark_bary is None:
+            raise self._missing_landmarks()
+        return self.landmark_faces, self.landmark_bary
 
     def _nearest_landmark_vertices(self) -> np.ndarray:
         points = self.landmarks3d(self.template[None])[0].detach().cpu().numpy()
@@ -327,14 +344,15 @@ class FlameModel(nn.Module):
 
     def topology(self) -> FaceTopology:
         """The FLAME mesh with the vertex nearest to each of the 68 embedded landmarks."""
-        self._require_landmarks()
+        if self.landmarks68 is None:  # set in __init__ together with the landmark embedding
+            raise self._missing_landmarks()
         return FaceTopology("flame", self.template.cpu().numpy(), self.faces.cpu().numpy(), self.landmarks68)
 
     def landmarks3d(self, vertices: torch.Tensor) -> torch.Tensor:
         """``[B,68,3]`` landmarks of ``vertices [B,V,3]`` by barycentric interpolation."""
-        self._require_landmarks()
-        corners = vertices[:, self.faces[self.landmark_faces]]  # [B,68,3,3]
-        return torch.einsum("blkd,lk->bld", corners, self.landmark_bary)
+        landmark_faces, landmark_bary = self._require_landmarks()
+        corners = vertices[:, self.faces[landmark_faces]]  # [B,68,3,3]
+        return torch.einsum("blkd,lk->bld", corners, landmark_bary)
 
     def expression_basis(self) -> torch.Tensor:
         """``[Ne,V,3]`` linear expression basis (the vertex offset per unit expression code)."""

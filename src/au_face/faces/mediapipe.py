@@ -159,8 +159,7 @@ def template_photo() -> np.ndarray:
     """The frontal portrait (Grace Hopper, public domain) that matplotlib ships, RGB uint8."""
     from matplotlib import cbook
 
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        buffer = np.frombuffer(fh.read(), dtype=np.uint8)
+    buffer = np.frombuffer(Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes(), dtype=np.uint8)
     return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 

@@ -148,7 +148,8 @@ class FaceGeometry:
             topology = FaceTopology(str(a["topology"]), a["template"], a["triangles"], a["landmarks68"])
             neutral = None
             if "neutral_template" in a:
-                neutral = NeutralEstimator(*(torch.from_numpy(a[f"neutral_{n}"]) for n in _NEUTRAL))
+                template, identity, expression = (torch.from_numpy(a[f"neutral_{n}"]) for n in _NEUTRAL)
+                neutral = NeutralEstimator(template, identity, expression)
             return cls(topology, tuple(a["aus"].tolist()), a["masks"], a["basis"], neutral, dict(recipe or {}))
         except KeyError as err:
             raise GeometryError(f"geometry arrays lack {err.args[0]!r}") from err

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ import torch
 from au_face.aus import resolve_aus
 from au_face.geometry.artefact import FaceGeometry, GeometryError
 from au_face.utils.assets import FLAME_LANDMARKS, FLAME_MODEL, ICT_MODEL
+
+if TYPE_CHECKING:
+    from au_face.faces.ict import ICTFaceModel
+    from au_face.geometry.masks import MaskMethod
 
 #: Bump when a recipe starts building different arrays (keys of cached geometries change).
 BUILDER_VERSION = 1
@@ -79,7 +83,7 @@ def resolve_geometry(source: GeometrySpec | FaceGeometry | str | Path | dict) ->
     if isinstance(source, (str, Path)):
         source = GeometrySpec(aus=None, file=str(source))
     if source.file is not None:
-        return _from_file(source)
+        return _from_file(source.file, source)
     from au_face.utils.files import user_cache_dir
 
     path = user_cache_dir() / "geometry" / f"{source.topology}_{_recipe_key(source)}.npz"
@@ -93,7 +97,7 @@ def resolve_geometry(source: GeometrySpec | FaceGeometry | str | Path | dict) ->
     return geometry
 
 
-def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
+def build(spec: GeometrySpec | None = None, **fields: Any) -> FaceGeometry:
     """Build the geometry a spec describes (``build(topology="mediapipe", aus="bp4d")`` works too)."""
     from au_face.faces.ict import load_face_model
     from au_face.faces.registry import load_topology
@@ -102,10 +106,10 @@ def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
 
     spec = spec if spec is not None else GeometrySpec(**fields)
     if spec.file is not None:
-        return _from_file(spec)
+        return _from_file(spec.file, spec)
     aus = resolve_aus(spec.aus if spec.aus is not None else "default")
     ict = load_face_model(spec.ict_path) if spec.has_ict() or spec.topology == "ict" else None
-    if spec.topology == "ict":
+    if ict is not None and spec.topology == "ict":
         topology = ict.topology()  # what load_topology("ict") gives, without a second read
     else:
         topology = load_topology(spec.topology, spec.ict_path, spec.flame_path, spec.flame_landmarks_path)
@@ -116,7 +120,7 @@ def build(spec: GeometrySpec | None = None, **fields: object) -> FaceGeometry:
     return FaceGeometry(topology, tuple(aus), masks, basis, neutral, recipe)
 
 
-def _mask_method(spec: GeometrySpec, aus: list[int], ict) -> str:
+def _mask_method(spec: GeometrySpec, aus: list[int], ict: ICTFaceModel | None) -> MaskMethod:
     if spec.masks != "auto":
         if spec.masks in ("ict", "transfer") and ict is None:
             raise GeometryError(f"masks={spec.masks!r} need the ICT model: {ICT_MODEL.description} via ict_path or ${ICT_MODEL.env_var}")
@@ -135,7 +139,7 @@ def _basis_and_neutral(spec: GeometrySpec, topology, ict):
     from au_face.geometry.basis import ict_expression_basis
     from au_face.geometry.neutral import NeutralEstimator, fit_shape_indices
 
-    kind = spec.basis
+    kind: str = spec.basis
     if kind == "auto":
         kind = {"ict": "ict", "flame": "flame"}.get(spec.topology, "ict" if ict is not None else "pca")
     if kind == "flame":
@@ -210,8 +214,9 @@ def _is_coarse_record(path: Path) -> bool:
         return False
 
 
-def _from_file(spec: GeometrySpec) -> FaceGeometry:
-    path = Path(spec.file)
+def _from_file(file: str, spec: GeometrySpec) -> FaceGeometry:
+    """The geometry of ``file`` (``spec.file``), for ``spec``'s AUs."""
+    path = Path(file)
     if path.suffix == ".ckpt":
         return from_checkpoint(path, None if spec.aus is None else resolve_aus(spec.aus), spec.mask_rings)
     geometry = FaceGeometry.load(path)

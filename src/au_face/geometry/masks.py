@@ -381,6 +381,18 @@ def _ict_digest(model: ICTFaceModel) -> str:
     return _digest(topology_digest(model.topology()), names, model.expression_deltas.tobytes())
 
 
+def _required_ict(method: str, ict_model: ICTFaceModel | None, topology: FaceTopology) -> ICTFaceModel:
+    """``ict_model``, checked for mask method ``method`` (``ict`` or ``transfer``), which needs it."""
+    if ict_model is None:
+        raise MaskError(f"mask method {method!r} needs the ICT-FaceKit model")
+    if method == "ict" and ict_model.num_vertices != topology.num_vertices:
+        raise MaskError(
+            f"the ICT model has {ict_model.num_vertices} vertices but topology {topology.name!r} has "
+            f"{topology.num_vertices}; restrict the model to the topology's region first"
+        )
+    return ict_model
+
+
 def build_masks(
     topology: FaceTopology,
     aus: Sequence[int | str],
@@ -402,13 +414,7 @@ def build_masks(
         raise MaskError("empty AU list")
     if method not in MASK_METHODS:
         raise MaskError(f"unknown mask method {method!r}; choose from {', '.join(MASK_METHODS)}")
-    if method in ("ict", "transfer") and ict_model is None:
-        raise MaskError(f"mask method {method!r} needs the ICT-FaceKit model")
-    if method == "ict" and ict_model.num_vertices != topology.num_vertices:
-        raise MaskError(
-            f"the ICT model has {ict_model.num_vertices} vertices but topology {topology.name!r} has "
-            f"{topology.num_vertices}; restrict the model to the topology's region first"
-        )
+    ict = None if method == "landmarks" else _required_ict(method, ict_model, topology)
     key_fields = {
         "version": MASKS_VERSION,
         "topology": topology.name,
@@ -418,7 +424,7 @@ def build_masks(
         "method": method,
         "rings": rings,
         "threshold": threshold if method != "landmarks" else None,
-        "ict": _ict_digest(ict_model) if method != "landmarks" else None,
+        "ict": _ict_digest(ict) if ict is not None else None,
     }
     cache_path = None
     if cache_dir is not None:
@@ -426,13 +432,13 @@ def build_masks(
         cache_path = Path(cache_dir) / f"masks_{topology.name}_{method}_{key}.npz"
         if cache_path.is_file():
             return load_masks(cache_path, topology, numbers)
-    if method == "landmarks":
+    if ict is None:
         masks = masks_from_landmarks(topology, numbers, rings)
     elif method == "ict":
-        masks = masks_from_ict(ict_model, numbers, threshold, rings)
+        masks = masks_from_ict(ict, numbers, threshold, rings)
     else:
-        ict_masks = masks_from_ict(ict_model, numbers, threshold, rings)
-        masks = transfer_masks(ict_model.topology(), ict_masks, topology)
+        ict_masks = masks_from_ict(ict, numbers, threshold, rings)
+        masks = transfer_masks(ict.topology(), ict_masks, topology)
     check_masks(masks, topology, numbers)
     if cache_path is not None:
         save_masks(cache_path, masks, numbers, topology.name)
