@@ -145,8 +145,8 @@ def _numbers(rows: list[tuple[int, list[str]]], columns: list[int], header: list
     the file, line and column.
     """
     try:
-        cells = [[cells[c] for c in columns] for _, cells in rows]
-        values = np.array(cells, dtype=np.float64) if cells else np.empty((0, len(columns)))
+        table = [[cells[c] for c in columns] for _, cells in rows]
+        values = np.array(table, dtype=np.float64) if table else np.empty((0, len(columns)))
         if np.isfinite(values).all():
             return values
     except (ValueError, IndexError):

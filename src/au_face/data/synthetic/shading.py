@@ -147,7 +147,7 @@ class MeshRenderer:
             image[rows, cols] = self._shade(normals, lighting, albedo)
         if cavities:
             holes = np.zeros((size, size), dtype=np.uint8)
-            cv2.fillPoly(holes, [np.round(np.asarray(p)).astype(np.int32) for p in cavities], 1)
+            cv2.fillPoly(holes, [np.round(np.asarray(p)).astype(np.int32) for p in cavities], (1,))
             fill = (holes > 0) & ~mask
             image[fill] = np.asarray(cavity_color, dtype=np.float64)
         return RenderedFrame(np.round(255 * np.clip(image, 0.0, 1.0)).astype(np.uint8), mask)

@@ -98,7 +98,7 @@ def paint_openings(image: np.ndarray, hit: np.ndarray, landmarks2d: np.ndarray, 
     with upper and lower teeth along the inner lips. ``light`` scales the colours.
     """
     out = image.copy()
-    size = image.shape[:2]
+    size = (image.shape[0], image.shape[1])
     holes = ~hit
     eye_width = float(np.linalg.norm(landmarks2d[36] - landmarks2d[45]))
     for group in (_RIGHT_EYE, _LEFT_EYE):
@@ -118,14 +118,14 @@ def paint_openings(image: np.ndarray, hit: np.ndarray, landmarks2d: np.ndarray, 
         out[mouth] = _to_uint8(_MOUTH * light)
         for lip, share in ((_UPPER_INNER_LIP, 0.22), (_LOWER_INNER_LIP, 0.12)):
             band = np.zeros(size, dtype=np.uint8)
-            cv2.polylines(band, [np.round(landmarks2d[lip]).astype(np.int32)], False, 1, max(1, int(round(share * width))))
+            cv2.polylines(band, [np.round(landmarks2d[lip]).astype(np.int32)], False, (1,), max(1, int(round(share * width))))
             out[mouth & (band > 0)] = _to_uint8(_TEETH * light)
     return out
 
 
 def _polygon_mask(size: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     mask = np.zeros(size, dtype=np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], (1,))
     return mask > 0
 
 

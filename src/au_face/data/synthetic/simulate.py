@@ -200,7 +200,7 @@ class SequenceSimulator:
             frames.append(degradation.apply(image, rng))
         render_seconds = time.perf_counter() - start
         self.reconstructor.reset()
-        record = self.reconstructor.reconstruct(frames, np.arange(n) / config.fps, config.fps)
+        record = self.reconstructor.reconstruct(frames, (np.arange(n) / config.fps).tolist(), config.fps)
         return record, render_seconds
 
     def ground_truth(self, vertices: np.ndarray, neutral: np.ndarray) -> np.ndarray:
