@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ class CoarseFrames:
 
     def slice(self, start: int, stop: int) -> CoarseFrames:
         """Frames ``start:stop`` as a new record."""
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             kwargs[f.name] = value[start:stop] if isinstance(value, torch.Tensor) else value
@@ -129,7 +130,7 @@ class CoarseFrames:
         """Join records of the same video in time order."""
         if not parts:
             raise CoarseFramesError("nothing to concatenate")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in fields(cls):
             values = [getattr(p, f.name) for p in parts]
             if isinstance(values[0], torch.Tensor):
@@ -152,7 +153,7 @@ class CoarseFrames:
 
     def save(self, path: str | Path) -> None:
         """Write an npz atomically (temporary file + rename)."""
-        atomic_save_npz(path, **self.to_numpy())
+        atomic_save_npz(path, compressed=False, **self.to_numpy())
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> CoarseFrames:
@@ -169,7 +170,7 @@ class CoarseFrames:
         missing = sorted(required - set(arrays))
         if missing:
             raise CoarseFramesError(f"{path} is not a coarse-frames file: missing {missing}")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in arrays:
                 continue
@@ -182,7 +183,7 @@ class CoarseFrames:
                 kwargs[f.name] = torch.from_numpy(np.ascontiguousarray(value))
         return cls(**kwargs)
 
-    def with_fields(self, **changes) -> CoarseFrames:
+    def with_fields(self, **changes: Any) -> CoarseFrames:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 

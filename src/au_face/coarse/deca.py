@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,7 +115,7 @@ class MediaPipeFaceBox:
         connections = mp.solutions.face_mesh_connections
         self._oval = sorted({i for edge in connections.FACEMESH_FACE_OVAL for i in edge})
         self._brows = sorted({i for edge in connections.FACEMESH_LEFT_EYEBROW | connections.FACEMESH_RIGHT_EYEBROW for i in edge})
-        self._mesh = None
+        self._mesh: Any | None = None  # mediapipe's FaceMesh graph (untyped), made on first use
 
     def reset(self) -> None:
         if self._mesh is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from au_face.errors import AUFaceError
 
@@ -25,6 +25,12 @@ _CLASSES = {
 TAKES_MODEL_PATH = ("landmarker",)
 #: Names accepted by ``--reconstructor``.
 RECONSTRUCTORS = tuple(_CLASSES)
+
+
+class _TakesModelPath(Protocol):
+    """The ``create`` of the classes in :data:`TAKES_MODEL_PATH`."""
+
+    def create(self, device: str = "cpu", model_path: str | os.PathLike | None = None) -> CoarseReconstructor: ...
 
 
 class UnknownReconstructorError(AUFaceError, ValueError):
@@ -56,7 +62,7 @@ def build_reconstructor(name: str, accelerator: str = "cpu", model_path: str | o
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if accelerator in ("gpu", "cuda") else "cpu"
     cls = reconstructor_class(name)
     if name in TAKES_MODEL_PATH:
-        return cls.create(device, model_path=model_path)
+        return cast(_TakesModelPath, cls).create(device, model_path=model_path)
     if model_path is not None:
         raise ReconstructorOptionError(f"a model file applies to the {', '.join(TAKES_MODEL_PATH)} reconstructor, not {name}")
     return cls.create(device)
