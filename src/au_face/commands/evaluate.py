@@ -73,8 +73,8 @@ def read_fold_csv(path: str | Path) -> dict[int, float]:
     if not rows:
         raise EvaluationError(f"{path}: empty file")
     header = [h.strip() for h in rows[0]]
-    matches = {i: _METRIC_COLUMN.match(h) for i, h in enumerate(header)}
-    matches = {i: m for i, m in matches.items() if m}
+    found = {i: _METRIC_COLUMN.match(h) for i, h in enumerate(header)}
+    matches = {i: m for i, m in found.items() if m}
     if not matches:
         raise EvaluationError(f"{path}: no per-AU F1 columns (such as 'AU01' or 'test/f1/AU01') in the header")
     stages = {(m.group("stage") or "").lower() for m in matches.values()}

@@ -14,6 +14,7 @@ from au_face.geometry.masks import (
     DEFAULT_RINGS,
     MASK_METHODS,
     MaskError,
+    MaskMethod,
     build_masks,
     save_masks,
 )
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flame-landmarks", default=None, help="FLAME landmark_embedding.npy (for --topology flame)")
 
 
-def _choose_method(args: argparse.Namespace, aus: list[int], have_ict: bool) -> str:
+def _choose_method(args: argparse.Namespace, aus: list[int], have_ict: bool) -> MaskMethod:
     if args.method != "auto":
         return args.method
     mapped = all(has_ict_shapes(a) for a in aus)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,7 @@ class Evaluator:
         return [build[name]() for name in self.metrics]
 
     @staticmethod
-    def au_f1(results: dict[str, float], aus: list[int], stage: str = "test") -> dict[int, float]:
+    def au_f1(results: Mapping[str, float], aus: list[int], stage: str = "test") -> dict[int, float]:
         """Per-AU F1 from the dict ``trainer.test()``/``validate()`` returns (NaN where it was not
         logged: no positive label and no positive prediction, so F1 is undefined)."""
         from au_face.evaluation.callbacks import AUF1Callback

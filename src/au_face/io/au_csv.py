@@ -153,8 +153,8 @@ def read_au_csv(path: str | Path) -> AUTable:
     return au_table_from_rows(rows[0], rows[1:], str(path))
 
 
-def au_table_from_rows(header: Sequence[str], body: Sequence[Sequence[object]], source: str = "AU table") -> AUTable:
-    """An :class:`AUTable` from the AU CSV's header and rows (cells as text, or numbers; empty or NaN: missing)."""
+def au_table_from_rows(header: Sequence[str], body: Sequence[Sequence[str]], source: str = "AU table") -> AUTable:
+    """An :class:`AUTable` from the AU CSV's header and rows (cells as text; empty or ``nan``: missing)."""
     header = [h.strip() for h in header]
     missing = [c for c in _CSV_REQUIRED if c not in header]
     if missing:

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -159,7 +160,8 @@ def load_mesh_sequence_npz(path: str | Path) -> MeshSequence:
     missing = [k for k in MESH_SEQUENCE_KEYS if k not in arrays]
     if missing:
         raise MeshIOError(f"{path} is not a mesh-sequence file: missing {missing}")
-    seq = MeshSequence(*(arrays.pop(k) for k in MESH_SEQUENCE_KEYS), extra=arrays)
+    vertices, triangles, valid, timestamps = (arrays.pop(k) for k in MESH_SEQUENCE_KEYS)
+    seq = MeshSequence(vertices, triangles, valid, timestamps, extra=arrays)
     check_mesh_sequence(seq.vertices, seq.triangles, seq.valid, seq.timestamps)
     return seq
 
@@ -203,10 +205,10 @@ def write_frame_meshes(
         mesh = trimesh.Trimesh(vertices=vertices[t], faces=triangles, process=False)
         target = frame_mesh_path(directory, frames[t], fmt)
         with atomic_path(target) as tmp:
+            # trimesh's export returns text for OBJ and bytes for (binary) PLY
             if fmt == "obj":
-                data = mesh.export(file_type="obj", include_normals=False, include_texture=False)
-                tmp.write_text(data)
+                tmp.write_text(cast(str, mesh.export(file_type="obj", include_normals=False, include_texture=False)))
             else:
-                tmp.write_bytes(mesh.export(file_type="ply"))
+                tmp.write_bytes(cast(bytes, mesh.export(file_type="ply")))
         written.append(target)
     return written

@@ -36,7 +36,7 @@ class Mp4Writer:
         except ImportError:
             warnings.warn("imageio-ffmpeg is not installed: writing mp4v, which browsers do not play", stacklevel=2)
             self.codec = "mp4v"
-            self._cv2 = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+            self._cv2 = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), size)
             if not self._cv2.isOpened():
                 raise VideoWriteError(f"OpenCV cannot write an mp4v video at {self.path}") from None
         else:
