@@ -92,7 +92,7 @@ def draw_masks(
         values = masks[k][topology.triangles[order]].mean(1)
         colours = MASK_CMAP(norm(values))
         colours[:, :3] *= shade[:, None]
-        ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors=colours, linewidths=0.15))
+        ax.add_collection(PolyCollection(list(polygons), facecolors=colours, edgecolors=colours, linewidths=0.15))
         ax.set_xlim(lo[0] - margin, hi[0] + margin)
         ax.set_ylim(lo[1] - margin, hi[1] + margin)
         ax.set_aspect("equal")
