@@ -212,6 +212,10 @@ def _checkpoint(kind: str) -> Callable[[Path], list[str]]:
             torch.save({"state_dict": {}, "hyper_parameters": {"aus": [1]}, "x": RunsCode(folder / "ran")}, ckpt)
         elif kind == "mismatched":
             torch.save(tiny_checkpoint(), ckpt)
+        elif kind == "folder":
+            ckpt.mkdir()
+        elif kind in ("nan", "clip_length 100000"):
+            torch.save(packaged_checkpoint(nan=kind == "nan", clip_length=100_000 if kind != "nan" else None), ckpt)
         return reconstruct(write_video(folder / "clip.avi", clip_frames(2)), folder, "--ckpt", str(ckpt))
 
     return make
@@ -246,6 +250,82 @@ def shared_ict() -> Path:
     return path
 
 
+def ffmpeg(*args: str | Path) -> None:
+    """Run the ffmpeg of imageio-ffmpeg (skip the test without it)."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        pytest.skip("needs imageio-ffmpeg's ffmpeg to write the test video")
+    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True, timeout=120)
+
+
+def rotated_video(path: Path, degrees: int, count: int = 4) -> Path:
+    """An MP4 as a phone writes it: frames stored turned, and a display matrix of ``degrees`` that
+    turns them upright on playback."""
+    stored = {-90: cv2.ROTATE_90_COUNTERCLOCKWISE, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180}[degrees]
+    raw = write_video(path.with_name(f"stored_{path.name}"), [cv2.rotate(f, stored) for f in clip_frames(count)], fourcc="mp4v")
+    ffmpeg("-display_rotation", str(degrees), "-i", raw, "-c", "copy", path)
+    raw.unlink()
+    return path
+
+
+def _rotated_180(folder: Path) -> list[str]:
+    return reconstruct(rotated_video(folder / "phone.mp4", 180), folder)
+
+
+def _truncated_jpeg(fraction: float) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        data = shared("single_face.jpg").read_bytes()
+        (folder / "cut.jpg").write_bytes(data[: int(len(data) * fraction)])
+        return reconstruct(folder / "cut.jpg", folder)
+
+    return make
+
+
+def _av1(folder: Path) -> list[str]:
+    source = write_video(folder / "source.avi", clip_frames(3))
+    ffmpeg("-i", source, "-c:v", "libaom-av1", "-cpu-used", "8", folder / "av1.mp4")
+    return reconstruct(folder / "av1.mp4", folder)
+
+
+def _animated_webp(folder: Path) -> list[str]:
+    from PIL import Image
+
+    frames = [Image.fromarray(f[:, :, ::-1]) for f in clip_frames(3)]
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=40, loop=0)
+    return reconstruct(folder / "anim.webp", folder)
+
+
+def _hidden_metadata(folder: Path) -> list[str]:
+    """A folder of frames as a Mac copies it to a USB stick: ``._*`` companions and ``.DS_Store``."""
+    frames = folder / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(clip_frames(3)):
+        cv2.imwrite(str(frames / f"frame_{i:03d}.jpg"), frame)
+        (frames / f"._frame_{i:03d}.jpg").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    (frames / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 60)
+    return reconstruct(frames, folder)
+
+
+def _video_and_images(folder: Path) -> list[str]:
+    mixed = folder / "mixed"
+    mixed.mkdir()
+    write_video(mixed / "clip.avi", clip_frames(2))
+    for i in range(4):
+        shutil.copy(shared("single_face.jpg"), mixed / f"photo{i}.jpg")
+    return reconstruct(mixed, folder)
+
+
+def _empty(what: str) -> Callable[[Path], list[str]]:
+    def make(folder: Path) -> list[str]:
+        video = write_video(folder / "clip.avi", clip_frames(2))
+        return ["reconstruct", "", "--out", str(folder / "out")] if what == "input" else ["reconstruct", str(video), "--out", ""]
+
+    return make
+
+
 class RunsCode:
     """Pickles as a call that creates a file: proof that loading ran code."""
 
@@ -254,6 +334,20 @@ class RunsCode:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+def packaged_checkpoint(nan: bool = False, clip_length: int | None = None) -> dict:
+    """The packaged model's checkpoint, with NaN weights or another ``clip_length``."""
+    from au_face.models import default_checkpoint
+
+    if default_checkpoint() is None:
+        pytest.skip("needs the packaged model")
+    ckpt = torch.load(default_checkpoint(), map_location="cpu", weights_only=True)
+    if nan:
+        next(v for v in ckpt["state_dict"].values() if v.is_floating_point()).fill_(float("nan"))
+    if clip_length is not None:
+        ckpt["hyper_parameters"]["clip_length"] = clip_length
+    return ckpt
 
 
 def tiny_checkpoint() -> dict:
@@ -296,6 +390,19 @@ CASES = [
     Case("config: not YAML", _config("not yaml"), 2, "Problems parsing config"),
     Case("ICT: missing", _ict("missing"), 2, "not found"),
     Case("ICT: truncated npz", _ict("truncated"), 2, "not a readable npz"),
+    # issue 16
+    Case("phone video, 180 degree display matrix", _rotated_180, 0, "4 frames, face found in 4"),
+    Case("JPEG cut at 85 %", _truncated_jpeg(0.85), 2, "truncated JPEG"),
+    Case("JPEG cut at 55 %", _truncated_jpeg(0.55), 2, "truncated JPEG"),
+    Case("folder with 1 video and 4 images", _video_and_images, 0, "4 images; only the videos", warning=True),
+    Case("--out ''", _empty("out"), 2, "--out: an empty path"),
+    Case("INPUT ''", _empty("input"), 2, "input: an empty path"),
+    Case("AV1 video", _av1, 2, "an AV1 video"),
+    Case("animated WebP", _animated_webp, 2, "an animated WebP"),
+    Case("macOS ._* and .DS_Store in a folder of frames", _hidden_metadata, 0, "3 frames, face found in 3"),
+    Case("checkpoint: a folder", _checkpoint("folder"), 2, "is a folder, not a checkpoint file"),
+    Case("checkpoint: NaN weights", _checkpoint("nan"), 2, "NaN or infinite weights"),
+    Case("checkpoint: clip_length 100000", _checkpoint("clip_length 100000"), 0, "2 frames, face found in 2"),
 ]
 
 
@@ -340,7 +447,7 @@ def debris(out: Path | None) -> list[str]:
 
 def run_case(case: Case, folder: Path) -> Outcome:
     argv = case.make(folder)
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv and argv[argv.index("--out") + 1] else None
     return run_cli(argv, out if out is None or out.suffix == "" else out.parent)
 
 

@@ -8,14 +8,18 @@ end the process without the interpreter's teardown (:func:`exit_now`).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
-from au_face.errors import AUFaceError
+from au_face.errors import AUFaceError, Terminated
 
 #: non-training subcommands → module in ``au_face.commands``
 COMMANDS = {
@@ -46,26 +50,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_shell = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not args or args[0] in ("-h", "--help"):
-            _print_help()
-            return 0 if args else 2
-        if args[0] not in COMMANDS:
-            from au_face.commands.lightning import run_lightning
+        with sigterm_as_interrupt():
+            if not args or args[0] in ("-h", "--help"):
+                _print_help()
+                return 0 if args else 2
+            if args[0] not in COMMANDS:
+                from au_face.commands.lightning import run_lightning
 
-            return run_lightning(None if from_shell else args)
-        code = run_command(args[0], args[1:], fresh_process=from_shell)
+                return run_lightning(None if from_shell else args)
+            code = run_command(args[0], args[1:], fresh_process=from_shell)
     except Exception as err:
         cause = user_error(err)
         if cause is None or os.environ.get("AU_FACE_DEBUG"):
             raise
         print(f"au-face: error: {cause}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        print("au-face: interrupted", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        print(f"au-face: {'terminated' if terminated else 'interrupted'}{RESUME.get(args[0], '')}", file=sys.stderr)
+        code = 143 if terminated else 130
     if from_shell and args and args[0] in COMMANDS:
         exit_now(code)
     return code
+
+
+#: what to tell about resuming a subcommand that was interrupted
+RESUME = {"preprocess": "; run the same command again to resume (finished videos are kept)"}
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (``kill``, a job scheduler, a closing container) raises
+    :class:`~au_face.errors.Terminated`, a ``KeyboardInterrupt``: the clean-up of Ctrl-C runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: errors of the system, not of au_face: reported in one line (no space left, permission denied)
+SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def exit_now(code: int) -> NoReturn:
@@ -86,7 +118,7 @@ def exit_now(code: int) -> NoReturn:
 
 def user_error(err: BaseException) -> AUFaceError | None:
     """The :class:`AUFaceError` behind ``err`` (LightningCLI/jsonargparse wrap errors raised
-    while instantiating classes), or None for a bug."""
+    while instantiating classes), or one for a full disk or a denied permission; None for a bug."""
     seen: set[int] = set()
     stack: list[BaseException] = [err]
     while stack:
@@ -96,6 +128,9 @@ def user_error(err: BaseException) -> AUFaceError | None:
         seen.add(id(current))
         if isinstance(current, AUFaceError):
             return current
+        if isinstance(current, OSError) and current.errno in SYSTEM_ERRNOS:
+            where = f"{current.filename}: " if current.filename else ""
+            return AUFaceError(f"{where}{current.strerror or os.strerror(current.errno)}")
         stack += [e for e in (current.__cause__, current.__context__) if e is not None]
         stack += [e for e in getattr(current, "exceptions", []) if isinstance(e, BaseException)]
     return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -21,6 +23,17 @@ OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence")
 
 class CoarseFramesError(AUFaceError, ValueError):
     """Raised for a malformed coarse-frames record."""
+
+
+def read_npz_array(path: str | Path, name: str) -> np.ndarray:
+    """One array of a coarse-frames npz (without reading the others); :class:`CoarseFramesError`
+    naming the file if it is unreadable, lacks the array, or holds it as Python objects."""
+    try:
+        with np.load(path) as z:
+            return z[name]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise CoarseFramesError(f"{path} is not a readable coarse-frames npz ({type(err).__name__}: {err}); "
+                                "delete it and run au-face preprocess again") from err
 
 
 @dataclass
@@ -164,7 +177,7 @@ class CoarseFrames:
         try:
             with np.load(path) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise CoarseFramesError(f"{path} is not a readable coarse-frames npz: {err}") from err
         required = {f.name for f in fields(cls)} - set(OPTIONAL_FIELDS)
         missing = sorted(required - set(arrays))

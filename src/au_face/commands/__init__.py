@@ -1,6 +1,7 @@
 """Non-training subcommands of ``au-face``; each module has ``add_arguments`` and ``run``."""
 
 import argparse
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -9,3 +10,10 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def path_arg(text: str) -> Path:
+    """argparse type: a path that is not empty (``--out ''``, an unset shell variable, is not ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return Path(text)

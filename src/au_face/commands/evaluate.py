@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from au_face.aus import au_label
+from au_face.commands import path_arg
 from au_face.errors import AUFaceError
 from au_face.utils.files import atomic_write_text
 
@@ -186,13 +187,13 @@ def _runs(args: argparse.Namespace) -> list[tuple[Path, int | None]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face evaluate``."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", nargs="+", type=Path, help="training configs (the test split is used); one per fold, or one with --folds")
-    source.add_argument("--metrics", nargs="+", type=Path, help="per-fold metrics CSVs written earlier")
+    source.add_argument("--config", nargs="+", type=path_arg, help="training configs (the test split is used); one per fold, or one with --folds")
+    source.add_argument("--metrics", nargs="+", type=path_arg, help="per-fold metrics CSVs written earlier")
     parser.add_argument("--folds", nargs="+", type=int, help="with one --config: evaluate these folds (--data.init_args.fold)")
-    parser.add_argument("--ckpt", nargs="+", type=Path, help="checkpoint per run, or one for all (default: each run's checkpoints/best.ckpt)")
+    parser.add_argument("--ckpt", nargs="+", type=path_arg, help="checkpoint per run, or one for all (default: each run's checkpoints/best.ckpt)")
     parser.add_argument("--names", nargs="+", help="row names (default: fold1, fold2, ...)")
     parser.add_argument("--method", default="Avg.", help="name of the row averaged over folds (default: Avg.)")
-    parser.add_argument("--out-dir", type=Path, default=None, help="write table.md, table.csv (and fold CSVs) here")
+    parser.add_argument("--out-dir", type=path_arg, default=None, help="write table.md, table.csv (and fold CSVs) here")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator for --config runs (default: auto)")
     parser.add_argument("--devices", default="1", help="Lightning devices for --config runs (default: 1)")
 

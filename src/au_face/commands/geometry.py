@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from au_face.commands import path_arg
 from au_face.faces.registry import TOPOLOGIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face geometry`` (the fields of :class:`au_face.geometry.GeometrySpec`)."""
-    parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    parser.add_argument("--out", type=path_arg, required=True, help="the .npz to write")
     parser.add_argument("--topology", choices=TOPOLOGIES, default="mediapipe", help="mesh topology (default mediapipe)")
     parser.add_argument("--aus", default="default", help="AU set (default, bp4d, disfa, affwild2) or list like 'AU1,AU2,12'")
     parser.add_argument("--masks", choices=("auto", "ict", "transfer", "landmarks"), default="auto", help="how the AU masks are made")

@@ -12,12 +12,14 @@ and checkpoints go; strings ``{run_dir}`` in the trainer's logger and callbacks 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from au_face.errors import Terminated
 from au_face.geometry import GeometrySpec
 
 #: data arguments the model takes over, so both cut clips and take S̄ the same way
@@ -27,6 +29,9 @@ RUN_DIR = "{run_dir}"
 
 class AUFaceCLI(LightningCLI):
     """LightningCLI with a shared ``geometry``, settings linked from the data to the model, and ``run_dir``."""
+
+    #: the run folder of the latest run (to point an interrupted ``fit`` at its ``last.ckpt``)
+    last_run_dir: str | None = None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--geometry", type=GeometrySpec, default=GeometrySpec(), help="the face geometry of model and data")
@@ -55,7 +60,7 @@ class AUFaceCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         run_dir = config.get("run_dir") or default_run_dir(config)
-        config["run_dir"] = run_dir
+        config["run_dir"] = AUFaceCLI.last_run_dir = run_dir
         trainer = config["trainer"]
         if trainer.get("default_root_dir") is None:
             trainer["default_root_dir"] = run_dir
@@ -90,13 +95,32 @@ def run_lightning(argv: Sequence[str] | None) -> int:
     from au_face.data.datamodules.base import SequenceDataModule
     from au_face.training.task import AUFaceTask
 
-    AUFaceCLI(
-        AUFaceTask,
-        SequenceDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=None if argv is None else list(argv),
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    AUFaceCLI.last_run_dir = None
+    try:
+        AUFaceCLI(
+            AUFaceTask,
+            SequenceDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=None if argv is None else list(argv),
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except SystemExit as exit_:  # Lightning ends an interrupted run with exit(1), or exit(None) after SIGTERM
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        interrupt = exit_.__context__
+        if not (isinstance(exit_, SIGTERMException) or isinstance(interrupt, KeyboardInterrupt)):
+            raise
+        terminated = isinstance(exit_, SIGTERMException) or isinstance(interrupt, Terminated)
+        print(f"au-face: {'terminated' if terminated else 'interrupted'}{_resume_hint(AUFaceCLI.last_run_dir)}", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
+
+
+def _resume_hint(run_dir: str | None) -> str:
+    """How to go on from the last checkpoint of ``run_dir``, if one was written."""
+    last = sorted(Path(run_dir).rglob("last.ckpt")) if run_dir else []
+    if not last:
+        return "; no checkpoint was written yet"
+    return f"; resume from {last[0]} with the same command and --ckpt_path last"

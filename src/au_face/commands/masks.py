@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from au_face.commands import path_arg
 from au_face.aus import AU_NAMES, au_label, resolve_aus
 from au_face.faces.ict import has_ict_shapes, load_face_model
 from au_face.faces.registry import TOPOLOGIES, load_topology
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face masks``."""
     parser.add_argument("--topology", choices=TOPOLOGIES, default="ict", help="mesh topology (default: ict)")
     parser.add_argument("--aus", default="bp4d", help="AU set name (bp4d, disfa, affwild2) or list like 'AU1,AU2,12'")
-    parser.add_argument("--out", type=Path, default=Path("masks.png"), help="figure to write (default: masks.png)")
+    parser.add_argument("--out", type=path_arg, default=Path("masks.png"), help="figure to write (default: masks.png)")
     parser.add_argument(
         "--method",
         choices=("auto", *MASK_METHODS),
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ICT_THRESHOLD,
         help="ICT methods: relative displacement above which a vertex is active",
     )
-    parser.add_argument("--npz", type=Path, default=None, help="also save the masks to this npz file")
+    parser.add_argument("--npz", type=path_arg, default=None, help="also save the masks to this npz file")
     parser.add_argument("--ict", default=None, help=f"ICT-FaceKit npz or FaceXModel folder (or ${ICT_MODEL.env_var})")
     parser.add_argument("--flame", default=None, help="FLAME generic_model.pkl (for --topology flame)")
     parser.add_argument("--flame-landmarks", default=None, help="FLAME landmark_embedding.npy (for --topology flame)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.registry import RECONSTRUCTORS, build_reconstructor
-from au_face.commands import positive_int
+from au_face.commands import path_arg, positive_int
 from au_face.data.cache import CoarseCache
 from au_face.errors import AUFaceError
 from au_face.io.sources import VIDEO_EXTENSIONS, list_videos
@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{', '.join(VIDEO_EXTENSIONS)}) and cache one npz per video plus manifest.json in --out. "
         "Rerunning skips finished videos and redoes interrupted or outdated ones."
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_DIR", help="video files or folders")
-    parser.add_argument("--out", type=Path, required=True, help="cache folder")
+    parser.add_argument("inputs", nargs="+", type=path_arg, metavar="VIDEO_OR_DIR", help="video files or folders")
+    parser.add_argument("--out", type=path_arg, required=True, help="cache folder")
     parser.add_argument(
         "--base",
-        type=Path,
+        type=path_arg,
         help="folder that cache keys are relative to (default: the common folder of the inputs)",
     )
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--landmarker-model",
-        type=Path,
+        type=path_arg,
         metavar="TASK",
         help="landmarker: the MediaPipe Face Landmarker model face_landmarker.task (default $AU_FACE_LANDMARKER; "
         "not shipped, get it from the MediaPipe Face Landmarker page). The cache does not record which "
@@ -109,7 +109,12 @@ def _predict(
     )
     task = CoarseTask(reconstructor, cache, chunk_size=args.chunk_size)
     loader = DataLoader(VideoPathDataset(videos), batch_size=None, shuffle=False)
-    trainer.predict(task, dataloaders=loader, return_predictions=False)
+    try:
+        trainer.predict(task, dataloaders=loader, return_predictions=False)
+    except SystemExit as exit_:  # Lightning ends a run stopped by Ctrl-C (or SIGTERM) with exit(1)
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            raise exit_.__context__ from None
+        raise
     return trainer.is_global_zero
 
 
@@ -145,12 +150,13 @@ def run(args: argparse.Namespace) -> int:
     """Preprocess; print the summary table; 1 if any video failed or had no face, else 0."""
     videos = collect_videos(args.inputs)
     base = args.base if args.base is not None else default_base(args.inputs)
-    check_output_folder(args.out, "--out")
     if args.landmarker_model is not None and args.reconstructor != "landmarker":
         raise PreprocessInputError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
     reconstructor = build_reconstructor(args.reconstructor, args.accelerator, model_path=args.landmarker_model)
     cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
-    todo = cache.missing(videos)
+    todo = cache.missing(videos) if args.out.is_dir() else videos
+    if todo:  # a complete cache is only read: it may be read-only
+        check_output_folder(args.out, "--out")
     start = time.perf_counter()
     if todo and not _predict(cache, reconstructor, todo, args):
         return 0  # another process of a multi-device run reports
@@ -159,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     frames = sum(row["frames"] for video, row in zip(videos, rows) if video in set(todo))
     rate = f" ({1000 * seconds / frames:.1f} ms/frame)" if frames else ""
-    print(f"{len(todo)} of {len(videos)} videos processed in {seconds:.1f} s{rate}; cache: {cache.root}")
+    if todo:
+        print(f"{len(todo)} of {len(videos)} videos processed in {seconds:.1f} s{rate}; cache: {cache.root}")
+    else:
+        print(f"all {len(videos)} videos cached; nothing to do; cache: {cache.root}")
     bad = [row for row in rows if row["status"] in ("failed", "no_face")]
     for row in bad:
         print(f"{row['status']}: {row['message'] or row['video']}", file=sys.stderr)

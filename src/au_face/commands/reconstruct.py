@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from au_face.coarse.registry import RECONSTRUCTORS
-from au_face.commands import positive_int
+from au_face.commands import path_arg, positive_int
+from au_face.errors import AUFaceError
 from au_face.io.meshes import MESH_FORMATS
 from au_face.utils.files import output_folder
 
@@ -18,14 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "image frames and, with a trained model, refine it with the AU-aware transformer and write "
         "per-frame AU probabilities."
     )
-    parser.add_argument("input", nargs="?", type=Path, help="a video, an image (a 1-frame video), or a folder of videos or of image frames")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--ckpt", type=Path, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
+    parser.add_argument("input", nargs="?", type=path_arg, help="a video, an image (a 1-frame video), or a folder of videos or of image frames")
+    parser.add_argument("--out", type=path_arg, required=True, help="output folder")
+    parser.add_argument("--ckpt", type=path_arg, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
     parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
     parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)")
     parser.add_argument(
         "--landmarker-model",
-        type=Path,
+        type=path_arg,
         metavar="TASK",
         help="landmarker: the MediaPipe Face Landmarker model face_landmarker.task (default $AU_FACE_LANDMARKER; "
         "not shipped, get it from the MediaPipe Face Landmarker page)",
@@ -73,8 +75,17 @@ def run(args: argparse.Namespace) -> int:
         reconstructor.max_faces = args.max_faces
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
     loading = open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process)  # loads during the coarse pass
+    failed: list[str] = []
+
+    def report(path: Path, err: AUFaceError) -> None:
+        print(f"au-face: error: {err}", file=sys.stderr)
+        failed.append(str(path))
+
     with loading as refiner, native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
-        for result in reconstruct_all(source, out, reconstructor, refiner, name=name, progress=True, **options):
+        for result in reconstruct_all(source, out, reconstructor, refiner, name=name, on_error=report, progress=True, **options):
             print(f"{result.name}:")
             print(result.summary())
+    if failed:
+        print(f"au-face: {len(failed)} inputs failed (the others are done): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0

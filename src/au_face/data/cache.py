@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -126,15 +127,16 @@ class CoarseCache:
         return FileLock(folder / (f"{self.key(video)}.lock" if video is not None else "manifest.lock"))
 
     def record(
-        self, video: str | Path, status: str, num_frames: int = 0, num_valid: int = 0, message: str = ""
+        self, video: str | Path, status: str, num_frames: int = 0, num_valid: int = 0, message: str = "",
+        read: os.stat_result | None = None,
     ) -> dict[str, Any]:
-        """Add or replace the video's manifest entry (after its npz is in place). Returns the entry."""
+        """Add or replace the video's manifest entry (after its npz is in place). Returns the entry.
+
+        ``read`` is the video's :func:`source_stat` taken before it was read (default: now): a file
+        replaced while it was read then no longer matches its entry, and is redone."""
         source = Path(video).expanduser().resolve()
-        try:
-            stat = source.stat()
-            size, mtime_ns = stat.st_size, stat.st_mtime_ns
-        except OSError:
-            size, mtime_ns = None, None
+        stat = read if read is not None else source_stat(source)
+        size, mtime_ns = (stat.st_size, stat.st_mtime_ns) if stat is not None else (None, None)
         entry = {
             "source": str(source),
             "size": size,
@@ -256,6 +258,14 @@ class CoarseCache:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+def source_stat(video: str | Path) -> os.stat_result | None:
+    """``stat`` of a video (size and mtime identify what was read), None if it cannot be read."""
+    try:
+        return Path(video).expanduser().resolve().stat()
+    except OSError:
+        return None
 
 
 def _digest(path: Path) -> str | None:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import reconstruct_video_to_file
-from au_face.data.cache import CoarseCache
+from au_face.data.cache import CoarseCache, source_stat
 from au_face.errors import AUFaceError
 
 
@@ -57,8 +57,9 @@ class CoarseTask(L.LightningModule):
             entry = self.cache.entry(video)
             if self.cache.is_done(video, entry):
                 return {"video": str(video), **{k: entry[k] for k in ("status", "frames", "valid", "message")}}
+            read = source_stat(video)  # the file as read: one replaced meanwhile is redone next time
             result = self._reconstruct(video)
-            self.cache.record(video, result["status"], result["frames"], result["valid"], result["message"])
+            self.cache.record(video, result["status"], result["frames"], result["valid"], result["message"], read)
         return result
 
     def _reconstruct(self, video: Path) -> dict[str, Any]:

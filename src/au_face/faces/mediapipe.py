@@ -15,6 +15,9 @@
 from __future__ import annotations
 
 import functools
+import warnings
+import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -245,8 +248,8 @@ def _cached_topology(cache_dir: Path) -> FaceTopology:
             topology = FaceTopology.load(path)
             if topology.num_vertices == NUM_VERTICES and np.array_equal(topology.landmarks68, IBUG68_TO_MEDIAPIPE):
                 return topology
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # unreadable or stale: derive again and overwrite
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, TopologyError) as err:
+            warnings.warn(f"{path} is damaged ({type(err).__name__}); rebuilding it", stacklevel=2)
     topology = build_mediapipe_topology()
     topology.save(path)
     return topology

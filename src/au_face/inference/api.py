@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from au_face.inference.pipeline import Refiner
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult
 from au_face.io.checkpoints import default_checkpoint
-from au_face.io.sources import find_inputs
+from au_face.io.sources import find_inputs, sequence_name
 from au_face.model.refiner import load_refiner
 
 
@@ -63,11 +64,23 @@ def _checkpoint_path(ckpt: str | Path | None, refine: bool) -> str | Path | None
 
 
 def input_names(source: str | Path, inputs: list[Path]) -> list[str]:
-    """Output-file stems: the input's name; videos found in a folder by their path inside it."""
+    """Output-file stems: the input's name (a folder's own name, also for ``.``); videos found in a
+    folder by their path inside it. Names that would clash (``a.mp4`` and ``a.avi``, ``sub/x.mp4``
+    and ``sub_x.avi``; compared ignoring case) keep their extension; :class:`UsageError` if even
+    those clash."""
     source = Path(source)
     if inputs == [source]:
-        return [source.stem]
-    return [p.relative_to(source).with_suffix("").as_posix().replace("/", "_") for p in inputs]
+        return [sequence_name(source)]
+    relative = [p.relative_to(source) for p in inputs]
+    names = [r.with_suffix("").as_posix().replace("/", "_") for r in relative]
+    counts = Counter(n.casefold() for n in names)
+    names = [r.as_posix().replace("/", "_") if counts[n.casefold()] > 1 else n for r, n in zip(relative, names)]
+    seen: dict[str, Path] = {}
+    for path, name in zip(inputs, names):
+        if name.casefold() in seen:
+            raise UsageError(f"{seen[name.casefold()]} and {path} would both write the outputs named {name!r}; rename one")
+        seen[name.casefold()] = path
+    return names
 
 
 def reconstruct_all(
@@ -76,16 +89,24 @@ def reconstruct_all(
     reconstructor: CoarseReconstructor,
     refiner: Refiner | RefinerProcess | None,
     name: str | None = None,
+    on_error: Callable[[Path, AUFaceError], None] | None = None,
     **options,
 ) -> Iterator[ReconstructionResult]:
     """Reconstruct every sequence of ``source`` (see :func:`~au_face.io.sources.find_inputs`) into ``out``,
-    one result per sequence as it finishes; ``options`` go to :func:`au_face.inference.pipeline.reconstruct`."""
+    one result per sequence as it finishes; ``options`` go to :func:`au_face.inference.pipeline.reconstruct`.
+    Nothing in ``out`` is an input. With ``on_error``, an input of several that fails is passed to it
+    (with its error) and the others still run; else the error ends the run."""
     from au_face.inference.pipeline import reconstruct as run_pipeline
 
-    inputs = find_inputs(source)
+    inputs = find_inputs(source, exclude=out)
     names = [name] if name is not None and len(inputs) == 1 else input_names(source, inputs)
     for path, stem in zip(inputs, names):
-        yield run_pipeline(path, out, reconstructor, refiner=refiner, name=stem, **options)
+        try:
+            yield run_pipeline(path, out, reconstructor, refiner=refiner, name=stem, **options)
+        except AUFaceError as err:
+            if on_error is None or len(inputs) == 1:
+                raise
+            on_error(path, err)
 
 
 def reconstruct(

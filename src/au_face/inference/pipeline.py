@@ -20,7 +20,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
 from au_face.io.meshes import MESH_FORMATS, NpzStreamWriter, write_frame_meshes
-from au_face.io.sources import open_frames
+from au_face.io.sources import open_frames, sequence_name
 from au_face.utils.concurrency import read_ahead
 from au_face.utils.files import make_work_folder
 
@@ -265,6 +265,23 @@ class OverlayStream:
         return rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
 
 
+def _replace_folder(new: Path, target: Path, old: Path) -> None:
+    """Move the finished folder ``new`` onto ``target``; a folder already there is moved to ``old``
+    (in the work folder, removed with it)."""
+    if target.is_dir():
+        target.rename(old)
+    new.rename(target)
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    """Delete output files and folders (those of a run that failed)."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 class _Cancelled(Exception):
     """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
 
@@ -311,7 +328,7 @@ def reconstruct(
     """
     start_time = time.perf_counter()
     source = Path(source)
-    name = name or source.stem
+    name = name or sequence_name(source)
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
@@ -327,6 +344,7 @@ def reconstruct(
     timings: dict[str, float] = {}
     work = make_work_folder(out_dir, name)  # and removes those of killed runs
     stream: OverlayStream | None = None
+    written: dict[str, Path] = {}  # outputs published by this run
     try:
         store = FrameStore(work)
 
@@ -368,11 +386,13 @@ def reconstruct(
             timings["refine"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        written = {"meshes": paths["meshes"], "au_csv": paths["au_csv"]}
         _write_npz(paths["meshes"], store, topology.triangles, reference, frames, fps, topology.name, aus)
+        written["meshes"] = paths["meshes"]
         _write_csv(paths["au_csv"], store, frames, aus)
-        if mesh_format is not None:
-            _write_frame_meshes(paths["frame_meshes"], store, topology.triangles, frames, mesh_format)
+        written["au_csv"] = paths["au_csv"]
+        if mesh_format is not None:  # all files or none: written in the work folder, then moved
+            _write_frame_meshes(work / "frame_meshes", store, topology.triangles, frames, mesh_format)
+            _replace_folder(work / "frame_meshes", paths["frame_meshes"], work / "old_frame_meshes")
             written["frame_meshes"] = paths["frame_meshes"]
         timings["write"] = time.perf_counter() - tick
         if refiner is not None:
@@ -391,6 +411,7 @@ def reconstruct(
     except BaseException:
         if stream is not None:
             stream.cancel()
+        _remove(written.values())  # no half-written set of outputs
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,6 +23,8 @@ def load_checkpoint(path: str | Path) -> dict:
     ``weights_only=True`` (tensors and plain values, never code); :class:`CheckpointError` for a
     missing, foreign, unreadable, code-carrying or pre-0.3 file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path / 'checkpoints' / 'best.ckpt'})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -44,6 +46,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int
     """State dict and AU list of an au_face checkpoint, checked like :func:`load_checkpoint`."""
     ckpt = load_checkpoint(path)
     return ckpt["state_dict"], resolve_aus(ckpt["geometry"]["aus"].tolist())
+
+
+def check_finite(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """:class:`CheckpointError` if a floating-point weight of ``state`` is NaN or infinite."""
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a training run that "
+            "diverged; use an earlier checkpoint"
+        )
 
 
 #: Where an ``AUFaceTask`` keeps its :class:`~au_face.model.refiner.AUFaceRefiner` (state-dict key prefix).
@@ -100,4 +112,4 @@ def export_checkpoint(source: str | Path, target: str | Path, **hparams: object)
     return target
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "MODEL_PREFIX", "CheckpointError", "default_checkpoint", "describe_load_error", "export_checkpoint", "load_checkpoint", "read_checkpoint", "unreadable"]
+__all__ = ["DEFAULT_CHECKPOINT", "MODEL_PREFIX", "CheckpointError", "check_finite", "default_checkpoint", "describe_load_error", "export_checkpoint", "load_checkpoint", "read_checkpoint", "unreadable"]

@@ -9,6 +9,7 @@ same interface).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -23,11 +24,44 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class InputNotFoundError(VideoNotFoundError):
-    """The input path does not exist, or a folder holds no videos or images."""
+    """The input path does not exist or is empty, or a folder holds no videos or images."""
+
+
+class IgnoredImagesWarning(UserWarning):
+    """A folder holds videos and images: the videos are reconstructed, the images are not."""
+
+
+#: Files au_face writes that are also videos or images (``<name>_overlay.mp4``, ``<name>_aus.png``).
+OUTPUT_SUFFIXES = ("_overlay.mp4", "_aus.png")
 
 
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (under ``folder``) is hidden: a dot file such as macOS's ``._clip.mp4`` and
+    ``.DS_Store``, or inside a dot folder (au_face's work folders among them)."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def _is_output(path: Path, exclude: Path | None) -> bool:
+    """Whether ``path`` lies in the output folder ``exclude``: below it, or beside the inputs as an
+    au_face output file when the output folder is the input folder itself."""
+    if exclude is None:
+        return False
+    parent, out = path.parent.resolve(), exclude.resolve()
+    if parent == out:
+        return path.name.endswith(OUTPUT_SUFFIXES)
+    return parent.is_relative_to(out)
+
+
+def sequence_name(source: str | Path) -> str:
+    """The name outputs of one sequence get: a file's stem, a folder's own name (also for ``.``)."""
+    path = Path(source)
+    if path.is_dir():
+        return path.resolve().name or "input"
+    return path.stem
 
 
 def _natural_key(path: Path) -> list[int | str]:
@@ -35,32 +69,85 @@ def _natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, in natural name order (frame order)."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=_natural_key)
+def list_images(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """The image files directly in ``folder``, in natural name order (frame order); hidden files
+    and au_face's own outputs in the output folder ``exclude`` are left out."""
+    found = (p for p in _listing(folder, folder.iterdir) if p.is_file() and is_image(p) and not p.name.startswith("."))
+    return sorted((p for p in found if not _is_output(p, exclude)), key=_natural_key)
 
 
-def list_videos(folder: Path) -> list[Path]:
-    """Video files under ``folder`` (searched recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+def list_videos(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Video files under ``folder`` (searched recursively), sorted; hidden files and folders and
+    what lies in the output folder ``exclude`` are left out."""
+    found = (p for p in _listing(folder, lambda: folder.rglob("*")) if p.suffix.lower() in VIDEO_EXTENSIONS)
+    return sorted(p for p in found if not _hidden(p, folder) and p.is_file() and not _is_output(p, exclude))
 
 
-def find_inputs(path: str | Path) -> list[Path]:
+def _listing(folder: Path, entries) -> list[Path]:
+    """``entries()`` as a list; a folder that cannot be read is an :class:`InputNotFoundError`."""
+    try:
+        return list(entries())
+    except PermissionError as err:
+        raise InputNotFoundError(f"{err.filename or folder}: permission denied (cannot list the folder)") from err
+
+
+def find_inputs(path: str | Path, exclude: str | Path | None = None) -> list[Path]:
     """The sequences ``path`` holds: a file is one sequence (a video or a single image); a folder
-    with videos gives each video; a folder of images is one sequence of frames."""
+    with videos gives each video; a folder of images is one sequence of frames. Nothing in the
+    output folder ``exclude`` is an input (so a rerun does not reconstruct its own overlays)."""
+    if not str(path).strip():
+        raise InputNotFoundError("no input: the path is empty (an unset variable?)")
     path = Path(path)
+    exclude = Path(exclude) if exclude is not None else None
     if not path.exists():
         raise InputNotFoundError(f"video, image or folder not found: {path}")
     if not path.is_dir():
         return [path]
-    videos = list_videos(path)
+    videos = list_videos(path, exclude)
+    images = list_images(path, exclude)
     if videos:
+        if images:
+            warnings.warn(
+                f"{path} holds videos and {len(images)} images; only the videos are reconstructed "
+                "(give a folder of frames as its own INPUT)",
+                IgnoredImagesWarning,
+                stacklevel=2,
+            )
         return videos
-    if list_images(path):
+    if images:
         return [path]
     raise InputNotFoundError(
         f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or images ({', '.join(IMAGE_EXTENSIONS)}) in {path}"
     )
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG's markers lead, through its image data, to the end-of-image marker.
+
+    A cut file (a half-copied photo) ends inside the image data: decoders fill the rest in grey
+    without an error. Bytes after the marker (a phone's trailer, a motion photo's video) are fine.
+    """
+    i, n = 2, len(data)  # after the start-of-image marker
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, restart, TEM: no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker that is not FF00 or a restart
+            while True:
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= n:
+                    return False
+                if data[i + 1] == 0xFF or data[i + 1] == 0 or 0xD0 <= data[i + 1] <= 0xD7:
+                    i += 1 if data[i + 1] == 0xFF else 2
+                    continue
+                break
+    return False
 
 
 class ImageSequenceReader:
@@ -87,7 +174,13 @@ class ImageSequenceReader:
 
     @staticmethod
     def _read(path: Path) -> np.ndarray:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            data = path.read_bytes()
+        except PermissionError as err:
+            raise VideoError(f"{path}: permission denied (the file cannot be read)") from err
+        if path.suffix.lower() in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8" and not jpeg_complete(data):
+            raise VideoError(f"{path}: a truncated JPEG (the image data stops before its end marker; the picture is cut off)")
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
             raise VideoError(f"{path}: OpenCV cannot read it as an image")
         return bgr
@@ -128,10 +221,13 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "FrameReader",
+    "IgnoredImagesWarning",
     "ImageSequenceReader",
     "InputNotFoundError",
     "find_inputs",
+    "jpeg_complete",
     "list_images",
     "list_videos",
     "open_frames",
+    "sequence_name",
 ]

@@ -82,10 +82,10 @@ class VideoReader:
         self.size = (int(width), int(height))
         self._first: np.ndarray | None = self._read(self._capture)
         if self._first is None:
+            codec = fourcc(self._capture)
             self.close()
-            raise VideoError(f"{self.path}: no frame could be decoded (a corrupt, truncated or empty video)")
-        if self.size[0] <= 0 or self.size[1] <= 0:
-            self.size = (self._first.shape[1], self._first.shape[0])
+            raise VideoError(f"{self.path}: no frame could be decoded ({_undecodable(codec)})")
+        self.size = (self._first.shape[1], self._first.shape[0])  # as displayed (rotation applied)
         if not self._fps_stated:
             warnings.warn(f"{self.path}: no frame rate in the container; assuming {DEFAULT_FPS} fps", stacklevel=2)
         elif not PLAUSIBLE_FPS[0] <= self.fps <= PLAUSIBLE_FPS[1]:
@@ -99,7 +99,10 @@ class VideoReader:
         # FFmpeg's own console messages ("moov atom not found", ...) would duplicate our errors;
         # set OPENCV_FFMPEG_LOGLEVEL (e.g. 16) to see them.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        check_readable(self.path)
         capture = cv2.VideoCapture(str(self.path))
+        # frames upright as players show them (a phone video's display matrix: -90, 90, 180 degrees)
+        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         if not capture.isOpened():
             capture.release()
             raise VideoError(
@@ -184,6 +187,33 @@ class VideoReader:
         return (
             f"VideoReader({str(self.path)!r}, {w}x{h}, {self.fps:g} fps, frames={self.num_frames}, stride={self.stride})"
         )
+
+
+def check_readable(path: Path) -> None:
+    """Raise :class:`VideoError` if ``path`` cannot be opened for reading (permission denied)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError as err:
+        raise VideoError(f"{path}: permission denied (the file cannot be read)") from err
+
+
+def fourcc(capture: cv2.VideoCapture) -> str:
+    """The codec tag of an open capture (``avc1``, ``AV01``, ``webp``...), "" if it states none."""
+    value = capture.get(cv2.CAP_PROP_FOURCC)
+    code = int(value) if math.isfinite(value) and 0 < value < 2**32 else 0
+    return code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ")
+
+
+def _undecodable(codec: str) -> str:
+    """Why no frame decoded, given the stream's codec tag."""
+    convert = "convert it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4"
+    if codec.lower() == "av01":
+        return f"an AV1 video, a codec this OpenCV build cannot decode; {convert}"
+    if codec.lower() == "webp":
+        return f"an animated WebP, a format this OpenCV build cannot decode; {convert}"
+    named = f"codec {codec}: " if codec else ""
+    return f"{named}a corrupt, truncated or empty video, or an unsupported codec"
 
 
 def _positive_int(value: object) -> bool:

@@ -18,7 +18,7 @@ from torch import nn
 from au_face.coarse.base import CoarseFrames
 from au_face.geometry import FaceGeometry
 from au_face.geometry.neutral import NeutralEstimator
-from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, describe_load_error, load_checkpoint
+from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, check_finite, describe_load_error, load_checkpoint
 from au_face.model.windows import SlidingWindow
 from au_face.nn.net import AUFaceNet, NetConfig
 
@@ -82,6 +82,7 @@ class AUFaceRefiner(nn.Module):
             net = NetConfig(**hparams.get("net", {}))
             model = cls(FaceGeometry.from_state(ckpt["geometry"]), net, hparams.get("clip_length", 16), hparams.get("reference", "mean"), hparams.get("calibrated", False))
             state = {k.removeprefix(MODEL_PREFIX): v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+            check_finite(path, state)
             model.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}") from err
@@ -120,12 +121,13 @@ class AUFaceRefiner(nn.Module):
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
         reference = self.reference(coarse) if reference is None else reference
-        window = SlidingWindow(self.clip_length)
+        length = min(self.clip_length, len(coarse))  # a window longer than the video would be all padding
+        window = SlidingWindow(length)
         windows, blend = window.plan(len(coarse)), window.blend()
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            out = self(self._window_batch(coarse, [start for start, _ in group], reference))
+            out = self(self._window_batch(coarse, [start for start, _ in group], reference, length))
             for i, (start, stop) in enumerate(group):
                 n = stop - start
                 parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), out["probs"][i, :n].cpu().numpy()))
@@ -134,9 +136,8 @@ class AUFaceRefiner(nn.Module):
         vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
         return Refinement(vertices, au_probs, self.aus)
 
-    def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Windows of ``clip_length`` frames (the last padded with invalid frames) as a batch."""
-        length = self.clip_length
+    def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
+        """Windows of ``length`` frames (the last padded with invalid frames) as a batch."""
         device = self.pos_weight.device
 
         def window(x: torch.Tensor, start: int) -> torch.Tensor:

@@ -110,7 +110,13 @@ def user_cache_dir() -> Path:
 
     root = os.environ.get("AU_FACE_CACHE")
     path = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("au_face", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    what = f"AU_FACE_CACHE={root}" if root else f"the user cache folder {path}"
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"{what} is a file, not a folder; point AU_FACE_CACHE at a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputFolderError(f"cannot create {what}: {err.strerror or err}; point AU_FACE_CACHE at a writable folder") from err
     return path
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from au_face.coarse.base import read_npz_array
 from au_face.data.clips import ClipDataset, ReferenceFn, SequenceRecord
 from au_face.geometry import FaceGeometry, GeometrySpec, resolve_geometry
 
@@ -21,8 +22,7 @@ REFERENCES = ("neutral", "mean")
 
 def count_frames(record: SequenceRecord) -> int:
     """Frame count of a coarse npz without loading its meshes."""
-    with np.load(record.coarse_path) as z:
-        return int(len(z["valid"]))
+    return int(len(read_npz_array(record.coarse_path, "valid")))
 
 
 class SequenceDataModule(L.LightningDataModule, abc.ABC):

@@ -16,6 +16,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from au_face.coarse.base import read_npz_array
 from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CacheMissError, CoarseCache
 from au_face.data.clips import SequenceRecord
@@ -196,8 +197,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         for split in ("train", "val", "test", "predict"):
             for seq in self.sequences(split):
                 if self.cache.is_done(seq.video, manifest.get(self.cache.key(seq.video))):
-                    with np.load(self.cache.path(seq.video)) as z:
-                        cached = str(z["topology"])
+                    cached = str(read_npz_array(self.cache.path(seq.video), "topology"))
                     if cached != self.geometry.topology.name:
                         raise DatasetLayoutError(
                             f"{type(self).__name__}: the cache {self.cache_dir} holds {cached!r} meshes, the geometry "
