@@ -446,9 +446,11 @@ def debris(out: Path | None) -> list[str]:
 
 
 def run_case(case: Case, folder: Path) -> Outcome:
+    """Run a case in ``folder`` (also the current folder: what a relative or empty path reaches)."""
     argv = case.make(folder)
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv and argv[argv.index("--out") + 1] else None
-    return run_cli(argv, out if out is None or out.suffix == "" else out.parent)
+    with contextlib.chdir(folder):
+        return run_cli(argv, out if out is None or out.suffix == "" else out.parent)
 
 
 @pytest.fixture(autouse=True)
@@ -555,3 +557,134 @@ def test_checkpoint_errors_are_whole_lines(tmp_path: Path) -> None:
         load_refiner(ckpt)
     message = str(caught.value)
     assert "\n" not in message and message.endswith(")") and "weights do not fit" in message
+
+
+# --------------------------------------------------------------------------- issue 16: inputs
+
+
+def _outputs(out: Path, suffix: str = "_meshes.npz") -> list[str]:
+    return sorted(p.name.removesuffix(suffix) for p in out.glob(f"*{suffix}"))
+
+
+def test_clashing_names_get_their_own_outputs(tmp_path: Path) -> None:
+    """a.mp4 and a.avi, sub/x.mp4 and sub_x.avi: four inputs, four result sets."""
+    videos = tmp_path / "videos"
+    (videos / "sub").mkdir(parents=True)
+    for path in (videos / "a.mp4", videos / "a.avi", videos / "sub" / "x.mp4", videos / "sub_x.avi"):
+        write_video(path, clip_frames(2), fourcc="mp4v" if path.suffix == ".mp4" else "MJPG")
+    outcome = run_cli(reconstruct(videos, tmp_path), tmp_path / "out")
+    assert outcome.code == 0 and not outcome.traceback, outcome.output
+    assert _outputs(tmp_path / "out") == ["a.avi", "a.mp4", "sub_x.avi", "sub_x.mp4"]
+
+
+def test_phone_video_is_read_upright(tmp_path: Path) -> None:
+    """A -90 degree display matrix: frames come out as players show them, and the head is upright."""
+    from au_face.sources import open_frames
+
+    video = rotated_video(tmp_path / "phone.mp4", -90)
+    upright = clip_frames(4)
+    with open_frames(video) as reader:
+        frames = [f.rgb[:, :, ::-1] for f in reader]
+        assert reader.size == (upright[0].shape[1], upright[0].shape[0])
+    assert [f.shape for f in frames] == [f.shape for f in upright]
+    assert max(np.abs(a.astype(float) - b).mean() for a, b in zip(frames, upright)) < 8.0
+    outcome = run_cli(reconstruct(video, tmp_path), tmp_path / "out")
+    assert outcome.code == 0, outcome.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "phone_aus.csv")
+    assert table["success"].all() and table["pose_Rz"].abs().max() < 0.35  # sideways it is about -1.6
+
+
+def test_outputs_are_never_inputs(tmp_path: Path) -> None:
+    """--out inside the input folder, or the input folder itself, run twice: only the videos are reconstructed."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "clip.avi", clip_frames(2))
+    for out in (videos / "out", videos):
+        for _ in range(2):
+            outcome = run_cli(["reconstruct", str(videos), "--out", str(out)], out)
+            assert outcome.code == 0, outcome.output
+        assert _outputs(out) == ["clip"] and _outputs(out, "_overlay.mp4") == ["clip"]
+
+
+def test_dot_inputs_are_named_after_their_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    anna = tmp_path / "anna"
+    (anna / "sub").mkdir(parents=True)
+    for i, frame in enumerate(clip_frames(2)):
+        cv2.imwrite(str(anna / f"frame{i}.jpg"), frame)
+    monkeypatch.chdir(anna)
+    assert run_cli(["reconstruct", ".", "--out", str(tmp_path / "dot"), "--no-overlay"]).code == 0
+    monkeypatch.chdir(anna / "sub")
+    assert run_cli(["reconstruct", "..", "--out", str(tmp_path / "dotdot"), "--no-overlay"]).code == 0
+    assert _outputs(tmp_path / "dot", "_aus.csv") == ["anna"] and _outputs(tmp_path / "dotdot", "_aus.csv") == ["anna"]
+    assert not [p for p in (tmp_path / "dot").iterdir() if p.name.startswith(("_", "."))]
+
+
+def test_a_bad_video_does_not_stop_the_others(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "a.avi", clip_frames(2))
+    (videos / "b.mp4").write_text("not a video\n" * 50)
+    write_video(videos / "c.avi", clip_frames(2))
+    outcome = run_cli(reconstruct(videos, tmp_path), tmp_path / "out")
+    assert outcome.code == 1 and not outcome.traceback, outcome.output
+    assert _outputs(tmp_path / "out") == ["a", "c"]
+    assert "b.mp4" in outcome.first_line and "1 inputs failed" in outcome.output
+
+
+def test_unreadable_inputs_say_permission_denied(tmp_path: Path) -> None:
+    """Folder, video and photo without read permission. As root (which reads anything) the runs drop
+    CAP_DAC_OVERRIDE with setpriv, so the permissions bite for real."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    write_video(locked / "clip.avi", clip_frames(2))
+    video = write_video(tmp_path / "video.avi", clip_frames(2))
+    image = Path(shutil.copy(shared("single_face.jpg"), tmp_path / "photo.jpg"))
+    for path in (locked, video, image):
+        path.chmod(0)
+    try:
+        for path in (locked, video, image):
+            argv = reconstruct(path, tmp_path)
+            if os.geteuid() != 0:
+                outcome = run_cli(argv)
+                code, err = outcome.code, outcome.output
+            else:
+                done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
+                code, err = done.returncode, done.stderr
+            assert code == 2 and "Traceback" not in err, err
+            assert "permission denied" in err.lower() and path.name in err, err
+    finally:
+        for path in (locked, video, image):
+            path.chmod(0o755)
+
+
+def test_au_face_cache_that_is_a_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from au_face.faces.mediapipe import _cached_topology
+
+    (tmp_path / "cache").write_text("a file")
+    monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path / "cache"))
+    _cached_topology.cache_clear()
+    try:
+        outcome = run_cli(reconstruct(write_video(tmp_path / "clip.avi", clip_frames(2)), tmp_path))
+    finally:
+        _cached_topology.cache_clear()
+    assert outcome.code == 2 and not outcome.traceback, outcome.output
+    assert f"AU_FACE_CACHE={tmp_path / 'cache'} is a file, not a folder" in outcome.first_line
+
+
+def test_damaged_cached_topology_is_rebuilt_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from au_face.faces.mediapipe import NUM_VERTICES, _cache_file, _cached_topology, mediapipe_topology
+    from au_face.faces.topology import FaceTopology
+
+    monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path))
+    cached = _cache_file(tmp_path)
+    cached.write_bytes(b"PK\x03\x04 damaged" * 10)
+    _cached_topology.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="damaged .*rebuilding it"):
+            topology = mediapipe_topology()
+    finally:
+        _cached_topology.cache_clear()
+    assert topology.num_vertices == NUM_VERTICES
+    assert FaceTopology.load(cached).num_vertices == NUM_VERTICES

@@ -5,6 +5,7 @@ Real subprocesses only where a process must die or two must run at once; everyth
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -106,16 +107,16 @@ def test_work_folders_of_live_runs_are_kept(tmp_path: Path) -> None:
 
 
 class CtrlCAt(L.Callback):
-    """Presses Ctrl-C (SIGINT to this process) when epoch ``epoch`` starts; logs every epoch start."""
+    """Presses Ctrl-C (SIGINT to this process; or sends ``signal``) when epoch ``epoch`` starts; logs every epoch start."""
 
-    def __init__(self, epoch: int, log: str) -> None:
-        self.epoch, self.record = epoch, Path(log)
+    def __init__(self, epoch: int, log: str, signal: str = "SIGINT") -> None:
+        self.epoch, self.record, self.signal = epoch, Path(log), signal
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with self.record.open("a") as fh:
             fh.write(f"{trainer.current_epoch}\n")
         if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), getattr(signal, self.signal))
             time.sleep(1)  # the signal arrives here
 
 
@@ -147,8 +148,7 @@ def test_ctrl_c_during_fit_then_resume_from_last(tmp_path: Path) -> None:
     probe = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: 4, log: '{log}'}}}}"
     handler = signal.getsignal(signal.SIGINT)
     try:
-        with pytest.raises(SystemExit):  # Lightning's graceful shutdown ends with exit(1)
-            main(["fit", "--config", str(config), "--trainer.max_epochs=8", probe])
+        assert main(["fit", "--config", str(config), "--trainer.max_epochs=8", probe]) == 130
     finally:
         signal.signal(signal.SIGINT, handler)
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]
@@ -285,3 +285,174 @@ def test_landmark_embedding_with_code_is_refused_unrun(tmp_path: Path) -> None:
     with pytest.raises(FlameFormatError, match="refusing to load global"):
         read_landmark_embedding(path, num_faces=100)
     assert not (tmp_path / "ran").exists()
+
+
+# --------------------------------------------------------------------------- issue 16: signals
+
+
+def test_sigterm_during_fit_exits_non_zero_and_says_how_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config, log = _fit_config(tmp_path), tmp_path / "epochs.txt"
+    probe = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: 3, log: '{log}', signal: SIGTERM}}}}"
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["fit", "--config", str(config), "--trainer.max_epochs=200", probe]) == 143
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert log.read_text().split() == ["0", "1", "2", "3"]
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
+    err = capsys.readouterr().err
+    assert f"au-face: terminated; resume from {last} with the same command and --ckpt_path last" in err
+
+
+def _wait_for(condition, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_sigterm_during_reconstruct_cleans_up(tmp_path: Path, video_dir: Path) -> None:
+    video = shutil.copy(video_dir / "single_face.mp4", tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cli("reconstruct", str(video), "--out", str(out)), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for(lambda: out.is_dir() and list(out.glob(".clip_work.*/*.bin")), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "au-face: terminated" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir()), "work folder or a partial output set left"
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_signal_during_preprocess_stops_and_resumes(tmp_path: Path, video_dir: Path, sig: int, code: int, word: str) -> None:
+    folder, out = tmp_path / "videos", tmp_path / "cache"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        shutil.copy(video_dir / "single_face.mp4", folder / name)
+    argv = ["preprocess", str(folder), "--max-frames", "48", "--out", str(out)]
+    proc = subprocess.Popen(_cli(*argv), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "manifest.json").is_file(), proc)  # the first video is done
+    proc.send_signal(sig)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 15, "the run must stop within seconds"
+    assert proc.returncode == code and f"au-face: {word}; run the same command again to resume" in err, err
+    assert "Traceback" not in err and 1 <= len(list(out.glob("[!.]*.npz"))) < 4, err
+    assert main(argv) == 0 and len(list(out.glob("[!.]*.npz"))) == 4 and _hidden(out) == []
+
+
+# --------------------------------------------------------------------------- issue 16: disk full
+
+
+def _no_space(path: object) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def test_disk_full_during_reconstruct_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A full disk, simulated: the AU CSV's writer raises ENOSPC (a tmpfs needs mount rights)."""
+    import au_face.pipeline
+
+    def full(path: Path, *args: object) -> None:
+        raise _no_space(path)
+
+    monkeypatch.setattr(au_face.pipeline, "_write_csv", full)
+    video = shutil.copy(REPO.parent / "shared" / "data" / "video" / "single_face.jpg", tmp_path / "photo.jpg")
+    assert main(["reconstruct", str(video), "--out", str(tmp_path / "out"), "--no-overlay"]) == 2
+    err = capsys.readouterr().err
+    assert f"au-face: error: {tmp_path / 'out' / 'photo_aus.csv'}: No space left on device" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "no half-written output set"
+
+
+def test_disk_full_while_writing_frame_meshes_leaves_no_half_set(tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The disk fills after 3 per-frame OBJs (simulated: the mesh export raises ENOSPC)."""
+    import trimesh
+
+    export, calls = trimesh.Trimesh.export, []
+
+    def filling(mesh: trimesh.Trimesh, file_obj: object = None, *args: object, **kwargs: object) -> object:
+        calls.append(file_obj)
+        if len(calls) > 3:
+            raise _no_space(file_obj)
+        return export(mesh, file_obj, *args, **kwargs)
+
+    monkeypatch.setattr(trimesh.Trimesh, "export", filling)
+    video = shutil.copy(video_dir / "single_face.mp4", tmp_path / "clip.mp4")
+    argv = ["reconstruct", str(video), "--out", str(tmp_path / "out"), "--no-overlay", "--mesh-format", "obj", "--max-frames", "8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "no half-written output set"
+
+
+# --------------------------------------------------------------------------- issue 16: cache
+
+
+def test_video_replaced_while_preprocess_reads_it_is_redone(
+    tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The manifest records the file as it was before reading: a file renamed over it meanwhile is not 'cached'."""
+    import au_face.tasks.coarse
+    from au_face.data.cache import CoarseCache
+
+    folder, out = tmp_path / "videos", tmp_path / "cache"
+    folder.mkdir()
+    video = Path(shutil.copy(video_dir / "single_face.mp4", folder / "a.mp4"))
+    original = au_face.tasks.coarse.reconstruct_video_to_file
+
+    def replaced_while_read(*args: object, **kwargs: object) -> object:
+        result = original(*args, **kwargs)
+        newer = folder / ".a.mp4.new"
+        shutil.copy(video_dir / "single_face.mp4", newer)
+        with open(newer, "ab") as fh:
+            fh.write(b"\0" * 16)  # another file: other size, other mtime
+        os.replace(newer, video)
+        return result
+
+    monkeypatch.setattr(au_face.tasks.coarse, "reconstruct_video_to_file", replaced_while_read)
+    argv = ["preprocess", str(folder), "--out", str(out), "--max-frames", "4"]
+    assert main(argv) == 1
+    assert f"failed: {video} changed while it was read; run the command again" in capsys.readouterr().err
+    cache = CoarseCache(out, "mediapipe", reconstructor_version("mediapipe"), base=folder, max_frames=4)
+    assert cache.missing([video]) == [video], "the replaced file must not count as cached"
+    monkeypatch.setattr(au_face.tasks.coarse, "reconstruct_video_to_file", original)
+    assert main(argv) == 0 and cache.missing([video]) == []
+
+
+def test_object_arrays_in_the_cache_are_one_line_for_fit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A cached npz holding Python objects, with its manifest checksum made to match: fit refuses it in one line, unrun."""
+    from au_face.data.cache import CoarseCache
+
+    config = _fit_config(tmp_path)
+    videos = tmp_path / "videos"
+    cache = CoarseCache(videos / "cache", "mediapipe", reconstructor_version("mediapipe"), videos)
+    video = videos / "train" / "anna_1.mp4"
+    with np.load(cache.path(video)) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["valid"] = np.array([RunsCode(tmp_path / "ran")] + [True] * (len(arrays["valid"]) - 1), dtype=object)
+    np.savez(cache.path(video), **arrays, allow_pickle=True)
+    cache.record(video, "done", 12, 11)
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"au-face: error: {cache.path(video)} is not a readable coarse-frames npz" in err and "Traceback" not in err
+    assert not (tmp_path / "ran").exists()
+
+
+def test_complete_read_only_cache_is_all_cached(tmp_path: Path, video_dir: Path) -> None:
+    """Root writes anywhere: the check drops CAP_DAC_OVERRIDE with setpriv so the read-only folder bites."""
+    from test_bad_inputs import _without_root_powers
+
+    folder, out = tmp_path / "videos", tmp_path / "cache"
+    folder.mkdir()
+    shutil.copy(video_dir / "single_face.mp4", folder / "a.mp4")
+    argv = ["preprocess", str(folder), "--out", str(out), "--max-frames", "4"]
+    assert main(argv) == 0
+    out.chmod(0o555)
+    try:
+        if os.geteuid() == 0:
+            done = _without_root_powers(_cli(*argv))
+        else:
+            done = subprocess.run(_cli(*argv), env=ENV, capture_output=True, text=True, timeout=300)
+    finally:
+        out.chmod(0o755)
+    assert done.returncode == 0 and "all 1 videos cached" in done.stdout, done.stderr

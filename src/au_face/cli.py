@@ -87,6 +87,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def terminate(signum: int, frame: object) -> None:
+        Terminated.pending = True
         raise Terminated("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, terminate)
@@ -94,6 +95,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        Terminated.pending = False
 
 
 #: errors of the system, not of au_face: reported in one line (no space left, permission denied)

@@ -7,4 +7,9 @@ class AUFaceError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as a ``KeyboardInterrupt`` by the ``au-face`` command (see
-    :func:`au_face.cli.sigterm_as_interrupt`), so it is cleaned up after like Ctrl-C."""
+    :func:`au_face.cli.sigterm_as_interrupt`), so it is cleaned up after like Ctrl-C.
+
+    ``pending`` stays True once the signal came: long loops check it between steps, in case the
+    exception was raised where Python ignores exceptions (in a ``__del__``)."""
+
+    pending = False

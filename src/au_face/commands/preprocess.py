@@ -124,7 +124,9 @@ def summary_rows(cache: CoarseCache, videos: list[Path], redone: set[Path]) -> l
     rows = []
     for video in videos:
         entry = manifest.get(cache.key(video))
-        if entry is None or not cache.is_current(video, entry):
+        if entry is not None and video in redone and not cache.is_current(video, entry):
+            row = {"frames": 0, "valid": 0, "status": "failed", "message": f"{video} changed while it was read; run the command again"}
+        elif entry is None or not cache.is_current(video, entry):
             row = {"frames": 0, "valid": 0, "status": "failed", "message": f"{video}: no result was recorded"}
         else:
             row = {k: entry[k] for k in ("frames", "valid", "status", "message")}
