@@ -338,7 +338,7 @@ class RunsCode:
 
 def packaged_checkpoint(nan: bool = False, clip_length: int | None = None) -> dict:
     """The packaged model's checkpoint, with NaN weights or another ``clip_length``."""
-    from au_face.models import default_checkpoint
+    from au_face.io.checkpoints import default_checkpoint
 
     if default_checkpoint() is None:
         pytest.skip("needs the packaged model")
@@ -579,7 +579,7 @@ def test_clashing_names_get_their_own_outputs(tmp_path: Path) -> None:
 
 def test_phone_video_is_read_upright(tmp_path: Path) -> None:
     """A -90 degree display matrix: frames come out as players show them, and the head is upright."""
-    from au_face.sources import open_frames
+    from au_face.io.sources import open_frames
 
     video = rotated_video(tmp_path / "phone.mp4", -90)
     upright = clip_frames(4)

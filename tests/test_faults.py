@@ -351,12 +351,12 @@ def _no_space(path: object) -> OSError:
 
 def test_disk_full_during_reconstruct_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """A full disk, simulated: the AU CSV's writer raises ENOSPC (a tmpfs needs mount rights)."""
-    import au_face.pipeline
+    import au_face.inference.pipeline
 
     def full(path: Path, *args: object) -> None:
         raise _no_space(path)
 
-    monkeypatch.setattr(au_face.pipeline, "_write_csv", full)
+    monkeypatch.setattr(au_face.inference.pipeline, "_write_csv", full)
     video = shutil.copy(REPO.parent / "shared" / "data" / "video" / "single_face.jpg", tmp_path / "photo.jpg")
     assert main(["reconstruct", str(video), "--out", str(tmp_path / "out"), "--no-overlay"]) == 2
     err = capsys.readouterr().err
@@ -392,13 +392,13 @@ def test_video_replaced_while_preprocess_reads_it_is_redone(
     tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """The manifest records the file as it was before reading: a file renamed over it meanwhile is not 'cached'."""
-    import au_face.tasks.coarse
+    import au_face.data.preprocess
     from au_face.data.cache import CoarseCache
 
     folder, out = tmp_path / "videos", tmp_path / "cache"
     folder.mkdir()
     video = Path(shutil.copy(video_dir / "single_face.mp4", folder / "a.mp4"))
-    original = au_face.tasks.coarse.reconstruct_video_to_file
+    original = au_face.data.preprocess.reconstruct_video_to_file
 
     def replaced_while_read(*args: object, **kwargs: object) -> object:
         result = original(*args, **kwargs)
@@ -409,13 +409,13 @@ def test_video_replaced_while_preprocess_reads_it_is_redone(
         os.replace(newer, video)
         return result
 
-    monkeypatch.setattr(au_face.tasks.coarse, "reconstruct_video_to_file", replaced_while_read)
+    monkeypatch.setattr(au_face.data.preprocess, "reconstruct_video_to_file", replaced_while_read)
     argv = ["preprocess", str(folder), "--out", str(out), "--max-frames", "4"]
     assert main(argv) == 1
     assert f"failed: {video} changed while it was read; run the command again" in capsys.readouterr().err
     cache = CoarseCache(out, "mediapipe", reconstructor_version("mediapipe"), base=folder, max_frames=4)
     assert cache.missing([video]) == [video], "the replaced file must not count as cached"
-    monkeypatch.setattr(au_face.tasks.coarse, "reconstruct_video_to_file", original)
+    monkeypatch.setattr(au_face.data.preprocess, "reconstruct_video_to_file", original)
     assert main(argv) == 0 and cache.missing([video]) == []
 
 

@@ -4,7 +4,6 @@ estimator) once and save it as a content-hashed ``.npz`` that configs give to mo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from au_face.commands import path_arg
 from au_face.faces.registry import TOPOLOGIES

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from au_face.commands import path_arg
 from au_face.aus import AU_NAMES, au_label, resolve_aus
+from au_face.commands import path_arg
 from au_face.faces.ict import has_ict_shapes, load_face_model
 from au_face.faces.registry import TOPOLOGIES, load_topology
 from au_face.geometry.masks import (
