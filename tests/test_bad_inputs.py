@@ -633,30 +633,31 @@ def test_a_bad_video_does_not_stop_the_others(tmp_path: Path) -> None:
     assert "b.mp4" in outcome.first_line and "1 inputs failed" in outcome.output
 
 
-def test_unreadable_inputs_say_permission_denied(tmp_path: Path) -> None:
-    """Folder, video and photo without read permission. As root (which reads anything) the runs drop
-    CAP_DAC_OVERRIDE with setpriv, so the permissions bite for real."""
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    write_video(locked / "clip.avi", clip_frames(2))
-    video = write_video(tmp_path / "video.avi", clip_frames(2))
-    image = Path(shutil.copy(shared("single_face.jpg"), tmp_path / "photo.jpg"))
-    for path in (locked, video, image):
-        path.chmod(0)
+@pytest.mark.parametrize("kind", ["folder", "video", "photo"])
+def test_unreadable_input_says_permission_denied(tmp_path: Path, kind: str) -> None:
+    """A folder, video or photo without read permission. As root (which reads anything) the run drops
+    CAP_DAC_OVERRIDE with setpriv, so the permission bites for real."""
+    if kind == "folder":
+        path = tmp_path / "locked"
+        path.mkdir()
+        write_video(path / "clip.avi", clip_frames(2))
+    elif kind == "video":
+        path = write_video(tmp_path / "video.avi", clip_frames(2))
+    else:
+        path = Path(shutil.copy(shared("single_face.jpg"), tmp_path / "photo.jpg"))
+    path.chmod(0)
     try:
-        for path in (locked, video, image):
-            argv = reconstruct(path, tmp_path)
-            if os.geteuid() != 0:
-                outcome = run_cli(argv)
-                code, err = outcome.code, outcome.output
-            else:
-                done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
-                code, err = done.returncode, done.stderr
-            assert code == 2 and "Traceback" not in err, err
-            assert "permission denied" in err.lower() and path.name in err, err
+        argv = reconstruct(path, tmp_path)
+        if os.geteuid() != 0:
+            outcome = run_cli(argv)
+            code, err = outcome.code, outcome.output
+        else:
+            done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
+            code, err = done.returncode, done.stderr
     finally:
-        for path in (locked, video, image):
-            path.chmod(0o755)
+        path.chmod(0o755)
+    assert code == 2 and "Traceback" not in err, err
+    assert "permission denied" in err.lower() and path.name in err, err
 
 
 def test_au_face_cache_that_is_a_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

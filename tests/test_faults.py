@@ -324,7 +324,9 @@ def test_sigterm_during_reconstruct_cleans_up(tmp_path: Path, video_dir: Path) -
     assert not out.exists() or not any(out.iterdir()), "work folder or a partial output set left"
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize(
+    "sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")], ids=["sigterm", "ctrl-c"]
+)
 def test_signal_during_preprocess_stops_and_resumes(tmp_path: Path, video_dir: Path, sig: int, code: int, word: str) -> None:
     folder, out = tmp_path / "videos", tmp_path / "cache"
     folder.mkdir()
