@@ -689,3 +689,25 @@ def test_damaged_cached_topology_is_rebuilt_with_a_warning(tmp_path: Path, monke
         _cached_topology.cache_clear()
     assert topology.num_vertices == NUM_VERTICES
     assert FaceTopology.load(cached).num_vertices == NUM_VERTICES
+
+
+def test_a_window_capped_to_the_video_gives_the_padded_result() -> None:
+    """A video shorter than ``clip_length`` is one window of its own length, not padded to the
+    clip length (which, at 100000, needed 160 GB): the padding was masked, so results agree."""
+    from au_face.coarse.base import CoarseFrames
+    from au_face.faces.mediapipe import mediapipe_topology
+    from au_face.io.checkpoints import default_checkpoint
+    from au_face.model.refiner import load_refiner
+
+    if default_checkpoint() is None:
+        pytest.skip("needs the packaged model")
+    refiner = load_refiner(default_checkpoint())
+    template = torch.from_numpy(mediapipe_topology().template).float()
+    vertices = template + 0.002 * torch.randn(6, *template.shape, generator=torch.Generator().manual_seed(0))
+    coarse = CoarseFrames.from_canonical(vertices, torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool), 25.0, "mediapipe")
+    capped = refiner.refine(coarse)
+    with torch.no_grad():
+        padded = refiner(refiner._window_batch(coarse, [0], refiner.reference(coarse), refiner.clip_length))
+    assert refiner.clip_length > len(coarse)
+    np.testing.assert_allclose(capped.au_probs.numpy(), padded["probs"][0, :6].numpy(), atol=1e-5)
+    np.testing.assert_allclose(capped.vertices[coarse.valid].numpy(), padded["refined"][0, :6][coarse.valid].numpy(), atol=1e-5)
