@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -83,7 +83,7 @@ def list_videos(folder: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(p for p in found if not _hidden(p, folder) and p.is_file() and not _is_output(p, exclude))
 
 
-def _listing(folder: Path, entries) -> list[Path]:
+def _listing(folder: Path, entries: Callable[[], Iterable[Path]]) -> list[Path]:
     """``entries()`` as a list; a folder that cannot be read is an :class:`InputNotFoundError`."""
     try:
         return list(entries())
