@@ -431,7 +431,7 @@ def test_object_arrays_in_the_cache_are_one_line_for_fit(tmp_path: Path, capsys:
     video = videos / "train" / "anna_1.mp4"
     with np.load(cache.path(video)) as z:
         arrays = {k: z[k] for k in z.files}
-    arrays["valid"] = np.array([RunsCode(tmp_path / "ran")] + [True] * (len(arrays["valid"]) - 1), dtype=object)
+    arrays["topology"] = np.array([RunsCode(tmp_path / "ran"), "mediapipe"], dtype=object)
     np.savez(cache.path(video), **arrays, allow_pickle=True)
     cache.record(video, "done", 12, 11)
     assert main(["fit", "--config", str(config), "--trainer.max_epochs=1"]) == 2
