@@ -60,11 +60,99 @@ def test_the_demo_smile_reads_as_au12(tmp_path: Path) -> None:
 
 
 def test_the_default_config_rebuilds_the_packaged_geometry(ict_npz) -> None:
+    """Within RELATIVE_TOLERANCE (1e-5 of each array's largest magnitude): the float arithmetic of
+    another CPU, BLAS or thread count changes the last bits."""
     from au_face.geometry import GeometrySpec, build
 
     config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
     rebuilt = build(GeometrySpec(**config["geometry"], ict_path=str(ict_npz)))
-    assert rebuilt == load_refiner(PACKAGED).geometry, "configs/default.yaml no longer describes the packaged model's geometry"
+    packaged = load_refiner(PACKAGED).geometry
+    assert not rebuilt.differences(packaged), f"configs/default.yaml no longer describes the packaged geometry: {rebuilt.differences(packaged)}"
+    assert rebuilt == packaged
+
+
+_BUILD = """
+import sys, torch, yaml
+torch.set_num_threads(int(sys.argv[1]))
+from au_face.geometry import GeometrySpec, build
+config = yaml.safe_load(open(sys.argv[2]).read())
+build(GeometrySpec(**config["geometry"], ict_path=sys.argv[3])).save(sys.argv[4])
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_geometry_rebuilt_with_other_thread_counts_accepts_the_packaged_checkpoint(threads: int, ict_npz, tmp_path: Path) -> None:
+    """A fresh build (empty user cache) with 1 or 2 BLAS/OpenMP/torch threads is the packaged
+    geometry, and a task with it loads the packaged checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from au_face.geometry import FaceGeometry
+    from au_face.tasks import AUFaceTask
+
+    n = str(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "AU_FACE_CACHE": str(tmp_path / "cache")}
+    target = tmp_path / "geometry.npz"
+    args = [sys.executable, "-c", _BUILD, n, str(REPO / "configs" / "default.yaml"), str(ict_npz), str(target)]
+    subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
+    rebuilt = FaceGeometry.load(target)
+    assert rebuilt == load_refiner(PACKAGED).geometry, rebuilt.differences(load_refiner(PACKAGED).geometry)
+    AUFaceTask(geometry=rebuilt).on_load_checkpoint(torch.load(PACKAGED, weights_only=True))
+
+
+def _shifted(geometry, **changes):
+    """``geometry`` with arrays replaced (``name=function of the array``)."""
+    from au_face.geometry import FaceGeometry
+
+    arrays = geometry.arrays()
+    return FaceGeometry.from_arrays({**arrays, **{k: f(arrays[k]) for k, f in changes.items()}})
+
+
+def test_geometry_identity_tolerates_last_bits_and_not_more() -> None:
+    packaged = load_refiner(PACKAGED).geometry
+
+    def ulps(x: np.ndarray) -> np.ndarray:  # every value one ulp up
+        return np.nextafter(x, np.inf).astype(x.dtype)
+
+    other_machine = _shifted(packaged, template=ulps, basis=ulps, neutral_identity=ulps)
+    assert other_machine.content_hash != packaged.content_hash
+    assert other_machine == packaged and hash(other_machine) == hash(packaged) and not other_machine.differences(packaged)
+
+    def bump(x: np.ndarray) -> np.ndarray:
+        x = x.copy()
+        x.flat[7] += 0.01
+        return x
+
+    changed = _shifted(packaged, masks=bump)
+    assert changed != packaged and [d.split()[0] for d in changed.differences(packaged)] == ["masks"]
+    assert _shifted(packaged, aus=lambda a: a[::-1]) != packaged
+
+
+def test_a_changed_geometry_array_is_still_detected(tmp_path: Path) -> None:
+    """The tamper check compares exact bytes: one float32 ulp in a saved file or a checkpoint is refused."""
+    from au_face.checkpoints import CheckpointError
+    from au_face.geometry import FaceGeometry, GeometryError
+
+    packaged = load_refiner(PACKAGED).geometry
+    path = packaged.save(tmp_path / "g.npz")
+    assert FaceGeometry.load(path) == packaged
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["basis"].flat[123] = np.nextafter(arrays["basis"].flat[123], np.float32(np.inf))
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(GeometryError, match="do not match the hash"):
+        FaceGeometry.load(path)
+
+    ckpt = torch.load(PACKAGED, weights_only=True)
+    ckpt["geometry"]["template"][0, 0] += 1e-3
+    with pytest.raises(GeometryError, match="does not match the hash"):
+        FaceGeometry.from_state(ckpt["geometry"])
+    from au_face.tasks import AUFaceTask
+
+    bumped = _shifted(packaged, masks=lambda m: np.clip(m + 0.05, 0, 1))
+    with pytest.raises(CheckpointError, match="different in masks.*use the geometry it was trained with"):
+        AUFaceTask(geometry=bumped).on_load_checkpoint(torch.load(PACKAGED, weights_only=True))
 
 
 def test_inference_needs_no_lightning() -> None:

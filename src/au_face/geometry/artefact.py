@@ -19,6 +19,12 @@ from au_face.utils.files import atomic_save_npz
 
 #: Version of the ``.npz`` layout written by :meth:`FaceGeometry.save`.
 FORMAT_VERSION = 1
+#: Two geometries are the same when each float array agrees to this fraction of its largest
+#: magnitude (names, shapes and integer arrays exactly). A rebuild on another CPU, BLAS or thread
+#: count differs in the last bits of float arithmetic: the default geometry's template by up to
+#: 3.3e-6 at magnitude 7.3 (5e-7 of it), in 1093 of its 1404 values, so no rounding before hashing
+#: would give one hash on every machine.
+RELATIVE_TOLERANCE = 1e-5
 _NEUTRAL = ("template", "identity", "expression")
 
 
@@ -29,7 +35,11 @@ class GeometryError(AUFaceError, ValueError):
 @dataclass(frozen=True, eq=False)
 class FaceGeometry:
     """Fixed geometry for one topology and AU list, built once (:func:`au_face.geometry.build`).
-    Two geometries are equal when their :attr:`content_hash` is.
+
+    Two geometries are equal when their arrays agree within :data:`RELATIVE_TOLERANCE`
+    (:meth:`differences`), so a geometry rebuilt on another machine is the same geometry. The
+    :attr:`content_hash` of the exact bytes is stored with files and checkpoints and checked on
+    reading them: a changed array is detected, however small the change.
 
     Attributes:
         topology: the mesh. aus: FACS numbers, K of them.
@@ -59,10 +69,34 @@ class FaceGeometry:
             raise GeometryError(f"neutral estimator is for {self.neutral.num_vertices} vertices, expected {v}")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FaceGeometry) and other.content_hash == self.content_hash
+        if not isinstance(other, FaceGeometry):
+            return False
+        return other.content_hash == self.content_hash or not self.differences(other)
 
     def __hash__(self) -> int:
-        return hash(self.content_hash)
+        # equal geometries may differ in their last bits: hash what must match exactly
+        return hash((self.topology.name, self.aus, self.basis.shape, self.neutral is not None))
+
+    def differences(self, other: FaceGeometry) -> list[str]:
+        """The arrays of :meth:`arrays` in which ``other`` differs from this geometry: a name, shape,
+        dtype kind or integer value that is not the same, or a float array whose largest deviation
+        exceeds :data:`RELATIVE_TOLERANCE` of its largest magnitude. Empty: the same geometry."""
+        mine, theirs = self.arrays(), other.arrays()
+        found = [f"{name} (only in one)" for name in sorted(mine.keys() ^ theirs.keys())]
+        for name in sorted(mine.keys() & theirs.keys()):
+            a, b = mine[name], theirs[name]
+            if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+                found.append(f"{name} ({a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)})")
+            elif a.dtype.kind != "f":
+                if not np.array_equal(a, b):
+                    found.append(name)
+            else:
+                a64, b64 = a.astype(np.float64), b.astype(np.float64)
+                deviation = float(np.abs(a64 - b64).max(initial=0.0))
+                scale = max(float(np.abs(a64).max(initial=0.0)), float(np.abs(b64).max(initial=0.0)))
+                if not deviation <= RELATIVE_TOLERANCE * scale:  # also NaN
+                    found.append(f"{name} (by {deviation:.3g}, more than {RELATIVE_TOLERANCE:g} x {scale:.3g})")
+        return found
 
     @property
     def expression_dim(self) -> int:
@@ -95,8 +129,9 @@ class FaceGeometry:
 
     @cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the arrays (names, dtypes, shapes, bytes): equal hash, equal geometry. Computed
-        once: the geometry is frozen."""
+        """SHA-256 of the arrays (names, dtypes, shapes, exact bytes): the tamper check stored with
+        files and checkpoints. Equal hash, equal geometry; a rebuild on another machine may hash
+        differently and still be equal (see :meth:`differences`). Computed once: the geometry is frozen."""
         digest = hashlib.sha256()
         for name, array in sorted(self.arrays().items()):
             array = np.ascontiguousarray(array)

@@ -149,11 +149,16 @@ class AUFaceTask(L.LightningModule):
         checkpoint["geometry"] = self.geometry.to_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        stored = checkpoint.get("geometry", {}).get("hash")
-        if stored != self.geometry.content_hash:
+        """Refuse a checkpoint trained with another geometry (a rebuild of the same one, on any
+        machine, is accepted: see :meth:`FaceGeometry.differences`)."""
+        if "geometry" not in checkpoint:
+            raise CheckpointError(f"the checkpoint holds no geometry; this model has {self.geometry.describe()}")
+        stored = FaceGeometry.from_state(checkpoint["geometry"])  # checks the stored hash
+        if stored != self.geometry:
             raise CheckpointError(
-                f"the checkpoint was trained with geometry {str(stored)[:12]}, this model has "
-                f"{self.geometry.content_hash[:12]} ({self.geometry.describe()}); use the geometry it was trained with"
+                f"the checkpoint was trained with geometry {stored.describe()}, this model has "
+                f"{self.geometry.describe()}, different in {', '.join(self.geometry.differences(stored))}; "
+                "use the geometry it was trained with"
             )
 
     def load_trunk(self, path: str | Path) -> tuple[list[str], list[str]]:
