@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from au_face.faces.topology import FaceTopology
     from au_face.geometry import FaceGeometry, GeometrySpec
     from au_face.geometry import build as build_geometry
-    from au_face.inference.api import reconstruct
+    from au_face.inference.api import Reconstructor, reconstruct
     from au_face.inference.result import ReconstructionResult
     from au_face.io.checkpoints import default_checkpoint
     from au_face.model.refiner import AUFaceRefiner, load_refiner

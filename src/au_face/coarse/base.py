@@ -227,6 +227,9 @@ class CoarseReconstructor(abc.ABC):
     def reset(self) -> None:
         """Forget tracking state (start of a new video)."""
 
+    def close(self) -> None:
+        """Free native resources (graphs, sessions); the next :meth:`reset` starts them again."""
+
     @abc.abstractmethod
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         """Reconstruct consecutive frames of one video (a chunk; state carries over between calls)."""

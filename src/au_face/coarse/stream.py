@@ -72,16 +72,17 @@ def reconstruct_video(
     max_frames: int | None = None,
     chunk_size: int = 64,
     allow_no_face: bool = False,
+    fps: float | None = None,
 ) -> Iterator[CoarseFrames]:
     """Yield :class:`CoarseFrames` for consecutive chunks of ``chunk_size`` processed frames of
     ``path``: a video, an image or a folder of image frames (see :func:`~au_face.io.sources.open_frames`).
 
     The reconstructor is reset first. Only one chunk of decoded frames is in memory at a time.
-    After the last chunk, raises :class:`NoFaceError` if no frame had a face (unless ``allow_no_face``).
+    ``fps`` is the frame rate of image frames (a video has its own). After the last chunk, raises :class:`NoFaceError` if no frame had a face (unless ``allow_no_face``).
     """
     path = Path(path)
     num_frames = num_valid = 0
-    with open_frames(path, stride=stride, max_frames=max_frames) as reader:
+    with open_frames(path, stride=stride, max_frames=max_frames, fps=fps) as reader:
         for chunk in _chunks(reader, reconstructor, chunk_size):
             num_frames += len(chunk)
             num_valid += chunk.num_valid

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from au_face.coarse.registry import RECONSTRUCTORS
-from au_face.commands import path_arg, positive_int
+from au_face.commands import path_arg, positive_float, positive_int
 from au_face.errors import AUFaceError
 from au_face.io.meshes import MESH_FORMATS
 from au_face.utils.files import output_folder
@@ -23,6 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", type=path_arg, help="a video, an image (a 1-frame video), or a folder of videos or of image frames")
     parser.add_argument("--out", type=path_arg, required=True, help="output folder")
     parser.add_argument("--ckpt", type=path_arg, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
+    parser.add_argument(
+        "--photos",
+        action="store_true",
+        help="INPUT (a folder of images, or one image) is a photo collection: every image on its own (its own S̄, no "
+        "tracking), one CSV row each named by its file, one mesh npz for the collection; no overlay or AU plot",
+    )
+    parser.add_argument(
+        "--fps", type=positive_float, help="frame rate of a folder of image frames (default 30, with a warning); videos have their own"
+    )
     parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
     parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)")
     parser.add_argument(
@@ -73,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         if not hasattr(reconstructor, "max_faces"):
             raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
         reconstructor.max_faces = args.max_faces
-    options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames}
+    if args.photos:
+        return _run_photos(args, reconstructor)
+    options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames, "fps": args.fps}
     loading = open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process)  # loads during the coarse pass
     failed: list[str] = []
 
@@ -88,4 +99,26 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"au-face: {len(failed)} inputs failed (the others are done): {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_photos(args: argparse.Namespace, reconstructor) -> int:
+    """``--photos``: a photo collection (:func:`au_face.inference.photos.reconstruct_photos`)."""
+    from au_face.inference.api import UsageError, open_refiner
+    from au_face.inference.photos import reconstruct_photos
+    from au_face.utils.quiet import native_logs_silenced
+
+    if args.demo:
+        raise UsageError("--photos reads a folder of images or an image, not --demo")
+    given = [flag for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames)) if on]
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
+    with (
+        open_refiner(args.ckpt, refine=not args.no_refine) as refiner,
+        native_logs_silenced(not args.verbose),
+        output_folder(args.out, "--out") as out,
+    ):
+        result = reconstruct_photos(args.input, out, reconstructor, refiner, args.mesh_format, progress=True)
+    print(f"{result.name}:")
+    print(result.summary())
     return 0

@@ -4,6 +4,9 @@
     result = au_face.reconstruct("clip.mp4")        # the packaged model when installed, else coarse only
     result.aus                                       # pandas DataFrame, the CSV's columns
     result.save("outputs/clip")                      # npz, csv, png
+
+    with au_face.Reconstructor() as reconstruct:     # many inputs: load and build once
+        results = [reconstruct(path) for path in paths]
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.errors import AUFaceError
@@ -109,12 +114,125 @@ def reconstruct_all(
             on_error(path, err)
 
 
+class Reconstructor:
+    """Reconstructs many inputs with one coarse reconstructor and one loaded model::
+
+        with au_face.Reconstructor() as r:
+            for path in paths:
+                result = r(path)
+
+    The reconstructor is built and the model loaded once, here; :meth:`close` (or the end of
+    the ``with`` block) frees them. :func:`reconstruct` is one call of a ``Reconstructor`` that
+    is closed afterwards.
+
+    Args:
+        ckpt: a trained ``AUFaceTask`` checkpoint; None uses the packaged default model when this
+            installation has one (:func:`~au_face.io.checkpoints.default_checkpoint`), else coarse meshes only.
+        refine: False skips the model (coarse meshes, pose and confidence only).
+        reconstructor: a name from :data:`~au_face.coarse.registry.RECONSTRUCTORS`, or an instance
+            (which the caller keeps and closes).
+        verbose: let MediaPipe/TFLite print their log lines (see :mod:`au_face.utils.quiet`).
+    """
+
+    def __init__(
+        self,
+        ckpt: str | Path | None = None,
+        *,
+        refine: bool = True,
+        reconstructor: str | CoarseReconstructor = "mediapipe",
+        verbose: bool = False,
+    ) -> None:
+        self._owned = isinstance(reconstructor, str)
+        if isinstance(reconstructor, str):
+            from au_face.coarse.registry import build_reconstructor
+
+            reconstructor = build_reconstructor(reconstructor)
+        self.coarse: CoarseReconstructor = reconstructor
+        self.verbose = verbose
+        self._closed = False
+        try:
+            self.refiner: Refiner | None = resolve_refiner(ckpt, refine)
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(
+        self,
+        source: str | Path | Sequence[str | Path],
+        *,
+        photos: bool = False,
+        fps: float | None = None,
+        out: str | Path | None = None,
+        overlay: bool = False,
+        mesh_format: str | None = None,
+        stride: int = 1,
+        max_frames: int | None = None,
+        progress: bool = False,
+    ) -> ReconstructionResult | list[ReconstructionResult]:
+        """Reconstruct a video, an image, a folder of videos or of image frames, or photos.
+
+        A folder of videos gives a list of results, anything else one result. A list of image
+        paths, or a folder or image with ``photos=True``, is a photo collection
+        (:func:`~au_face.inference.photos.reconstruct_photos`): every photo on its own, with its own S̄ and
+        one row (named by its file) of one result. ``fps`` is the frame rate of a folder of image
+        frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
+        that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``.
+        ``mesh_format``, ``stride``, ``max_frames``, ``progress``: as in :func:`au_face.inference.pipeline.reconstruct`.
+        """
+        from au_face.utils.quiet import native_logs_silenced
+
+        if self._closed:
+            raise UsageError("this Reconstructor is closed")
+        if overlay and out is None:
+            raise UsageError("overlay=True writes a video file: give out=FOLDER")
+        if photos or not isinstance(source, (str, Path)):
+            if overlay or stride != 1 or max_frames is not None or fps is not None:
+                raise UsageError("photos are each on their own: overlay, stride, max_frames and fps apply to videos and frames")
+            return self._photos(source, out, mesh_format, progress)
+        options: dict[str, Any] = {
+            "overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
+        }  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
+            results = [
+                result if out is not None else _in_memory(result)
+                for result in reconstruct_all(source, out if out is not None else scratch, self.coarse, self.refiner, **options)
+            ]
+        single = find_inputs(source) == [Path(source)]
+        return results[0] if single else results
+
+    def _photos(
+        self, source: str | Path | Sequence[str | Path], out: str | Path | None, mesh_format: str | None, progress: bool
+    ) -> ReconstructionResult:
+        """A photo collection (see :meth:`__call__`)."""
+        from au_face.inference.photos import reconstruct_photos
+        from au_face.utils.quiet import native_logs_silenced
+
+        with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
+            result = reconstruct_photos(source, out if out is not None else scratch, self.coarse, self.refiner, mesh_format, progress)
+            return result if out is not None else _in_memory(result)
+
+    def close(self) -> None:
+        """Free the reconstructor (if built here) and the model. Idempotent."""
+        self._closed = True
+        self.refiner = None
+        if self._owned:
+            self.coarse.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
 def reconstruct(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     ckpt: str | Path | None = None,
     *,
     refine: bool = True,
     reconstructor: str | CoarseReconstructor = "mediapipe",
+    photos: bool = False,
+    fps: float | None = None,
     out: str | Path | None = None,
     overlay: bool = False,
     mesh_format: str | None = None,
@@ -123,36 +241,16 @@ def reconstruct(
     progress: bool = False,
     verbose: bool = False,
 ) -> ReconstructionResult | list[ReconstructionResult]:
-    """Reconstruct a video, an image, or a folder of videos or of image frames.
-
-    Args:
-        source: the input. A folder of videos gives a list of results, anything else one result.
-        ckpt: a trained ``AUFaceTask`` checkpoint; None uses the packaged default model when this
-            installation has one (:func:`~au_face.io.checkpoints.default_checkpoint`), else coarse meshes only.
-        refine: False skips the model (coarse meshes, pose and confidence only).
-        reconstructor: a name from :data:`~au_face.coarse.registry.RECONSTRUCTORS` or an instance.
-        out: keep the files (npz, csv, png, overlay) in this folder; None keeps the results in
-            memory only. ``overlay`` (an MP4) needs ``out``.
-        mesh_format, stride, max_frames, progress: as in :func:`au_face.inference.pipeline.reconstruct`.
-        verbose: let MediaPipe/TFLite print their log lines (see :mod:`au_face.utils.quiet`).
-    """
-    from au_face.utils.quiet import native_logs_silenced
-
+    """Reconstruct a video, an image, a folder of videos or of image frames, or photos (a list of
+    images, or ``photos=True``): one call of a :class:`Reconstructor` (arguments as there), which is closed afterwards. For many inputs, keep
+    one ``Reconstructor``: this loads the model and builds the reconstructor on every call."""
     if overlay and out is None:
         raise UsageError("overlay=True writes a video file: give out=FOLDER")
-    if isinstance(reconstructor, str):
-        from au_face.coarse.registry import build_reconstructor
-
-        reconstructor = build_reconstructor(reconstructor)
-    refiner = resolve_refiner(ckpt, refine)
-    options = {"overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress}
-    with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not verbose):
-        results = [
-            result if out is not None else _in_memory(result)
-            for result in reconstruct_all(source, out if out is not None else scratch, reconstructor, refiner, **options)
-        ]
-    single = find_inputs(source) == [Path(source)]
-    return results[0] if single else results
+    with Reconstructor(ckpt, refine=refine, reconstructor=reconstructor, verbose=verbose) as run:
+        return run(
+            source, photos=photos, fps=fps, out=out, overlay=overlay, mesh_format=mesh_format, stride=stride,
+            max_frames=max_frames, progress=progress,
+        )
 
 
 def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
@@ -162,4 +260,4 @@ def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
     return result
 
 
-__all__ = ["UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]
+__all__ = ["Reconstructor", "UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]

@@ -64,6 +64,7 @@ def _coarse_pass(
     progress: bool,
     fields: tuple[str, ...],
     on_chunk: Callable[[int], None],
+    frame_rate: float | None = None,
 ) -> tuple[float, np.ndarray, int]:
     """Pass 1: stream coarse chunks into ``store``; return fps, ``S̄`` and the valid-frame count.
 
@@ -76,7 +77,7 @@ def _coarse_pass(
     num_valid = 0
     fps = 0.0
     with progress_bar(expected, "coarse", progress) as bar:
-        for chunk in reconstruct_video(source, reconstructor, stride=stride, max_frames=max_frames):
+        for chunk in reconstruct_video(source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate):
             fps = chunk.fps
             arrays = chunk.to_numpy()
             store.append_fields(arrays, fields)
@@ -154,12 +155,12 @@ class OverlayStream:
 
     def __init__(
         self, path: Path, source: Path, store: FrameStore, final: str, triangles: np.ndarray, aus: list[int],
-        stride: int, max_frames: int | None, progress: bool,
+        stride: int, max_frames: int | None, progress: bool, fps: float | None = None,
     ) -> None:
         from au_face.viz.overlay import OverlayWriter
 
         self._store, self._final, self._aus = store, final, aus
-        self._reader = open_frames(source, stride=stride, max_frames=max_frames)
+        self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
         try:
             self._writer = OverlayWriter(path, self._reader.fps / stride, self._reader.size, triangles, aus or None)
         except BaseException:
@@ -314,6 +315,7 @@ def reconstruct(
     progress: bool = True,
     refine_threads: int | None = 1,
     name: str | None = None,
+    fps: float | None = None,
 ) -> ReconstructionResult:
     """Reconstruct every processed frame of one input and write the results to ``out_dir``.
 
@@ -325,6 +327,8 @@ def reconstruct(
     mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
     ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
     waited for after pass 1. ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
+    ``fps`` is the frame rate of image frames (default :data:`~au_face.video.DEFAULT_FPS`, with a
+    warning); a video has its own.
     """
     start_time = time.perf_counter()
     source = Path(source)
@@ -333,7 +337,7 @@ def reconstruct(
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
     _check_refiner(refiner, topology, reconstructor.name, wait=False)
-    with open_frames(source, stride=stride, max_frames=max_frames) as reader:
+    with open_frames(source, stride=stride, max_frames=max_frames, fps=fps) as reader:
         expected = reader.num_frames
     if expected is not None:
         expected = -(-expected // stride)
@@ -349,7 +353,7 @@ def reconstruct(
         store = FrameStore(work)
 
         def start_overlay(final: str, aus: list[int]) -> OverlayStream:
-            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress)
+            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress, fps)
 
         def coarse_stored(rows: int) -> None:
             _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
@@ -366,7 +370,7 @@ def reconstruct(
         tick = time.perf_counter()
         fields = FRAME_FIELDS if refiner is not None else tuple(f for f in FRAME_FIELDS if f not in _REFINER_INPUTS)
         fps, reference, num_valid = _coarse_pass(
-            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored
+            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, fps
         )
         timings["coarse"] = time.perf_counter() - tick
         num_frames = store.shape("vertices")[0]

@@ -52,6 +52,8 @@ class ReconstructionResult:
         num_frames, num_valid: frames processed and frames with a face.
         timings: seconds per stage. refined: whether a trained model refined the meshes.
         name: the input's name (the stem of every output file).
+        photos: a photo collection (:mod:`au_face.photos`): one row per photo, each on its own;
+            the CSV's first column ``file`` names them, and there is no AU plot.
 
     :attr:`meshes` and :attr:`aus` are read from the files on first use (:meth:`load` reads
     them at once, so the files may then go).
@@ -63,6 +65,7 @@ class ReconstructionResult:
     timings: dict[str, float] = field(default_factory=dict)
     refined: bool = False
     name: str = "video"
+    photos: bool = False
     _meshes: MeshSequence | None = field(default=None, repr=False)
     _aus: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -107,7 +110,7 @@ class ReconstructionResult:
         seq = self.meshes
         save_mesh_sequence_npz(paths["meshes"], seq.vertices, seq.triangles, seq.valid, seq.timestamps, **seq.extra)
         written = {"meshes": paths["meshes"], "au_csv": self.to_csv(paths["au_csv"])}
-        if self.refined:
+        if self.refined and not self.photos:
             written["au_plot"] = self.plot(paths["au_plot"])
         return written
 
@@ -146,13 +149,14 @@ class ReconstructionResult:
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        lines = [f"{self.num_frames} frames, face found in {self.num_valid}"]
+        unit = "photos (each on its own)" if self.photos else "frames"
+        lines = [f"{self.num_frames} {unit}, face found in {self.num_valid}"]
         lines += [f"  {OUTPUT_NAMES[key]:<31} {path}" for key, path in self.paths.items()]
         if not self.refined:
             lines.append("  AU probabilities and the refined mesh need a trained model (--ckpt)")
         total = self.timings.get("total", 0.0)
         if total > 0 and self.num_frames:
-            lines.append(f"  {total:.1f} s in all, {self.num_frames / total:.1f} frames/s")
+            lines.append(f"  {total:.1f} s in all, {self.num_frames / total:.1f} {'photos' if self.photos else 'frames'}/s")
         return "\n".join(lines)
 
     def _path(self, kind: str) -> Path:

@@ -49,19 +49,21 @@ class AUCsvWriter(AtomicStreamWriter):
     units) and ``pose_Rx..pose_Rz`` (:func:`euler_angles` of the head rotation in camera axes,
     zero when facing the camera; see :data:`HEAD_TO_CAMERA`), then one probability column per AU (``AU12_p``, our analogue of OpenFace's
     ``AU12_r``) and one 0/1 occurrence column (``AU12_c``, probability >= ``threshold``). Frames
-    without a face leave the pose and AU fields empty. Rows go to a temporary file renamed onto
-    ``path`` at :meth:`close`; an exception inside ``with`` discards it.
+    without a face leave the pose and AU fields empty. With ``label`` (e.g. ``"file"`` for a photo
+    collection) a first column of that name holds each row's ``labels``. Rows go to a temporary
+    file renamed onto ``path`` at :meth:`close`; an exception inside ``with`` discards it.
     """
 
-    def __init__(self, path: str | Path, aus: Sequence[int], threshold: float = 0.5) -> None:
+    def __init__(self, path: str | Path, aus: Sequence[int], threshold: float = 0.5, label: str | None = None) -> None:
         self.path = Path(path)
         self.aus = [parse_au(a) for a in aus]
         self.threshold = float(threshold)
+        self.label = label
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
         self._fh = open(self._tmp, "w", newline="")
         self._csv = csv.writer(self._fh)
-        self._csv.writerow(au_csv_columns(self.aus))
+        self._csv.writerow(([label] if label else []) + au_csv_columns(self.aus))
         self.rows = 0
 
     def write(
@@ -73,16 +75,20 @@ class AUCsvWriter(AtomicStreamWriter):
         confidence: Sequence[float] | np.ndarray | None = None,
         rotation: np.ndarray | None = None,
         translation: np.ndarray | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         """Append rows: 1-based frame numbers, seconds, face found, ``[N,K]`` probabilities (None
         without AUs), confidence (default: 1 with a face, 0 without), pose ``[N,3,3]`` and ``[N,3]``
-        (None: pose cells empty)."""
+        (None: pose cells empty), and the ``labels`` column's values (needed when it has one)."""
         frames = np.asarray(frames, dtype=np.int64)
         n = len(frames)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         success = np.asarray(success, dtype=bool)
         probs = np.zeros((n, 0)) if probs is None else np.asarray(probs, dtype=np.float64)
         conf = success.astype(np.float64) if confidence is None else np.asarray(confidence, dtype=np.float64)
+        if self.label is not None and (labels is None or len(labels) != n):
+            raise MeshIOError(f"AU rows: {n} frames need {n} values of the {self.label!r} column")
+        lead = [[str(x)] for x in labels] if self.label is not None and labels is not None else [[]] * n
         if not (len(timestamps) == len(success) == len(conf) == n) or probs.shape != (n, len(self.aus)):
             raise MeshIOError(
                 f"AU rows: {n} frames, {len(timestamps)} timestamps, {len(success)} flags, "
@@ -93,7 +99,7 @@ class AUCsvWriter(AtomicStreamWriter):
             angles = euler_angles(np.asarray(rotation, dtype=np.float64) @ HEAD_TO_CAMERA)
             pose = np.concatenate([np.asarray(translation, dtype=np.float64), angles], axis=1)
         for i in range(n):
-            row = [int(frames[i]), 0, f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
+            row = [*lead[i], int(frames[i]), 0, f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
             if success[i]:
                 row += [""] * len(POSE_COLUMNS) if pose is None else [f"{x:.1f}" for x in pose[i, :3]] + [f"{x:.3f}" for x in pose[i, 3:]]
                 row += [f"{p:.4f}" for p in probs[i]]

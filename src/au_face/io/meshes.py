@@ -181,10 +181,12 @@ def write_frame_meshes(
     fmt: str = "obj",
     valid: np.ndarray | None = None,
     frames: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write one mesh file per valid frame (``frame_000001.obj``...); return the paths written.
 
-    ``frames`` are the numbers used in the file names (default ``1..T``, matching the AU CSV).
+    ``frames`` are the numbers used in the file names (default ``1..T``, matching the AU CSV);
+    ``names`` replace them (``<name>.obj``, e.g. a photo's file name).
     All vertices are kept (no merging), so every file has exactly ``V`` vertices; read them
     back with ``trimesh.load(path, process=False, maintain_order=True)``.
     """
@@ -198,12 +200,12 @@ def write_frame_meshes(
     valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     frames = list(range(1, n + 1)) if frames is None else [int(f) for f in frames]
     check_mesh_sequence(vertices, triangles, valid, np.zeros(n))
-    if len(frames) != n:
-        raise MeshIOError(f"{len(frames)} frame numbers for {n} frames")
+    if len(frames) != n or (names is not None and len(names) != n):
+        raise MeshIOError(f"{len(frames)} frame numbers and {len(names or frames)} names for {n} frames")
     written = []
     for t in np.flatnonzero(valid):
         mesh = trimesh.Trimesh(vertices=vertices[t], faces=triangles, process=False)
-        target = frame_mesh_path(directory, frames[t], fmt)
+        target = frame_mesh_path(directory, frames[t], fmt) if names is None else Path(directory) / f"{names[t]}.{fmt}"
         with atomic_path(target) as tmp:
             # trimesh's export returns text for OBJ and bytes for (binary) PLY
             if fmt == "obj":

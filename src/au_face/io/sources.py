@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import re
 import warnings
+<<<<<<< HEAD
 from collections.abc import Callable, Iterable, Iterator
+=======
+from collections.abc import Iterator
+>>>>>>> 68e9d19 (Reconstructor and photo mode (issue 16.2, 16.3): au_face.Reconstructor holds the coarse reconstructor and model across calls (context manager, close()); reconstruct() closes what it builds (+37 MB a call before, ~0.06 MB after warm-up); photo collections (list of paths, photos=True, --photos) reconstruct each image on its own with its own S̄, one CSV row (file column) and mesh each, no plot or overlay; --fps / fps= for image frames, the 30 fps default now warned)
 from pathlib import Path
 from types import TracebackType
 
@@ -121,6 +125,7 @@ def find_inputs(path: str | Path, exclude: str | Path | None = None) -> list[Pat
     )
 
 
+<<<<<<< HEAD
 def jpeg_complete(data: bytes) -> bool:
     """Whether a JPEG's markers lead, through its image data, to the end-of-image marker.
 
@@ -148,23 +153,37 @@ def jpeg_complete(data: bytes) -> bool:
                     continue
                 break
     return False
+=======
+class FrameRateAssumedWarning(UserWarning):
+    """Image frames were given no frame rate: :data:`~au_face.io.video.DEFAULT_FPS` is used."""
+>>>>>>> 68e9d19 (Reconstructor and photo mode (issue 16.2, 16.3): au_face.Reconstructor holds the coarse reconstructor and model across calls (context manager, close()); reconstruct() closes what it builds (+37 MB a call before, ~0.06 MB after warm-up); photo collections (list of paths, photos=True, --photos) reconstruct each image on its own with its own S̄, one CSV row (file column) and mesh each, no plot or overlay; --fps / fps= for image frames, the 30 fps default now warned)
 
 
 class ImageSequenceReader:
     """Frames from image files, with the interface of :class:`~au_face.io.video.VideoReader`.
 
     Timestamps are ``index / fps``; every ``stride``-th image is read, at most ``max_frames``.
-    All images must have the size of the first.
+    All images must have the size of the first. Without ``fps``, several images are taken at
+    :data:`~au_face.io.video.DEFAULT_FPS`, with a :class:`FrameRateAssumedWarning`.
     """
 
-    def __init__(self, images: list[Path], fps: float = DEFAULT_FPS, stride: int = 1, max_frames: int | None = None) -> None:
+    def __init__(self, images: list[Path], fps: float | None = None, stride: int = 1, max_frames: int | None = None) -> None:
         if not images:
             raise InputNotFoundError("no images to read")
         if stride < 1 or (max_frames is not None and max_frames < 1):
             raise VideoError(f"stride and max_frames must be positive, got {stride} and {max_frames}")
+        if fps is not None and not fps > 0:
+            raise VideoError(f"the frame rate must be positive, got {fps}")
         self.path = images[0].parent if len(images) > 1 else images[0]
         self.images = images
-        self.fps = float(fps)
+        if fps is None and len(images) > 1:
+            warnings.warn(
+                f"{self.path}: image frames carry no frame rate; assuming {DEFAULT_FPS:g} fps "
+                "(give --fps, or fps= in Python; a folder of unrelated photos wants --photos)",
+                FrameRateAssumedWarning,
+                stacklevel=2,
+            )
+        self.fps = float(fps if fps is not None else DEFAULT_FPS)
         self.stride = stride
         self.max_frames = max_frames
         self.num_frames: int | None = len(images)
@@ -207,19 +226,24 @@ class ImageSequenceReader:
 FrameReader = VideoReader | ImageSequenceReader
 
 
-def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None) -> FrameReader:
-    """A frame reader for one sequence of :func:`find_inputs`: a folder of images, one image, or a video."""
+def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None, fps: float | None = None) -> FrameReader:
+    """A frame reader for one sequence of :func:`find_inputs`: a folder of images, one image, or a
+    video. ``fps`` is the frame rate of image frames (see :class:`ImageSequenceReader`); a video
+    has its own."""
     path = Path(path)
     if path.is_dir():
-        return ImageSequenceReader(list_images(path), stride=stride, max_frames=max_frames)
+        return ImageSequenceReader(list_images(path), fps=fps, stride=stride, max_frames=max_frames)
     if is_image(path) and path.is_file():
-        return ImageSequenceReader([path], stride=stride, max_frames=max_frames)
+        return ImageSequenceReader([path], fps=fps, stride=stride, max_frames=max_frames)
+    if fps is not None:
+        raise VideoError(f"{path}: a frame rate is given for image frames; a video has its own")
     return VideoReader(path, stride=stride, max_frames=max_frames)
 
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "FrameRateAssumedWarning",
     "FrameReader",
     "IgnoredImagesWarning",
     "ImageSequenceReader",

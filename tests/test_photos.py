@@ -1,0 +1,160 @@
+"""Photo collections (``--photos``, a list of paths) against a folder of frames (one video, ``--fps``)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import au_face
+from au_face.inference.api import UsageError
+from au_face.cli import main
+from au_face.io.meshes import load_mesh_sequence_npz
+from au_face.io.sources import FrameRateAssumedWarning
+
+pytest.importorskip("mediapipe")
+
+
+@pytest.fixture(scope="module")
+def two_people(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with two different people: the single-face photo and a frame of the Pexels clip."""
+    folder = tmp_path_factory.mktemp("photos")
+    shutil.copy(video_dir / "single_face.jpg", folder / "a_single_face.jpg")
+    capture = cv2.VideoCapture(str(video_dir / "WolfgangLanger_Pexels.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 30)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    cv2.imwrite(str(folder / "b_wolfgang.png"), frame)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reconstructor():
+    with au_face.Reconstructor() as reconstruct:
+        yield reconstruct
+
+
+def test_two_people_in_a_photo_folder_get_independent_references(
+    two_people: Path, reconstructor
+) -> None:
+    collection = reconstructor(two_people, photos=True)
+    names = ["a_single_face.jpg", "b_wolfgang.png"]
+    assert collection.photos and collection.num_frames == collection.num_valid == 2
+    assert list(collection.aus["file"]) == names and list(
+        collection.aus["success"]
+    ) == [1, 1]
+    reference = collection.meshes.extra["reference"]
+    assert reference.shape == (2, 468, 3)
+    # each photo's S̄ and AUs are what that photo gives alone: the other person changes nothing
+    for i, name in enumerate(names):
+        alone = reconstructor([two_people / name])
+        np.testing.assert_allclose(
+            alone.meshes.extra["reference"][0], reference[i], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            alone.aus.filter(like="_p").to_numpy()[0],
+            collection.aus.filter(like="_p").to_numpy()[i],
+            atol=1e-5,
+        )
+    shape_gap = np.linalg.norm(reference[0] - reference[1], axis=-1).mean()
+    assert shape_gap > 0.05, "two different faces give two different S̄"
+    swapped = reconstructor([two_people / names[1], two_people / names[0]])
+    np.testing.assert_allclose(
+        swapped.meshes.extra["reference"][::-1], reference, atol=1e-5
+    )
+
+
+def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
+    two_people: Path, tmp_path: Path, reconstructor
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        shutil.copy(two_people / "a_single_face.jpg", frames / f"frame_{i}.jpg")
+    with pytest.warns(FrameRateAssumedWarning, match="assuming 30 fps"):
+        video = reconstructor(frames)
+    assert not video.photos and "file" not in video.aus.columns
+    np.testing.assert_allclose(video.aus["timestamp"], [0, 1 / 30, 2 / 30], atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FrameRateAssumedWarning)
+        at_25 = reconstructor(frames, fps=25)
+    np.testing.assert_allclose(at_25.aus["timestamp"], [0, 0.04, 0.08], atol=1e-3)
+    assert float(at_25.meshes.extra["fps"]) == 25.0
+    with pytest.raises(UsageError, match="fps apply to videos and frames"):
+        reconstructor(frames, photos=True, fps=25)
+
+
+def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(
+    two_people: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(two_people),
+                "--photos",
+                "--out",
+                str(out),
+                "--mesh-format",
+                "obj",
+            ]
+        )
+        == 0
+    )
+    name = two_people.name
+    table = pd.read_csv(out / f"{name}_aus.csv")
+    assert (
+        list(table["file"]) == ["a_single_face.jpg", "b_wolfgang.png"]
+        and table["AU12_p"].notna().all()
+    )
+    seq = load_mesh_sequence_npz(out / f"{name}_meshes.npz")
+    assert seq.vertices.shape == (2, 468, 3) and list(seq.extra["files"]) == list(
+        table["file"]
+    )
+    assert sorted(p.name for p in (out / f"{name}_meshes").iterdir()) == [
+        "a_single_face.jpg.obj",
+        "b_wolfgang.png.obj",
+    ]
+    assert not list(out.glob("*.png")) and not list(out.glob("*.mp4")), (
+        "no AU plot and no overlay for photos"
+    )
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(two_people),
+                "--photos",
+                "--fps",
+                "25",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+
+
+def test_a_photo_without_a_face_keeps_an_empty_row(
+    two_people: Path, tmp_path: Path, reconstructor
+) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
+    with pytest.warns(UserWarning, match="no face found in blank.png"):
+        collection = reconstructor([two_people / "a_single_face.jpg", blank])
+    assert (
+        list(collection.aus["success"]) == [1, 0]
+        and collection.aus.loc[1, "AU12_p"] != collection.aus.loc[1, "AU12_p"]
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    with pytest.raises(au_face.AUFaceError, match="notes.txt is not an image"):
+        reconstructor([two_people / "a_single_face.jpg", notes])
+    with pytest.raises(au_face.AUFaceError, match="is a folder, not an image"):
+        reconstructor([two_people / "a_single_face.jpg", two_people])
