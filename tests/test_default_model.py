@@ -89,7 +89,7 @@ def test_a_geometry_rebuilt_with_other_thread_counts_accepts_the_packaged_checkp
     import sys
 
     from au_face.geometry import FaceGeometry
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     n = str(threads)
     env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "AU_FACE_CACHE": str(tmp_path / "cache")}
@@ -131,7 +131,7 @@ def test_geometry_identity_tolerates_last_bits_and_not_more() -> None:
 
 def test_a_changed_geometry_array_is_still_detected(tmp_path: Path) -> None:
     """The tamper check compares exact bytes: one float32 ulp in a saved file or a checkpoint is refused."""
-    from au_face.checkpoints import CheckpointError
+    from au_face.io.checkpoints import CheckpointError
     from au_face.geometry import FaceGeometry, GeometryError
 
     packaged = load_refiner(PACKAGED).geometry
@@ -148,7 +148,7 @@ def test_a_changed_geometry_array_is_still_detected(tmp_path: Path) -> None:
     ckpt["geometry"]["template"][0, 0] += 1e-3
     with pytest.raises(GeometryError, match="does not match the hash"):
         FaceGeometry.from_state(ckpt["geometry"])
-    from au_face.tasks import AUFaceTask
+    from au_face.training.task import AUFaceTask
 
     bumped = _shifted(packaged, masks=lambda m: np.clip(m + 0.05, 0, 1))
     with pytest.raises(CheckpointError, match="different in masks.*use the geometry it was trained with"):

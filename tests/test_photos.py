@@ -86,6 +86,12 @@ def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
         at_25 = reconstructor(frames, fps=25)
     np.testing.assert_allclose(at_25.aus["timestamp"], [0, 0.04, 0.08], atol=1e-3)
     assert float(at_25.meshes.extra["fps"]) == 25.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FrameRateAssumedWarning)
+        drawn = reconstructor(frames, fps=25, out=tmp_path / "out", overlay=True)
+    capture = cv2.VideoCapture(str(drawn.paths["overlay"]))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0) and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    capture.release()
     with pytest.raises(UsageError, match="fps apply to videos and frames"):
         reconstructor(frames, photos=True, fps=25)
 

@@ -85,7 +85,7 @@ def test_reconstruct_closes_the_reconstructor_it_builds(
 def test_a_reconstructor_loads_once_for_many_inputs(
     photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from au_face import api
+    from au_face.inference import api
     from au_face.coarse import registry
 
     loads, builds = [], []

@@ -337,7 +337,8 @@ def reconstruct(
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
     _check_refiner(refiner, topology, reconstructor.name, wait=False)
-    with open_frames(source, stride=stride, max_frames=max_frames, fps=fps) as reader:
+    frame_rate = fps  # of image frames; ``fps`` becomes the frame rate read
+    with open_frames(source, stride=stride, max_frames=max_frames, fps=frame_rate) as reader:
         expected = reader.num_frames
     if expected is not None:
         expected = -(-expected // stride)
@@ -353,7 +354,7 @@ def reconstruct(
         store = FrameStore(work)
 
         def start_overlay(final: str, aus: list[int]) -> OverlayStream:
-            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress, fps)
+            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress, frame_rate)
 
         def coarse_stored(rows: int) -> None:
             _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
@@ -370,7 +371,7 @@ def reconstruct(
         tick = time.perf_counter()
         fields = FRAME_FIELDS if refiner is not None else tuple(f for f in FRAME_FIELDS if f not in _REFINER_INPUTS)
         fps, reference, num_valid = _coarse_pass(
-            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, fps
+            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, frame_rate
         )
         timings["coarse"] = time.perf_counter() - tick
         num_frames = store.shape("vertices")[0]
