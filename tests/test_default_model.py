@@ -131,8 +131,8 @@ def test_geometry_identity_tolerates_last_bits_and_not_more() -> None:
 
 def test_a_changed_geometry_array_is_still_detected(tmp_path: Path) -> None:
     """The tamper check compares exact bytes: one float32 ulp in a saved file or a checkpoint is refused."""
-    from au_face.io.checkpoints import CheckpointError
     from au_face.geometry import FaceGeometry, GeometryError
+    from au_face.io.checkpoints import CheckpointError
 
     packaged = load_refiner(PACKAGED).geometry
     path = packaged.save(tmp_path / "g.npz")

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import au_face
-from au_face.inference.api import UsageError
 from au_face.cli import main
+from au_face.inference.api import UsageError
 from au_face.io.meshes import load_mesh_sequence_npz
 from au_face.io.sources import FrameRateAssumedWarning
 
@@ -40,23 +40,17 @@ def reconstructor():
         yield reconstruct
 
 
-def test_two_people_in_a_photo_folder_get_independent_references(
-    two_people: Path, reconstructor
-) -> None:
+def test_two_people_in_a_photo_folder_get_independent_references(two_people: Path, reconstructor) -> None:
     collection = reconstructor(two_people, photos=True)
     names = ["a_single_face.jpg", "b_wolfgang.png"]
     assert collection.photos and collection.num_frames == collection.num_valid == 2
-    assert list(collection.aus["file"]) == names and list(
-        collection.aus["success"]
-    ) == [1, 1]
+    assert list(collection.aus["file"]) == names and list(collection.aus["success"]) == [1, 1]
     reference = collection.meshes.extra["reference"]
     assert reference.shape == (2, 468, 3)
     # each photo's S̄ and AUs are what that photo gives alone: the other person changes nothing
     for i, name in enumerate(names):
         alone = reconstructor([two_people / name])
-        np.testing.assert_allclose(
-            alone.meshes.extra["reference"][0], reference[i], atol=1e-5
-        )
+        np.testing.assert_allclose(alone.meshes.extra["reference"][0], reference[i], atol=1e-5)
         np.testing.assert_allclose(
             alone.aus.filter(like="_p").to_numpy()[0],
             collection.aus.filter(like="_p").to_numpy()[i],
@@ -65,9 +59,7 @@ def test_two_people_in_a_photo_folder_get_independent_references(
     shape_gap = np.linalg.norm(reference[0] - reference[1], axis=-1).mean()
     assert shape_gap > 0.05, "two different faces give two different S̄"
     swapped = reconstructor([two_people / names[1], two_people / names[0]])
-    np.testing.assert_allclose(
-        swapped.meshes.extra["reference"][::-1], reference, atol=1e-5
-    )
+    np.testing.assert_allclose(swapped.meshes.extra["reference"][::-1], reference, atol=1e-5)
 
 
 def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
@@ -96,9 +88,7 @@ def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
         reconstructor(frames, photos=True, fps=25)
 
 
-def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(
-    two_people: Path, tmp_path: Path
-) -> None:
+def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(two_people: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert (
         main(
@@ -116,21 +106,14 @@ def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(
     )
     name = two_people.name
     table = pd.read_csv(out / f"{name}_aus.csv")
-    assert (
-        list(table["file"]) == ["a_single_face.jpg", "b_wolfgang.png"]
-        and table["AU12_p"].notna().all()
-    )
+    assert list(table["file"]) == ["a_single_face.jpg", "b_wolfgang.png"] and table["AU12_p"].notna().all()
     seq = load_mesh_sequence_npz(out / f"{name}_meshes.npz")
-    assert seq.vertices.shape == (2, 468, 3) and list(seq.extra["files"]) == list(
-        table["file"]
-    )
+    assert seq.vertices.shape == (2, 468, 3) and list(seq.extra["files"]) == list(table["file"])
     assert sorted(p.name for p in (out / f"{name}_meshes").iterdir()) == [
         "a_single_face.jpg.obj",
         "b_wolfgang.png.obj",
     ]
-    assert not list(out.glob("*.png")) and not list(out.glob("*.mp4")), (
-        "no AU plot and no overlay for photos"
-    )
+    assert not list(out.glob("*.png")) and not list(out.glob("*.mp4")), "no AU plot and no overlay for photos"
     assert (
         main(
             [
@@ -147,16 +130,13 @@ def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(
     )
 
 
-def test_a_photo_without_a_face_keeps_an_empty_row(
-    two_people: Path, tmp_path: Path, reconstructor
-) -> None:
+def test_a_photo_without_a_face_keeps_an_empty_row(two_people: Path, tmp_path: Path, reconstructor) -> None:
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
     with pytest.warns(UserWarning, match="no face found in blank.png"):
         collection = reconstructor([two_people / "a_single_face.jpg", blank])
     assert (
-        list(collection.aus["success"]) == [1, 0]
-        and collection.aus.loc[1, "AU12_p"] != collection.aus.loc[1, "AU12_p"]
+        list(collection.aus["success"]) == [1, 0] and collection.aus.loc[1, "AU12_p"] != collection.aus.loc[1, "AU12_p"]
     )
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")

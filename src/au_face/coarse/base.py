@@ -227,7 +227,7 @@ class CoarseReconstructor(abc.ABC):
     def reset(self) -> None:
         """Forget tracking state (start of a new video)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: most reconstructors hold nothing native
         """Free native resources (graphs, sessions); the next :meth:`reset` starts them again."""
 
     @abc.abstractmethod

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_photos(args: argparse.Namespace, reconstructor) -> int:
     """``--photos``: a photo collection (:func:`au_face.inference.photos.reconstruct_photos`)."""
-    from au_face.inference.api import UsageError, open_refiner
+    from au_face.inference.api import UsageError, resolve_refiner
     from au_face.inference.photos import reconstruct_photos
     from au_face.utils.quiet import native_logs_silenced
 
@@ -113,11 +113,8 @@ def _run_photos(args: argparse.Namespace, reconstructor) -> int:
     given = [flag for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames)) if on]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
-    with (
-        open_refiner(args.ckpt, refine=not args.no_refine) as refiner,
-        native_logs_silenced(not args.verbose),
-        output_folder(args.out, "--out") as out,
-    ):
+    refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)  # in this process: one frame at a time
+    with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
         result = reconstruct_photos(args.input, out, reconstructor, refiner, args.mesh_format, progress=True)
     print(f"{result.name}:")
     print(result.summary())

@@ -50,24 +50,18 @@ def find_photos(
             raise InputNotFoundError(f"photo or folder not found: {source}")
         photos = list_images(source) if source.is_dir() else [source]
         if not photos:
-            raise InputNotFoundError(
-                f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {source}"
-            )
+            raise InputNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {source}")
     else:
         photos = [Path(p) for p in source]
         if not photos:
             raise InputNotFoundError("no photos given (an empty list)")
     for photo in photos:
         if photo.is_dir():
-            raise VideoError(
-                f"{photo} is a folder, not an image; give its images, or the folder alone"
-            )
+            raise VideoError(f"{photo} is a folder, not an image; give its images, or the folder alone")
         if not photo.is_file():
             raise InputNotFoundError(f"photo not found: {photo}")
         if not is_image(photo):
-            raise VideoError(
-                f"{photo} is not an image ({', '.join(IMAGE_EXTENSIONS)}); photo mode reads images only"
-            )
+            raise VideoError(f"{photo} is not an image ({', '.join(IMAGE_EXTENSIONS)}); photo mode reads images only")
     names = [p.name for p in photos]
     if len(set(names)) < len(names):
         names = [p.as_posix() for p in photos]
@@ -104,9 +98,7 @@ def reconstruct_photos(
     photos, names = find_photos(source)
     name = name or collection_name(source)
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
-        raise PipelineError(
-            f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}"
-        )
+        raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
     if refiner is not None and refiner.topology_name != topology.name:
         raise TopologyMismatchError(
@@ -125,15 +117,11 @@ def reconstruct_photos(
         bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if bgr is None:
             unreadable.append(label)
-            rgb = np.zeros(
-                (32, 32, 3), dtype=np.uint8
-            )  # a frame without a face: an empty row
+            rgb = np.zeros((32, 32, 3), dtype=np.uint8)  # a frame without a face: an empty row
         else:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         reconstructor.reset()  # no tracking from one photo to the next
-        rows.append(
-            _photo_row(reconstructor.reconstruct([rgb], [0.0], DEFAULT_FPS), refiner)
-        )
+        rows.append(_photo_row(reconstructor.reconstruct([rgb], [0.0], DEFAULT_FPS), refiner))
     if unreadable:
         warnings.warn(
             f"OpenCV cannot read {_listed(unreadable)}: no face for them",
@@ -151,9 +139,7 @@ def reconstruct_photos(
             row["au_probs"] = np.full(len(aus), np.nan, dtype=np.float32)
     arrays = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
     valid = arrays.pop("valid").astype(bool)
-    missing = [
-        label for label, ok in zip(names, valid) if not ok and label not in unreadable
-    ]
+    missing = [label for label, ok in zip(names, valid) if not ok and label not in unreadable]
     if missing:
         warnings.warn(f"no face found in {_listed(missing)}", stacklevel=2)
     out_dir = Path(out_dir)
@@ -225,9 +211,7 @@ def _write(
     n = len(names)
     frames = np.arange(1, n + 1, dtype=np.int64)
     extra = {
-        k: v
-        for k, v in arrays.items()
-        if k != "vertices" and (refined or k not in ("coarse_vertices", "au_probs"))
+        k: v for k, v in arrays.items() if k != "vertices" and (refined or k not in ("coarse_vertices", "au_probs"))
     }
     if refined:
         extra["aus"] = np.asarray(aus, dtype=np.int64)
