@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, NoFaceError
-from au_face.inference.passes import PipelineError, Refiner
+from au_face.inference.passes import PipelineError, Refiner, torch_threads
 from au_face.inference.pipeline import TopologyMismatchError
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
@@ -187,7 +187,7 @@ def _photo_row(coarse: CoarseFrames, refiner: Refiner | None) -> dict[str, np.nd
     row["coarse_vertices"] = row["vertices"]
     row["reference"] = row["vertices"] if valid else np.zeros_like(row["vertices"])
     if refiner is not None and valid:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(1):  # one frame: extra threads only wait (as in the pipeline)
             reference = refiner.reference(coarse)
             out = refiner.refine(coarse, reference=reference)
         row["reference"] = reference.detach().float().cpu().numpy()
