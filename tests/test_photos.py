@@ -63,7 +63,7 @@ def test_two_people_in_a_photo_folder_get_independent_references(two_people: Pat
 
 
 def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
-    two_people: Path, tmp_path: Path, reconstructor
+    two_people: Path, tmp_path: Path, reconstructor, video_dir: Path
 ) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -86,6 +86,8 @@ def test_a_folder_of_frames_stays_one_video_with_a_stated_frame_rate(
     capture.release()
     with pytest.raises(UsageError, match="fps apply to videos and frames"):
         reconstructor(frames, photos=True, fps=25)
+    with pytest.raises(au_face.AUFaceError, match="a video has its own"):
+        reconstructor(video_dir / "single_face.mp4", fps=25)
 
 
 def test_the_photos_command_writes_one_csv_and_meshes_named_by_file(two_people: Path, tmp_path: Path) -> None:
