@@ -107,13 +107,7 @@ def reconstruct_photos(
     rows: list[dict[str, np.ndarray]] = []
     unreadable: list[str] = []
     show = progress and sys.stderr.isatty()
-    for photo, label in tqdm(
-        list(zip(photos, names)),
-        desc="photos",
-        unit="photo",
-        leave=False,
-        disable=not show,
-    ):
+    for photo, label in tqdm(list(zip(photos, names)), desc="photos", unit="photo", leave=False, disable=not show):
         bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if bgr is None:
             unreadable.append(label)
@@ -124,9 +118,7 @@ def reconstruct_photos(
         rows.append(_photo_row(reconstructor.reconstruct([rgb], [0.0], DEFAULT_FPS), refiner))
     if unreadable:
         warnings.warn(
-            f"OpenCV cannot read {_listed(unreadable)}: no face for them",
-            UnreadablePhotoWarning,
-            stacklevel=2,
+            f"OpenCV cannot read {_listed(unreadable)}: no face for them", UnreadablePhotoWarning, stacklevel=2
         )
     if not any(row["valid"] for row in rows):
         raise NoFaceError(
@@ -145,37 +137,17 @@ def reconstruct_photos(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(name, out_dir)
-    _write(
-        paths,
-        arrays,
-        valid,
-        names,
-        topology.triangles,
-        topology.name,
-        aus,
-        refiner is not None,
-    )
+    _write(paths, arrays, valid, names, topology.triangles, topology.name, aus, refiner is not None)
     written = {"meshes": paths["meshes"], "au_csv": paths["au_csv"]}
     if mesh_format is not None:
         stems = [label.replace("/", "_") for label in names]
         write_frame_meshes(
-            paths["frame_meshes"],
-            arrays["vertices"],
-            topology.triangles,
-            mesh_format,
-            valid=valid,
-            names=stems,
+            paths["frame_meshes"], arrays["vertices"], topology.triangles, mesh_format, valid=valid, names=stems
         )
         written["frame_meshes"] = paths["frame_meshes"]
     timings = {"total": time.perf_counter() - start_time}
     return ReconstructionResult(
-        written,
-        len(photos),
-        int(valid.sum()),
-        timings,
-        refined=refiner is not None,
-        name=name,
-        photos=True,
+        written, len(photos), int(valid.sum()), timings, refined=refiner is not None, name=name, photos=True
     )
 
 
