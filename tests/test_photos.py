@@ -14,6 +14,7 @@ import pytest
 import au_face
 from au_face.cli import main
 from au_face.inference.api import UsageError
+from au_face.inference.photos import UnreadablePhotoWarning
 from au_face.io.meshes import load_mesh_sequence_npz
 from au_face.io.sources import FrameRateAssumedWarning
 
@@ -140,6 +141,11 @@ def test_a_photo_without_a_face_keeps_an_empty_row(two_people: Path, tmp_path: P
     assert (
         list(collection.aus["success"]) == [1, 0] and collection.aus.loc[1, "AU12_p"] != collection.aus.loc[1, "AU12_p"]
     )
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((two_people / "a_single_face.jpg").read_bytes()[:5000])
+    with pytest.warns(UnreadablePhotoWarning, match="cannot read cut.jpg.*truncated JPEG"):
+        collection = reconstructor([cut, two_people / "a_single_face.jpg"])
+    assert list(collection.aus["success"]) == [0, 1]
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     with pytest.raises(au_face.AUFaceError, match="notes.txt is not an image"):

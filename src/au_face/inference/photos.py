@@ -27,7 +27,7 @@ from au_face.inference.pipeline import TopologyMismatchError
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
 from au_face.io.meshes import MESH_FORMATS, save_mesh_sequence_npz, write_frame_meshes
-from au_face.io.sources import IMAGE_EXTENSIONS, InputNotFoundError, is_image, list_images
+from au_face.io.sources import IMAGE_EXTENSIONS, InputNotFoundError, is_image, list_images, read_image
 from au_face.io.video import DEFAULT_FPS, VideoError
 
 #: Photos named in a warning before "and N more".
@@ -35,7 +35,7 @@ _NAMED = 5
 
 
 class UnreadablePhotoWarning(UserWarning):
-    """A photo of a collection that OpenCV cannot read; its row says no face."""
+    """A photo of a collection that cannot be read (or is a truncated JPEG); its row says no face."""
 
 
 def find_photos(
@@ -106,19 +106,22 @@ def reconstruct_photos(
         )
     rows: list[dict[str, np.ndarray]] = []
     unreadable: list[str] = []
+    errors: list[str] = []
     show = progress and sys.stderr.isatty()
     for photo, label in tqdm(list(zip(photos, names)), desc="photos", unit="photo", leave=False, disable=not show):
-        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-        if bgr is None:
+        try:
+            rgb = cv2.cvtColor(read_image(photo), cv2.COLOR_BGR2RGB)
+        except VideoError as err:
             unreadable.append(label)
+            errors.append(str(err))
             rgb = np.zeros((32, 32, 3), dtype=np.uint8)  # a frame without a face: an empty row
-        else:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         reconstructor.reset()  # no tracking from one photo to the next
         rows.append(_photo_row(reconstructor.reconstruct([rgb], [0.0], DEFAULT_FPS), refiner))
     if unreadable:
         warnings.warn(
-            f"OpenCV cannot read {_listed(unreadable)}: no face for them", UnreadablePhotoWarning, stacklevel=2
+            f"cannot read {_listed(unreadable)}; their rows are empty ({errors[0]})",
+            UnreadablePhotoWarning,
+            stacklevel=2,
         )
     if not any(row["valid"] for row in rows):
         raise NoFaceError(

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
-<<<<<<< HEAD
 from collections.abc import Callable, Iterable, Iterator
-=======
-from collections.abc import Iterator
->>>>>>> 68e9d19 (Reconstructor and photo mode (issue 16.2, 16.3): au_face.Reconstructor holds the coarse reconstructor and model across calls (context manager, close()); reconstruct() closes what it builds (+37 MB a call before, ~0.06 MB after warm-up); photo collections (list of paths, photos=True, --photos) reconstruct each image on its own with its own S̄, one CSV row (file column) and mesh each, no plot or overlay; --fps / fps= for image frames, the 30 fps default now warned)
 from pathlib import Path
 from types import TracebackType
 
@@ -125,7 +121,6 @@ def find_inputs(path: str | Path, exclude: str | Path | None = None) -> list[Pat
     )
 
 
-<<<<<<< HEAD
 def jpeg_complete(data: bytes) -> bool:
     """Whether a JPEG's markers lead, through its image data, to the end-of-image marker.
 
@@ -153,10 +148,25 @@ def jpeg_complete(data: bytes) -> bool:
                     continue
                 break
     return False
-=======
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The BGR pixels of an image file; :class:`~au_face.io.video.VideoError` for one that cannot be
+    read, is a truncated JPEG, or is not an image OpenCV decodes."""
+    try:
+        data = path.read_bytes()
+    except PermissionError as err:
+        raise VideoError(f"{path}: permission denied (the file cannot be read)") from err
+    if path.suffix.lower() in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8" and not jpeg_complete(data):
+        raise VideoError(f"{path}: a truncated JPEG (the image data stops before its end marker; the picture is cut off)")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise VideoError(f"{path}: OpenCV cannot read it as an image")
+    return bgr
+
+
 class FrameRateAssumedWarning(UserWarning):
     """Image frames were given no frame rate: :data:`~au_face.io.video.DEFAULT_FPS` is used."""
->>>>>>> 68e9d19 (Reconstructor and photo mode (issue 16.2, 16.3): au_face.Reconstructor holds the coarse reconstructor and model across calls (context manager, close()); reconstruct() closes what it builds (+37 MB a call before, ~0.06 MB after warm-up); photo collections (list of paths, photos=True, --photos) reconstruct each image on its own with its own S̄, one CSV row (file column) and mesh each, no plot or overlay; --fps / fps= for image frames, the 30 fps default now warned)
 
 
 class ImageSequenceReader:
@@ -193,16 +203,7 @@ class ImageSequenceReader:
 
     @staticmethod
     def _read(path: Path) -> np.ndarray:
-        try:
-            data = path.read_bytes()
-        except PermissionError as err:
-            raise VideoError(f"{path}: permission denied (the file cannot be read)") from err
-        if path.suffix.lower() in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8" and not jpeg_complete(data):
-            raise VideoError(f"{path}: a truncated JPEG (the image data stops before its end marker; the picture is cut off)")
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise VideoError(f"{path}: OpenCV cannot read it as an image")
-        return bgr
+        return read_image(path)
 
     def __iter__(self) -> Iterator[VideoFrame]:
         chosen = list(enumerate(self.images))[:: self.stride][: self.max_frames]
