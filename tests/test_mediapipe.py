@@ -254,3 +254,50 @@ def test_rejects_bad_frames(reconstructor: MediaPipeReconstructor) -> None:
         reconstructor.reconstruct([np.zeros((10, 10), np.uint8)], [0.0], 30.0)
     with pytest.raises(FrameFormatError):
         reconstructor.reconstruct([np.zeros((10, 10, 3), np.uint8)], [], 30.0)
+
+
+def _with_second_face(rgb: np.ndarray) -> np.ndarray:
+    """The frame with a copy of itself at 3/4 size to its right: a second, smaller face (half size is
+    too small for the detector)."""
+    h, w = rgb.shape[:2]
+    canvas = np.zeros((h, w + 3 * w // 4, 3), np.uint8)
+    canvas[:, :w] = rgb
+    canvas[: 3 * h // 4, w:] = cv2.resize(rgb, (3 * w // 4, 3 * h // 4))
+    return canvas
+
+
+def test_further_faces_are_looked_for_every_n_frames(single_face_frames: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The face detector runs on frames 0, N, 2N, ... only; a face entering between two looks is
+    tracked from the next look on, and the large face stays the chosen one."""
+    from au_face.coarse import mediapipe as module
+    from au_face.coarse.mediapipe import MultipleFacesWarning
+
+    monkeypatch.setattr(module, "DETECT_EVERY", 10)
+    rgb = [f.rgb for f in single_face_frames[:25]]
+    alone = [_with_second_face(np.zeros_like(f)) for f in rgb[:12]]
+    for i, f in enumerate(rgb[:12]):
+        alone[i][:, : f.shape[1]] = f
+    frames = alone + [_with_second_face(f) for f in rgb[12:]]  # the small face enters at frame 12
+    reconstructor = MediaPipeReconstructor(crop_size=0)
+    looked: list[int] = []
+    count = reconstructor.count_faces
+    monkeypatch.setattr(reconstructor, "count_faces", lambda image: looked.append(count(image)) or looked[-1])
+    with pytest.warns(MultipleFacesWarning, match="2 faces in view"):
+        out = reconstructor.reconstruct(frames, [i / 30 for i in range(25)], 30.0)
+    assert looked == [1, 1, 2]  # frames 0, 10 and 20: the new face is found at the first look after it entered
+    assert reconstructor._mesh_faces == 2 and out.num_valid == 25
+    centres = out.posed_vertices()[:, :, 0].mean(dim=1)
+    assert (centres < rgb[0].shape[1]).all()  # the large face, every frame
+    reconstructor.close()
+
+
+def test_looking_for_faces_less_often_changes_no_mesh(single_face_frames: list) -> None:
+    """One face in view: tracking up to 4 faces gives the meshes of tracking one (no detector run per frame)."""
+    rgb = [f.rgb for f in single_face_frames[:40]]
+    times = [i / 30 for i in range(40)]
+    several, one = MediaPipeReconstructor(crop_size=0), MediaPipeReconstructor(crop_size=0, max_faces=1)
+    a, b = several.reconstruct(rgb, times, 30.0), one.reconstruct(rgb, times, 30.0)
+    assert a.num_valid == b.num_valid == 40 and several._mesh_faces == 1
+    assert torch.equal(a.vertices, b.vertices) and torch.equal(a.translation, b.translation)
+    several.close()
+    one.close()

@@ -186,12 +186,12 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
         super().reset()
         self._last_ms = -1
 
-    def _face_mesh(self, static: bool):
+    def _face_mesh(self, static: bool, faces: int = 1):
         mp, BaseOptions, vision = _require_tasks()
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
             running_mode=vision.RunningMode.IMAGE if static else vision.RunningMode.VIDEO,
-            num_faces=1 if static else self.max_faces,
+            num_faces=1 if static else faces,
             min_face_detection_confidence=self.min_detection_confidence,
             min_face_presence_confidence=self.min_tracking_confidence,
             min_tracking_confidence=self.min_tracking_confidence,

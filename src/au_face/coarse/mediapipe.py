@@ -35,6 +35,8 @@ def fit_confidence(residual: np.ndarray) -> np.ndarray:
 MAX_FACES = 4
 #: Faces within this fraction of the largest one's area count as equally large (then the most central wins).
 SIZE_TIE = 0.9
+#: Frames between two looks for further faces (MediaPipe's face detector) while faces are tracked.
+DETECT_EVERY = 30
 #: A chunk's face is upside down when it fits at least this much better turned by 180° (fit-residual ratio).
 UPSIDE_DOWN_RATIO = 0.75
 
@@ -55,7 +57,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
     """MediaPipe Face Mesh (legacy solution, tracking mode) on each frame.
 
     With several faces in view, the largest (of equally large ones the most central) is taken
-    and then followed from frame to frame; a :class:`MultipleFacesWarning` says which. Face
+    and then followed from frame to frame; a :class:`MultipleFacesWarning` says which. Faces
+    are looked for (MediaPipe's face detector) on the first frame and every :data:`DETECT_EVERY`
+    frames, and Face Mesh tracks as many as were found: it runs its own detector again only
+    when it loses one, not on every frame. Face
     Mesh draws an upright mesh over an upside-down face: each chunk's median frame is tried
     turned by 180°, and when the face fits clearly better that way the chunk's frames are
     marked not valid (:class:`ImplausibleFitWarning` with the count).
@@ -70,8 +75,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
         min_detection_confidence, min_tracking_confidence: Face Mesh thresholds.
-        max_faces: faces looked for in each frame. More than one lets the choice (and the warning)
-            happen, at about a third more time per frame; 1 leaves the choice to MediaPipe, silently.
+        max_faces: faces looked for at most. More than one lets the choice (and the warning)
+            happen, at one detector run every :data:`DETECT_EVERY` frames; 1 leaves the choice to
+            MediaPipe, silently.
     """
 
     name = "mediapipe"
@@ -99,6 +105,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._crop_extent = CROP_MARGIN * float((high - low).max())
         self._mesh = None
         self._turned_mesh = None
+        self._detector = None  # looks for further faces every DETECT_EVERY frames
+        self._mesh_faces = 0  # faces the tracking graph follows at most
+        self._last_found = 0  # faces it found on the previous frame
+        self._frame = 0  # frames tracked since the last reset
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._warned_faces = False
 
@@ -107,16 +117,17 @@ class MediaPipeReconstructor(CoarseReconstructor):
         return self._topology
 
     def reset(self) -> None:
-        """Start a new Face Mesh graph (forgets the tracked face)."""
+        """Forget the tracked face: the next frame starts a new Face Mesh graph."""
         self.close()
-        self._mesh = self._face_mesh(static=False)
+        self._mesh_faces = self._last_found = self._frame = 0
         self._followed = None
         self._warned_faces = False
 
-    def _face_mesh(self, static: bool):
+    def _face_mesh(self, static: bool, faces: int = 1):
+        """A Face Mesh graph: tracking (``static`` False) up to ``faces`` faces, or one face per still image."""
         return require_face_mesh().FaceMesh(
             static_image_mode=static,
-            max_num_faces=1 if static else self.max_faces,
+            max_num_faces=1 if static else faces,
             refine_landmarks=False,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
@@ -124,7 +135,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def close(self) -> None:
         """Free the Face Mesh graphs."""
-        for name in ("_mesh", "_turned_mesh"):
+        for name in ("_mesh", "_turned_mesh", "_detector"):
             mesh = getattr(self, name)
             if mesh is not None:
                 mesh.close()
@@ -132,7 +143,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked
-        return {**self.__dict__, "_mesh": None, "_turned_mesh": None}
+        return {**self.__dict__, "_mesh": None, "_turned_mesh": None, "_detector": None, "_mesh_faces": 0, "_frame": 0}
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
         """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face.
@@ -140,9 +151,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         ``timestamp`` (seconds in the video) is for graphs that need one; Face Mesh ignores it."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
-        if self._mesh is None:
-            self.reset()
+        if self._mesh is None or (self.max_faces > 1 and self._frame % DETECT_EVERY == 0):
+            self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
+        self._frame += 1
         faces = self._find_faces(self._mesh, rgb, timestamp)
+        self._last_found = len(faces)
         if not faces:
             self._followed = None
             return None
@@ -158,6 +171,33 @@ class MediaPipeReconstructor(CoarseReconstructor):
             )
         self._followed = points[:, :2].mean(axis=0)
         return points
+
+    def count_faces(self, rgb: np.ndarray) -> int:
+        """Faces MediaPipe's (short-range) face detector finds in a frame, at most ``max_faces``."""
+        if self._detector is None:
+            self._detector = _face_detection().FaceDetection(
+                model_selection=0, min_detection_confidence=self.min_detection_confidence
+            )
+        result = self._detector.process(np.ascontiguousarray(rgb))
+        return min(len(result.detections or []), self.max_faces)
+
+    def _track_faces(self, found: int) -> None:
+        """Have the tracking graph follow as many faces as the detector ``found`` (at least one).
+
+        A new graph is started when more faces are in view than it follows, or when it follows
+        more than are left (it lost one on the last frame and the detector agrees): a graph that
+        follows fewer faces than it may would run its detector on every frame. The face followed
+        so far stays the chosen one (:meth:`choose_face`)."""
+        wanted = max(found, 1)
+        if self._mesh is not None and (
+            wanted == self._mesh_faces or (wanted < self._mesh_faces and self._last_found >= self._mesh_faces)
+        ):
+            return
+        if wanted < self._mesh_faces:
+            wanted = max(wanted, self._last_found)
+        if self._mesh is not None:
+            self._mesh.close()
+        self._mesh, self._mesh_faces = self._face_mesh(static=False, faces=wanted), wanted
 
     def _find_faces(self, graph, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
         """Every face ``graph`` (from :meth:`_face_mesh`) finds in a frame: ``[468,3]`` points in pixels."""
@@ -267,6 +307,14 @@ class MediaPipeReconstructor(CoarseReconstructor):
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
+
+
+def _face_detection():
+    """MediaPipe's legacy face-detection solution (the short-range detector Face Mesh runs)."""
+    require_face_mesh()  # the install hint
+    from mediapipe.python.solutions import face_detection
+
+    return face_detection
 
 
 def _faces(mesh, rgb: np.ndarray) -> list[np.ndarray]:
