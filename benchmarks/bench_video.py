@@ -115,7 +115,8 @@ def stage_coarse(args: argparse.Namespace) -> dict:
 
 def stage_refine(args: argparse.Namespace) -> dict:
     from au_face.coarse.base import CoarseFrames
-    from au_face.inference.pipeline import FrameStore, refine_windows
+    from au_face.inference.passes import refine_windows
+    from au_face.inference.pipeline import FrameStore
 
     coarse = CoarseFrames.load(args.coarse)
     refiner = build_refiner(args.ckpt)

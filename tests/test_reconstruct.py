@@ -20,7 +20,8 @@ import trimesh
 from au_face.cli import main
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
-from au_face.inference.pipeline import FrameStore, TopologyMismatchError, reconstruct, refine_windows
+from au_face.inference.passes import refine_windows
+from au_face.inference.pipeline import FrameStore, TopologyMismatchError, reconstruct
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import read_au_csv

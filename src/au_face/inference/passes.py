@@ -15,6 +15,7 @@ from tqdm import tqdm
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.stream import FrameStore
 from au_face.errors import AUFaceError
+from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
 from au_face.model.refiner import Refinement
 from au_face.model.windows import SlidingWindow
 
@@ -43,15 +44,14 @@ def progress_bar(total: int | None, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", leave=False, disable=not (enabled and sys.stderr.isatty()))
 
 
-#: Frames, evenly spaced over the video, from which the refiner estimates S̄ (memory stays flat).
-REFERENCE_FRAMES = 256
+#: Windows refined in one call of the refiner (memory stays flat: 16 windows of 16 frames).
+BATCH_WINDOWS = 16
 
 
-def person_reference(refiner: Refiner, store: FrameStore, fps: float, topology: str) -> np.ndarray:
-    """``S̄`` of the video in ``store`` as the refiner computes it, from at most
-    :data:`REFERENCE_FRAMES` evenly spaced frames."""
-    num_frames = store.shape("vertices")[0]
-    picks = np.unique(np.linspace(0, num_frames - 1, min(num_frames, REFERENCE_FRAMES)).round().astype(np.int64))
+def person_reference(refiner: Refiner, store: FrameStore, fps: float, topology: str, count: int | None = None) -> np.ndarray:
+    """``S̄`` of the first ``count`` frames in ``store`` (default: all) as the refiner computes it, from
+    at most :data:`~au_face.model.reference.REFERENCE_FRAMES` evenly spaced frames."""
+    picks = fit_frames(store.shape("vertices")[0] if count is None else count)
     vertices = np.concatenate([store.read("vertices", i, i + 1) for i in picks])
     valid = np.concatenate([store.read("valid", i, i + 1) for i in picks]).astype(bool)
     sample = CoarseFrames.from_canonical(torch.from_numpy(vertices).float(), torch.from_numpy(valid), fps, topology)
@@ -70,65 +70,153 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class WindowStream:
+    """Pass 2 as the frames arrive: refine the windows of :class:`~au_face.model.windows.SlidingWindow`
+    read from ``store`` and append ``refined``/``au_probs`` rows in time order.
+
+    Call :meth:`advance` whenever more frames are stored, and once more with ``final`` when all
+    are. A window is refined as soon as its frames are stored and it is sure to be in the final
+    plan, with ``S̄`` from :class:`~au_face.model.reference.ReferenceSchedule` (or the fixed
+    ``reference``), so the rows do not depend on when frames arrive. Overlapping outputs are
+    blended as in :meth:`AUFaceRefiner.refine <au_face.model.refiner.AUFaceRefiner.refine>`, which
+    gives the same result. Windows go to the refiner :data:`BATCH_WINDOWS` at a time (its
+    ``refine_clips`` when it has one). Frames without a face keep their coarse mesh and get NaN
+    probabilities. ``threads`` caps torch's intra-op threads while refining (None: leave as is).
+    ``on_rows(rows, aus)`` is called whenever rows were appended, with the number of refined frames
+    so far and the AU numbers.
+    """
+
+    def __init__(
+        self,
+        refiner: Refiner,
+        store: FrameStore,
+        fps: float,
+        topology: str,
+        threads: int | None = 1,
+        on_rows: Callable[[int, list[int]], None] | None = None,
+        reference: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> None:
+        self._refiner, self._store, self._fps, self._topology = refiner, store, fps, topology
+        self._threads, self._on_rows, self._fixed = threads, on_rows, reference
+        self._window = SlidingWindow(int(refiner.clip_length))
+        self._blend = self._window.blend()
+        self._schedule = ReferenceSchedule()
+        self._fits: dict[int, np.ndarray] = {}
+        self._done = 0  # windows refined
+        self._bar = progress_bar(None, "refine", progress)
+        self.aus: list[int] = []
+        self.finished = False
+
+    @property
+    def reference(self) -> np.ndarray | None:
+        """The latest ``S̄`` used (None before the first window)."""
+        if self._fixed is not None:
+            return self._fixed
+        return self._fits[max(self._fits)] if self._fits else None
+
+    def advance(self, rows: int, final: bool = False) -> None:
+        """``rows`` frames are stored (all of them with ``final``): refine every window that can be."""
+        if self.finished:
+            raise PipelineError("the refinement has finished")
+        self._schedule.add(self._store.read("valid", self._schedule.frames, rows).astype(bool))
+        if final:
+            todo = self._window.plan(rows)[self._done :]
+        else:
+            hop, length = self._window.hop, self._window.length
+            todo = [(s, s + length) for s in range(self._done * hop, max(rows - length, 0), hop)]
+        with torch_threads(self._threads):
+            group: list[tuple[int, int]] = []
+            group_fit: int | None = None
+            for start, stop in todo:
+                point = self._schedule.point_for(stop, rows if final else None)
+                if point is None and self._fixed is None:
+                    break
+                if group and (point != group_fit or len(group) == BATCH_WINDOWS):
+                    self._refine(group, group_fit)
+                    group = []
+                group.append((start, stop))
+                group_fit = point
+            if group:
+                self._refine(group, group_fit)
+            if final:
+                self._append(self._blend.finish())
+                self._bar.close()
+                self.finished = True
+
+    def _reference_at(self, point: int | None) -> np.ndarray:
+        """``S̄`` of the fit on frames ``0..point`` (fitting it, and the earlier ones, if not done yet)."""
+        if self._fixed is not None:
+            return self._fixed
+        for count in [*self._schedule.points, point]:
+            if count not in self._fits and count <= point:
+                previous = self._fits[max(self._fits)] if self._fits else None
+                fitted = person_reference(self._refiner, self._store, self._fps, self._topology, count)
+                self._fits[count] = bounded_update(previous, fitted)
+        return self._fits[point]
+
+    def _refine(self, windows: list[tuple[int, int]], point: int | None) -> None:
+        """Refine ``windows`` (in plan order) with the ``S̄`` of fit ``point`` and blend them in."""
+        reference = torch.from_numpy(self._reference_at(point))
+        clips = [self._store.coarse(start, stop, self._fps, self._topology) for start, stop in windows]
+        with torch.inference_mode():
+            if hasattr(self._refiner, "refine_clips"):
+                outs = self._refiner.refine_clips(clips, reference)
+            else:
+                outs = [self._refiner.refine(clip, reference=reference) for clip in clips]
+        for (start, _), clip, out in zip(windows, clips, outs):
+            vertices = out.vertices.detach().float().cpu().numpy()
+            probs = out.au_probs.detach().float().cpu().numpy()
+            self.aus = [int(a) for a in out.aus]
+            if vertices.shape != tuple(clip.vertices.shape) or probs.shape != (len(clip), len(self.aus)):
+                raise PipelineError(
+                    f"refiner returned vertices {vertices.shape} and AU probabilities {probs.shape} "
+                    f"for a clip of {tuple(clip.vertices.shape)} and {len(self.aus)} AUs"
+                )
+            self._append(self._blend.add(start, vertices, probs))
+            self._done += 1
+
+    def _append(self, rows: list[np.ndarray]) -> None:
+        """Append blended ``[vertices, probs]`` rows, with the coarse mesh and NaN where there is no face;
+        then call ``on_rows``."""
+        if not rows:
+            return
+        vertices, probs = rows
+        store = self._store
+        start = store.shape("refined")[0] if "refined" in store else 0
+        stop = start + len(vertices)
+        valid = store.read("valid", start, stop).astype(bool)
+        store.append("refined", np.where(valid[:, None, None], vertices, store.read("vertices", start, stop)).astype(np.float32))
+        store.append("au_probs", np.where(valid[:, None], probs, np.nan).astype(np.float32))
+        self._bar.update(len(vertices))
+        if self._on_rows is not None:
+            self._on_rows(stop, self.aus)
+
+
 def refine_windows(
     refiner: Refiner,
     store: FrameStore,
-    reference: np.ndarray,
+    reference: np.ndarray | None,
     fps: float,
     topology: str,
     progress: bool,
     threads: int | None = 1,
     on_rows: Callable[[int, list[int]], None] | None = None,
 ) -> list[int]:
-    """Pass 2: refine the windows of :class:`~au_face.model.windows.SlidingWindow` read from ``store`` and
-    append ``refined``/``au_probs`` rows in time order.
-
-    Overlapping outputs are blended as in :meth:`AUFaceTask.refine <au_face.training.task.AUFaceTask.refine>`,
-    so both give the same result. Only one window and one overlap are in memory at a time.
-    Frames without a face keep their coarse mesh and get NaN probabilities. ``threads`` caps
-    torch's intra-op threads meanwhile (None: leave as is); one clip is a small batch, where
-    extra threads mostly wait on each other. ``on_rows(rows, aus)`` is called whenever rows were
-    appended, with the number of refined frames so far and the AU numbers. Returns the AU numbers.
-    """
-    num_frames = store.shape("vertices")[0]
-    ref = torch.from_numpy(reference)
-    aus: list[int] = []
-    window = SlidingWindow(int(refiner.clip_length))
-    blend = window.blend()
-    with progress_bar(num_frames, "refine", progress) as bar, torch_threads(threads):
-        for start, stop in window.plan(num_frames):
-            clip = store.coarse(start, stop, fps, topology)
-            with torch.inference_mode():
-                out = refiner.refine(clip, reference=ref)
-            vertices = out.vertices.detach().float().cpu().numpy()
-            probs = out.au_probs.detach().float().cpu().numpy()
-            aus = [int(a) for a in out.aus]
-            if vertices.shape != tuple(clip.vertices.shape) or probs.shape != (len(clip), len(aus)):
-                raise PipelineError(
-                    f"refiner returned vertices {vertices.shape} and AU probabilities {probs.shape} "
-                    f"for a clip of {tuple(clip.vertices.shape)} and {len(aus)} AUs"
-                )
-            bar.update(_append_refined(store, blend.add(start, vertices, probs), on_rows, aus))
-        bar.update(_append_refined(store, blend.finish(), on_rows, aus))
-    return aus
+    """Pass 2 over a store that holds all frames (:class:`WindowStream` in one step); ``reference``
+    is ``S̄`` for every window, None for the schedule. Returns the AU numbers."""
+    stream = WindowStream(refiner, store, fps, topology, threads, on_rows, reference, progress)
+    stream.advance(store.shape("vertices")[0], final=True)
+    return stream.aus
 
 
-def _append_refined(
-    store: FrameStore, rows: list[np.ndarray], on_rows: Callable[[int, list[int]], None] | None, aus: list[int]
-) -> int:
-    """Append blended ``[vertices, probs]`` rows, with the coarse mesh and NaN where there is no face;
-    then call ``on_rows`` with the number of refined frames and ``aus``."""
-    if not rows:
-        return 0
-    vertices, probs = rows
-    start = store.shape("refined")[0] if "refined" in store else 0
-    stop = start + len(vertices)
-    valid = store.read("valid", start, stop).astype(bool)
-    store.append("refined", np.where(valid[:, None, None], vertices, store.read("vertices", start, stop)).astype(np.float32))
-    store.append("au_probs", np.where(valid[:, None], probs, np.nan).astype(np.float32))
-    if on_rows is not None:
-        on_rows(stop, aus)
-    return len(vertices)
-
-
-__all__ = ["REFERENCE_FRAMES", "PipelineError", "Refiner", "person_reference", "progress_bar", "refine_windows", "torch_threads"]
+__all__ = [
+    "BATCH_WINDOWS",
+    "PipelineError",
+    "Refiner",
+    "WindowStream",
+    "person_reference",
+    "progress_bar",
+    "refine_windows",
+    "torch_threads",
+]

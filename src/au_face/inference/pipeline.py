@@ -1,17 +1,18 @@
 """Video in, reconstruction out: coarse meshes, optional AU-aware refinement, files on disk.
 
 Memory stays flat in the video length. Pass 1 streams frames through the coarse
-reconstructor and appends every per-frame field to raw files in a work folder, keeping only a
-running sum for ``S̄``. Pass 2 (with a refiner) reads overlapping windows back from there and
-appends the stitched refinement. The outputs are then written chunk by chunk, and the overlay
-video is a third streaming pass over the frames.
+reconstructor and appends every per-frame field to raw files in a work folder. Pass 2 (with a
+refiner) follows it: it reads overlapping windows back from there as soon as their frames and
+their ``S̄`` are in (:mod:`~au_face.model.reference`: fitted on the first frames, refitted as more
+come) and appends the stitched refinement. The outputs are then written chunk by chunk, and the
+overlay video is a third streaming pass over the frames.
 
 The passes overlap where the data allows, so both cores work: frames are decoded ahead of Face
 Mesh in a thread (:func:`~au_face.utils.concurrency.read_ahead`); a refiner in its own process
 (:class:`~au_face.inference.process.RefinerProcess`, as ``au-face reconstruct`` runs it) loads
-during pass 1 and runs pass 2 there; and the overlay is drawn in a thread (:class:`OverlayStream`)
-and encoded by ffmpeg as soon as its frames' final meshes are in the work folder: during pass 2
-with a refiner (which needs the whole video's ``S̄`` first), during pass 1 without.
+during pass 1 and runs pass 2 there, a few frames behind pass 1; and the overlay is drawn in a
+thread (:class:`OverlayStream`) and encoded by ffmpeg as soon as its frames' final meshes are in
+the work folder, also during pass 1.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
 from au_face.errors import AUFaceError
-from au_face.inference.passes import PipelineError, Refiner, person_reference, progress_bar, refine_windows
+from au_face.inference.passes import PipelineError, Refiner, WindowStream, progress_bar
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
@@ -63,12 +64,12 @@ def _coarse_pass(
     expected: int | None,
     progress: bool,
     fields: tuple[str, ...],
-    on_chunk: Callable[[int], None],
+    on_chunk: Callable[[int, float], None],
     frame_rate: float | None = None,
 ) -> tuple[float, np.ndarray, int]:
-    """Pass 1: stream coarse chunks into ``store``; return fps, ``S̄`` and the valid-frame count.
+    """Pass 1: stream coarse chunks into ``store``; return fps, the mean shape and the valid-frame count.
 
-    Only ``fields`` are stored; ``on_chunk(rows)`` is called after each chunk with the number
+    Only ``fields`` are stored; ``on_chunk(rows, fps)`` is called after each chunk with the number
     of frames stored so far. Raises ``NoFaceError`` (from
     :func:`~au_face.coarse.stream.reconstruct_video`) when no frame has a face.
     """
@@ -85,7 +86,7 @@ def _coarse_pass(
             shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
             num_valid += int(valid.sum())
             bar.update(len(chunk))
-            on_chunk(store.shape("vertices")[0])
+            on_chunk(store.shape("vertices")[0], fps)
     reference = (shape_sum / max(num_valid, 1)).astype(np.float32)
     return fps, reference, num_valid
 
@@ -326,9 +327,9 @@ def reconstruct(
     probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
     mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
     ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
-    waited for after pass 1. ``refine_threads`` is torch's thread count while refining (see :func:`refine_windows`).
-    ``fps`` is the frame rate of image frames (default :data:`~au_face.video.DEFAULT_FPS`, with a
-    warning); a video has its own.
+    waited for after pass 1. The refinement runs as the frames arrive (:class:`~au_face.inference.passes.WindowStream`);
+    ``refine_threads`` is torch's thread count while refining. ``fps`` is the frame rate of image
+    frames (default :data:`~au_face.video.DEFAULT_FPS`, with a warning); a video has its own.
     """
     start_time = time.perf_counter()
     source = Path(source)
@@ -356,9 +357,22 @@ def reconstruct(
         def start_overlay(final: str, aus: list[int]) -> OverlayStream:
             return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress, frame_rate)
 
-        def coarse_stored(rows: int) -> None:
+        windows: WindowStream | None = None  # the in-process refinement
+
+        def refine_stored(rows: int, fps: float, final: bool = False) -> tuple[np.ndarray, list[int]] | None:
+            """Refine what the first ``rows`` stored frames allow (all, with ``final``)."""
+            nonlocal windows
+            if isinstance(refiner, RefinerProcess):
+                return refiner.stored(store, fps, topology.name, refine_threads, rows, on_rows, final)
+            windows = windows or WindowStream(refiner, store, fps, topology.name, refine_threads, on_rows, progress=progress)
+            windows.advance(rows, final)
+            return (windows.reference, windows.aus) if final else None
+
+        def coarse_stored(rows: int, fps: float) -> None:
             _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
-            if stream is not None:
+            if refiner is not None:
+                refine_stored(rows, fps)
+            elif stream is not None:
                 stream.ready(rows)
 
         def refined_stored(rows: int, aus: list[int]) -> None:
@@ -366,6 +380,7 @@ def reconstruct(
             stream = stream or start_overlay("refined", aus)
             stream.ready(rows)
 
+        on_rows = refined_stored if overlay else None
         if overlay and refiner is None:  # the final meshes are the coarse ones: draw them as they come
             stream = start_overlay("vertices", [])
         tick = time.perf_counter()
@@ -380,15 +395,10 @@ def reconstruct(
         tick = time.perf_counter()
         _check_refiner(refiner, topology, reconstructor.name, wait=True)
         timings["model_wait"] = time.perf_counter() - tick
-        on_rows = refined_stored if overlay else None
         tick = time.perf_counter()
-        if isinstance(refiner, RefinerProcess):
-            reference, aus = refiner.refine(store, fps, topology.name, refine_threads, on_rows)
-        elif refiner is not None:
-            reference = person_reference(refiner, store, fps, topology.name)
-            aus = refine_windows(refiner, store, reference, fps, topology.name, progress, refine_threads, on_rows)
         if refiner is not None:
-            timings["refine"] = time.perf_counter() - tick
+            reference, aus = refine_stored(num_frames, fps, final=True)
+            timings["refine_tail"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         _write_npz(paths["meshes"], store, topology.triangles, reference, frames, fps, topology.name, aus)

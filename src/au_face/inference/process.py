@@ -3,10 +3,10 @@
 Loading the model imports torch and reads the checkpoint (no Lightning): seconds of CPU time on a
 small machine, as much as tracking a clip of several seconds. MediaPipe holds the GIL while it tracks a frame, so a thread cannot run
 those imports alongside; a forked process can, on the other core. The process then reads the
-coarse frames from the work folder (:class:`~au_face.coarse.stream.FrameStore` files), runs
-the same :func:`~au_face.inference.passes.person_reference` and :func:`~au_face.inference.passes.refine_windows`
-as the in-process path (same numbers), and appends the refined rows there, telling the parent
-how many are ready so that it draws the overlay meanwhile.
+coarse frames from the work folder (:class:`~au_face.coarse.stream.FrameStore` files) as the
+parent stores them, runs the same :class:`~au_face.inference.passes.WindowStream` as the
+in-process path (same numbers), and appends the refined rows there, telling the parent how many
+are ready so that it draws the overlay meanwhile.
 
 Forking is safe only in a fresh process (no threads, torch's thread pool not started yet):
 ``au-face reconstruct`` run from the shell, which is where it is used.
@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from au_face.coarse.stream import FRAME_FIELDS
 from au_face.errors import AUFaceError
-from au_face.inference.passes import Refiner, person_reference, refine_windows
+from au_face.inference.passes import Refiner, WindowStream
 
 if TYPE_CHECKING:
     from au_face.coarse.stream import FrameStore
@@ -57,6 +58,7 @@ class RefinerProcess:
         self._process.start()
         child.close()
         self._topology_name: str | None = None
+        self._begun = False  # the coarse store has been sent
 
     def check(self) -> bool:
         """Whether the refiner is loaded; raises the error of ``make()`` if it has failed. Never waits."""
@@ -71,23 +73,32 @@ class RefinerProcess:
             self._topology_name = self._receive("loaded")[1][0]
         return self._topology_name
 
-    def refine(
-        self, store: FrameStore, fps: float, topology: str, threads: int | None, on_rows: Callable[[int, list[int]], None] | None
-    ) -> tuple[np.ndarray, list[int]]:
-        """``S̄`` and the refinement of the frames in ``store`` (appended to it as ``refined`` and
-        ``au_probs``); ``on_rows(rows, aus)`` as in :func:`~au_face.inference.passes.refine_windows`.
-        Returns ``S̄`` and the AU numbers."""
-        self._conn.send((store, fps, topology, threads))
-        while True:
+    def stored(
+        self, store: FrameStore, fps: float, topology: str, threads: int | None, rows: int,
+        on_rows: Callable[[int, list[int]], None] | None, final: bool = False,
+    ) -> tuple[np.ndarray, list[int]] | None:
+        """``rows`` frames are in ``store`` (all of them with ``final``): the process refines what it can
+        (:class:`~au_face.inference.passes.WindowStream`) and appends ``refined`` and ``au_probs`` rows.
+
+        Refined rows that are ready meanwhile are reported to ``on_rows(rows, aus)`` without waiting
+        (once the refiner has loaded). With ``final``, waits for the last row and returns ``S̄`` (the
+        latest used) and the AU numbers; else returns None."""
+        if not self._begun:
+            self._conn.send(("begin", store, fps, topology, threads))
+            self._begun = True
+        layout = {name: (store.dtype(name).str, store.shape(name)) for name in FRAME_FIELDS if name in store}
+        self._conn.send(("end" if final else "frames", layout))
+        while final or (self.check() and self._conn.poll()):
             kind, payload = self._receive("rows", "done")
             if kind == "done":
                 reference, aus = payload
                 return reference, aus
-            rows, aus, layout = payload
-            for name, (dtype, shape) in layout.items():
-                store.note_rows(name, np.dtype(dtype), shape, rows)
+            refined, aus, refined_layout = payload
+            for name, (dtype, shape) in refined_layout.items():
+                store.note_rows(name, np.dtype(dtype), shape, refined)
             if on_rows is not None:
-                on_rows(rows, aus)
+                on_rows(refined, aus)
+        return None
 
     def close(self) -> None:
         """End the process (idempotent)."""
@@ -116,7 +127,8 @@ class RefinerProcess:
 
 
 def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection | None) -> None:
-    """The process: build the refiner, then refine each store the parent sends until it sends None.
+    """The process: build the refiner, then refine the store the parent sends as its frames arrive
+    (``begin``, then ``frames`` after each chunk and ``end``), until the parent sends None.
 
     ``inherited`` is the parent's end of the pipe as a fork copies it: closed first, so that the
     pipe ends (and this process with it) when the parent dies, even by ``kill -9``.
@@ -126,12 +138,23 @@ def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection 
     try:
         refiner = make()
         conn.send(("loaded", refiner.topology_name))
+        stream: WindowStream | None = None
+        store: FrameStore | None = None
         while (request := conn.recv()) is not None:
-            store, fps, topology, threads = request
-
-            reference = person_reference(refiner, store, fps, topology)
-            aus = refine_windows(refiner, store, reference, fps, topology, False, threads, partial(_rows_ready, conn, store))
-            conn.send(("done", reference, aus))
+            kind, *payload = request
+            if kind == "begin":
+                store, fps, topology, threads = payload
+                stream = WindowStream(refiner, store, fps, topology, threads, partial(_rows_ready, conn, store))
+                continue
+            while kind == "frames" and conn.poll():  # only the latest count matters
+                kind, *payload = conn.recv()
+            (layout,) = payload
+            for name, (dtype, shape) in layout.items():
+                store.note_rows(name, np.dtype(dtype), shape[1:], shape[0])
+            rows = store.shape("valid")[0]
+            stream.advance(rows, final=kind == "end")
+            if kind == "end":
+                conn.send(("done", stream.reference, stream.aus))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C or the parent has gone: just end
         pass
     except BaseException as err:

@@ -19,6 +19,7 @@ from au_face.coarse.base import CoarseFrames
 from au_face.geometry import FaceGeometry
 from au_face.geometry.neutral import NeutralEstimator
 from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, check_finite, describe_load_error, load_checkpoint
+from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
 from au_face.model.windows import SlidingWindow
 from au_face.nn.net import AUFaceNet, NetConfig
 
@@ -110,24 +111,46 @@ class AUFaceRefiner(nn.Module):
             return self.neutral(coarse.vertices, coarse.valid).cpu()
         return coarse.mean_shape()
 
+    def scheduled_references(self, coarse: CoarseFrames) -> dict[int, torch.Tensor]:
+        """S̄ of every fit of :mod:`~au_face.model.reference`'s schedule for a whole video, by the
+        frame count it was fitted on (each fit bounded by the one before)."""
+        schedule = ReferenceSchedule()
+        schedule.add(coarse.valid.numpy())
+        fits: dict[int, torch.Tensor] = {}
+        previous = None
+        for count in schedule.points or [len(coarse)]:
+            picks = torch.from_numpy(fit_frames(count))
+            sample = CoarseFrames.from_canonical(coarse.vertices[picks].float(), coarse.valid[picks], coarse.fps, coarse.topology)
+            previous = bounded_update(previous, self.reference(sample).detach().float().cpu().numpy())
+            fits[count] = torch.from_numpy(previous)
+        return fits
+
     @torch.no_grad()
     def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None, batch_size: int = 16) -> Refinement:
         """Refine a whole video: the windows of :class:`~au_face.model.windows.SlidingWindow` (``clip_length``
         frames, half-window stride), run in batches and blended with its tent weights.
 
-        ``reference`` is S̄ (defaults to :meth:`reference`). Frames without a face keep their coarse mesh.
+        ``reference`` is S̄ for every window; by default each window gets the S̄ that
+        ``au-face reconstruct`` gives it (:meth:`scheduled_references`). Frames without a face keep
+        their coarse mesh.
         """
         if coarse.topology != self.topology_name:
             raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
         self.eval()
-        reference = self.reference(coarse) if reference is None else reference
         length = min(self.clip_length, len(coarse))  # a window longer than the video would be all padding
         window = SlidingWindow(length)
         windows, blend = window.plan(len(coarse)), window.blend()
+        if reference is None:
+            fits = self.scheduled_references(coarse)
+            schedule = ReferenceSchedule()
+            schedule.add(coarse.valid.numpy())
+            references = [fits[schedule.point_for(stop, len(coarse))] for _, stop in windows]
+        else:
+            references = [reference] * len(windows)
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            out = self(self._window_batch(coarse, [start for start, _ in group], reference, length))
+            out = self(self._batch([coarse.slice(start, stop) for start, stop in group], references[first : first + batch_size], length))
             for i, (start, stop) in enumerate(group):
                 n = stop - start
                 parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), out["probs"][i, :n].cpu().numpy()))
@@ -136,27 +159,37 @@ class AUFaceRefiner(nn.Module):
         vertices[~coarse.valid] = coarse.vertices[~coarse.valid].float()
         return Refinement(vertices, au_probs, self.aus)
 
-    def _window_batch(self, coarse: CoarseFrames, starts: list[int], reference: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
-        """Windows of ``length`` frames (the last padded with invalid frames) as a batch."""
+    @torch.no_grad()
+    def refine_clips(self, clips: list[CoarseFrames], reference: torch.Tensor) -> list[Refinement]:
+        """Refine clips of at most ``clip_length`` frames, one window each, in one batch: what
+        :meth:`refine` gives each of them alone with this ``reference``, at the cost of one call."""
+        self.eval()
+        out = self(self._batch(clips, [reference] * len(clips), max(len(clip) for clip in clips)))
+        return [
+            Refinement(out["refined"][i, : len(clip)].cpu(), out["probs"][i, : len(clip)].cpu(), self.aus)
+            for i, clip in enumerate(clips)
+        ]
+
+    def _batch(self, clips: list[CoarseFrames], references: list[torch.Tensor], length: int) -> dict[str, torch.Tensor]:
+        """Clips of at most ``length`` frames (padded with invalid frames) and their S̄ as a batch."""
         device = self.pos_weight.device
 
-        def window(x: torch.Tensor, start: int) -> torch.Tensor:
-            part = x[start : start + length]
-            pad = length - len(part)
-            return torch.cat([part, part.new_zeros(pad, *part.shape[1:])]) if pad else part
+        def padded(x: torch.Tensor) -> torch.Tensor:
+            pad = length - len(x)
+            return torch.cat([x, x.new_zeros(pad, *x.shape[1:])]) if pad else x
 
-        def stack(x: torch.Tensor) -> torch.Tensor:
-            return torch.stack([window(x, s) for s in starts]).to(device)
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([padded(getattr(clip, name)) for clip in clips]).to(device)
 
         batch = {
-            "vertices": stack(coarse.vertices.float()),
-            "valid": stack(coarse.valid.bool()),
-            "reference": reference.float().to(device).expand(len(starts), -1, -1),
+            "vertices": stack("vertices").float(),
+            "valid": stack("valid").bool(),
+            "reference": torch.stack([torch.as_tensor(r).float() for r in references]).to(device),
         }
-        if self.net.uses_video and coarse.crops is not None:
-            batch["crops"] = stack(coarse.crops).permute(0, 1, 4, 2, 3).float() / 255.0
-        if self.net.uses_video and coarse.features is not None:
-            batch["features"] = stack(coarse.features.float())
+        if self.net.uses_video and clips[0].crops is not None:
+            batch["crops"] = stack("crops").permute(0, 1, 4, 2, 3).float() / 255.0
+        if self.net.uses_video and clips[0].features is not None:
+            batch["features"] = stack("features").float()
         return batch
 
 

@@ -1,7 +1,7 @@
 """One sliding window over a frame sequence: where windows go (the plan) and how their outputs blend.
 
 Both whole-video paths use it: :meth:`au_face.training.task.AUFaceTask.refine` (in memory, batched) and
-:func:`au_face.inference.pipeline.refine_windows` (streamed from disk), so they give the same meshes and
+:class:`au_face.inference.passes.WindowStream` (streamed from disk), so they give the same meshes and
 AU probabilities for the same video.
 """
 
