@@ -8,14 +8,19 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology
 from au_face.utils.files import atomic_save_npz
+from au_face.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")  # the coarse pass of au-face reconstruct runs without it
 
 #: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
 OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence")
@@ -183,6 +188,11 @@ class CoarseFrames:
         missing = sorted(required - set(arrays))
         if missing:
             raise CoarseFramesError(f"{path} is not a coarse-frames file: missing {missing}")
+        return cls.from_numpy(arrays)
+
+    @classmethod
+    def from_numpy(cls, arrays: dict[str, np.ndarray]) -> CoarseFrames:
+        """The record of :meth:`to_numpy`'s arrays (sharing their memory)."""
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in arrays:
@@ -233,3 +243,8 @@ class CoarseReconstructor(abc.ABC):
     @abc.abstractmethod
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         """Reconstruct consecutive frames of one video (a chunk; state carries over between calls)."""
+
+    def reconstruct_arrays(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> dict[str, np.ndarray]:
+        """:meth:`reconstruct` as :meth:`CoarseFrames.to_numpy` arrays; reconstructors that can
+        give them without torch do (so ``au-face reconstruct`` tracks while the model loads)."""
+        return self.reconstruct(frames, timestamps, fps).to_numpy()

@@ -20,9 +20,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from au_face.coarse.base import CoarseFrames
 from au_face.coarse.mediapipe import MAX_FACES, MediaPipeReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.mediapipe import NUM_VERTICES, MediaPipeUnavailableError
@@ -238,21 +236,20 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
             self._chunk_scores.append(scores)
         return points
 
-    def reconstruct(self, frames, timestamps, fps: float) -> CoarseFrames:
+    def reconstruct_arrays(self, frames, timestamps, fps: float) -> dict[str, np.ndarray]:
         self._chunk_scores = []
         try:
-            out = super().reconstruct(frames, timestamps, fps)
+            out = super().reconstruct_arrays(frames, timestamps, fps)
             scores = self._chunk_scores
         finally:
             self._chunk_scores = None
         if not self.blendshapes:
             return out
-        expression = np.zeros((len(out), len(BLENDSHAPE_NAMES)), dtype=np.float32)
-        valid = out.valid.numpy()
+        expression = np.zeros((len(out["valid"]), len(BLENDSHAPE_NAMES)), dtype=np.float32)
         for i, row in enumerate(scores):
-            if row is not None and valid[i]:
+            if row is not None and out["valid"][i]:
                 expression[i] = row
-        return out.with_fields(expression=torch.from_numpy(expression))
+        return {**out, "expression": expression}
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_found": [], "_chunk_scores": None}

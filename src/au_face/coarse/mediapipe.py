@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
@@ -238,6 +237,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         return np.sqrt(((fitted - stable) ** 2).sum(axis=-1).mean(axis=-1)) / s
 
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
+        return CoarseFrames.from_numpy(self.reconstruct_arrays(frames, timestamps, fps))
+
+    def reconstruct_arrays(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> dict[str, np.ndarray]:
+        """The chunk's :class:`CoarseFrames` fields as numpy arrays (no torch needed)."""
         n = len(frames)
         if len(timestamps) != n:
             raise FrameFormatError(f"{n} frames but {len(timestamps)} timestamps")
@@ -273,19 +276,21 @@ class MediaPipeReconstructor(CoarseReconstructor):
             crops = np.zeros((n, self.crop_size, self.crop_size, 3), dtype=np.uint8)
             for i in np.flatnonzero(valid):
                 crops[i] = self.crop(frames[i], scale[i], rotation[i], translation[i])
-        return CoarseFrames(
-            vertices=torch.from_numpy(vertices.astype(np.float32)),
-            valid=torch.from_numpy(valid),
-            rotation=torch.from_numpy(rotation.astype(np.float32)),
-            translation=torch.from_numpy(translation.astype(np.float32)),
-            scale=torch.from_numpy(scale.astype(np.float32)),
-            landmarks2d=torch.from_numpy(landmarks.astype(np.float32)),
-            timestamps=torch.as_tensor(np.asarray(timestamps, dtype=np.float64)),
-            fps=float(fps),
-            topology=self._topology.name,
-            crops=None if crops is None else torch.from_numpy(crops),
-            confidence=torch.from_numpy(confidence.astype(np.float32)),
-        )
+        arrays = {
+            "vertices": vertices.astype(np.float32),
+            "valid": valid,
+            "rotation": rotation.astype(np.float32),
+            "translation": translation.astype(np.float32),
+            "scale": scale.astype(np.float32),
+            "landmarks2d": landmarks.astype(np.float32),
+            "timestamps": np.asarray(timestamps, dtype=np.float64),
+            "fps": np.asarray(float(fps)),
+            "topology": np.asarray(self._topology.name),
+            "confidence": confidence.astype(np.float32),
+        }
+        if crops is not None:
+            arrays["crops"] = crops
+        return arrays
 
     def crop_transform(self, scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
         """``[2,3]`` affine image -> crop: in-plane roll removed, template box filling the crop."""

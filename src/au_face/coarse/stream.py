@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
@@ -91,6 +90,30 @@ def reconstruct_video(
         raise NoFaceError(_no_face_message(path, num_frames, stride))
 
 
+def reconstruct_video_arrays(
+    path: str | Path,
+    reconstructor: CoarseReconstructor,
+    stride: int = 1,
+    max_frames: int | None = None,
+    chunk_size: int = 64,
+    fps: float | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`reconstruct_video`, each chunk as :meth:`CoarseFrames.to_numpy` arrays
+    (:meth:`~au_face.coarse.base.CoarseReconstructor.reconstruct_arrays`: MediaPipe needs no torch);
+    raises :class:`NoFaceError` after the last chunk if no frame had a face."""
+    path = Path(path)
+    num_frames = num_valid = 0
+    with open_frames(path, stride=stride, max_frames=max_frames, fps=fps) as reader:
+        reconstructor.reset()
+        for chunk in iter_chunks(read_ahead(reader), chunk_size):
+            arrays = reconstructor.reconstruct_arrays([f.rgb for f in chunk], [f.timestamp for f in chunk], reader.fps)
+            num_frames += len(chunk)
+            num_valid += int(np.count_nonzero(arrays["valid"]))
+            yield arrays
+    if num_valid == 0:
+        raise NoFaceError(_no_face_message(path, num_frames, stride))
+
+
 class FrameStore:
     """Append-only raw files, one per field, in a work folder; rows are read back by range.
 
@@ -152,8 +175,8 @@ class FrameStore:
 
     def coarse(self, start: int, stop: int, fps: float, topology: str) -> CoarseFrames:
         """Frames ``start:stop`` as a :class:`CoarseFrames`."""
-        arrays = {name: torch.from_numpy(self.read(name, start, stop)) for name in FRAME_FIELDS if name in self}
-        return CoarseFrames(fps=fps, topology=topology, **arrays)
+        arrays = {name: self.read(name, start, stop) for name in FRAME_FIELDS if name in self}
+        return CoarseFrames.from_numpy({**arrays, "fps": np.asarray(fps), "topology": np.asarray(topology)})
 
 
 def num_frames(store: FrameStore) -> int:

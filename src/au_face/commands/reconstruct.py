@@ -77,25 +77,30 @@ def run(args: argparse.Namespace) -> int:
         source, name = demo_video(), "demo"
     if args.landmarker_model is not None and args.reconstructor != "landmarker":
         raise UsageError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
-    reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
-    if args.max_faces is not None:
-        if not hasattr(reconstructor, "max_faces"):
-            raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
-        reconstructor.max_faces = args.max_faces
+    def make_reconstructor():
+        reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
+        if args.max_faces is not None:
+            if not hasattr(reconstructor, "max_faces"):
+                raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
+            reconstructor.max_faces = args.max_faces
+        return reconstructor
+
     if args.photos:
-        return _run_photos(args, reconstructor)
+        return _run_photos(args, make_reconstructor())
     options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames, "fps": args.fps}
-    loading = open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process)  # loads during the coarse pass
     failed: list[str] = []
 
     def report(path: Path, err: AUFaceError) -> None:
         print(f"au-face: error: {err}", file=sys.stderr)
         failed.append(str(path))
 
-    with loading as refiner, native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
-        for result in reconstruct_all(source, out, reconstructor, refiner, name=name, on_error=report, progress=True, **options):
-            print(f"{result.name}:")
-            print(result.summary())
+    # forked first: the model (and torch) load there while MediaPipe loads here and tracks
+    with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
+        reconstructor = make_reconstructor()
+        with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
+            for result in reconstruct_all(source, out, reconstructor, refiner, name=name, on_error=report, progress=True, **options):
+                print(f"{result.name}:")
+                print(result.summary())
     if failed:
         print(f"au-face: {len(failed)} inputs failed (the others are done): {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -25,7 +25,6 @@ from types import ModuleType
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology, TopologyError
@@ -185,6 +184,8 @@ def mirror_map(points: np.ndarray, iterations: int = 20) -> tuple[np.ndarray, np
     the shape with its mirrored copy (exactly symmetric about x = 0), and move the shape rigidly
     onto that average. Returns the involution ``mirror`` ``[V]`` and the symmetric shape ``[V,3]``.
     """
+    from scipy.optimize import linear_sum_assignment  # only when the template is measured (then cached)
+
     flip = np.array([-1.0, 1.0, 1.0])
     x = points - points.mean(axis=0)
     mirror = np.arange(len(x))

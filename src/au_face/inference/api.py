@@ -27,11 +27,17 @@ from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult
 from au_face.io.checkpoints import default_checkpoint
 from au_face.io.sources import find_inputs, sequence_name
-from au_face.model.refiner import load_refiner
 
 
 class UsageError(AUFaceError, ValueError):
     """Inconsistent arguments."""
+
+
+def load_refiner(checkpoint: str | Path) -> Refiner:
+    """:func:`au_face.model.refiner.load_refiner`, imported when first called (it needs torch)."""
+    from au_face.model.refiner import load_refiner as load
+
+    return load(checkpoint)
 
 
 def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refiner | None:

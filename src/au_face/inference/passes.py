@@ -6,18 +6,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.stream import FrameStore
 from au_face.errors import AUFaceError
 from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
-from au_face.model.refiner import Refinement
 from au_face.model.windows import SlidingWindow
+from au_face.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import torch
+
+    from au_face.model.refiner import Refinement
+else:
+    torch = lazy_module("torch")  # the parent of a refiner process tracks without it
 
 
 class PipelineError(AUFaceError, RuntimeError):

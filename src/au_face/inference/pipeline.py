@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.base import CoarseReconstructor
-from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video
+from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError
 from au_face.inference.passes import PipelineError, Refiner, WindowStream, progress_bar
 from au_face.inference.process import RefinerProcess
@@ -71,21 +71,20 @@ def _coarse_pass(
 
     Only ``fields`` are stored; ``on_chunk(rows, fps)`` is called after each chunk with the number
     of frames stored so far. Raises ``NoFaceError`` (from
-    :func:`~au_face.coarse.stream.reconstruct_video`) when no frame has a face.
+    :func:`~au_face.coarse.stream.reconstruct_video_arrays`) when no frame has a face.
     """
     num_vertices = reconstructor.topology.num_vertices
     shape_sum = np.zeros((num_vertices, 3), dtype=np.float64)
     num_valid = 0
     fps = 0.0
     with progress_bar(expected, "coarse", progress) as bar:
-        for chunk in reconstruct_video(source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate):
-            fps = chunk.fps
-            arrays = chunk.to_numpy()
+        for arrays in reconstruct_video_arrays(source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate):
+            fps = float(arrays["fps"])
             store.append_fields(arrays, fields)
             valid = arrays["valid"].astype(bool)
             shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
             num_valid += int(valid.sum())
-            bar.update(len(chunk))
+            bar.update(len(valid))
             on_chunk(store.shape("vertices")[0], fps)
     reference = (shape_sum / max(num_valid, 1)).astype(np.float32)
     return fps, reference, num_valid

@@ -6,12 +6,17 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from au_face.aus import resolve_aus
 from au_face.errors import AUFaceError
 from au_face.utils.files import atomic_path
+from au_face.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")  # finding the packaged model needs no torch
 
 
 class CheckpointError(AUFaceError, ValueError):
