@@ -128,10 +128,9 @@ def test_streamed_refinement_uses_the_schedule_within_the_bound(tmp_path: Path) 
 
 
 def test_in_memory_refine_gives_the_streamed_rows(tmp_path: Path) -> None:
-    from dataset_fixtures import face_geometry
-
     from au_face.model.refiner import AUFaceRefiner
     from au_face.nn.net import NetConfig
+    from dataset_fixtures import face_geometry
 
     torch.manual_seed(0)
     net = NetConfig(modality="mesh", dim=16, token_hidden=16, spatial_layers=1, temporal_layers=1, heads=2)
