@@ -22,7 +22,7 @@ Without ``--ckpt`` the stage refiner is an UNTRAINED ``AUFaceTask`` with the mod
 ``configs/synthetic.yaml`` on the MediaPipe topology (landmark masks, a random orthonormal
 expression basis): right for timing, meaningless for AU probabilities and jitter.
 
-    python benchmarks/bench_video.py [--video PATH] [--ckpt CKPT] [--whole-only] [--runs N]
+    python benchmarks/bench_video.py [--video PATH] [--ckpt CKPT] [--whole-only | --photos-only] [--runs N]
 """
 
 from __future__ import annotations
@@ -335,6 +335,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--ckpt", default=None, help="trained AUFaceTask checkpoint (default: untrained model)")
     parser.add_argument("--whole-only", action="store_true", help="only the whole-process ratios and photos/s")
+    parser.add_argument("--photos-only", action="store_true", help="only photos/s")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each whole process (default 3)")
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--coarse", type=Path, help=argparse.SUPPRESS)
@@ -353,10 +354,11 @@ def main() -> None:
     if not args.whole_only:
         print(f"stage refiner: {stage_refiner}")
     print(f"cpu cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}\n")
-    if args.whole_only:
+    if args.whole_only or args.photos_only:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_dir = Path(tmp)
-            print_whole_process(whole_process(args.video, args.ckpt, tmp_dir / "whole", args.runs), args.runs)
+            if not args.photos_only:
+                print_whole_process(whole_process(args.video, args.ckpt, tmp_dir / "whole", args.runs), args.runs)
             photos = make_photos(args.video.parent, tmp_dir / "photos")
             how, rates = photos_per_second(photos, args.ckpt, tmp_dir / "photos_out", args.runs)
             print(f"\nphotos: {PHOTOS} photos, {how}: best {max(rates):.1f} photos/s (runs {', '.join(f'{r:.1f}' for r in rates)})")

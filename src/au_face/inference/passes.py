@@ -154,6 +154,8 @@ class WindowStream:
         """``S̄`` of the fit on frames ``0..point`` (fitting it, and the earlier ones, if not done yet)."""
         if self._fixed is not None:
             return self._fixed
+        if point is None:
+            raise PipelineError("no fit of S̄ yet for this window")
         for count in [*self._schedule.points, point]:
             if count not in self._fits and count <= point:
                 previous = self._fits[max(self._fits)] if self._fits else None
