@@ -141,10 +141,8 @@ class AUFaceRefiner(nn.Module):
         window = SlidingWindow(length)
         windows, blend = window.plan(len(coarse)), window.blend()
         if reference is None:
-            fits = self.scheduled_references(coarse)
-            schedule = ReferenceSchedule()
-            schedule.add(coarse.valid.numpy())
-            references = [fits[schedule.point_for(stop, len(coarse))] for _, stop in windows]
+            fits = self.scheduled_references(coarse)  # the latest fit at or before a window's end, else the first
+            references = [fits[max((u for u in fits if u <= stop), default=min(fits))] for _, stop in windows]
         else:
             references = [reference] * len(windows)
         parts: list[list[np.ndarray]] = []
