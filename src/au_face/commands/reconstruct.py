@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-faces",
         type=positive_int,
-        help="mediapipe, landmarker: faces looked for in each frame (default 4; the largest is used). 1 skips face "
-        "detection on tracked frames (faster) but takes MediaPipe's own pick of face",
+        help="mediapipe, landmarker: faces looked for, every 30 frames and when tracking is lost (default 4; the "
+        "largest is used). 1 never looks for further faces and takes MediaPipe's own pick of face",
     )
     parser.add_argument(
         "--demo",
