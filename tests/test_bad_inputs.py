@@ -707,7 +707,7 @@ def test_a_window_capped_to_the_video_gives_the_padded_result() -> None:
     coarse = CoarseFrames.from_canonical(vertices, torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool), 25.0, "mediapipe")
     capped = refiner.refine(coarse)
     with torch.no_grad():
-        padded = refiner(refiner._window_batch(coarse, [0], refiner.reference(coarse), refiner.clip_length))
+        padded = refiner(refiner._batch([coarse], [refiner.reference(coarse)], refiner.clip_length))
     assert refiner.clip_length > len(coarse)
     np.testing.assert_allclose(capped.au_probs.numpy(), padded["probs"][0, :6].numpy(), atol=1e-5)
     np.testing.assert_allclose(capped.vertices[coarse.valid].numpy(), padded["refined"][0, :6][coarse.valid].numpy(), atol=1e-5)
