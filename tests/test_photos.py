@@ -152,3 +152,23 @@ def test_a_photo_without_a_face_keeps_an_empty_row(two_people: Path, tmp_path: P
         reconstructor([two_people / "a_single_face.jpg", notes])
     with pytest.raises(au_face.AUFaceError, match="is a folder, not an image"):
         reconstructor([two_people / "a_single_face.jpg", two_people])
+
+
+def test_a_collection_starts_only_the_tracking_graph_anew_for_each_photo(two_people: Path, monkeypatch) -> None:
+    """Resetting between photos restarts the tracking graph (no tracking from one photo to the next)
+    but keeps the stateless still-image graph of the upside-down check: one, not one per photo."""
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+    built: list[bool] = []
+    original = MediaPipeReconstructor._face_mesh
+
+    def counting(self, static: bool, faces: int = 1):
+        built.append(static)
+        return original(self, static, faces)
+
+    monkeypatch.setattr(MediaPipeReconstructor, "_face_mesh", counting)
+    photos = sorted(two_people.iterdir()) * 2
+    with au_face.Reconstructor(refine=False) as reconstruct:
+        assert reconstruct(photos).num_valid == 4
+    assert built.count(False) == 4, "each photo starts a fresh tracking graph"
+    assert built.count(True) == 1, "the still-image graph is kept across photos"

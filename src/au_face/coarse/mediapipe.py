@@ -116,8 +116,12 @@ class MediaPipeReconstructor(CoarseReconstructor):
         return self._topology
 
     def reset(self) -> None:
-        """Forget the tracked face: the next frame starts a new Face Mesh graph."""
-        self.close()
+        """Forget the tracked face: the next frame starts a new tracking graph. The still-image graph
+        of the upside-down check and the face detector hold no state between frames and are kept
+        (a photo collection resets before every photo)."""
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
         self._mesh_faces = self._last_found = self._frame = 0
         self._followed = None
         self._warned_faces = False
