@@ -70,9 +70,7 @@ def parse_au(name: str | int) -> int:
     else:
         match = _AU_PATTERN.match(str(name))
         if match is None:
-            raise UnknownAUError(
-                f"cannot parse AU {name!r}: expected forms like 'AU12', 'AU06', '12'"
-            )
+            raise UnknownAUError(f"cannot parse AU {name!r}: expected forms like 'AU12', 'AU06', '12'")
         number = int(match.group(1))
     if number not in AU_NAMES:
         known = ", ".join(str(n) for n in AU_NAMES)
@@ -107,3 +105,51 @@ def au_label(number: int) -> str:
 def au_labels(numbers: Sequence[int]) -> list[str]:
     """Canonical labels for a list of FACS numbers."""
     return [au_label(n) for n in numbers]
+
+
+# --------------------------------------------------------------------------------------------
+# Weak AU labels from expression labels (docs/aus.md, "Weak AU labels from expressions")
+
+#: The expressions of expression-labelled photo collections, in a fixed order.
+EXPRESSIONS: tuple[str, ...] = ("neutral", "happiness", "sadness", "surprise", "fear", "anger", "disgust", "contempt")
+
+#: Other spellings of the expressions (lower case) found in photo collections' CSVs.
+EXPRESSION_SYNONYMS: dict[str, str] = {
+    "happy": "happiness", "joy": "happiness", "sad": "sadness", "surprised": "surprise",
+    "fearful": "fear", "afraid": "fear", "angry": "anger", "disgusted": "disgust", "contemptuous": "contempt",
+}  # fmt: skip
+
+#: Expression -> (AUs that belong to it: label 1, AUs incompatible with it: label 0). Every other
+#: AU is unknown (-1, masked from losses and metrics). Sources: the EMFACS prototypes of Ekman &
+#: Friesen and the AU frequencies per basic expression of Du, Tao & Martinez (2014, PNAS, Table 1);
+#: docs/aus.md gives the reasoning row by row.
+EXPRESSION_AUS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
+    # the expression AUs are absent; AU25 unknown (lips at rest are often parted), AU45 absent
+    "neutral": (frozenset(), frozenset({1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 26, 45})),
+    "happiness": (frozenset({6, 12}), frozenset({1, 2, 4, 9, 10, 15, 18, 20})),
+    "sadness": (frozenset({1, 4, 15}), frozenset({2, 5, 12})),
+    "surprise": (frozenset({1, 2, 5, 25, 26}), frozenset({4, 6, 7, 9, 10, 12, 15, 17, 18, 23, 24})),
+    "fear": (frozenset({1, 2, 4, 5, 20, 25}), frozenset({6, 9, 12, 15, 18, 24})),
+    "anger": (frozenset({4, 7, 24}), frozenset({1, 2, 12, 15, 18})),
+    "disgust": (frozenset({9, 10}), frozenset({2, 5, 12, 18})),
+    "contempt": (frozenset({14}), frozenset({1, 2, 4, 9, 15})),
+}
+
+
+class UnknownExpressionError(AUFaceError, ValueError):
+    """An expression label that is not one of :data:`EXPRESSIONS` (or a synonym)."""
+
+
+def parse_expression(name: str) -> str:
+    """The canonical expression of a label in any case or spelling (``"HAPPY"`` -> ``"happiness"``)."""
+    key = str(name).strip().lower()
+    key = EXPRESSION_SYNONYMS.get(key, key)
+    if key not in EXPRESSION_AUS:
+        raise UnknownExpressionError(f"unknown expression {name!r}: expected one of {', '.join(EXPRESSIONS)}")
+    return key
+
+
+def weak_au_labels(expression: str, aus: Sequence[int]) -> list[int]:
+    """Weak labels of ``aus`` for a face showing ``expression``: 1 (belongs), 0 (incompatible), -1 (unknown)."""
+    present, absent = EXPRESSION_AUS[parse_expression(expression)]
+    return [1 if au in present else 0 if au in absent else -1 for au in aus]

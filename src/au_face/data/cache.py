@@ -134,10 +134,29 @@ class CoarseCache:
 
         ``read`` is the video's :func:`source_stat` taken before it was read (default: now): a file
         replaced while it was read then no longer matches its entry, and is redone."""
+        return self.record_many([(video, status, num_frames, num_valid, message, read)])[0]
+
+    def record_many(
+        self, results: Iterable[tuple[str | Path, str, int, int, str, os.stat_result | None]]
+    ) -> list[dict[str, Any]]:
+        """:meth:`record` for many ``(video, status, frames, valid, message, read)`` at once: the manifest
+        is rewritten once, not once per video (a photo collection has thousands of one-frame entries)."""
+        entries = {self.key(video): self._entry(video, *rest) for video, *rest in results}
+        with self.lock():
+            videos = self.manifest()
+            videos.update(entries)
+            text = json.dumps({"format": MANIFEST_FORMAT, "videos": dict(sorted(videos.items()))}, indent=1)
+            atomic_write_text(self.manifest_path, text + "\n")
+            self._remove_leftovers(MANIFEST)
+        return list(entries.values())
+
+    def _entry(
+        self, video: str | Path, status: str, num_frames: int, num_valid: int, message: str, read: os.stat_result | None
+    ) -> dict[str, Any]:
         source = Path(video).expanduser().resolve()
         stat = read if read is not None else source_stat(source)
         size, mtime_ns = (stat.st_size, stat.st_mtime_ns) if stat is not None else (None, None)
-        entry = {
+        return {
             "source": str(source),
             "size": size,
             "mtime_ns": mtime_ns,
@@ -152,13 +171,6 @@ class CoarseCache:
             "sha256": _digest(self.path(video)) if status in CACHED_STATUSES else None,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        with self.lock():
-            videos = self.manifest()
-            videos[self.key(video)] = entry
-            text = json.dumps({"format": MANIFEST_FORMAT, "videos": dict(sorted(videos.items()))}, indent=1)
-            atomic_write_text(self.manifest_path, text + "\n")
-            self._remove_leftovers(MANIFEST)
-        return entry
 
     # -- state of a video -------------------------------------------------------------------
     def is_current(self, video: str | Path, entry: dict[str, Any] | None) -> bool:
@@ -234,7 +246,11 @@ class CoarseCache:
         found = []
         for video in videos:
             entry = manifest.get(self.key(video))
-            if self.is_current(video, entry) and entry.get("status") in CACHED_STATUSES and self.is_damaged(video, entry):
+            if (
+                self.is_current(video, entry)
+                and entry.get("status") in CACHED_STATUSES
+                and self.is_damaged(video, entry)
+            ):
                 found.append(self.path(video))
         return found
 
@@ -286,4 +302,3 @@ def _npz_readable(path: Path, num_frames: Any) -> bool:
             return len(z["valid"]) == num_frames
     except Exception:
         return False
-

@@ -8,7 +8,7 @@ the video's file lock (so separate runs into one cache share the work).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +60,12 @@ class CoarseTask(L.LightningModule):
             if self.cache.is_done(video, entry):
                 return {"video": str(video), **{k: entry[k] for k in ("status", "frames", "valid", "message")}}
             read = source_stat(video)  # the file as read: one replaced meanwhile is redone next time
-            result = self._reconstruct(video)
+            result = self.reconstruct(video)
             self.cache.record(video, result["status"], result["frames"], result["valid"], result["message"], read)
         return result
 
-    def _reconstruct(self, video: Path) -> dict[str, Any]:
+    def reconstruct(self, video: Path) -> dict[str, Any]:
+        """Reconstruct one video into its cache npz (not yet recorded); the summary dict."""
         summary: dict[str, Any] = {"video": str(video), "frames": 0, "valid": 0, "message": ""}
         try:
             result = reconstruct_video_to_file(
@@ -102,3 +103,33 @@ class CoarseCacheWriter(Callback):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.strategy.barrier("coarse_cache_written")
+
+
+def fill_cache(
+    cache: CoarseCache,
+    reconstructor: CoarseReconstructor,
+    videos: Sequence[str | Path],
+    flush_every: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Reconstruct the ``videos`` (e.g. the one-frame photos of a collection) that ``cache`` lacks, in
+    this process, recording the manifest once per ``flush_every`` videos instead of once per video.
+
+    For one writer at a time (``au-face preprocess`` is the multi-process route). Returns counts
+    per status (``done``, ``no_face``, ``failed``); ``progress(done, total)`` is called per flush.
+    """
+    task = CoarseTask(reconstructor, cache)
+    todo = cache.missing(videos)
+    counts: dict[str, int] = {}
+    pending: list[tuple[Path, str, int, int, str, os.stat_result | None]] = []
+    for i, video in enumerate(todo, 1):
+        read = source_stat(video)
+        result = task.reconstruct(video)
+        counts[result["status"]] = counts.get(result["status"], 0) + 1
+        pending.append((video, result["status"], result["frames"], result["valid"], result["message"], read))
+        if len(pending) >= flush_every or i == len(todo):
+            cache.record_many(pending)
+            pending = []
+            if progress is not None:
+                progress(i, len(todo))
+    return counts

@@ -1,0 +1,234 @@
+"""Expression-labelled photos: the CSV and its quirks, the reserved quarter, the person split, weak AU
+labels (unknowns masked from the loss), the DataModule over a coarse cache, and the mixed loader."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from au_face.aus import AU_SETS, EXPRESSIONS, parse_expression, weak_au_labels
+from au_face.coarse.base import CoarseFrames
+from au_face.data.cache import CoarseCache
+from au_face.data.datamodules.cached import DatasetLayoutError
+from au_face.data.datamodules.mixed import MixedBatchSampler
+from au_face.data.datamodules.photos import (
+    ExpressionPhotoDataModule,
+    is_reserved,
+    person_of,
+    read_expression_csv,
+    split_photos,
+)
+from au_face.training.losses import masked_bce
+
+AUS = list(AU_SETS["default"])
+
+#: legend.csv as muxspace/facial_expressions writes it, with its quirks: expressions in upper case,
+#: a row repeated verbatim, and one image with two different expressions.
+LEGEND = """user.id,image,emotion
+628,facial-expressions_2868588k.jpg,anger
+302,Aaron_Eckhart_0001.jpg,neutral
+302,Aaron_Eckhart_0002.jpg,HAPPINESS
+302,Aaron_Eckhart_0002.jpg,HAPPINESS
+302,Abba_Eban_0001.jpg,happiness
+302,Abba_Eban_0002.jpg,SURPRISE
+jhamski,Avinash_30.jpg,surprise
+jhamski,Avinash_30.jpg,sadness
+jhamski,Avinash_31.jpg,SADNESS
+dwdii,Dwarakish_12.jpg,DISGUST
+dwdii,Dwarakish_13.jpg,disgust
+302,Colin_Powell_0001.jpg,neutral
+302,Colin_Powell_0002.jpg,anger
+302,Zoe_Ball_0001.jpg,fear
+302,Zoe_Ball_0002.jpg,neutral
+302,Bill_Gates_0001.jpg,neutral
+302,Bill_Gates_0002.jpg,happiness
+302,Cate_Blanchett_0001.jpg,neutral
+302,Dan_Rather_0001.jpg,happiness
+302,Eva_Mendes_0001.jpg,neutral
+302,Eva_Mendes_0002.jpg,neutral
+302,Fidel_Castro_0001.jpg,happiness
+302,Gary_Locke_0001.jpg,neutral
+"""
+
+
+def reserved_by_hand(name: str) -> bool:
+    return int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16) % 16 >= 12
+
+
+def test_the_reserved_quarter_is_sha1_of_the_name_ending_in_c_to_f() -> None:
+    names = [f"Person_{i}_{j:04d}.jpg" for i in range(50) for j in range(8)] + ["Émilie_Dequenne_0001.jpg"]
+    assert [is_reserved(n) for n in names] == [reserved_by_hand(n) for n in names]
+    assert 0.18 < np.mean([is_reserved(n) for n in names]) < 0.32
+    assert is_reserved("Aaron_Eckhart_0001.jpg") == (hashlib.sha1(b"Aaron_Eckhart_0001.jpg").hexdigest()[-1] in "cdef")
+
+
+def test_legend_quirks_case_repeats_and_conflicting_labels(tmp_path: Path) -> None:
+    (tmp_path / "legend.csv").write_text(LEGEND)
+    table = read_expression_csv(tmp_path / "legend.csv")
+    by_image = {p.image: p for p in table.photos}
+    assert table.conflicts == {"Avinash_30.jpg": ["surprise", "sadness"]} and "Avinash_30.jpg" not in by_image
+    assert table.repeated == 1 and len(table.photos) == 20
+    assert by_image["Aaron_Eckhart_0002.jpg"].expression == "happiness"
+    assert by_image["Dwarakish_12.jpg"].expression == "disgust" and by_image["Dwarakish_12.jpg"].person == "Dwarakish"
+    assert (
+        person_of("Colin_Powell_0002.jpg") == "Colin_Powell"
+        and person_of("facial-expressions_2868588k.jpg") == "facial-expressions_2868588k"
+    )
+
+
+def test_a_generic_image_emotion_csv_and_bad_rows(tmp_path: Path) -> None:
+    (tmp_path / "faces.csv").write_text("image,emotion\nsub/a_1.png,Happy\nsub/b_1.png,angry\n")
+    table = read_expression_csv(tmp_path / "faces.csv")
+    assert [(p.image, p.expression, p.person) for p in table.photos] == [
+        ("sub/a_1.png", "happiness", "a"),
+        ("sub/b_1.png", "anger", "b"),
+    ]
+    (tmp_path / "bad.csv").write_text("image,emotion\na.png,happy\nb.png,bored\n")
+    with pytest.raises(DatasetLayoutError, match=r"bad.csv:3: unknown expression 'bored'"):
+        read_expression_csv(tmp_path / "bad.csv")
+    (tmp_path / "cols.csv").write_text("file,label\na.png,happy\n")
+    with pytest.raises(DatasetLayoutError, match="no column 'image', 'emotion'"):
+        read_expression_csv(tmp_path / "cols.csv")
+
+
+def test_split_excludes_the_reserved_quarter_and_keeps_persons_apart() -> None:
+    from au_face.data.datamodules.photos import Photo
+
+    rng = np.random.default_rng(0)
+    photos = [
+        Photo(f"P{p}_{k:04d}.jpg", str(rng.choice(["neutral", "happiness", "anger", "disgust"], p=[0.5, 0.4, 0.05, 0.05])), f"P{p}")
+        for p in range(120) for k in range(1, 1 + int(rng.integers(1, 6)))
+    ]  # fmt: skip
+    splits = split_photos(photos, 0.25)
+    assert all(not is_reserved(p.image) for s in ("train", "val") for p in splits[s])
+    assert {p.image for p in splits["reserved"]} == {p.image for p in photos if is_reserved(p.image)}
+    assert len(splits["train"]) + len(splits["val"]) + len(splits["reserved"]) == len(photos)
+    assert not {p.person for p in splits["train"]} & {p.person for p in splits["val"]}
+    for expression in ("anger", "disgust", "happiness"):
+        assert any(p.expression == expression for p in splits["val"]) and any(
+            p.expression == expression for p in splits["train"]
+        )
+    assert split_photos(photos, 0.25) == splits, "the split is deterministic"
+
+
+def test_weak_labels_follow_the_table_and_unknowns_are_masked_from_the_loss() -> None:
+    assert set(EXPRESSIONS) == {
+        parse_expression(e)
+        for e in ("NEUTRAL", "happy", "Sad", "surprised", "fearful", "angry", "disgusted", "contempt")
+    }
+    happy = dict(zip(AUS, weak_au_labels("happiness", AUS)))
+    assert happy[12] == happy[6] == 1 and happy[4] == happy[15] == 0 and happy[25] == -1
+    neutral = dict(zip(AUS, weak_au_labels("neutral", AUS)))
+    assert neutral[25] == -1 and neutral[26] == neutral[45] == 0 and sum(v == 1 for v in neutral.values()) == 0
+    surprise = dict(zip(AUS, weak_au_labels("surprise", AUS)))
+    assert surprise[1] == surprise[2] == surprise[26] == 1 and surprise[4] == 0
+    labels = torch.tensor([[weak_au_labels("happiness", AUS)]], dtype=torch.int8)  # [1,1,K]
+    valid = torch.ones(1, 1, dtype=torch.bool)
+    logits = torch.zeros(1, 1, len(AUS))
+    changed = logits.clone()
+    unknown = (labels[0, 0] < 0).nonzero().flatten()
+    changed[0, 0, unknown] = torch.randn(len(unknown)) * 10
+    assert torch.allclose(masked_bce(logits, labels, valid), masked_bce(changed, labels, valid)), (
+        "unknown (-1) AUs do not enter the loss"
+    )
+    known = (labels[0, 0] >= 0).nonzero().flatten()
+    changed[0, 0, known[0]] = 5.0
+    assert not torch.allclose(masked_bce(logits, labels, valid), masked_bce(changed, labels, valid))
+
+
+def make_collection(root: Path, reconstructed: bool = True) -> ExpressionPhotoDataModule:
+    """The legend fixture with one-byte images and (optionally) cached one-frame meshes, the last photo without a face."""
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "legend.csv").write_text(LEGEND)
+    table = read_expression_csv(root / "data" / "legend.csv")
+    (root / "images").mkdir()
+    for photo in table.photos:
+        (root / "images" / photo.image).write_bytes(b"\xff")
+    dm = ExpressionPhotoDataModule(
+        str(root), str(root / "cache"), val_fraction=0.34, geometry=photo_geometry(), batch_size=2, clip_length=4
+    )
+    if reconstructed:
+        results = []
+        for i, photo in enumerate(table.photos):
+            path = root / "images" / photo.image
+            face = photo.image != "Zoe_Ball_0002.jpg"
+            vertices = torch.randn(1, 468, 3, generator=torch.Generator().manual_seed(i)) * face
+            CoarseFrames.from_canonical(vertices, torch.tensor([face]), 30.0, "mediapipe").save(dm.cache.prepare(path))
+            results.append((path, "done" if face else "no_face", 1, int(face), "", None))
+        dm.cache.record_many(results)
+    return dm
+
+
+def photo_geometry():
+    """A MediaPipe geometry with landmark masks, a random basis and a small neutral estimator (no ICT model)."""
+    import dataclasses
+
+    from au_face.geometry.neutral import NeutralEstimator
+    from dataset_fixtures import face_geometry
+
+    g = torch.Generator().manual_seed(1)
+    neutral = NeutralEstimator(
+        torch.zeros(468, 3), torch.randn(2, 468, 3, generator=g), torch.randn(3, 468, 3, generator=g)
+    )
+    return dataclasses.replace(face_geometry(AUS), neutral=neutral)
+
+
+def test_datamodule_serves_one_frame_items_with_weak_labels_and_never_the_reserved(tmp_path: Path) -> None:
+    dm = make_collection(tmp_path / "fe")
+    dm.setup("fit")
+    served = {r.name for split in ("train", "val") for r in dm.records(split)}
+    assert served and not any(is_reserved(name) for name in served)
+    usable = {p.image for p in dm.table.photos if not is_reserved(p.image) and p.image != "Zoe_Ball_0002.jpg"}
+    assert served == usable, "every unreserved photo with a face, and nothing else"
+    assert {r.name for r in dm.records("test")} == {r.name for r in dm.records("val")}
+    item = dm.datasets["train"][0]
+    record = dm.records("train")[0]
+    assert item["vertices"].shape == (4, 468, 3) and item["valid"].tolist() == [True, False, False, False]
+    expression = dm.expressions("train")[0]
+    assert item["labels"][0].tolist() == weak_au_labels(expression, AUS) and (item["labels"][1:] == -1).all()
+    coarse = CoarseFrames.load(record.coarse_path)
+    assert torch.allclose(item["reference"], dm.geometry.neutral(coarse.vertices.float(), coarse.valid), atol=1e-5), (
+        "S̄ fitted to the photo"
+    )
+    with pytest.raises(DatasetLayoutError, match="reserved quarter is never served"):
+        dm.list_sequences("reserved")
+
+
+def test_missing_reconstructions_name_the_command(tmp_path: Path) -> None:
+    from au_face.data.cache import CacheMissError
+
+    dm = make_collection(tmp_path / "fe", reconstructed=False)
+    with pytest.raises(CacheMissError, match="au-face preprocess"):
+        dm.setup("fit")
+
+
+def test_record_many_writes_each_entry_like_record(tmp_path: Path) -> None:
+    cache = CoarseCache(tmp_path / "cache", "mediapipe", "2", tmp_path)
+    photos = []
+    for i in range(3):
+        (tmp_path / f"p{i}.jpg").write_bytes(bytes([i]))
+        CoarseFrames.from_canonical(torch.zeros(1, 468, 3), torch.ones(1, dtype=torch.bool), 30.0, "mediapipe").save(
+            cache.prepare(tmp_path / f"p{i}.jpg")
+        )
+        photos.append((tmp_path / f"p{i}.jpg", "done", 1, 1, "", None))
+    cache.record_many(photos)
+    assert cache.missing([p for p, *_ in photos]) == []
+    assert set(cache.manifest()) == {cache.key(p) for p, *_ in photos}
+
+
+def test_mixed_batches_come_from_one_source_in_the_ratio() -> None:
+    weights = np.array([1.0] * 40 + [10.0] * 10)  # 50 photos, the last 10 drawn more often
+    sampler = MixedBatchSampler(first=30, weights=weights, batch_size=4, ratio=1.5, seed=0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7 + 10
+    first = [b for b in batches if max(b) < 30]
+    second = [b for b in batches if min(b) >= 30]
+    assert len(first) == 7 and len(second) == 10 and len(first) + len(second) == len(batches)
+    drawn = np.concatenate(second) - 30
+    assert len(set(drawn.tolist())) == len(drawn), "no photo twice in an epoch"
+    assert (drawn >= 40).mean() > 10 / 50, "weights favour the heavier photos"
+    assert list(sampler) != batches, "a new draw every epoch"
