@@ -8,6 +8,7 @@ the video's file lock (so separate runs into one cache share the work).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
