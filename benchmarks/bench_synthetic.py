@@ -80,7 +80,11 @@ def main_bench() -> None:
 
     aus = sorted({k.split("/")[-1] for m in results.values() for k in m[1] if k.startswith("test/f1/AU")})
     print("\n## Synthetic AU benchmark (held-out identities)\n")
-    print("| modality | fit s | mean F1 | " + " | ".join(aus) + " | vertex err coarse → refined (cm) | accel coarse → refined (cm/frame²) | accel reduction |")
+    print(
+        "| modality | fit s | mean F1 | "
+        + " | ".join(aus)
+        + " | vertex err coarse → refined (cm) | accel coarse → refined (cm/frame²) | accel reduction |"
+    )
     print("|---" * (6 + len(aus)) + "|")
     for modality, (seconds, m, _) in results.items():
         per_au = " | ".join(f"{m.get(f'test/f1/{a}', float('nan')):.2f}" for a in aus)
@@ -95,8 +99,15 @@ def main_bench() -> None:
         print(f"  {modality}: {ms:.1f} ms")
     if "both" in results:
         seconds, m, _ = results["both"]
-        ok = m["test/f1_mean"] >= 0.80 and seconds <= 600 and m["test/vertex_error_refined"] < m["test/vertex_error_coarse"] and m["test/accel_ratio"] <= 0.5
-        print(f"\nAcceptance (both: F1 >= 0.80 within 10 min, lower vertex error, >= 50 % lower acceleration): {'PASS' if ok else 'FAIL'}")
+        ok = (
+            m["test/f1_mean"] >= 0.80
+            and seconds <= 600
+            and m["test/vertex_error_refined"] < m["test/vertex_error_coarse"]
+            and m["test/accel_ratio"] <= 0.5
+        )
+        print(
+            f"\nAcceptance (both: F1 >= 0.80 within 10 min, lower vertex error, >= 50 % lower acceleration): {'PASS' if ok else 'FAIL'}"
+        )
 
 
 if __name__ == "__main__":

@@ -238,7 +238,10 @@ def whole_process(video: Path, ckpt: str | None, out: Path, runs: int = 3) -> di
         for i, (name, (options, _)) in enumerate(WHOLE_MODES.items()):
             record(f"bare {i}", bare)
             record(name, [*cli, "reconstruct", str(video), "--out", str(out / f"{i}_{run}"), *model, *options])
-        record("startup", [*cli, "reconstruct", str(video), "--out", str(out / "one"), "--max-frames", "1", "--no-overlay", *model])
+        record(
+            "startup",
+            [*cli, "reconstruct", str(video), "--out", str(out / "one"), "--max-frames", "1", "--no-overlay", *model],
+        )
         record("help", [*cli, "--help"])
     return results
 
@@ -246,7 +249,9 @@ def whole_process(video: Path, ckpt: str | None, out: Path, runs: int = 3) -> di
 def print_whole_process(results: dict[str, dict[str, list[float]]], runs: int) -> None:
     """The ratio of each run to the bare loop it alternated with: best of ``runs`` against best, and the spread of the pairs."""
     print(f"whole process, best of {runs}, each run alternating with a bare MediaPipe Face Mesh loop (one face):")
-    print(f"  {'run':<36} {'wall s':>7} {'bare s':>7} {'ratio':>6}  {'pairs (min-max)':>15} {'CPU s':>6} {'bare CPU':>8} {'peak MiB':>8}  goal")
+    print(
+        f"  {'run':<36} {'wall s':>7} {'bare s':>7} {'ratio':>6}  {'pairs (min-max)':>15} {'CPU s':>6} {'bare CPU':>8} {'peak MiB':>8}  goal"
+    )
     for i, (name, (_, goal)) in enumerate(WHOLE_MODES.items()):
         ours, bare = results[name], results[f"bare {i}"]
         ratio = min(ours["wall"]) / min(bare["wall"])
@@ -315,17 +320,32 @@ def photos_per_second(folder: Path, ckpt: str | None, out: Path, runs: int) -> t
     env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
     count = len(list(folder.glob("*.jpg")))
     model = ["--ckpt", ckpt] if ckpt else []
-    help_text = subprocess.run([sys.executable, "-m", "au_face.cli", "reconstruct", "--help"], capture_output=True, text=True, env=env).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "au_face.cli", "reconstruct", "--help"], capture_output=True, text=True, env=env
+    ).stdout
     rates = []
     if "--photos" in help_text:
         how = "au-face reconstruct DIR --photos --no-overlay (whole process)"
         for run in range(runs):
-            command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(folder), "--photos", "--no-overlay", "--out", str(out / str(run)), *model]
+            command = [
+                sys.executable,
+                "-m",
+                "au_face.cli",
+                "reconstruct",
+                str(folder),
+                "--photos",
+                "--no-overlay",
+                "--out",
+                str(out / str(run)),
+                *model,
+            ]
             rates.append(count / timed(command, env)[0])
     else:
         how = "au_face.reconstruct(photo) in a loop, one process, start-up excluded (this CLI has no --photos)"
         for _ in range(runs):
-            done = subprocess.run([sys.executable, "-c", API_PHOTO_LOOP, str(folder)], capture_output=True, text=True, env=env, check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", API_PHOTO_LOOP, str(folder)], capture_output=True, text=True, env=env, check=True
+            )
             rates.append(count / float(done.stdout.strip().splitlines()[-1]))
     return how, rates
 
@@ -352,7 +372,9 @@ def main() -> None:
     if not args.video.is_file():
         raise SystemExit(f"video not found: {args.video} (pass --video)")
 
-    stage_refiner = f"checkpoint {args.ckpt}" if args.ckpt else "UNTRAINED AUFaceTask (configs/synthetic.yaml model settings)"
+    stage_refiner = (
+        f"checkpoint {args.ckpt}" if args.ckpt else "UNTRAINED AUFaceTask (configs/synthetic.yaml model settings)"
+    )
     whole_refiner = f"checkpoint {args.ckpt}" if args.ckpt else "the packaged model"
     print(f"video: {args.video}\nwhole process refiner: {whole_refiner}")
     if not args.whole_only:
@@ -365,7 +387,9 @@ def main() -> None:
                 print_whole_process(whole_process(args.video, args.ckpt, tmp_dir / "whole", args.runs), args.runs)
             photos = make_photos(args.video.parent, tmp_dir / "photos")
             how, rates = photos_per_second(photos, args.ckpt, tmp_dir / "photos_out", args.runs)
-            print(f"\nphotos: {PHOTOS} photos, {how}: best {max(rates):.1f} photos/s (runs {', '.join(f'{r:.1f}' for r in rates)})")
+            print(
+                f"\nphotos: {PHOTOS} photos, {how}: best {max(rates):.1f} photos/s (runs {', '.join(f'{r:.1f}' for r in rates)})"
+            )
             print(f"  {verdict(max(rates) >= GOAL_PHOTOS_PER_SECOND)}  >= {GOAL_PHOTOS_PER_SECOND:.0f} photos/s")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         return
@@ -393,9 +417,17 @@ def main() -> None:
         ("MediaPipe alone", f"{ms(coarse) - ms(decode):.2f} ms/frame", "coarse - decode"),
         ("refinement", f"{ms(refine):.2f} ms/frame", f"{100 * share:.0f} % of coarse"),
         ("end to end (1x)", f"{ms(e2e):.2f} ms/frame", f"{fps:.1f} fps, peak RSS {e2e['peak_rss_mb']:.0f} MiB"),
-        ("end to end (4x)", f"{ms(e2e4):.2f} ms/frame", f"{e2e4['frames']} frames, peak RSS {e2e4['peak_rss_mb']:.0f} MiB"),
+        (
+            "end to end (4x)",
+            f"{ms(e2e4):.2f} ms/frame",
+            f"{e2e4['frames']} frames, peak RSS {e2e4['peak_rss_mb']:.0f} MiB",
+        ),
         ("jitter coarse", f"{refine['jitter_coarse']:.4f}", "mean |acceleration|, template units/frame^2"),
-        ("jitter refined", f"{refine['jitter_refined']:.4f}", f"{refine['jitter_refined'] / refine['jitter_coarse']:.2f} x coarse"),
+        (
+            "jitter refined",
+            f"{refine['jitter_refined']:.4f}",
+            f"{refine['jitter_refined'] / refine['jitter_coarse']:.2f} x coarse",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
@@ -403,8 +435,12 @@ def main() -> None:
     print("\nend-to-end stage seconds (1x):", {k: round(v, 2) for k, v in e2e["stages"].items()})
     print("\ngoals:")
     print(f"  {verdict(fps >= GOAL_FPS)}  end to end >= {GOAL_FPS:.0f} fps: {fps:.1f}")
-    print(f"  {verdict(share <= GOAL_REFINE_SHARE)}  refinement <= {100 * GOAL_REFINE_SHARE:.0f} % of coarse: {100 * share:.0f} %")
-    print(f"  {verdict(growth <= GOAL_RSS_GROWTH)}  peak RSS at 4x within {100 * GOAL_RSS_GROWTH:.0f} % of 1x: {100 * growth:+.1f} %")
+    print(
+        f"  {verdict(share <= GOAL_REFINE_SHARE)}  refinement <= {100 * GOAL_REFINE_SHARE:.0f} % of coarse: {100 * share:.0f} %"
+    )
+    print(
+        f"  {verdict(growth <= GOAL_RSS_GROWTH)}  peak RSS at 4x within {100 * GOAL_RSS_GROWTH:.0f} % of 1x: {100 * growth:+.1f} %"
+    )
     print()
     print_whole_process(whole, args.runs)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

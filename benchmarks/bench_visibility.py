@@ -41,7 +41,9 @@ def render(face: ICTFaceModel, weights: np.ndarray, albedo: np.ndarray, appearan
     scale = 0.55 * SIZE / float(np.ptp(lm[:, :2], axis=0).max())
     posed = scale * mesh @ rotation.T + (np.array([SIZE / 2, SIZE / 2, 0.0]) - scale * rotation @ lm.mean(axis=0))
     lighting = Lighting(np.array([0.2, -0.3, -1.0]) / np.linalg.norm([0.2, -0.3, -1.0]), 0.35, 1.0, appearance.skin)
-    shot = MeshRenderer(face.triangles, SIZE).render(posed, lighting, gradient_background(SIZE, (0.3, 0.35, 0.4), (0.6, 0.6, 0.55)), vertex_albedo=albedo)
+    shot = MeshRenderer(face.triangles, SIZE).render(
+        posed, lighting, gradient_background(SIZE, (0.3, 0.35, 0.4), (0.6, 0.6, 0.55)), vertex_albedo=albedo
+    )
     return paint_openings(shot.image, shot.mask, posed[face.landmarks68, :2], appearance, 0.75)
 
 
@@ -68,7 +70,9 @@ def main() -> int:
         return points
 
     rest = detect(np.zeros(len(face.expression_names), np.float32))
-    print("| AU | GT motion (cm, top-30 mean) | share before | r before | share after | r after |\n|---|---|---|---|---|---|")
+    print(
+        "| AU | GT motion (cm, top-30 mean) | share before | r before | share after | r after |\n|---|---|---|---|---|---|"
+    )
     for au in AU_SETS["default"]:
         weights = narrow.au_weights(au)
         gt = to_pose_frame(topology_map(narrow.shape(np.zeros(0, np.float32), weights[None])[0]), neutral_mp)
@@ -78,7 +82,10 @@ def main() -> int:
         cells = []
         for stable in (STABLE_VERTICES_V1, STABLE_VERTICES):
             motion = np.linalg.norm(canonical(moved, stable, template) - canonical(rest, stable, template), axis=-1)
-            cells += [f"{motion[top].mean() / gt_motion[top].mean():.0%}", f"{np.corrcoef(motion, gt_motion)[0, 1]:.2f}"]
+            cells += [
+                f"{motion[top].mean() / gt_motion[top].mean():.0%}",
+                f"{np.corrcoef(motion, gt_motion)[0, 1]:.2f}",
+            ]
         print(f"| {au_label(au)} | {gt_motion[top].mean():.2f} | " + " | ".join(cells) + " |")
     return 0
 

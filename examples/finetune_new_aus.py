@@ -33,7 +33,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.yaml
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint trained on another AU set (default: the packaged model)")
+    parser.add_argument(
+        "--ckpt", type=Path, default=None, help="checkpoint trained on another AU set (default: the packaged model)"
+    )
     parser.add_argument("--videos", type=Path, required=True, help="videos, each with <name>.csv labels")
     parser.add_argument("--cache", type=Path, required=True, help="their coarse cache (au-face preprocess --out)")
     parser.add_argument("--aus", nargs="+", required=True, help="the new AU list, e.g. AU01 AU02 AU25")

@@ -29,10 +29,14 @@ def main(video: str, checkpoint: str) -> None:
     coarse = CoarseFrames.concat(list(reconstruct_video(video, MediaPipeReconstructor())))
     refined = load_refiner(checkpoint).refine(coarse)
     print(f"{len(coarse)} frames, {coarse.num_valid} with a face")
-    print(f"jitter (mean vertex acceleration): coarse {jitter(coarse.vertices, coarse.valid):.4f}, refined {jitter(refined.vertices, coarse.valid):.4f}")
+    print(
+        f"jitter (mean vertex acceleration): coarse {jitter(coarse.vertices, coarse.valid):.4f}, refined {jitter(refined.vertices, coarse.valid):.4f}"
+    )
     for k, au in enumerate(refined.aus):
         frame = int(refined.au_probs[:, k].argmax())
-        print(f"{au_label(au)}: max p = {refined.au_probs[frame, k]:.2f} at frame {frame} ({coarse.timestamps[frame]:.2f} s)")
+        print(
+            f"{au_label(au)}: max p = {refined.au_probs[frame, k]:.2f} at frame {frame} ({coarse.timestamps[frame]:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

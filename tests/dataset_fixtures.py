@@ -67,9 +67,7 @@ def write_disfa_au(path: Path, intensities: Sequence[float], first_frame: int = 
     return _write(path, [f"{first_frame + t},{int(v)}" for t, v in enumerate(intensities)])
 
 
-def make_disfa(
-    root: Path, subjects: Sequence[str] = ("SN001", "SN002"), num_frames: int = 30, seed: int = 0
-) -> Path:
+def make_disfa(root: Path, subjects: Sequence[str] = ("SN001", "SN002"), num_frames: int = 30, seed: int = 0) -> Path:
     """``root/ActionUnit_Labels/<subject>/<subject>_au<n>.txt`` for the 12 DISFA AUs; returns ActionUnit_Labels."""
     rng = np.random.default_rng(seed)
     labels_dir = root / "ActionUnit_Labels"
@@ -117,8 +115,11 @@ def write_folder_csv(
 
 
 def make_folder_labels(
-    root: Path, videos: Sequence[str] = ("clip_a", "clip_b", "clip_c"), aus: Sequence[str] = ("AU01", "AU06", "AU12"),
-    num_frames: int = 30, seed: int = 0,
+    root: Path,
+    videos: Sequence[str] = ("clip_a", "clip_b", "clip_c"),
+    aus: Sequence[str] = ("AU01", "AU06", "AU12"),
+    num_frames: int = 30,
+    seed: int = 0,
 ) -> Path:
     """``root/<video>.csv`` files (0-based frames, 0/1 labels, a few -1)."""
     rng = np.random.default_rng(seed)
@@ -210,7 +211,9 @@ def write_coarse_cache(
         valid[-1] = False
         mesh[~valid] = 0.0
         crops = torch.from_numpy(rng.integers(0, 255, (n, crop_size, crop_size, 3), dtype=np.uint8))
-        frames = CoarseFrames.from_canonical(torch.from_numpy(mesh), torch.from_numpy(valid), fps=25.0, topology="mediapipe", crops=crops)
+        frames = CoarseFrames.from_canonical(
+            torch.from_numpy(mesh), torch.from_numpy(valid), fps=25.0, topology="mediapipe", crops=crops
+        )
         path = cache.prepare(video)
         frames.save(path)
         cache.record(video, "done", n, int(valid.sum()))

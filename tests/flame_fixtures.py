@@ -33,7 +33,14 @@ class FakeCh:
 
     def __getstate__(self) -> dict:
         # chumpy drops _parents/_cache and keeps the rest of __dict__
-        return {"x": self.x, "_dirty_vars": set(), "_itr": None, "_depends_on_deps": {}, "_make_dense": False, "_make_sparse": False}
+        return {
+            "x": self.x,
+            "_dirty_vars": set(),
+            "_itr": None,
+            "_depends_on_deps": {},
+            "_make_dense": False,
+            "_make_sparse": False,
+        }
 
 
 FakeCh.__module__ = "chumpy.ch"

@@ -41,7 +41,11 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.no_grad():
         task.model.net.expression_head[-1].weight.normal_(0.0, 0.5, generator=g)  # the head starts at zero (identity)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": lightning.__version__}
+    checkpoint = {
+        "state_dict": task.state_dict(),
+        "hyper_parameters": dict(task.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
     task.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
     return path
@@ -54,7 +58,9 @@ def cli_run(single_face: Path, tiny_ckpt: Path, tmp_path_factory: pytest.TempPat
     return out
 
 
-def test_library_and_cli_give_identical_meshes_and_probabilities(single_face: Path, tiny_ckpt: Path, cli_run: Path) -> None:
+def test_library_and_cli_give_identical_meshes_and_probabilities(
+    single_face: Path, tiny_ckpt: Path, cli_run: Path
+) -> None:
     from au_face.coarse.base import CoarseFrames
     from au_face.coarse.mediapipe import MediaPipeReconstructor
     from au_face.coarse.stream import reconstruct_video
@@ -76,7 +82,9 @@ def test_library_and_cli_give_identical_meshes_and_probabilities(single_face: Pa
     pd.testing.assert_frame_equal(result.aus, cli_csv, atol=1e-4)
 
 
-def test_result_object_saves_plots_and_needs_pytorch3d(single_face: Path, tiny_ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+def test_result_object_saves_plots_and_needs_pytorch3d(
+    single_face: Path, tiny_ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
     result = au_face.reconstruct(single_face, tiny_ckpt, max_frames=20)
     assert result.num_frames == 20 and result.vertices.shape == (20, 468, 3)
     assert {"AU06_p", "AU12_c", "pose_Rx", "confidence"} <= set(result.aus.columns)
@@ -166,7 +174,9 @@ def test_reconstructor_option_and_registry(single_face: Path, tmp_path: Path, ca
         build_reconstructor("openface")
     monkeypatch.delenv("AU_FACE_DECA", raising=False)
     monkeypatch.delenv("AU_FACE_FLAME", raising=False)
-    assert main(["reconstruct", str(single_face), "--out", str(tmp_path), "--reconstructor", "deca", "--no-refine"]) == 2
+    assert (
+        main(["reconstruct", str(single_face), "--out", str(tmp_path), "--reconstructor", "deca", "--no-refine"]) == 2
+    )
     assert "AU_FACE" in capsys.readouterr().err  # DECA names the files it needs
     assert main(["reconstruct", str(single_face), "--out", str(tmp_path), "--ckpt", "x.ckpt", "--no-refine"]) == 2
     assert "contradict" in capsys.readouterr().err
@@ -192,7 +202,9 @@ def test_import_and_help_stay_light() -> None:
         "try:\n    main(['reconstruct', '--bogus'])\nexcept SystemExit:\n    pass\n"
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True
+    )
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -202,7 +214,9 @@ def test_native_logs_are_dropped_but_python_stderr_is_kept() -> None:
         "with native_logs_silenced():\n    os.write(2, b'native log line\\n')\n    print('python message', file=sys.stderr)\n"
         "os.write(2, b'native after\\n')"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=True
+    )
     assert done.stderr.splitlines() == ["python message", "native after"]
 
 
@@ -212,7 +226,21 @@ def test_max_faces_option_reaches_mediapipe(single_face: Path, tmp_path: Path, c
     built = []
     original = registry.build_reconstructor
     monkeypatch.setattr(registry, "build_reconstructor", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
-    assert main(["reconstruct", str(single_face), "--out", str(tmp_path / "one"), "--no-refine", "--no-overlay", "--max-faces", "1"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(single_face),
+                "--out",
+                str(tmp_path / "one"),
+                "--no-refine",
+                "--no-overlay",
+                "--max-faces",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert built[-1].max_faces == 1
     with pytest.raises(SystemExit) as stop:  # argparse refuses the value itself
         main(["reconstruct", str(single_face), "--out", str(tmp_path / "bad"), "--max-faces", "0"])

@@ -196,7 +196,13 @@ def _out_is_file(command: str) -> Callable[[Path], list[str]]:
     def make(folder: Path) -> list[str]:
         (folder / "out").write_text("a file, not a folder")
         video = write_video(folder / "clip.avi", clip_frames(2))
-        return [command, str(video), "--out", str(folder / "out"), *(["--no-overlay"] if command == "reconstruct" else [])]
+        return [
+            command,
+            str(video),
+            "--out",
+            str(folder / "out"),
+            *(["--no-overlay"] if command == "reconstruct" else []),
+        ]
 
     return make
 
@@ -238,7 +244,17 @@ def _ict(kind: str) -> Callable[[Path], list[str]]:
         ict = folder / "ict.npz"
         if kind == "truncated":
             ict.write_bytes(shared_ict().read_bytes()[:200_000])
-        return ["masks", "--topology", "ict", "--aus", "bp4d", "--ict", str(ict), "--out", str(folder / "out" / "masks.png")]
+        return [
+            "masks",
+            "--topology",
+            "ict",
+            "--aus",
+            "bp4d",
+            "--ict",
+            str(ict),
+            "--out",
+            str(folder / "out" / "masks.png"),
+        ]
 
     return make
 
@@ -265,7 +281,9 @@ def rotated_video(path: Path, degrees: int, count: int = 4) -> Path:
     """An MP4 as a phone writes it: frames stored turned, and a display matrix of ``degrees`` that
     turns them upright on playback."""
     stored = {-90: cv2.ROTATE_90_COUNTERCLOCKWISE, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180}[degrees]
-    raw = write_video(path.with_name(f"stored_{path.name}"), [cv2.rotate(f, stored) for f in clip_frames(count)], fourcc="mp4v")
+    raw = write_video(
+        path.with_name(f"stored_{path.name}"), [cv2.rotate(f, stored) for f in clip_frames(count)], fourcc="mp4v"
+    )
     ffmpeg("-display_rotation", str(degrees), "-i", raw, "-c", "copy", path)
     raw.unlink()
     return path
@@ -321,7 +339,11 @@ def _video_and_images(folder: Path) -> list[str]:
 def _empty(what: str) -> Callable[[Path], list[str]]:
     def make(folder: Path) -> list[str]:
         video = write_video(folder / "clip.avi", clip_frames(2))
-        return ["reconstruct", "", "--out", str(folder / "out")] if what == "input" else ["reconstruct", str(video), "--out", ""]
+        return (
+            ["reconstruct", "", "--out", str(folder / "out")]
+            if what == "input"
+            else ["reconstruct", str(video), "--out", ""]
+        )
 
     return make
 
@@ -415,7 +437,11 @@ def run_cli(argv: list[str], out: Path | None = None) -> Outcome:
 
     stdout, stderr = io.StringIO(), io.StringIO()
     escaped = False
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings(record=True) as caught:
+    with (
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         try:
             code = main(argv)
@@ -704,10 +730,14 @@ def test_a_window_capped_to_the_video_gives_the_padded_result() -> None:
     refiner = load_refiner(default_checkpoint())
     template = torch.from_numpy(mediapipe_topology().template).float()
     vertices = template + 0.002 * torch.randn(6, *template.shape, generator=torch.Generator().manual_seed(0))
-    coarse = CoarseFrames.from_canonical(vertices, torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool), 25.0, "mediapipe")
+    coarse = CoarseFrames.from_canonical(
+        vertices, torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool), 25.0, "mediapipe"
+    )
     capped = refiner.refine(coarse)
     with torch.no_grad():
         padded = refiner(refiner._batch([coarse], [refiner.reference(coarse)], refiner.clip_length))
     assert refiner.clip_length > len(coarse)
     np.testing.assert_allclose(capped.au_probs.numpy(), padded["probs"][0, :6].numpy(), atol=1e-5)
-    np.testing.assert_allclose(capped.vertices[coarse.valid].numpy(), padded["refined"][0, :6][coarse.valid].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        capped.vertices[coarse.valid].numpy(), padded["refined"][0, :6][coarse.valid].numpy(), atol=1e-5
+    )

@@ -133,7 +133,10 @@ def test_missing_message_is_the_command_to_run(dataset: Path, tmp_path: Path) ->
     assert [Path(a) for a in argv[2:4]] == videos[1:]
     options = dict(zip(argv[4::2], argv[5::2]))
     assert options == {
-        "--out": str(cache.root), "--base": str(dataset.resolve()), "--stride": "2", "--reconstructor": "mediapipe"
+        "--out": str(cache.root),
+        "--base": str(dataset.resolve()),
+        "--stride": "2",
+        "--reconstructor": "mediapipe",
     }
     cache_video(cache, videos[1])
     cache_video(cache, videos[2])

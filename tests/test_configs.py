@@ -27,19 +27,29 @@ def test_config_parses_and_stops_on_epochs(path: Path, capsys) -> None:
     trainer = config["trainer"]
     assert trainer["max_epochs"] and trainer.get("max_time") is None, "training stops on epochs, not wall time"
     checkpoints = [c["init_args"] for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-    assert any(c.get("save_last") and not c.get("monitor") for c in checkpoints), "last.ckpt must be the last finished epoch"
+    assert any(c.get("save_last") and not c.get("monitor") for c in checkpoints), (
+        "last.ckpt must be the last finished epoch"
+    )
     assert all(c["dirpath"] == "{run_dir}/checkpoints" for c in checkpoints), "checkpoints go to the run folder"
     assert config["geometry"]["topology"] in ("mediapipe", "ict", "flame"), "one geometry, given to model and data"
 
 
 def test_every_part_is_used_by_an_experiment() -> None:
-    used = {part for path in CONFIGS for part in yaml.safe_load(path.read_text()).values() if isinstance(part, str) and part.endswith(".yaml")}
+    used = {
+        part
+        for path in CONFIGS
+        for part in yaml.safe_load(path.read_text()).values()
+        if isinstance(part, str) and part.endswith(".yaml")
+    }
     assert {str(p.relative_to(p.parents[1])) for p in PARTS} == used
 
 
 def test_a_fold_is_one_key_and_names_its_run_folder(capsys) -> None:
     bp4d = Path(__file__).resolve().parents[1] / "configs" / "bp4d.yaml"
-    one, two = printed_config(capsys, "--config", str(bp4d)), printed_config(capsys, "--config", str(bp4d), "--data.init_args.fold=2")
+    one, two = (
+        printed_config(capsys, "--config", str(bp4d)),
+        printed_config(capsys, "--config", str(bp4d), "--data.init_args.fold=2"),
+    )
     differ = {k for k in one["data"]["init_args"] if one["data"]["init_args"][k] != two["data"]["init_args"][k]}
     assert differ == {"fold"} and one["model"] == two["model"] and one["trainer"] == two["trainer"]
     from jsonargparse import Namespace
@@ -48,7 +58,9 @@ def test_a_fold_is_one_key_and_names_its_run_folder(capsys) -> None:
     assert default_run_dir(config) == str(Path("outputs") / "bp4d_fold2")
 
 
-def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_run_folder(ict_npz: Path, tmp_path: Path) -> None:
+def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_run_folder(
+    ict_npz: Path, tmp_path: Path
+) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from au_face.commands.lightning import AUFaceCLI
@@ -63,7 +75,9 @@ def test_model_and_data_share_geometry_clips_and_reference_and_write_into_the_ru
     model, data = cli.model, cli.datamodule
     assert model.geometry.content_hash == data.geometry.content_hash and model.aus == data.aus
     assert model.clip_length == data.clip_length == 8 and model.hparams.reference == data.reference == "neutral"
-    assert {c.dirpath for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)} == {str(tmp_path / "run" / "checkpoints")}
+    assert {c.dirpath for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)} == {
+        str(tmp_path / "run" / "checkpoints")
+    }
     assert cli.trainer.logger.save_dir == str(tmp_path / "run")
 
 
@@ -77,8 +91,12 @@ def test_default_config_trains_the_shipped_model_settings() -> None:
     shipped = load_checkpoint(default_checkpoint())["hyper_parameters"]
     assert experiment["geometry"] == {"topology": "mediapipe", "aus": "default"}
     assert data["reference"] == shipped["reference"] == "neutral" and data["generator"]["coarse_source"] == "mediapipe"
-    assert {k: shipped["net"][k] for k in model["net"]} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in model["net"].items()}
-    assert {k: shipped["loss"][k] for k in model["loss"]} == model["loss"] and model["calibrated"] == shipped["calibrated"]
+    assert {k: shipped["net"][k] for k in model["net"]} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in model["net"].items()
+    }
+    assert {k: shipped["loss"][k] for k in model["loss"]} == model["loss"] and model["calibrated"] == shipped[
+        "calibrated"
+    ]
 
 
 def test_run_configs_saved_before_the_re_layout_still_load(capsys, tmp_path: Path) -> None:

@@ -62,7 +62,9 @@ def test_landmarks_land_on_the_mediapipe_landmarks(ict_model, mediapipe, ict_to_
 
 
 def test_apply_shapes_types_and_errors(ict_model, ict_to_mp) -> None:
-    sequence = np.stack([ict_model.shape(expression=np.full(len(ict_model.expression_names), w)) for w in (0, 0.3, 0.6)])
+    sequence = np.stack(
+        [ict_model.shape(expression=np.full(len(ict_model.expression_names), w)) for w in (0, 0.3, 0.6)]
+    )
     carried = ict_to_mp.apply(sequence)
     assert carried.shape == (3, 468, 3) and carried.dtype == np.float32
     assert np.allclose(ict_to_mp(sequence[1]), carried[1], atol=1e-5)
@@ -123,7 +125,9 @@ def test_load_sequence_applies_the_vertex_map(tiny_root: Path, ict_to_mp) -> Non
 
 def test_datamodule_serves_mediapipe_meshes(tiny_root: Path, ict_npz: Path) -> None:
     geometry = GeometrySpec(topology="mediapipe", aus="bp4d", ict_path=str(ict_npz))
-    dm = SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, geometry=geometry, batch_size=2, use_crops=False)
+    dm = SyntheticDataModule(
+        root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, geometry=geometry, batch_size=2, use_crops=False
+    )
     geometry = dm.geometry
     assert geometry.topology.name == "mediapipe" and geometry.num_vertices == 468
     assert geometry.masks.shape == (12, 468) and geometry.basis.shape[1:] == (468, 3)
@@ -135,7 +139,12 @@ def test_datamodule_serves_mediapipe_meshes(tiny_root: Path, ict_npz: Path) -> N
     assert batch["reference"].shape == (2, 468, 3) and "crops" not in batch
     mp = face_geometry([12])
     other = FaceTopology("flame", mp.topology.template, mp.topology.triangles, mp.topology.landmarks68)
-    flame = SyntheticDataModule(root=str(tiny_root), ict_path=str(ict_npz), generator=TINY, geometry=FaceGeometry(other, mp.aus, mp.masks, mp.basis))
+    flame = SyntheticDataModule(
+        root=str(tiny_root),
+        ict_path=str(ict_npz),
+        generator=TINY,
+        geometry=FaceGeometry(other, mp.aus, mp.masks, mp.basis),
+    )
     with pytest.raises(AUFaceError, match="flame"):
         flame.records("train")
 

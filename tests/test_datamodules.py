@@ -116,7 +116,14 @@ def test_bp4d_frame_numbers_from_the_image_folder(tmp_path: Path) -> None:
             (folder / f"{frame:04d}.jpg").write_bytes(b"")
     videos = [root / "videos" / s / "T1.avi" for s in load_protocol("bp4d").subjects]
     write_coarse_cache(root / "cache", root, videos, 4)
-    dm = BP4DDataModule(str(root), str(root / "cache"), tasks=["T1"], images_dir=str(root / "images"), geometry=tiny_geometry(root / "cache"), **TINY_DATA)
+    dm = BP4DDataModule(
+        str(root),
+        str(root / "cache"),
+        tasks=["T1"],
+        images_dir=str(root / "images"),
+        geometry=tiny_geometry(root / "cache"),
+        **TINY_DATA,
+    )
     assert dm.records("train")[0].labels[:, 0].tolist() == [1, 0, -1, 0]
     assert image_frame_numbers(root / "images" / "F001" / "T1").tolist() == [2440, 2441, 2443, 2444]
 
@@ -156,7 +163,9 @@ def test_evaluate_runs_checkpoints_on_fold_configs(bp4d: Path, tmp_path: Path, c
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
     capsys.readouterr()
-    code = main(["evaluate", "--config", str(config), "--ckpt", str(ckpt), "--accelerator", "cpu", "--out-dir", str(out)])
+    code = main(
+        ["evaluate", "--config", str(config), "--ckpt", str(ckpt), "--accelerator", "cpu", "--out-dir", str(out)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| Fold | AU1 | AU2 | AU4 | AU6 | AU7 | AU10 | AU12 | AU14 | AU15 | AU17 | AU23 | AU24 | Avg. |" in printed
@@ -186,20 +195,33 @@ def disfa(tmp_path_factory) -> Path:
 
 
 def test_disfa_labels_are_shifted_by_one_and_extra_frames_masked(disfa: Path) -> None:
-    dm = DISFADataModule(str(disfa), str(disfa / "cache"), fold=1, geometry=tiny_geometry(disfa / "cache", "disfa"), **TINY_DATA)
+    dm = DISFADataModule(
+        str(disfa), str(disfa / "cache"), fold=1, geometry=tiny_geometry(disfa / "cache", "disfa"), **TINY_DATA
+    )
     seq = dm.sequences("test")[0]
     assert seq.name == "SN003" and seq.video.name == "LeftVideoSN003_comp.avi"
     labels = dm.records("test")[0].labels
     assert labels.shape == (FRAMES + 1, 8)
     assert np.array_equal(labels[:FRAMES], seq.track.labels)  # label frame f is video frame f - 1
     assert (labels[FRAMES] == -1).all()
-    strict = DISFADataModule(str(disfa), str(disfa / "cache"), alignment="error", geometry=tiny_geometry(disfa / "cache", "disfa"), **TINY_DATA)
+    strict = DISFADataModule(
+        str(disfa),
+        str(disfa / "cache"),
+        alignment="error",
+        geometry=tiny_geometry(disfa / "cache", "disfa"),
+        **TINY_DATA,
+    )
     with pytest.raises(ValueError, match="1 video frame\\(s\\) have no label"):
         strict.records("test")
 
 
 def test_disfa_fit_and_test_through_the_cli(disfa: Path, tmp_path: Path) -> None:
-    data = {"root": str(disfa), "cache_dir": str(disfa / "cache"), "fold": 2, "geometry": tiny_geometry(disfa / "cache", "disfa")}
+    data = {
+        "root": str(disfa),
+        "cache_dir": str(disfa / "cache"),
+        "fold": 2,
+        "geometry": tiny_geometry(disfa / "cache", "disfa"),
+    }
     fit_and_test(fixture_config("disfa", tmp_path, data))
 
 
@@ -209,7 +231,9 @@ def test_disfa_fit_and_test_through_the_cli(disfa: Path, tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def affwild2(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("affwild2")
-    make_affwild2(root / "annotations", train=("v1", "v3", "v4", "12-24_left", "12-24_right"), val=("v2", "v5"), num_frames=FRAMES)
+    make_affwild2(
+        root / "annotations", train=("v1", "v3", "v4", "12-24_left", "12-24_right"), val=("v2", "v5"), num_frames=FRAMES
+    )
     videos = [root / "videos" / "batch1" / f"{n}.mp4" for n in ("v1", "v3", "v4", "12-24")]
     videos += [root / "videos" / "batch2" / f"{n}.avi" for n in ("v2", "v5")]
     write_coarse_cache(root / "cache", root, videos, FRAMES)
@@ -217,26 +241,48 @@ def affwild2(tmp_path_factory) -> Path:
 
 
 def test_affwild2_official_split_and_two_person_videos(affwild2: Path) -> None:
-    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), **TINY_DATA)
+    dm = AffWild2DataModule(
+        str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), **TINY_DATA
+    )
     assert [s.name for s in dm.sequences("train")] == ["v1", "v3", "v4"]
     assert [s.name for s in dm.sequences("val")] == [s.name for s in dm.sequences("test")] == ["v2", "v5"]
     labels = dm.records("val")[0].labels
     assert (labels[:2] == -1).all() and labels.shape == (FRAMES, 12)  # ABAW -1 rows (no face)
-    both = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), two_person_videos=True)
+    both = AffWild2DataModule(
+        str(affwild2),
+        str(affwild2 / "cache"),
+        geometry=tiny_geometry(affwild2 / "cache", "affwild2"),
+        two_person_videos=True,
+    )
     pair = [s for s in both.sequences("train") if s.name.startswith("12-24")]
     assert [s.name for s in pair] == ["12-24_left", "12-24_right"] and pair[0].video == pair[1].video
-    part = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), train_fraction=0.6)
+    part = AffWild2DataModule(
+        str(affwild2),
+        str(affwild2 / "cache"),
+        geometry=tiny_geometry(affwild2 / "cache", "affwild2"),
+        train_fraction=0.6,
+    )
     assert len(part.sequences("train")) == 2
 
 
 def test_affwild2_missing_video_is_named(affwild2: Path, tmp_path: Path) -> None:
-    dm = AffWild2DataModule(str(affwild2), str(affwild2 / "cache"), geometry=tiny_geometry(affwild2 / "cache", "affwild2"), video_dir=str(tmp_path))
+    dm = AffWild2DataModule(
+        str(affwild2),
+        str(affwild2 / "cache"),
+        geometry=tiny_geometry(affwild2 / "cache", "affwild2"),
+        video_dir=str(tmp_path),
+    )
     with pytest.raises(DatasetLayoutError, match="3 Aff-Wild2 videos of the train split .*v1, v3, v4"):
         dm.sequences("train")
 
 
 def test_affwild2_fit_and_test_through_the_cli(affwild2: Path, tmp_path: Path) -> None:
-    data = {"root": str(affwild2), "cache_dir": str(affwild2 / "cache"), "train_fraction": 1.0, "geometry": tiny_geometry(affwild2 / "cache", "affwild2")}
+    data = {
+        "root": str(affwild2),
+        "cache_dir": str(affwild2 / "cache"),
+        "train_fraction": 1.0,
+        "geometry": tiny_geometry(affwild2 / "cache", "affwild2"),
+    }
     fit_and_test(fixture_config("affwild2", tmp_path, data))
 
 
@@ -248,30 +294,49 @@ def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("folder")
     names = ["train/anna_1", "train/anna_2", "train/bob_1", "val/carl_1", "test/dora_1"]
     for name in names:
-        make_folder_labels(root / Path(name).parent, videos=(Path(name).name,), aus=("AU01", "AU06", "AU12", "AU25"), num_frames=FRAMES)
+        make_folder_labels(
+            root / Path(name).parent, videos=(Path(name).name,), aus=("AU01", "AU06", "AU12", "AU25"), num_frames=FRAMES
+        )
     write_coarse_cache(root / "cache", root, [root / f"{n}.mp4" for n in names], FRAMES)
     (root / "unlabelled.mp4").write_bytes(b"no csv")
     return root
 
 
 def test_folder_splits(folder: Path, tmp_path: Path) -> None:
-    dm = FolderAUDataModule(str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", ["AU12", "AU01"]), **TINY_DATA)
+    dm = FolderAUDataModule(
+        str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", ["AU12", "AU01"]), **TINY_DATA
+    )
     assert [s.name for s in dm.sequences("train")] == ["train/anna_1", "train/anna_2", "train/bob_1"]
     assert [s.subject for s in dm.sequences("train")] == ["anna", "anna", "bob"]
     assert dm.records("test")[0].labels.shape == (FRAMES, 2)
     split = tmp_path / "split.json"
-    split.write_text(json.dumps({"train": ["train/anna_1", "val/carl_1"], "val": ["test/dora_1"], "test": ["train/bob_1"]}))
-    custom = FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), geometry=tiny_geometry(folder / "cache", ["AU25"]))
+    split.write_text(
+        json.dumps({"train": ["train/anna_1", "val/carl_1"], "val": ["test/dora_1"], "test": ["train/bob_1"]})
+    )
+    custom = FolderAUDataModule(
+        str(folder), str(folder / "cache"), split_file=str(split), geometry=tiny_geometry(folder / "cache", ["AU25"])
+    )
     assert [s.name for s in custom.sequences("test")] == ["train/bob_1"]
     split.write_text(json.dumps({"train": ["unlabelled"]}))
     with pytest.raises(DatasetLayoutError, match="without a video\\+CSV pair"):
-        FolderAUDataModule(str(folder), str(folder / "cache"), split_file=str(split), geometry=tiny_geometry(folder / "cache", ["AU25"])).sequences("train")
+        FolderAUDataModule(
+            str(folder),
+            str(folder / "cache"),
+            split_file=str(split),
+            geometry=tiny_geometry(folder / "cache", ["AU25"]),
+        ).sequences("train")
     with pytest.raises(LabelFormatError, match="anna_1.csv:1: no column for AU02"):
-        FolderAUDataModule(str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", "bp4d")).sequences("train")
+        FolderAUDataModule(
+            str(folder), str(folder / "cache"), geometry=tiny_geometry(folder / "cache", "bp4d")
+        ).sequences("train")
 
 
 def test_folder_fit_and_test_through_the_cli(folder: Path, tmp_path: Path) -> None:
-    data = {"video_dir": str(folder), "cache_dir": str(folder / "cache"), "geometry": tiny_geometry(folder / "cache", ["AU01", "AU06", "AU12"])}
+    data = {
+        "video_dir": str(folder),
+        "cache_dir": str(folder / "cache"),
+        "geometry": tiny_geometry(folder / "cache", ["AU01", "AU06", "AU12"]),
+    }
     fit_and_test(fixture_config("folder", tmp_path, data))
 
 
@@ -308,7 +373,9 @@ def multiface(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 def test_multiface_ground_truth_in_the_coarse_topology(multiface) -> None:
     capture, coarse = multiface
-    dm = MultifaceDataModule(str(capture), str(capture.parent / "cache"), geometry=tiny_geometry(capture.parent / "cache"), **TINY_DATA)
+    dm = MultifaceDataModule(
+        str(capture), str(capture.parent / "cache"), geometry=tiny_geometry(capture.parent / "cache"), **TINY_DATA
+    )
     assert [s.name for s in dm.sequences("train")] == ["E001_Neutral_Eyes_Open/400002", "E057_Cheeks_Puffed/400002"]
     assert [s.name for s in dm.sequences("test")] == ["EXP_ROM07_Facial_Expressions/400002"]
     assert dm.sequences("test")[0].subject == "6795937"
@@ -325,7 +392,11 @@ def test_multiface_ground_truth_in_the_coarse_topology(multiface) -> None:
 
 def test_multiface_fit_and_test_through_the_cli(multiface, tmp_path: Path) -> None:
     capture, _ = multiface
-    data = {"video_dir": "unused", "cache_dir": str(capture.parent / "cache"), "geometry": tiny_geometry(capture.parent / "cache")}
+    data = {
+        "video_dir": "unused",
+        "cache_dir": str(capture.parent / "cache"),
+        "geometry": tiny_geometry(capture.parent / "cache"),
+    }
     config = fixture_config("folder", tmp_path, data, {"modality": "mesh"})
     raw = yaml.safe_load(config.read_text())
     raw["data"] = {

@@ -71,7 +71,13 @@ def test_resnet50_layout() -> None:
 
 def test_encoder_uses_deca_key_names() -> None:
     state = DecaEncoder().state_dict()
-    for key in ("encoder.conv1.weight", "encoder.bn1.running_mean", "encoder.layer1.0.conv1.weight", "encoder.layer1.0.downsample.0.weight", "encoder.layer4.2.bn3.running_var"):
+    for key in (
+        "encoder.conv1.weight",
+        "encoder.bn1.running_mean",
+        "encoder.layer1.0.conv1.weight",
+        "encoder.layer1.0.downsample.0.weight",
+        "encoder.layer4.2.bn3.running_var",
+    ):
         assert key in state
     assert state["layers.0.weight"].shape == (1024, 2048)
     assert state["layers.2.weight"].shape == (DECA_NUM_PARAMS, 1024) == (236, 1024)
@@ -115,16 +121,27 @@ def test_foreign_checkpoints(tmp_path: Path) -> None:
 
 def test_missing_files(tmp_path: Path, files: dict[str, Path]) -> None:
     with pytest.raises(MissingAssetError, match="deca_model.tar not found.*yfeng95/DECA"):
-        DecaReconstructor.from_files(tmp_path / "deca_model.tar", files["flame"], files["landmarks"], crop_fn=lambda f: None)
+        DecaReconstructor.from_files(
+            tmp_path / "deca_model.tar", files["flame"], files["landmarks"], crop_fn=lambda f: None
+        )
     with pytest.raises(MissingAssetError, match="generic_model.pkl not found.*flame.is.tue.mpg.de"):
-        DecaReconstructor.from_files(files["deca"], tmp_path / "generic_model.pkl", files["landmarks"], crop_fn=lambda f: None)
+        DecaReconstructor.from_files(
+            files["deca"], tmp_path / "generic_model.pkl", files["landmarks"], crop_fn=lambda f: None
+        )
     with pytest.raises(MissingAssetError, match="landmark_embedding.npy not found"):
         DecaReconstructor.from_files(files["deca"], files["flame"], tmp_path / "lmk.npy", crop_fn=lambda f: None)
 
 
 def test_code_layout() -> None:
     parts = split_deca_codes(torch.arange(236.0)[None])
-    assert {k: v.shape[1] for k, v in parts.items()} == {"shape": 100, "tex": 50, "exp": 50, "pose": 6, "cam": 3, "light": 9}
+    assert {k: v.shape[1] for k, v in parts.items()} == {
+        "shape": 100,
+        "tex": 50,
+        "exp": 50,
+        "pose": 6,
+        "cam": 3,
+        "light": 9,
+    }
     assert parts["exp"][0, 0] == 150 and parts["pose"][0, 0] == 200 and parts["cam"][0, 0] == 206
     assert parts["light"].shape == (1, 9, 3) and parts["light"][0, -1, -1] == 235
 
@@ -138,7 +155,9 @@ def test_decode_reproduces_deca_projection(reconstructor: DecaReconstructor, fla
     codes[:, 206:209] = torch.tensor([[8.0, 0.01, -0.02], [7.0, -0.03, 0.0]])
     windows = torch.tensor([[160.0, 125.0, 180.0], [300.0, 200.0, 120.0]])
     out = reconstructor.decode(codes, windows)
-    posed = out["scale"][:, None, None] * out["vertices"] @ out["rotation"].transpose(1, 2) + out["translation"][:, None]
+    posed = (
+        out["scale"][:, None, None] * out["vertices"] @ out["rotation"].transpose(1, 2) + out["translation"][:, None]
+    )
     # DECA: posed FLAME, orthographic cam s * (xy + t), y flipped, [-1,1] crop coords -> pixels
     parts = split_deca_codes(codes)
     world = flame(parts["shape"], parts["exp"], parts["pose"])
@@ -150,7 +169,9 @@ def test_decode_reproduces_deca_projection(reconstructor: DecaReconstructor, fla
     rot = out["rotation"]
     torch.testing.assert_close(rot @ rot.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5, rtol=0)
     assert torch.allclose(torch.linalg.det(rot), torch.ones(2), atol=1e-5)
-    torch.testing.assert_close(out["vertices"], flame(parts["shape"], parts["exp"], torch.cat([torch.zeros(2, 3), parts["pose"][:, 3:]], 1)))
+    torch.testing.assert_close(
+        out["vertices"], flame(parts["shape"], parts["exp"], torch.cat([torch.zeros(2, 3), parts["pose"][:, 3:]], 1))
+    )
 
 
 def test_reconstruct_fields(reconstructor: DecaReconstructor, flame: FlameModel) -> None:
@@ -174,7 +195,7 @@ def test_reconstruct_fields(reconstructor: DecaReconstructor, flame: FlameModel)
     torch.testing.assert_close(result.vertices[0], result.vertices[2])
     crop = crop_face(face, crop_window(FACE_BOX))
     np.testing.assert_array_equal(result.crops[0].numpy(), crop)
-    (images, (codes, features)), = seen  # one batch: the two frames with a face, as 224 px crops in [0,1]
+    ((images, (codes, features)),) = seen  # one batch: the two frames with a face, as 224 px crops in [0,1]
     assert images.shape == (2, 3, 224, 224)
     torch.testing.assert_close(images[0], torch.from_numpy(crop).permute(2, 0, 1).float() / 255)
     torch.testing.assert_close(result.features[[0, 2]], features)

@@ -67,7 +67,9 @@ def test_the_default_config_rebuilds_the_packaged_geometry(ict_npz) -> None:
     config = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
     rebuilt = build(GeometrySpec(**config["geometry"], ict_path=str(ict_npz)))
     packaged = load_refiner(PACKAGED).geometry
-    assert not rebuilt.differences(packaged), f"configs/default.yaml no longer describes the packaged geometry: {rebuilt.differences(packaged)}"
+    assert not rebuilt.differences(packaged), (
+        f"configs/default.yaml no longer describes the packaged geometry: {rebuilt.differences(packaged)}"
+    )
     assert rebuilt == packaged
 
 
@@ -81,7 +83,9 @@ build(GeometrySpec(**config["geometry"], ict_path=sys.argv[3])).save(sys.argv[4]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_geometry_rebuilt_with_other_thread_counts_accepts_the_packaged_checkpoint(threads: int, ict_npz, tmp_path: Path) -> None:
+def test_a_geometry_rebuilt_with_other_thread_counts_accepts_the_packaged_checkpoint(
+    threads: int, ict_npz, tmp_path: Path
+) -> None:
     """A fresh build (empty user cache) with 1 or 2 BLAS/OpenMP/torch threads is the packaged
     geometry, and a task with it loads the packaged checkpoint."""
     import os
@@ -92,7 +96,13 @@ def test_a_geometry_rebuilt_with_other_thread_counts_accepts_the_packaged_checkp
     from au_face.training.task import AUFaceTask
 
     n = str(threads)
-    env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "AU_FACE_CACHE": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "AU_FACE_CACHE": str(tmp_path / "cache"),
+    }
     target = tmp_path / "geometry.npz"
     args = [sys.executable, "-c", _BUILD, n, str(REPO / "configs" / "default.yaml"), str(ict_npz), str(target)]
     subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
@@ -117,7 +127,9 @@ def test_geometry_identity_tolerates_last_bits_and_not_more() -> None:
 
     other_machine = _shifted(packaged, template=ulps, basis=ulps, neutral_identity=ulps)
     assert other_machine.content_hash != packaged.content_hash
-    assert other_machine == packaged and hash(other_machine) == hash(packaged) and not other_machine.differences(packaged)
+    assert (
+        other_machine == packaged and hash(other_machine) == hash(packaged) and not other_machine.differences(packaged)
+    )
 
     def bump(x: np.ndarray) -> np.ndarray:
         x = x.copy()
@@ -182,7 +194,9 @@ def test_the_packaged_model_reproduces_its_recorded_outputs(video_dir: Path, tmp
 
     recorded = np.load(RECORDED)
     sha = hashlib.sha256(PACKAGED.read_bytes()).hexdigest()
-    assert sha == str(recorded["checkpoint_sha256"]), "the packaged model changed: record its outputs anew (see RECORDED)"
+    assert sha == str(recorded["checkpoint_sha256"]), (
+        "the packaged model changed: record its outputs anew (see RECORDED)"
+    )
     result = au_face.reconstruct(video_dir / "single_face.mp4")
     out = np.load(result.save(tmp_path)["meshes"])
     assert out["aus"].tolist() == recorded["aus"].tolist()

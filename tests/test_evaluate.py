@@ -30,7 +30,9 @@ def test_read_fold_csv_takes_the_test_columns_of_the_last_row(tmp_path: Path) ->
 
 
 def test_fold_table_rows_are_folds_then_the_average(tmp_path: Path) -> None:
-    header, rows = fold_table([FoldResult("fold1", {1: 0.5, 2: 0.2}), FoldResult("fold2", {1: 0.7, 2: math.nan})], "Ours")
+    header, rows = fold_table(
+        [FoldResult("fold1", {1: 0.5, 2: 0.2}), FoldResult("fold2", {1: 0.7, 2: math.nan})], "Ours"
+    )
     assert header == ["Fold", "AU1", "AU2", "Avg."]
     assert rows[0] == ["fold1", pytest.approx(50.0), pytest.approx(20.0), pytest.approx(35.0)]
     assert rows[2][0] == "Ours"

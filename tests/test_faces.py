@@ -14,7 +14,9 @@ from au_face.faces.topology import FaceTopology, TopologyError
 from au_face.utils.assets import ICT_MODEL, MissingAssetError
 
 
-@pytest.mark.parametrize(("text", "number"), [("AU12", 12), ("12", 12), ("AU06", 6), ("au 6", 6), (" AU1 ", 1), (25, 25)])
+@pytest.mark.parametrize(
+    ("text", "number"), [("AU12", 12), ("12", 12), ("AU06", 6), ("au 6", 6), (" AU1 ", 1), (25, 25)]
+)
 def test_parse_au_forms(text: str | int, number: int) -> None:
     assert parse_au(text) == number
 
@@ -73,7 +75,11 @@ def test_original_obj_folder_matches_the_npz(shared_data: Path, ict_npz: Path) -
     assert np.array_equal(obj.triangles, npz.triangles), "quads must split as in the converted model"
     assert np.array_equal(obj.landmarks68, npz.landmarks68)
     for name in obj.expression_names:
-        assert np.allclose(obj.expression_deltas[obj.expression_index(name)], npz.expression_deltas[npz.expression_index(name)], atol=1e-4)
+        assert np.allclose(
+            obj.expression_deltas[obj.expression_index(name)],
+            npz.expression_deltas[npz.expression_index(name)],
+            atol=1e-4,
+        )
     assert np.allclose(obj.identity_deltas[0], npz.identity_deltas[0], atol=1e-4)
 
 

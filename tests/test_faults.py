@@ -37,7 +37,9 @@ def _cli(*argv: str) -> list[str]:
 
 def _hidden(folder: Path) -> list[str]:
     """Hidden entries other than lock files (which are meant to stay)."""
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".locks", ".manifest.lock"))
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in (".locks", ".manifest.lock")
+    )
 
 
 def _assert_same_npz(a: Path, b: Path) -> None:
@@ -56,7 +58,11 @@ def test_kill_9_during_reconstruct_then_rerun(tmp_path: Path, video_dir: Path) -
     proc = subprocess.Popen(_cli("reconstruct", str(video), "--out", str(out)), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (out.is_dir() and list(out.glob(".clip_work.*/*.bin"))) and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (out.is_dir() and list(out.glob(".clip_work.*/*.bin")))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -134,10 +140,23 @@ def _fit_config(tmp_path: Path) -> Path:
                          "logger": yaml.safe_load((REPO / "configs" / config["trainer"]).read_text())["logger"],
                          "accelerator": "cpu", "enable_progress_bar": False, "enable_model_summary": False,
                          "limit_train_batches": 2, "limit_val_batches": 1}  # fmt: skip
-    config["model"] = {"class_path": "au_face.training.task.AUFaceTask", "init_args": {
-        "net": {"dim": 16, "token_hidden": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "modality": "mesh"}}}
+    config["model"] = {
+        "class_path": "au_face.training.task.AUFaceTask",
+        "init_args": {
+            "net": {
+                "dim": 16,
+                "token_hidden": 16,
+                "heads": 2,
+                "spatial_layers": 1,
+                "temporal_layers": 1,
+                "modality": "mesh",
+            }
+        },
+    }
     config["data"] = yaml.safe_load((REPO / "configs" / config["data"]).read_text())
-    config["data"]["init_args"].update(video_dir=str(videos), cache_dir=str(videos / "cache"), batch_size=2, num_workers=0)
+    config["data"]["init_args"].update(
+        video_dir=str(videos), cache_dir=str(videos / "cache"), batch_size=2, num_workers=0
+    )
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -210,7 +229,9 @@ def test_concurrent_preprocess_runs_share_the_work(tmp_path: Path, video_dir: Pa
     for name in ("a.mp4", "b.mp4", "c.mp4"):
         shutil.copy(video_dir / "single_face.mp4", folder / name)
     command = _cli("preprocess", str(folder), "--out", str(out), "--max-frames", "24")
-    runs = [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [run.communicate(timeout=300) + (run.returncode,) for run in runs]
     for _stdout, stderr, code in results:
         assert code == 0 and "Traceback" not in stderr, stderr
@@ -257,7 +278,9 @@ def test_init_checkpoint_must_hold_the_trunk(tmp_path: Path, caplog: pytest.LogC
     source = _tiny_task([1, 2])
     geometry = source.geometry.to_state()
     unrelated = tmp_path / "unrelated.ckpt"
-    torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}, "hyper_parameters": {}, "geometry": geometry}, unrelated)
+    torch.save(
+        {"state_dict": {"encoder.weight": torch.zeros(3)}, "hyper_parameters": {}, "geometry": geometry}, unrelated
+    )
     with pytest.raises(CheckpointError, match=r"matches only 0 of the model's \d+ trunk weights"):
         _tiny_task([1, 2]).load_trunk(unrelated)
     partial = tmp_path / "partial.ckpt"
@@ -290,7 +313,9 @@ def test_landmark_embedding_with_code_is_refused_unrun(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- issue 16: signals
 
 
-def test_sigterm_during_fit_exits_non_zero_and_says_how_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_sigterm_during_fit_exits_non_zero_and_says_how_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config, log = _fit_config(tmp_path), tmp_path / "epochs.txt"
     probe = f"--trainer.callbacks+={{class_path: test_faults.CtrlCAt, init_args: {{epoch: 3, log: '{log}', signal: SIGTERM}}}}"
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
@@ -325,9 +350,13 @@ def test_sigterm_during_reconstruct_cleans_up(tmp_path: Path, video_dir: Path) -
 
 
 @pytest.mark.parametrize(
-    "sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")], ids=["sigterm", "ctrl-c"]
+    "sig, code, word",
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    ids=["sigterm", "ctrl-c"],
 )
-def test_signal_during_preprocess_stops_and_resumes(tmp_path: Path, video_dir: Path, sig: int, code: int, word: str) -> None:
+def test_signal_during_preprocess_stops_and_resumes(
+    tmp_path: Path, video_dir: Path, sig: int, code: int, word: str
+) -> None:
     folder, out = tmp_path / "videos", tmp_path / "cache"
     folder.mkdir()
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
@@ -351,7 +380,9 @@ def _no_space(path: object) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
-def test_disk_full_during_reconstruct_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_disk_full_during_reconstruct_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """A full disk, simulated: the AU CSV's writer raises ENOSPC (a tmpfs needs mount rights)."""
     import au_face.inference.pipeline
 
@@ -366,7 +397,9 @@ def test_disk_full_during_reconstruct_is_one_line(tmp_path: Path, monkeypatch: p
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "no half-written output set"
 
 
-def test_disk_full_while_writing_frame_meshes_leaves_no_half_set(tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_disk_full_while_writing_frame_meshes_leaves_no_half_set(
+    tmp_path: Path, video_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The disk fills after 3 per-frame OBJs (simulated: the mesh export raises ENOSPC)."""
     import trimesh
 
@@ -380,7 +413,17 @@ def test_disk_full_while_writing_frame_meshes_leaves_no_half_set(tmp_path: Path,
 
     monkeypatch.setattr(trimesh.Trimesh, "export", filling)
     video = shutil.copy(video_dir / "single_face.mp4", tmp_path / "clip.mp4")
-    argv = ["reconstruct", str(video), "--out", str(tmp_path / "out"), "--no-overlay", "--mesh-format", "obj", "--max-frames", "8"]
+    argv = [
+        "reconstruct",
+        str(video),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-overlay",
+        "--mesh-format",
+        "obj",
+        "--max-frames",
+        "8",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

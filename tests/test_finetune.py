@@ -33,7 +33,9 @@ def videos(tmp_path_factory) -> Path:
     """Videos labelled with AU01, AU06, AU12 and AU25 (train/val/test sub-folders) and their cache."""
     root = tmp_path_factory.mktemp("videos")
     for name in NAMES:
-        make_folder_labels(root / Path(name).parent, (Path(name).name,), ("AU01", "AU06", "AU12", "AU25"), num_frames=12)
+        make_folder_labels(
+            root / Path(name).parent, (Path(name).name,), ("AU01", "AU06", "AU12", "AU25"), num_frames=12
+        )
     write_coarse_cache(root / "cache", root, [root / f"{n}.mp4" for n in NAMES], 12)
     return root
 
@@ -57,9 +59,26 @@ def source_ckpt(videos: Path, tmp_path_factory) -> Path:
 def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt: Path, tmp_path: Path, capsys) -> None:
     example = _load_example()
     out = tmp_path / "finetuned"
-    args = ["--ckpt", str(source_ckpt), "--videos", str(videos), "--cache", str(videos / "cache"),
-            "--aus", "AU01", "AU25", "AU06", "--freeze", "tokenizer", "spatial", "--epochs", "1", "--out", str(out),
-            *TINY]  # fmt: skip  (the data's own basis would be 32 PCA modes: the checkpoint's 8 are used)
+    args = [
+        "--ckpt",
+        str(source_ckpt),
+        "--videos",
+        str(videos),
+        "--cache",
+        str(videos / "cache"),
+        "--aus",
+        "AU01",
+        "AU25",
+        "AU06",
+        "--freeze",
+        "tokenizer",
+        "spatial",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        *TINY,
+    ]  # fmt: skip  (the data's own basis would be 32 PCA modes: the checkpoint's 8 are used)
     ckpt = example.main(args)
     printed = capsys.readouterr().out
     assert "test/dora_1: 12 frames" in printed
@@ -69,25 +88,36 @@ def test_finetune_example_gives_a_head_for_the_new_aus(videos: Path, source_ckpt
     tuned = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
     assert tuned.aus == [1, 25, 6] and tuned.hparams.net == source.hparams.net
     assert tuned.model.net.au_weight.shape[0] == 3
-    assert torch.equal(tuned.model.net.expression.basis, source.model.net.expression.basis), "the geometry comes from the checkpoint"
-    assert torch.equal(tuned.model.net.tokenizer.masks[2], source.model.net.tokenizer.masks[0]), "AU06's mask is the checkpoint's"
+    assert torch.equal(tuned.model.net.expression.basis, source.model.net.expression.basis), (
+        "the geometry comes from the checkpoint"
+    )
+    assert torch.equal(tuned.model.net.tokenizer.masks[2], source.model.net.tokenizer.masks[0]), (
+        "AU06's mask is the checkpoint's"
+    )
     # the frozen trunk is the source's; the temporal part was trained further
     assert torch.equal(tuned.model.net.tokenizer.first, source.model.net.tokenizer.first)
     assert torch.equal(tuned.model.net.spatial.state_dict()["encoder.layers.0.linear1.weight"],
                        source.model.net.spatial.state_dict()["encoder.layers.0.linear1.weight"])  # fmt: skip
-    assert not torch.equal(tuned.model.net.temporal.encoder.layers[0].linear1.weight, source.model.net.temporal.encoder.layers[0].linear1.weight)
+    assert not torch.equal(
+        tuned.model.net.temporal.encoder.layers[0].linear1.weight,
+        source.model.net.temporal.encoder.layers[0].linear1.weight,
+    )
 
 
 def test_finetune_example_reports_a_missing_checkpoint(videos: Path, tmp_path: Path) -> None:
     example = _load_example()
     with pytest.raises(SystemExit, match="checkpoint not found"):
-        example.main(["--ckpt", str(tmp_path / "none.ckpt"), "--videos", str(videos), "--cache", str(videos), "--aus", "AU01"])
+        example.main(
+            ["--ckpt", str(tmp_path / "none.ckpt"), "--videos", str(videos), "--cache", str(videos), "--aus", "AU01"]
+        )
 
 
 def test_freezing_keeps_new_au_weights_trainable_and_refuses_other_architectures(source_ckpt: Path) -> None:
     source = AUFaceTask.load_from_checkpoint(source_ckpt, map_location="cpu")
     hparams = dict(source.hparams)
-    hparams.update(geometry=GeometrySpec(aus=[1, 25], file=str(source_ckpt)), freeze=["tokenizer", "spatial", "temporal"])
+    hparams.update(
+        geometry=GeometrySpec(aus=[1, 25], file=str(source_ckpt)), freeze=["tokenizer", "spatial", "temporal"]
+    )
     task = AUFaceTask(**hparams)
     loaded, skipped = task.load_trunk(source_ckpt)
     task._apply_freeze()

@@ -110,6 +110,7 @@ def test_global_rotation_is_rigid_about_the_root(flame: FlameModel) -> None:
     rest = flame(shape)
     global_rot = torch.tensor([[0.3, -0.5, 0.2]])
     posed = flame(shape, pose=torch.cat([global_rot, torch.zeros(1, 3)], dim=1))
+
     def distances(v: torch.Tensor) -> torch.Tensor:
         return (v[0, :, None] - v[0, None]).norm(dim=-1)
 
@@ -138,7 +139,9 @@ def test_rodrigues_is_smooth_at_zero() -> None:
     rodrigues(vec).sum().backward()
     assert torch.isfinite(vec.grad).all()
     axis_angle = torch.tensor([0.0, 0.0, np.pi / 2])
-    torch.testing.assert_close(rodrigues(axis_angle) @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        rodrigues(axis_angle) @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6, rtol=0
+    )
 
 
 def test_landmarks_and_topology(flame: FlameModel, flame_files: tuple[Path, Path]) -> None:
@@ -150,7 +153,10 @@ def test_landmarks_and_topology(flame: FlameModel, flame_files: tuple[Path, Path
     assert topology.name == "flame" and topology.num_vertices == flame.num_vertices
     nearest = ((template[None] - expected[:, None]) ** 2).sum(-1).argmin(1)
     np.testing.assert_array_equal(topology.landmarks68, nearest)
-    assert load_topology("flame", flame_path=flame_files[0], flame_landmarks_path=flame_files[1]).num_vertices == flame.num_vertices
+    assert (
+        load_topology("flame", flame_path=flame_files[0], flame_landmarks_path=flame_files[1]).num_vertices
+        == flame.num_vertices
+    )
 
 
 def test_missing_landmark_embedding(flame_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:

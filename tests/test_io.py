@@ -118,11 +118,17 @@ def test_au_csv_layout_and_round_trip(tmp_path: Path) -> None:
 def test_au_csv_pose_columns_follow_openface(tmp_path: Path) -> None:
     rx, ry, rz = 0.1, -0.4, 0.25
     cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    rotation = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rotation = (
+        np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    )
     np.testing.assert_allclose(euler_angles(rotation[None]), [[rx, ry, rz]], atol=1e-12)
     with AUCsvWriter(tmp_path / "pose.csv", []) as writer:
         head = rotation @ HEAD_TO_CAMERA  # the canonical head y up, z to the viewer: facing the camera is 0
-        writer.write([1, 2], [0.0, 0.04], [True, False], rotation=np.stack([head] * 2), translation=[[320.0, 180.5, -2.0]] * 2)
+        writer.write(
+            [1, 2], [0.0, 0.04], [True, False], rotation=np.stack([head] * 2), translation=[[320.0, 180.5, -2.0]] * 2
+        )
     lines = (tmp_path / "pose.csv").read_text().splitlines()
     assert lines == [
         "frame,face_id,timestamp,confidence,success,pose_Tx,pose_Ty,pose_Tz,pose_Rx,pose_Ry,pose_Rz",
@@ -141,7 +147,9 @@ def test_au_csv_interrupted_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_au_csv_reader_tolerates_openface_spacing_and_rejects_other_files(tmp_path: Path) -> None:
-    (tmp_path / "spaced.csv").write_text("frame, timestamp, confidence, success, AU06_p, AU06_c\n1, 0.5, 0.9, 1, 0.8, 1\n")
+    (tmp_path / "spaced.csv").write_text(
+        "frame, timestamp, confidence, success, AU06_p, AU06_c\n1, 0.5, 0.9, 1, 0.8, 1\n"
+    )
     table = read_au_csv(tmp_path / "spaced.csv")
     assert table.aus == [6] and table.probs[0, 0] == pytest.approx(0.8)
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")

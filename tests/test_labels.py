@@ -155,7 +155,9 @@ def test_affwild2_malformed(tmp_path: Path) -> None:
     path = write_affwild2_txt(tmp_path / "v.txt", [[0] * 12, [0] * 11])
     with pytest.raises(LabelFormatError, match=r"v\.txt:3: 11 values for 12 AUs"):
         read_affwild2(path)
-    path.write_text("AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n" + "0," * 11 + "0\n\n" + "0," * 11 + "1\n")
+    path.write_text(
+        "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n" + "0," * 11 + "0\n\n" + "0," * 11 + "1\n"
+    )
     with pytest.raises(LabelFormatError, match=r"v\.txt:3: blank line"):
         read_affwild2(path)
     path.write_text("AU1,AU2\n2,0\n")

@@ -73,7 +73,9 @@ def landmarks_478_model() -> bytes:
     the face box the Tasks graph draws around all 478 points for tracking is the mesh's own."""
     from mediapipe.tasks.metadata import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(_wheel_model("face_landmark/face_landmark.tflite"), 0))
+    model = schema.ModelT.InitFromObj(
+        schema.Model.GetRootAsModel(_wheel_model("face_landmark/face_landmark.tflite"), 0)
+    )
     graph = model.subgraphs[0]
     landmarks, presence = graph.outputs
     assert list(graph.tensors[landmarks].shape) == [1, 1, 1, 1404]
@@ -92,7 +94,9 @@ def landmarks_478_model() -> bytes:
         graph.tensors.append(tensor)
         return len(graph.tensors) - 1
 
-    paddings = add_tensor([4, 2], schema.TensorType.INT32, np.array([[0, 0]] * 3 + [[0, 30]], np.int32).tobytes(), b"iris_padding")
+    paddings = add_tensor(
+        [4, 2], schema.TensorType.INT32, np.array([[0, 0]] * 3 + [[0, 30]], np.int32).tobytes(), b"iris_padding"
+    )
     centre = add_tensor([], schema.TensorType.FLOAT32, np.array(96.0, np.float32).tobytes(), b"crop_centre")
     padded = add_tensor([1, 1, 1, 1434], schema.TensorType.FLOAT32, None, b"landmarks_478")
     op = schema.OperatorT()
@@ -122,14 +126,22 @@ def constant_blendshapes_model() -> bytes:
         model.buffers.append(buffer)
     graph = schema.SubGraphT()
     graph.tensors = []
-    for shape, buffer, name in (([1, 146, 2], 1, b"landmarks"), ([52, 292], 2, b"weights"), ([52], 3, b"bias"), ([1, 52], 4, b"scores")):
+    for shape, buffer, name in (
+        ([1, 146, 2], 1, b"landmarks"),
+        ([52, 292], 2, b"weights"),
+        ([52], 3, b"bias"),
+        ([1, 52], 4, b"scores"),
+    ):
         tensor = schema.TensorT()
         tensor.shape, tensor.type, tensor.buffer, tensor.name = shape, schema.TensorType.FLOAT32, buffer, name
         graph.tensors.append(tensor)
     graph.inputs, graph.outputs = [0], [3]
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.FullyConnectedOptions, schema.FullyConnectedOptionsT()
+    op.builtinOptionsType, op.builtinOptions = (
+        schema.BuiltinOptions.FullyConnectedOptions,
+        schema.FullyConnectedOptionsT(),
+    )
     graph.operators = [op]
     model.subgraphs = [graph]
     return _pack(model)
@@ -211,7 +223,10 @@ def test_blendshape_scores_are_the_expression(landmarker, photo: np.ndarray) -> 
     from mediapipe.tasks.python.vision.face_landmarker import Blendshapes
 
     assert len(BLENDSHAPE_NAMES) == len(Blendshapes) == 52
-    assert BLENDSHAPE_NAMES[Blendshapes.JAW_OPEN] == "jawOpen" and BLENDSHAPE_NAMES[Blendshapes.NOSE_SNEER_RIGHT] == "noseSneerRight"
+    assert (
+        BLENDSHAPE_NAMES[Blendshapes.JAW_OPEN] == "jawOpen"
+        and BLENDSHAPE_NAMES[Blendshapes.NOSE_SNEER_RIGHT] == "noseSneerRight"
+    )
     blank = np.zeros_like(photo)
     out = landmarker.reconstruct([photo, blank, photo], [0.0, 0.04, 0.08], 25.0)
     assert out.valid.tolist() == [True, False, True]
@@ -221,7 +236,9 @@ def test_blendshape_scores_are_the_expression(landmarker, photo: np.ndarray) -> 
     assert not out.expression[1].any()  # no face: zeros
 
 
-def test_bundle_without_blendshapes_has_no_expression(tmp_path: Path, bundle_files: dict[str, bytes], photo: np.ndarray) -> None:
+def test_bundle_without_blendshapes_has_no_expression(
+    tmp_path: Path, bundle_files: dict[str, bytes], photo: np.ndarray
+) -> None:
     files = {k: v for k, v in bundle_files.items() if k != "face_blendshapes.tflite"}
     reconstructor = FaceLandmarkerReconstructor(write_bundle(tmp_path / "no_blendshapes.task", files))
     out = _one_frame(reconstructor, photo)
@@ -297,7 +314,9 @@ def test_registry_and_environment_variable(bundle: Path, monkeypatch: pytest.Mon
 
 # ------------------------------------------------------------------------------ bad model files
 @pytest.fixture(scope="module")
-def bad_models(tmp_path_factory: pytest.TempPathFactory, bundle: Path, bundle_files: dict[str, bytes]) -> dict[str, tuple[Path, str]]:
+def bad_models(
+    tmp_path_factory: pytest.TempPathFactory, bundle: Path, bundle_files: dict[str, bytes]
+) -> dict[str, tuple[Path, str]]:
     """Bad ``.task`` files and a phrase the error about each must contain."""
     root = tmp_path_factory.mktemp("bad")
     text = root / "notes.task"
@@ -311,12 +330,19 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory, bundle: Path, bundle_fi
     flipped[middle] ^= 0xFF
     damaged = root / "damaged.task"
     damaged.write_bytes(bytes(flipped))
-    only_detector = write_bundle(root / "detector_only.task", {"face_detector.tflite": bundle_files["face_detector.tflite"], "x.txt": b"x"})
+    only_detector = write_bundle(
+        root / "detector_only.task", {"face_detector.tflite": bundle_files["face_detector.tflite"], "x.txt": b"x"}
+    )
     legacy_points = write_bundle(
         root / "legacy_468.task",
-        {"face_detector.tflite": bundle_files["face_detector.tflite"], "face_landmarks_detector.tflite": _wheel_model("face_landmark/face_landmark.tflite")},
+        {
+            "face_detector.tflite": bundle_files["face_detector.tflite"],
+            "face_landmarks_detector.tflite": _wheel_model("face_landmark/face_landmark.tflite"),
+        },
     )
-    garbage = write_bundle(root / "garbage.task", {"face_detector.tflite": b"\0" * 64, "face_landmarks_detector.tflite": b"junk" * 4})
+    garbage = write_bundle(
+        root / "garbage.task", {"face_detector.tflite": b"\0" * 64, "face_landmarks_detector.tflite": b"junk" * 4}
+    )
     return {
         "missing": (root / "nowhere" / "face_landmarker.task", "not found"),
         "folder": (root, "is a folder"),
@@ -346,8 +372,13 @@ def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
 
 
 def test_cli_model_errors(
-    bad_models: dict[str, tuple[Path, str]], photo: np.ndarray, bundle: Path, bundle_files: dict[str, bytes], tmp_path: Path,
-    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    bad_models: dict[str, tuple[Path, str]],
+    photo: np.ndarray,
+    bundle: Path,
+    bundle_files: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
@@ -357,7 +388,16 @@ def test_cli_model_errors(
     for _ in range(3):
         writer.write(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     writer.release()
-    reconstruct = ["reconstruct", str(image), "--out", str(tmp_path / "out"), "--no-refine", "--no-overlay", "--reconstructor", "landmarker"]
+    reconstruct = [
+        "reconstruct",
+        str(image),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-refine",
+        "--no-overlay",
+        "--reconstructor",
+        "landmarker",
+    ]
     preprocess = ["preprocess", str(video), "--out", str(tmp_path / "cache"), "--reconstructor", "landmarker"]
     monkeypatch.delenv(MODEL_ENV, raising=False)
     for argv in (reconstruct, preprocess):
@@ -367,18 +407,31 @@ def test_cli_model_errors(
             assert phrase in _one_line_error(capsys, [*argv, "--landmarker-model", str(path)]), name
     bad_detector = write_bundle(
         tmp_path / "bad_detector.task",
-        {"face_detector.tflite": b"junk" * 16, "face_landmarks_detector.tflite": bundle_files["face_landmarks_detector.tflite"]},
+        {
+            "face_detector.tflite": b"junk" * 16,
+            "face_landmarks_detector.tflite": bundle_files["face_landmarks_detector.tflite"],
+        },
     )
     assert "MediaPipe cannot load" in _one_line_error(capsys, [*reconstruct, "--landmarker-model", str(bad_detector)])
     monkeypatch.setenv(MODEL_ENV, str(bad_models["text"][0]))
     assert "zip archive" in _one_line_error(capsys, reconstruct)
-    wrong = ["reconstruct", str(image), "--out", str(tmp_path / "out"), "--no-refine", "--landmarker-model", str(bundle)]
+    wrong = [
+        "reconstruct",
+        str(image),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-refine",
+        "--landmarker-model",
+        str(bundle),
+    ]
     assert "applies to --reconstructor landmarker" in _one_line_error(capsys, wrong)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 # ------------------------------------------------------------------------------ CLI end to end
-def test_cli_reconstruct_and_preprocess(bundle: Path, video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_reconstruct_and_preprocess(
+    bundle: Path, video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     argv = ["reconstruct", str(video_dir / "single_face.jpg"), "--out", str(out), "--no-refine", "--no-overlay"]
     assert main([*argv, "--reconstructor", "landmarker", "--landmarker-model", str(bundle), "--max-faces", "1"]) == 0
@@ -397,7 +450,12 @@ def test_cli_reconstruct_and_preprocess(bundle: Path, video_dir: Path, tmp_path:
     manifest = json.loads(next(cache.rglob("manifest.json")).read_text())
     assert "landmarker" in json.dumps(manifest)
     cached = CoarseFrames.load(next(p for p in cache.rglob("*.npz")))
-    assert len(cached) == 8 and cached.num_valid == 8 and cached.topology == "mediapipe" and cached.expression.shape == (8, 52)
+    assert (
+        len(cached) == 8
+        and cached.num_valid == 8
+        and cached.topology == "mediapipe"
+        and cached.expression.shape == (8, 52)
+    )
 
 
 # ------------------------------------------------------------------------- Google's real model

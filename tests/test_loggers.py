@@ -20,7 +20,16 @@ def test_metrics_reach_tensorboard_and_offline_wandb(tmp_path: Path, ict_npz: Pa
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     run = tmp_path / "run"
-    args = cli_args("fit", ict_npz, tmp_path / "data", run, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0")
+    args = cli_args(
+        "fit",
+        ict_npz,
+        tmp_path / "data",
+        run,
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
+    )
     args += [
         "--trainer.logger+=lightning.pytorch.loggers.TensorBoardLogger", f"--trainer.logger.save_dir={run / 'tb'}",
         "--trainer.logger+=lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline=true",

@@ -200,8 +200,11 @@ def test_single_face_video(
 
 def test_crops_are_aligned(single_face: CoarseFrames, reconstructor: MediaPipeReconstructor) -> None:
     for i in (0, 40, 71):
-        affine = reconstructor.crop_transform(float(single_face.scale[i]), single_face.rotation[i].double().numpy(),
-                                              single_face.translation[i].double().numpy())
+        affine = reconstructor.crop_transform(
+            float(single_face.scale[i]),
+            single_face.rotation[i].double().numpy(),
+            single_face.translation[i].double().numpy(),
+        )
         lm = single_face.landmarks2d[i].double().numpy() @ affine[:, :2].T + affine[:, 2]
         left, right = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
         assert abs(left[1] - right[1]) < 3  # eyes level

@@ -16,7 +16,16 @@ K, V, E = 4, 50, 6
 
 def make_net(modality: str = "both") -> AUFaceNet:
     torch.manual_seed(0)
-    config = NetConfig(modality=modality, dim=16, token_hidden=32, spatial_layers=1, temporal_layers=1, heads=2, dropout=0.0, image_size=16)
+    config = NetConfig(
+        modality=modality,
+        dim=16,
+        token_hidden=32,
+        spatial_layers=1,
+        temporal_layers=1,
+        heads=2,
+        dropout=0.0,
+        image_size=16,
+    )
     net = AUFaceNet(K, V, E, config)
     net.set_geometry(torch.rand(K, V), torch.randn(E, V, 3))
     return net.eval()

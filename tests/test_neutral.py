@@ -139,7 +139,9 @@ def test_metrics_separate_pose_static_offsets_and_fast_frames() -> None:
     gt = torch.einsum("t,vc->tvc", torch.linspace(0, 1, 8), expression[0]) + _model()[0]
     valid = torch.ones(8, dtype=torch.bool)
     angle = 0.3
-    rotation = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    rotation = torch.tensor(
+        [[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0.0, 0.0, 1.0]]
+    )
     posed = 1.3 * gt @ rotation.T + 2.0
     assert aligned_error(posed, gt, valid) < 1e-6
     shifted = gt + 0.5  # a static offset, with S̄ carrying the same offset

@@ -114,7 +114,9 @@ def test_backends_agree_on_large_overlapping_triangles() -> None:
     triangles = np.arange(30).reshape(10, 3)
     renderers = [MeshRenderer(triangles, size, backend) for backend in ("embree", "pytorch3d")]
     background = gradient_background(size, (0.2, 0.3, 0.9), (0.1, 0.6, 0.2))
-    lighting = Lighting(np.array([0.3, -0.2, -1.0]) / np.sqrt(1.13), ambient=0.3, intensity=1.0, albedo=np.array([0.8, 0.6, 0.5]))
+    lighting = Lighting(
+        np.array([0.3, -0.2, -1.0]) / np.sqrt(1.13), ambient=0.3, intensity=1.0, albedo=np.array([0.8, 0.6, 0.5])
+    )
     for _ in range(3):
         vertices = np.concatenate([rng.uniform(-10, size + 10, size=(30, 2)), rng.uniform(-5, 5, size=(30, 1))], axis=1)
         a, b = (r.render(vertices, lighting, background) for r in renderers)
@@ -126,7 +128,9 @@ def test_backends_agree_on_large_overlapping_triangles() -> None:
 def test_backends_agree(ict_model) -> None:
     size = 100
     config = SyntheticConfig(image_size=size, head_rotation_deg=30)
-    rotation, translation, scale = sample_head_pose(ict_model.neutral[ict_model.landmarks68], np.random.default_rng(3), config)
+    rotation, translation, scale = sample_head_pose(
+        ict_model.neutral[ict_model.landmarks68], np.random.default_rng(3), config
+    )
     rng = np.random.default_rng(0)
     albedo = rng.uniform(0.2, 0.9, size=(len(ict_model.neutral), 3))
     background = gradient_background(size, (0.2, 0.3, 0.9), (0.1, 0.6, 0.2))

@@ -82,7 +82,9 @@ def _synthetic_coarse(n: int, v: int = 5) -> CoarseFrames:
     valid = np.ones(n, dtype=bool)
     valid[7] = False
     vertices = rng.normal(size=(n, v, 3)).astype(np.float32) * valid[:, None, None]
-    return CoarseFrames.from_canonical(torch.from_numpy(vertices), torch.from_numpy(valid), fps=25.0, topology="mediapipe")
+    return CoarseFrames.from_canonical(
+        torch.from_numpy(vertices), torch.from_numpy(valid), fps=25.0, topology="mediapipe"
+    )
 
 
 def _filled_store(tmp_path: Path, coarse: CoarseFrames) -> FrameStore:
@@ -171,7 +173,11 @@ def coarse_run(single_face: Path, reconstructor, tmp_path_factory: pytest.TempPa
 def refined_run(single_face: Path, reconstructor, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("refined")
     refiner = StandInRefiner()
-    return out, reconstruct(single_face, out, reconstructor, refiner=refiner, mesh_format="ply", progress=False), refiner
+    return (
+        out,
+        reconstruct(single_face, out, reconstructor, refiner=refiner, mesh_format="ply", progress=False),
+        refiner,
+    )
 
 
 def _video_frames(path: Path) -> tuple[int, tuple[int, int]]:
@@ -260,7 +266,9 @@ def _broken_refiner() -> StandInRefiner:
 
 
 # torch has run in this process: the refiner processes of these tests are spawned, not forked
-def test_a_refiner_process_gives_the_same_outputs(single_face: Path, reconstructor, refined_run, tmp_path: Path) -> None:
+def test_a_refiner_process_gives_the_same_outputs(
+    single_face: Path, reconstructor, refined_run, tmp_path: Path
+) -> None:
     process = RefinerProcess(partial(_stand_in_after, 0.5), method="spawn")  # still loading when tracking starts
     try:
         result = reconstruct(single_face, tmp_path, reconstructor, refiner=process, mesh_format="ply", progress=False)
@@ -273,7 +281,10 @@ def test_a_refiner_process_gives_the_same_outputs(single_face: Path, reconstruct
 def test_a_refiner_process_that_fails_to_load_stops_the_run_and_leaves_nothing(
     single_face: Path, reconstructor, tmp_path: Path
 ) -> None:
-    for make, error in ((_broken_refiner, "checkpoint is broken"), (partial(_stand_in_after, 0.0, "ict"), "trained on topology 'ict'")):
+    for make, error in (
+        (_broken_refiner, "checkpoint is broken"),
+        (partial(_stand_in_after, 0.0, "ict"), "trained on topology 'ict'"),
+    ):
         process = RefinerProcess(make, method="spawn")
         try:
             with pytest.raises(AUFaceError, match=error):
@@ -316,7 +327,9 @@ def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
 
 
 def test_topology_mismatch_is_refused_before_any_work(single_face: Path, reconstructor, tmp_path: Path) -> None:
-    with pytest.raises(TopologyMismatchError, match="trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'"):
+    with pytest.raises(
+        TopologyMismatchError, match="trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'"
+    ):
         reconstruct(single_face, tmp_path / "out", reconstructor, refiner=StandInRefiner(topology_name="ict"))
     assert not (tmp_path / "out").exists()
 
@@ -345,11 +358,17 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path, single_face: Path, capsys
     assert "corrupt.mp4" in _cli_error(capsys, [str(tmp_path / "corrupt.mp4"), "--out", out])
     blank = _write_video(tmp_path / "blank.mp4", [np.full((96, 128, 3), 128, np.uint8)] * 6)
     assert "no face found" in _cli_error(capsys, [str(blank), "--out", out])
-    assert "checkpoint not found" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "no.ckpt"), "--out", out])
+    assert "checkpoint not found" in _cli_error(
+        capsys, [str(single_face), "--ckpt", str(tmp_path / "no.ckpt"), "--out", out]
+    )
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.ckpt")
-    assert "not an au_face" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "foreign.ckpt"), "--out", out])
+    assert "not an au_face" in _cli_error(
+        capsys, [str(single_face), "--ckpt", str(tmp_path / "foreign.ckpt"), "--out", out]
+    )
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
-    assert "not a readable PyTorch checkpoint" in _cli_error(capsys, [str(single_face), "--ckpt", str(tmp_path / "text.ckpt"), "--out", out])
+    assert "not a readable PyTorch checkpoint" in _cli_error(
+        capsys, [str(single_face), "--ckpt", str(tmp_path / "text.ckpt"), "--out", out]
+    )
     assert "exactly one" in _cli_error(capsys, [str(single_face), "--demo", "--out", out])
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

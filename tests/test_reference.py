@@ -53,7 +53,9 @@ def test_an_update_moves_no_vertex_further_than_the_step() -> None:
     large = np.linalg.norm(change, axis=-1) > REFERENCE_STEP
     np.testing.assert_allclose(moved[large], REFERENCE_STEP, atol=1e-5)  # the direction is kept, the length capped
     direction = (updated - previous)[large] / moved[large, None]
-    np.testing.assert_allclose(direction, change[large] / np.linalg.norm(change[large], axis=-1, keepdims=True), atol=1e-4)
+    np.testing.assert_allclose(
+        direction, change[large] / np.linalg.norm(change[large], axis=-1, keepdims=True), atol=1e-4
+    )
     np.testing.assert_array_equal(bounded_update(None, previous), previous)
 
 
@@ -138,7 +140,9 @@ def test_in_memory_refine_gives_the_streamed_rows(tmp_path: Path) -> None:
     n = 300
     template = torch.from_numpy(model.geometry.topology.template).float()
     rng = np.random.default_rng(2)
-    vertices = (template + torch.from_numpy(rng.normal(scale=0.1, size=(n, *template.shape)).astype(np.float32))).numpy()
+    vertices = (
+        template + torch.from_numpy(rng.normal(scale=0.1, size=(n, *template.shape)).astype(np.float32))
+    ).numpy()
     vertices[150:] += 0.3  # S̄ changes after the first fit
     valid = np.ones(n, dtype=bool)
     valid[40:45] = False

@@ -79,7 +79,7 @@ def test_overlay_video_frames_size_and_panel(tmp_path: Path, sphere) -> None:
     assert frames[0].shape == (SIZE[1], SIZE[0] + 120, 3)
     # the face frame differs from the no-face frame in the face region, and the panel bars differ too
     assert np.abs(frames[0][50:70, 70:90].astype(int) - frames[2][50:70, 70:90]).mean() > 10
-    assert np.abs(frames[0][:, SIZE[0]:].astype(int) - frames[2][:, SIZE[0]:]).mean() > 1
+    assert np.abs(frames[0][:, SIZE[0] :].astype(int) - frames[2][:, SIZE[0] :]).mean() > 1
 
 
 def test_overlay_without_aus_keeps_video_size_and_is_atomic(tmp_path: Path, sphere) -> None:
@@ -112,7 +112,9 @@ def test_plot_au_tracks_from_csv(tmp_path: Path) -> None:
 
 
 def test_plot_au_tracks_rejects_empty_tables(tmp_path: Path) -> None:
-    empty = AUTable(np.zeros(0, int), np.zeros(0), np.zeros(0, bool), [6], np.zeros((0, 1)), np.zeros((0, 1), np.int8), np.zeros(0))
+    empty = AUTable(
+        np.zeros(0, int), np.zeros(0), np.zeros(0, bool), [6], np.zeros((0, 1)), np.zeros((0, 1), np.int8), np.zeros(0)
+    )
     with pytest.raises(RenderError, match="no frames"):
         plot_au_tracks(empty, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()

@@ -76,7 +76,9 @@ def test_views_cover_the_configured_range() -> None:
     assert np.abs(pitch).max() <= 20.0 + 1e-9 and np.abs(roll).max() <= 15.0 + 1e-9
 
 
-def test_datamodule_serves_neutral_references_single_frames_and_ground_truth_neutrals(simreal_root: Path, ict_npz: Path) -> None:
+def test_datamodule_serves_neutral_references_single_frames_and_ground_truth_neutrals(
+    simreal_root: Path, ict_npz: Path
+) -> None:
     dm = SyntheticDataModule(
         root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz), reference="neutral", single_frames=0.5, clip_length=4, train_stride=2, use_crops=False,
     )  # fmt: skip
@@ -91,7 +93,9 @@ def test_datamodule_serves_neutral_references_single_frames_and_ground_truth_neu
     one = singles[0]
     moved = one["vertices"][0] - one["reference"]
     assert float(moved.norm(dim=-1).mean()) < 0.5, "a lone frame's S̄ is fitted to that frame"
-    on_ict = SyntheticDataModule(root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz, "ict"))
+    on_ict = SyntheticDataModule(
+        root=str(simreal_root), ict_path=str(ict_npz), generator=SIMREAL, geometry=_geometry(ict_npz, "ict")
+    )
     with pytest.raises(Exception, match="mediapipe"):
         on_ict.records("train")
 
@@ -105,7 +109,9 @@ def test_held_sequences_hold_one_expression(simreal_root: Path) -> None:
     assert held >= 1
 
 
-def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(simreal_root: Path, ict_npz: Path, tmp_path: Path) -> None:
+def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(
+    simreal_root: Path, ict_npz: Path, tmp_path: Path
+) -> None:
     from au_face.coarse.base import CoarseFrames
     from au_face.training.task import AUFaceTask
 
@@ -118,7 +124,11 @@ def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(simreal_
     assert torch.allclose(reference, dm.geometry.neutral(coarse.vertices, coarse.valid))
     out = task.refine(coarse)
     assert out.vertices.shape == coarse.vertices.shape and torch.isfinite(out.au_probs[coarse.valid]).all()
-    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": "2.6.0"}
+    checkpoint = {
+        "state_dict": task.state_dict(),
+        "hyper_parameters": dict(task.hparams),
+        "pytorch-lightning_version": "2.6.0",
+    }
     task.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, tmp_path / "model.ckpt")
     restored = AUFaceTask.load_from_checkpoint(tmp_path / "model.ckpt")

@@ -76,7 +76,9 @@ def test_filter_baselines_choose_sigma_on_validation() -> None:
     callback._start(module)
     callback._batch({"coarse": noisy, "valid": torch.ones(2, 12, dtype=torch.bool), "gt": gt})
     out = callback.results(callback.metrics, module)
-    assert callback.sigma == 3.0 and float(out["gaussian_sigma"]) == 3.0, "noise on a still face wants the wide Gaussian"
+    assert callback.sigma == 3.0 and float(out["gaussian_sigma"]) == 3.0, (
+        "noise on a still face wants the wide Gaussian"
+    )
     assert callback.euro == (1.0, 0.0)
     assert out["vertex_error_gaussian"] < out["vertex_error_one_euro"]
 
@@ -88,7 +90,9 @@ def test_checkpoint_round_trip_restores_geometry_and_outputs(trained, ict_npz: P
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     for key, value in task.state_dict().items():
         assert torch.equal(value, state[key]), key
-    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), batch_size=2, geometry=task.geometry)
+    dm = SyntheticDataModule(
+        root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), batch_size=2, geometry=task.geometry
+    )
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
@@ -104,9 +108,14 @@ def test_fine_tuning_with_a_new_au_list_loads_the_trunk_and_reinitialises_the_he
     task = AUFaceTask(**hp)
     loaded, skipped = task.load_trunk(ckpt)
     assert torch.equal(task.model.net.tokenizer.first, source.model.net.tokenizer.first)
-    assert torch.equal(task.model.net.temporal.encoder.layers[0].linear1.weight, source.model.net.temporal.encoder.layers[0].linear1.weight)
+    assert torch.equal(
+        task.model.net.temporal.encoder.layers[0].linear1.weight,
+        source.model.net.temporal.encoder.layers[0].linear1.weight,
+    )
     assert task.model.net.au_weight.shape == (3, hp["net"]["dim"])
-    assert torch.equal(task.model.net.tokenizer.masks[1], source.model.net.tokenizer.masks[source.aus.index(2)]), "known AUs keep their masks"
+    assert torch.equal(task.model.net.tokenizer.masks[1], source.model.net.tokenizer.masks[source.aus.index(2)]), (
+        "known AUs keep their masks"
+    )
     assert "model.net.au_weight" in skipped and "model.net.tokenizer.first" in loaded
     assert task(_batch(task, 3)) is not None
     task._apply_freeze()
@@ -137,7 +146,11 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
 
 
 def test_unknown_au_in_the_config_is_a_clear_cli_error(tmp_path: Path, ict_npz: Path, capsys) -> None:
-    code = main(cli_args("fit", ict_npz, tmp_path / "d", tmp_path / "r", "--geometry.aus=[AU12, AU99]", "--trainer.fast_dev_run=true"))
+    code = main(
+        cli_args(
+            "fit", ict_npz, tmp_path / "d", tmp_path / "r", "--geometry.aus=[AU12, AU99]", "--trainer.fast_dev_run=true"
+        )
+    )
     assert code == 2
     assert "unknown AU" in capsys.readouterr().err
 
@@ -161,7 +174,9 @@ def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_n
 
     ckpt, root, _ = trained
     trained_task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
-    dm = SyntheticDataModule(root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), geometry=trained_task.geometry)
+    dm = SyntheticDataModule(
+        root=str(root), ict_path=str(ict_npz), generator=_tiny_config(), geometry=trained_task.geometry
+    )
     coarse = CoarseFrames.load(dm.records("test")[0].coarse_path)
     coarse.valid[5] = False
     out = trained_task.refine(coarse)
@@ -175,7 +190,9 @@ def test_refine_whole_video_blends_windows_and_starts_as_identity(trained, ict_n
     for mix in (fresh.model.net.smoother.au_mix, fresh.model.net.smoother.rest_mix):  # all weight on sigma = 0
         torch.nn.init.zeros_(mix.weight)
         mix.bias.data = torch.tensor([100.0, 0.0, 0.0, 0.0])
-    assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5), "no correction and no smoothing must return the coarse meshes"
+    assert torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5), (
+        "no correction and no smoothing must return the coarse meshes"
+    )
     mix.bias.data = torch.tensor([0.0, 100.0, 0.0, 0.0])  # the rest of the face smoothed with sigma = 1
     assert not torch.allclose(fresh.refine(coarse).vertices, coarse.vertices, atol=1e-5)
     with pytest.raises(CheckpointError, match="topology"):

@@ -8,7 +8,9 @@ import pytest
 from au_face.model.windows import SlidingWindow, WindowError
 
 
-@pytest.mark.parametrize(("n", "length", "stride"), [(10, 16, None), (16, 16, None), (17, 16, None), (100, 16, None), (41, 8, 7), (41, 8, 1)])
+@pytest.mark.parametrize(
+    ("n", "length", "stride"), [(10, 16, None), (16, 16, None), (17, 16, None), (100, 16, None), (41, 8, 7), (41, 8, 1)]
+)
 def test_plan_covers_every_frame_with_full_windows_in_order(n: int, length: int, stride: int | None) -> None:
     window = SlidingWindow(length, stride)
     windows = window.plan(n)
@@ -46,7 +48,9 @@ def test_blend_weights_each_window_by_its_tent() -> None:
 
 def test_blend_reproduces_outputs_that_agree_and_keeps_shapes() -> None:
     truth = np.random.default_rng(0).normal(size=(53, 4, 3))
-    vertices, probs = _blend(SlidingWindow(8, 3), 53, lambda k, start, stop: [truth[start:stop], truth[start:stop, :, 0]])
+    vertices, probs = _blend(
+        SlidingWindow(8, 3), 53, lambda k, start, stop: [truth[start:stop], truth[start:stop, :, 0]]
+    )
     np.testing.assert_allclose(vertices, truth, atol=1e-6)
     np.testing.assert_allclose(probs, truth[:, :, 0], atol=1e-6)
 

@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 def _exports() -> dict[str, tuple[str, str]]:
     """Public name → (defining module, name there), read from the ``TYPE_CHECKING`` imports above."""
     tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    block = next(
+        node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+    )
     return {
         alias.asname or alias.name: (str(statement.module), alias.name)
         for statement in block.body

@@ -37,8 +37,10 @@ def read_npz_array(path: str | Path, name: str) -> np.ndarray:
         with np.load(path) as z:
             return z[name]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise CoarseFramesError(f"{path} is not a readable coarse-frames npz ({type(err).__name__}: {err}); "
-                                "delete it and run au-face preprocess again") from err
+        raise CoarseFramesError(
+            f"{path} is not a readable coarse-frames npz ({type(err).__name__}: {err}); "
+            "delete it and run au-face preprocess again"
+        ) from err
 
 
 @dataclass
@@ -101,7 +103,9 @@ class CoarseFrames:
             raise CoarseFramesError("vertices of valid frames contain NaN or inf")
 
     @classmethod
-    def from_canonical(cls, vertices: torch.Tensor, valid: torch.Tensor, fps: float, topology: str, **optional: torch.Tensor) -> CoarseFrames:
+    def from_canonical(
+        cls, vertices: torch.Tensor, valid: torch.Tensor, fps: float, topology: str, **optional: torch.Tensor
+    ) -> CoarseFrames:
         """A record of canonical meshes with no image pose: identity rotation, zero translation,
         unit scale, zero landmarks, timestamps ``t / fps``; ``optional`` sets the optional fields."""
         n = vertices.shape[0]
@@ -244,7 +248,9 @@ class CoarseReconstructor(abc.ABC):
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         """Reconstruct consecutive frames of one video (a chunk; state carries over between calls)."""
 
-    def reconstruct_arrays(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> dict[str, np.ndarray]:
+    def reconstruct_arrays(
+        self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float
+    ) -> dict[str, np.ndarray]:
         """:meth:`reconstruct` as :meth:`CoarseFrames.to_numpy` arrays; reconstructors that can
         give them without torch do (so ``au-face reconstruct`` tracks while the model loads)."""
         return self.reconstruct(frames, timestamps, fps).to_numpy()

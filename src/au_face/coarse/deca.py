@@ -29,7 +29,14 @@ from au_face.nn.resnet import resnet50
 from au_face.utils.assets import DECA_CHECKPOINT, FLAME_LANDMARKS
 
 #: DECA's code layout (``cfg.model.param_list`` and ``n_*`` in decalib/utils/config.py).
-DECA_PARAMS: tuple[tuple[str, int], ...] = (("shape", 100), ("tex", 50), ("exp", 50), ("pose", 6), ("cam", 3), ("light", 27))
+DECA_PARAMS: tuple[tuple[str, int], ...] = (
+    ("shape", 100),
+    ("tex", 50),
+    ("exp", 50),
+    ("pose", 6),
+    ("cam", 3),
+    ("light", 27),
+)
 DECA_NUM_PARAMS = sum(n for _, n in DECA_PARAMS)
 DECA_CROP_SIZE = 224
 #: DECA's test-time crop: landmark box side times 1.1 ("kpt68" box), then times 1.25.
@@ -82,9 +89,17 @@ class DecaEncoder(nn.Module):
         own = self.state_dict()
         missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
         unexpected = [k for k in state if k not in own]
-        mismatched = [f"{k} {list(state[k].shape)} != {list(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+        mismatched = [
+            f"{k} {list(state[k].shape)} != {list(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
         if missing or unexpected or mismatched:
-            parts = [f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}" for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)) if keys]
+            parts = [
+                f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
+                if keys
+            ]
             raise DecaCheckpointError(f"{source}: E_flame does not match DECA's coarse encoder; " + "; ".join(parts))
         self.load_state_dict(state, strict=False)
 
@@ -109,12 +124,16 @@ class MediaPipeFaceBox:
         try:
             import mediapipe as mp
         except ImportError as err:
-            raise DecaInputError("the default DECA face box needs mediapipe: pip install 'au_face[mediapipe]', or pass crop_fn") from err
+            raise DecaInputError(
+                "the default DECA face box needs mediapipe: pip install 'au_face[mediapipe]', or pass crop_fn"
+            ) from err
         self._mp = mp
         self.min_confidence = min_confidence
         connections = mp.solutions.face_mesh_connections
         self._oval = sorted({i for edge in connections.FACEMESH_FACE_OVAL for i in edge})
-        self._brows = sorted({i for edge in connections.FACEMESH_LEFT_EYEBROW | connections.FACEMESH_RIGHT_EYEBROW for i in edge})
+        self._brows = sorted(
+            {i for edge in connections.FACEMESH_LEFT_EYEBROW | connections.FACEMESH_RIGHT_EYEBROW for i in edge}
+        )
         self._mesh: Any | None = None  # mediapipe's FaceMesh graph (untyped), made on first use
 
     def reset(self) -> None:
@@ -171,7 +190,9 @@ class DecaReconstructor(CoarseReconstructor):
         keep_crops: bool = False,
     ) -> None:
         if flame.n_shape != 100 or flame.n_expression != 50:
-            raise DecaInputError(f"DECA needs FLAME with 100 shape and 50 expression codes, got {flame.n_shape} and {flame.n_expression}")
+            raise DecaInputError(
+                f"DECA needs FLAME with 100 shape and 50 expression codes, got {flame.n_shape} and {flame.n_expression}"
+            )
         self._topology = flame.topology()
         self.device = torch.device(device)
         self.flame = flame.to(self.device).eval()

@@ -41,15 +41,58 @@ BLENDSHAPES_FILE = "face_blendshapes.tflite"
 NUM_LANDMARKS = 478
 #: MediaPipe's 52 blendshape categories in model output order (index 0 is ``_neutral``).
 BLENDSHAPE_NAMES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
-    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft",
-    "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft",
-    "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
-    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+    "_neutral",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
 )
 
 
@@ -87,7 +130,9 @@ def resolve_model(path: str | Path | None = None) -> Path:
     resolved = Path(candidate).expanduser()
     if not resolved.is_file():
         what = "is a folder, not a file" if resolved.is_dir() else "not found"
-        raise MissingAssetError(f"Face Landmarker model {resolved} {what}. Obtain face_landmarker.task from {MODEL_SOURCE}")
+        raise MissingAssetError(
+            f"Face Landmarker model {resolved} {what}. Obtain face_landmarker.task from {MODEL_SOURCE}"
+        )
     try:
         with zipfile.ZipFile(resolved) as bundle:
             names = bundle.namelist()
@@ -198,7 +243,9 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
         try:
             return vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as err:
-            raise LandmarkerModelError(f"MediaPipe cannot load the Face Landmarker model {self.model_path}: {err}") from err
+            raise LandmarkerModelError(
+                f"MediaPipe cannot load the Face Landmarker model {self.model_path}: {err}"
+            ) from err
 
     def _find_faces(self, graph, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
         mp, _, _ = _require_tasks()
@@ -214,7 +261,9 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
         found = []
         for i, face in enumerate(result.face_landmarks or []):
             if len(face) < NUM_VERTICES:
-                raise LandmarkerModelError(f"{self.model_path}: the model gave {len(face)} points per face, not {NUM_LANDMARKS}")
+                raise LandmarkerModelError(
+                    f"{self.model_path}: the model gave {len(face)} points per face, not {NUM_LANDMARKS}"
+                )
             points = np.array([(p.x, p.y, p.z) for p in face[:NUM_VERTICES]], dtype=np.float64) * np.array([w, h, w])
             scores = None
             if result.face_blendshapes and i < len(result.face_blendshapes):

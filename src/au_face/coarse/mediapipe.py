@@ -30,6 +30,7 @@ def fit_confidence(residual: np.ndarray) -> np.ndarray:
     """Confidence in [0, 1] from the pose-fit residual: ``1 / (1 + (residual / HALF_CONFIDENCE_RESIDUAL)^2)``."""
     return 1.0 / (1.0 + (np.asarray(residual) / HALF_CONFIDENCE_RESIDUAL) ** 2)
 
+
 #: Faces Face Mesh looks for by default; of several, one is chosen (:meth:`MediaPipeReconstructor.choose_face`).
 MAX_FACES = 4
 #: Faces within this fraction of the largest one's area count as equally large (then the most central wins).
@@ -243,7 +244,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         return CoarseFrames.from_numpy(self.reconstruct_arrays(frames, timestamps, fps))
 
-    def reconstruct_arrays(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> dict[str, np.ndarray]:
+    def reconstruct_arrays(
+        self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float
+    ) -> dict[str, np.ndarray]:
         """The chunk's :class:`CoarseFrames` fields as numpy arrays (no torch needed)."""
         n = len(frames)
         if len(timestamps) != n:

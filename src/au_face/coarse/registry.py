@@ -54,7 +54,9 @@ def reconstructor_version(name: str) -> str:
     return str(reconstructor_class(name).version)
 
 
-def build_reconstructor(name: str, accelerator: str = "cpu", model_path: str | os.PathLike | None = None) -> CoarseReconstructor:
+def build_reconstructor(
+    name: str, accelerator: str = "cpu", model_path: str | os.PathLike | None = None
+) -> CoarseReconstructor:
     """A ready reconstructor by name. With a GPU ``accelerator`` it runs on this process's GPU
     (Lightning's multi-GPU launcher sets ``LOCAL_RANK``; the first process has none: 0).
     ``model_path`` is the model file of a reconstructor in :data:`TAKES_MODEL_PATH` (``landmarker``:
@@ -64,8 +66,18 @@ def build_reconstructor(name: str, accelerator: str = "cpu", model_path: str | o
     if name in TAKES_MODEL_PATH:
         return cast(_TakesModelPath, cls).create(device, model_path=model_path)
     if model_path is not None:
-        raise ReconstructorOptionError(f"a model file applies to the {', '.join(TAKES_MODEL_PATH)} reconstructor, not {name}")
+        raise ReconstructorOptionError(
+            f"a model file applies to the {', '.join(TAKES_MODEL_PATH)} reconstructor, not {name}"
+        )
     return cls.create(device)
 
 
-__all__ = ["RECONSTRUCTORS", "TAKES_MODEL_PATH", "ReconstructorOptionError", "UnknownReconstructorError", "build_reconstructor", "reconstructor_class", "reconstructor_version"]
+__all__ = [
+    "RECONSTRUCTORS",
+    "TAKES_MODEL_PATH",
+    "ReconstructorOptionError",
+    "UnknownReconstructorError",
+    "build_reconstructor",
+    "reconstructor_class",
+    "reconstructor_version",
+]

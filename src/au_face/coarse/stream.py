@@ -55,9 +55,7 @@ def _no_face_message(path: Path, num_frames: int, stride: int) -> str:
     )
 
 
-def _chunks(
-    reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int
-) -> Iterator[CoarseFrames]:
+def _chunks(reader: FrameReader, reconstructor: CoarseReconstructor, chunk_size: int) -> Iterator[CoarseFrames]:
     """The reconstructor's output for consecutive chunks; frames are decoded ahead in a thread."""
     reconstructor.reset()
     for chunk in iter_chunks(read_ahead(reader), chunk_size):

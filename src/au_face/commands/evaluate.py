@@ -141,7 +141,9 @@ def fold_csv(f1: dict[int, float]) -> str:
     return ",".join(header) + "\n" + ",".join(values) + "\n"
 
 
-def evaluate_checkpoint(config: Path, ckpt: Path | None, trainer_args: list[str], fold: int | None = None, taken: set[Path] | None = None) -> dict[int, float]:
+def evaluate_checkpoint(
+    config: Path, ckpt: Path | None, trainer_args: list[str], fold: int | None = None, taken: set[Path] | None = None
+) -> dict[int, float]:
     """Test ``ckpt`` (default: the run's ``checkpoints/best.ckpt``, which must not be one of the
     ``taken`` ones) on the test split of ``config`` (of its ``fold``), as ``au-face test`` does;
     per-AU F1 (NaN where undefined)."""
@@ -166,7 +168,9 @@ def evaluate_checkpoint(config: Path, ckpt: Path | None, trainer_args: list[str]
     if ckpt is None:
         ckpt = Path(cli.config["run_dir"]) / "checkpoints" / "best.ckpt"
         if taken is not None and ckpt in taken:
-            raise EvaluationError(f"two runs would both use {ckpt} (the config sets run_dir); give --ckpt, one per fold")
+            raise EvaluationError(
+                f"two runs would both use {ckpt} (the config sets run_dir); give --ckpt, one per fold"
+            )
         if taken is not None:
             taken.add(ckpt)
     if not ckpt.is_file():
@@ -187,10 +191,22 @@ def _runs(args: argparse.Namespace) -> list[tuple[Path, int | None]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face evaluate``."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", nargs="+", type=path_arg, help="training configs (the test split is used); one per fold, or one with --folds")
+    source.add_argument(
+        "--config",
+        nargs="+",
+        type=path_arg,
+        help="training configs (the test split is used); one per fold, or one with --folds",
+    )
     source.add_argument("--metrics", nargs="+", type=path_arg, help="per-fold metrics CSVs written earlier")
-    parser.add_argument("--folds", nargs="+", type=int, help="with one --config: evaluate these folds (--data.init_args.fold)")
-    parser.add_argument("--ckpt", nargs="+", type=path_arg, help="checkpoint per run, or one for all (default: each run's checkpoints/best.ckpt)")
+    parser.add_argument(
+        "--folds", nargs="+", type=int, help="with one --config: evaluate these folds (--data.init_args.fold)"
+    )
+    parser.add_argument(
+        "--ckpt",
+        nargs="+",
+        type=path_arg,
+        help="checkpoint per run, or one for all (default: each run's checkpoints/best.ckpt)",
+    )
     parser.add_argument("--names", nargs="+", help="row names (default: fold1, fold2, ...)")
     parser.add_argument("--method", default="Avg.", help="name of the row averaged over folds (default: Avg.)")
     parser.add_argument("--out-dir", type=path_arg, default=None, help="write table.md, table.csv (and fold CSVs) here")

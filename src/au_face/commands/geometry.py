@@ -13,8 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``au-face geometry`` (the fields of :class:`au_face.geometry.GeometrySpec`)."""
     parser.add_argument("--out", type=path_arg, required=True, help="the .npz to write")
     parser.add_argument("--topology", choices=TOPOLOGIES, default="mediapipe", help="mesh topology (default mediapipe)")
-    parser.add_argument("--aus", default="default", help="AU set (default, bp4d, disfa, affwild2) or list like 'AU1,AU2,12'")
-    parser.add_argument("--masks", choices=("auto", "ict", "transfer", "landmarks"), default="auto", help="how the AU masks are made")
+    parser.add_argument(
+        "--aus", default="default", help="AU set (default, bp4d, disfa, affwild2) or list like 'AU1,AU2,12'"
+    )
+    parser.add_argument(
+        "--masks", choices=("auto", "ict", "transfer", "landmarks"), default="auto", help="how the AU masks are made"
+    )
     parser.add_argument("--mask-rings", type=int, default=3, help="boundary width of the masks (mesh rings)")
     parser.add_argument("--basis", choices=("auto", "ict", "flame", "pca"), default="auto", help="expression basis")
     parser.add_argument("--expression-dim", type=int, default=32, help="size of a PCA or FLAME basis")

@@ -34,11 +34,20 @@ class AUFaceCLI(LightningCLI):
     last_run_dir: str | None = None
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--geometry", type=GeometrySpec, default=GeometrySpec(), help="the face geometry of model and data")
-        parser.add_argument("--run_dir", type=str | None, default=None, help="logs and checkpoints (default: outputs/<config name>[_fold<k>])")
+        parser.add_argument(
+            "--geometry", type=GeometrySpec, default=GeometrySpec(), help="the face geometry of model and data"
+        )
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="logs and checkpoints (default: outputs/<config name>[_fold<k>])",
+        )
         parser.link_arguments("geometry", "model.init_args.geometry", apply_on="parse")
         parser.link_arguments("geometry", "data.init_args.geometry", apply_on="parse")
-        parser.link_arguments("geometry", "model.init_args.init_checkpoint", compute_fn=fine_tuned_checkpoint, apply_on="parse")
+        parser.link_arguments(
+            "geometry", "model.init_args.init_checkpoint", compute_fn=fine_tuned_checkpoint, apply_on="parse"
+        )
         for name in LINKED:
             parser.link_arguments(f"data.init_args.{name}", f"model.init_args.{name}", apply_on="parse")
 
@@ -66,7 +75,7 @@ class AUFaceCLI(LightningCLI):
             trainer["default_root_dir"] = run_dir
         for part in _as_list(trainer.get("logger")) + _as_list(trainer.get("callbacks")):
             init_args = part.get("init_args") if hasattr(part, "get") else None
-            for key, value in (vars(init_args).items() if init_args is not None else ()):
+            for key, value in vars(init_args).items() if init_args is not None else ():
                 if isinstance(value, str) and RUN_DIR in value:
                     init_args[key] = value.replace(RUN_DIR, run_dir)
 
@@ -113,7 +122,10 @@ def run_lightning(argv: Sequence[str] | None) -> int:
         if not (isinstance(exit_, SIGTERMException) or isinstance(interrupt, KeyboardInterrupt)):
             raise
         terminated = isinstance(exit_, SIGTERMException) or isinstance(interrupt, Terminated)
-        print(f"au-face: {'terminated' if terminated else 'interrupted'}{_resume_hint(AUFaceCLI.last_run_dir)}", file=sys.stderr)
+        print(
+            f"au-face: {'terminated' if terminated else 'interrupted'}{_resume_hint(AUFaceCLI.last_run_dir)}",
+            file=sys.stderr,
+        )
         return 143 if terminated else 130
     return 0
 

@@ -60,8 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "not shipped, get it from the MediaPipe Face Landmarker page). The cache does not record which "
         "file: use a new --out after changing it",
     )
-    parser.add_argument("--devices", type=positive_int, default=1, help="Lightning devices (processes) sharing the videos")
-    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)")
+    parser.add_argument(
+        "--devices", type=positive_int, default=1, help="Lightning devices (processes) sharing the videos"
+    )
+    parser.add_argument(
+        "--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)"
+    )
     parser.add_argument("--chunk-size", type=positive_int, default=64, help="frames decoded per reconstructor call")
 
 
@@ -125,7 +129,12 @@ def summary_rows(cache: CoarseCache, videos: list[Path], redone: set[Path]) -> l
     for video in videos:
         entry = manifest.get(cache.key(video))
         if entry is not None and video in redone and not cache.is_current(video, entry):
-            row = {"frames": 0, "valid": 0, "status": "failed", "message": f"{video} changed while it was read; run the command again"}
+            row = {
+                "frames": 0,
+                "valid": 0,
+                "status": "failed",
+                "message": f"{video} changed while it was read; run the command again",
+            }
         elif entry is None or not cache.is_current(video, entry):
             row = {"frames": 0, "valid": 0, "status": "failed", "message": f"{video}: no result was recorded"}
         else:
@@ -143,9 +152,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     header = ("video", "frames", "valid", "status")
     body = [(r["video"], str(r["frames"]), str(r["valid"]), r["status"]) for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return "\n".join(
-        f"{v:<{widths[0]}}  {f:>{widths[1]}}  {n:>{widths[2]}}  {s}" for v, f, n, s in [header, *body]
-    )
+    return "\n".join(f"{v:<{widths[0]}}  {f:>{widths[1]}}  {n:>{widths[2]}}  {s}" for v, f, n, s in [header, *body])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.inputs)
     base = args.base if args.base is not None else default_base(args.inputs)
     if args.landmarker_model is not None and args.reconstructor != "landmarker":
-        raise PreprocessInputError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
+        raise PreprocessInputError(
+            f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}"
+        )
     reconstructor = build_reconstructor(args.reconstructor, args.accelerator, model_path=args.landmarker_model)
     cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
     todo = cache.missing(videos) if args.out.is_dir() else videos

@@ -20,9 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "image frames and, with a trained model, refine it with the AU-aware transformer and write "
         "per-frame AU probabilities."
     )
-    parser.add_argument("input", nargs="?", type=path_arg, help="a video, an image (a 1-frame video), or a folder of videos or of image frames")
+    parser.add_argument(
+        "input",
+        nargs="?",
+        type=path_arg,
+        help="a video, an image (a 1-frame video), or a folder of videos or of image frames",
+    )
     parser.add_argument("--out", type=path_arg, required=True, help="output folder")
-    parser.add_argument("--ckpt", type=path_arg, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)")
+    parser.add_argument(
+        "--ckpt", type=path_arg, help="trained AUFaceTask checkpoint (default: the packaged model, if installed)"
+    )
     parser.add_argument(
         "--photos",
         action="store_true",
@@ -30,10 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tracking), one CSV row each named by its file, one mesh npz for the collection; no overlay or AU plot",
     )
     parser.add_argument(
-        "--fps", type=positive_float, help="frame rate of a folder of image frames (default 30, with a warning); videos have their own"
+        "--fps",
+        type=positive_float,
+        help="frame rate of a folder of image frames (default 30, with a warning); videos have their own",
     )
-    parser.add_argument("--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)")
-    parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)")
+    parser.add_argument(
+        "--no-refine", action="store_true", help="coarse meshes, pose and confidence only (no model, no AUs)"
+    )
+    parser.add_argument(
+        "--reconstructor", choices=RECONSTRUCTORS, default="mediapipe", help="coarse reconstructor (default mediapipe)"
+    )
     parser.add_argument(
         "--landmarker-model",
         type=path_arg,
@@ -45,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay video")
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
-    parser.add_argument("--verbose", action="store_true", help="show MediaPipe/TFLite/absl log lines (hidden by default)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show MediaPipe/TFLite/absl log lines (hidden by default)"
+    )
     parser.add_argument(
         "--max-faces",
         type=positive_int,
@@ -77,17 +92,26 @@ def run(args: argparse.Namespace) -> int:
         source, name = demo_video(), "demo"
     if args.landmarker_model is not None and args.reconstructor != "landmarker":
         raise UsageError(f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}")
+
     def make_reconstructor():
         reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
         if args.max_faces is not None:
             if not hasattr(reconstructor, "max_faces"):
-                raise UsageError(f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}")
+                raise UsageError(
+                    f"--max-faces applies to the mediapipe and landmarker reconstructors, not {args.reconstructor}"
+                )
             reconstructor.max_faces = args.max_faces
         return reconstructor
 
     if args.photos:
         return _run_photos(args, make_reconstructor())
-    options = {"mesh_format": args.mesh_format, "overlay": not args.no_overlay, "stride": args.stride, "max_frames": args.max_frames, "fps": args.fps}
+    options = {
+        "mesh_format": args.mesh_format,
+        "overlay": not args.no_overlay,
+        "stride": args.stride,
+        "max_frames": args.max_frames,
+        "fps": args.fps,
+    }
     failed: list[str] = []
 
     def report(path: Path, err: AUFaceError) -> None:
@@ -98,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
         reconstructor = make_reconstructor()
         with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
-            for result in reconstruct_all(source, out, reconstructor, refiner, name=name, on_error=report, progress=True, **options):
+            for result in reconstruct_all(
+                source, out, reconstructor, refiner, name=name, on_error=report, progress=True, **options
+            ):
                 print(f"{result.name}:")
                 print(result.summary())
     if failed:
@@ -115,7 +141,11 @@ def _run_photos(args: argparse.Namespace, reconstructor) -> int:
 
     if args.demo:
         raise UsageError("--photos reads a folder of images or an image, not --demo")
-    given = [flag for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames)) if on]
+    given = [
+        flag
+        for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames))
+        if on
+    ]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
     refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)  # in this process: one frame at a time

@@ -127,7 +127,12 @@ class CoarseCache:
         return FileLock(folder / (f"{self.key(video)}.lock" if video is not None else "manifest.lock"))
 
     def record(
-        self, video: str | Path, status: str, num_frames: int = 0, num_valid: int = 0, message: str = "",
+        self,
+        video: str | Path,
+        status: str,
+        num_frames: int = 0,
+        num_valid: int = 0,
+        message: str = "",
         read: os.stat_result | None = None,
     ) -> dict[str, Any]:
         """Add or replace the video's manifest entry (after its npz is in place). Returns the entry.

@@ -85,7 +85,9 @@ def load_sequence(record: SequenceRecord, reference_fn: ReferenceFn | None = Non
     coarse = CoarseFrames.load(record.coarse_path)
     t = len(coarse)
     if record.labels is not None and len(record.labels) != t:
-        raise SequenceError(f"{record.name}: {len(record.labels)} label rows but {t} coarse frames in {record.coarse_path}")
+        raise SequenceError(
+            f"{record.name}: {len(record.labels)} label rows but {t} coarse frames in {record.coarse_path}"
+        )
     gt = gt_reference = None
     if record.gt_path is not None:
         with np.load(record.gt_path) as z:
@@ -93,7 +95,9 @@ def load_sequence(record: SequenceRecord, reference_fn: ReferenceFn | None = Non
             if "neutral" in z.files:
                 gt_reference = torch.from_numpy(z["neutral"].astype(np.float32))
         if gt.shape != coarse.vertices.shape:
-            raise SequenceError(f"{record.name}: ground truth {tuple(gt.shape)} vs coarse {tuple(coarse.vertices.shape)}")
+            raise SequenceError(
+                f"{record.name}: ground truth {tuple(gt.shape)} vs coarse {tuple(coarse.vertices.shape)}"
+            )
     valid = coarse.valid.bool()
     vertices, reference = coarse.vertices.float(), coarse.mean_shape().float()
     if record.vertex_map is not None:
@@ -164,7 +168,9 @@ class ClipDataset(Dataset):
         self.index = [(i, s, length) for i, n in enumerate(num_frames) for s in clip_starts(n, length, stride)]
         if single_frames > 0:
             frames = [(i, t, 1) for i, n in enumerate(num_frames) for t in range(n)]
-            chosen = np.random.default_rng(seed).choice(len(frames), min(len(frames), int(single_frames * len(self.index))), replace=False)
+            chosen = np.random.default_rng(seed).choice(
+                len(frames), min(len(frames), int(single_frames * len(self.index))), replace=False
+            )
             self.index += [frames[j] for j in sorted(chosen)]
 
     def __len__(self) -> int:

@@ -221,7 +221,11 @@ def _requested(aus: str | Iterable[str | int], columns: dict[int, int], path: Pa
 
 
 def _sorted_track(
-    frames: list[int], labels: np.ndarray, aus: list[int], intensities: np.ndarray | None, path: Path,
+    frames: list[int],
+    labels: np.ndarray,
+    aus: list[int],
+    intensities: np.ndarray | None,
+    path: Path,
     lines: list[int],
 ) -> LabelTrack:
     frame_array = np.asarray(frames, dtype=np.int64)
@@ -289,7 +293,9 @@ def read_disfa_au_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     bad = np.isnan(values) | (values < 0) | (values > 5)
     if bad.any():
         line, r, _ = _first_bad(bad[:, None], rows)
-        raise LabelFormatError(f"{path}:{line}: intensity {_show(values[r], rows[r][1], 1)} is outside DISFA's 0-5 scale")
+        raise LabelFormatError(
+            f"{path}:{line}: intensity {_show(values[r], rows[r][1], 1)} is outside DISFA's 0-5 scale"
+        )
     if frames.size > 1 and not np.all(np.diff(frames) > 0):
         raise LabelFormatError(f"{path}: frame numbers are not strictly increasing")
     return frames, values.astype(np.float32)
@@ -363,7 +369,9 @@ def read_affwild2(path: str | Path, aus: str | Iterable[str | int] = "affwild2")
     if bad.any():
         line, r, k = _first_bad(bad, data)
         column = columns[wanted[k]]
-        raise LabelFormatError(f"{path}:{line}: column {header[column]}: {_show(values[r, k], data[r][1], column)} is not 0, 1 or -1")
+        raise LabelFormatError(
+            f"{path}:{line}: column {header[column]}: {_show(values[r, k], data[r][1], column)} is not 0, 1 or -1"
+        )
     labels = values.astype(np.int8)
     frames = np.arange(1, len(data) + 1, dtype=np.int64)
     return LabelTrack(frames=frames, labels=labels, aus=wanted, source=str(path))
@@ -475,8 +483,11 @@ def align_labels(
         inside = (track.frames >= video_frames[0]) & (track.frames <= video_frames[-1])
         keep = ~inside | ((track.frames - frame_offset) % stride == 0)
         track = LabelTrack(
-            track.frames[keep], track.labels[keep], track.aus,
-            None if track.intensities is None else track.intensities[keep], track.source,
+            track.frames[keep],
+            track.labels[keep],
+            track.aus,
+            None if track.intensities is None else track.intensities[keep],
+            track.source,
         )
     return align_to_frames(track, video_frames, policy)
 
@@ -516,7 +527,9 @@ def align_to_frames(
     if track.intensities is not None:
         intensities = np.full(labels.shape, np.nan, dtype=np.float32)
         intensities[pos[matched]] = track.intensities[matched]
-    return LabelTrack(frames=video_frames, labels=labels, aus=list(track.aus), intensities=intensities, source=track.source)
+    return LabelTrack(
+        frames=video_frames, labels=labels, aus=list(track.aus), intensities=intensities, source=track.source
+    )
 
 
 def _span(video_frames: np.ndarray) -> str:

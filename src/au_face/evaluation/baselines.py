@@ -28,7 +28,14 @@ def gaussian_filter(vertices: torch.Tensor, valid: torch.Tensor, sigma: float) -
     return torch.where(valid[:, None, None].bool(), smoothed, vertices.float())
 
 
-def one_euro_filter(vertices: torch.Tensor, valid: torch.Tensor, fps: float, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0) -> torch.Tensor:
+def one_euro_filter(
+    vertices: torch.Tensor,
+    valid: torch.Tensor,
+    fps: float,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    d_cutoff: float = 1.0,
+) -> torch.Tensor:
     """Causal One-Euro filter (Casiez et al., CHI 2012) per coordinate of ``[T,V,3]`` meshes.
 
     The cut-off frequency rises with the filtered speed: ``min_cutoff + beta·|ẋ|`` (Hz, vertex
@@ -74,7 +81,9 @@ def au_pattern(aus: Sequence[int], shape_names: Sequence[str]) -> np.ndarray:
     return pattern
 
 
-def readout_probabilities(weights: torch.Tensor, pattern: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> torch.Tensor:
+def readout_probabilities(
+    weights: torch.Tensor, pattern: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD
+) -> torch.Tensor:
     """``[T,K]`` AU probabilities from expression weights ``[T,E]`` and an AU ``pattern [K,E]``."""
     w = torch.as_tensor(pattern, dtype=weights.dtype)
     activation = weights @ w.t() / (w * w).sum(dim=1).clamp_min(1e-12)
@@ -82,7 +91,11 @@ def readout_probabilities(weights: torch.Tensor, pattern: np.ndarray, threshold:
 
 
 def analytic_readout(
-    estimator: NeutralEstimator, vertices: torch.Tensor, valid: torch.Tensor, aus: Sequence[int], shape_names: Sequence[str]
+    estimator: NeutralEstimator,
+    vertices: torch.Tensor,
+    valid: torch.Tensor,
+    aus: Sequence[int],
+    shape_names: Sequence[str],
 ) -> torch.Tensor:
     """``[T,K]`` readout probabilities of one video's coarse frames (NaN where not valid)."""
     fit = estimator.fit(vertices, valid)
@@ -92,4 +105,11 @@ def analytic_readout(
     return probs
 
 
-__all__ = ["OCCURRENCE_THRESHOLD", "analytic_readout", "au_pattern", "gaussian_filter", "one_euro_filter", "readout_probabilities"]
+__all__ = [
+    "OCCURRENCE_THRESHOLD",
+    "analytic_readout",
+    "au_pattern",
+    "gaussian_filter",
+    "one_euro_filter",
+    "readout_probabilities",
+]

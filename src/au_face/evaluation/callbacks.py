@@ -146,19 +146,32 @@ class FilterBaselineCallback(_EvalMetricCallback):
     validation split (lowest vertex error; logged as ``gaussian_sigma``), and the same for a causal
     One-Euro filter whose settings are chosen likewise. Vertex errors need ground truth."""
 
-    def __init__(self, sigmas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0), one_euro: tuple[tuple[float, float], ...] = ((1.0, 0.5), (2.0, 2.0), (4.0, 8.0)), fps: float = 25.0) -> None:
+    def __init__(
+        self,
+        sigmas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0),
+        one_euro: tuple[tuple[float, float], ...] = ((1.0, 0.5), (2.0, 2.0), (4.0, 8.0)),
+        fps: float = 25.0,
+    ) -> None:
         self.sigmas, self.one_euro, self.fps = tuple(sigmas), tuple(one_euro), fps
         self.sigma, self.euro = 1.0, one_euro[0]
 
     def make_metrics(self, pl_module: L.LightningModule) -> dict[str, Metric]:
         names = [f"gaussian_{s:g}" for s in self.sigmas] + [f"one_euro_{c:g}_{b:g}" for c, b in self.one_euro]
-        return {f"{kind}/{name}": (VertexError() if kind == "error" else MeanAcceleration()) for name in names for kind in ("error", "accel")}
+        return {
+            f"{kind}/{name}": (VertexError() if kind == "error" else MeanAcceleration())
+            for name in names
+            for kind in ("error", "accel")
+        }
 
     def update(self, metrics: dict[str, Metric], outputs: dict[str, torch.Tensor]) -> None:
         coarse, valid, gt = outputs["coarse"], outputs["valid"], outputs.get("gt")
-        filtered = {f"gaussian_{s:g}": x for s, x in zip(self.sigmas, filter_sequences(coarse, valid, self.sigmas).unbind(2))}
+        filtered = {
+            f"gaussian_{s:g}": x for s, x in zip(self.sigmas, filter_sequences(coarse, valid, self.sigmas).unbind(2))
+        }
         for c, b in self.one_euro:
-            filtered[f"one_euro_{c:g}_{b:g}"] = torch.stack([one_euro_filter(x, v, self.fps, c, b) for x, v in zip(coarse, valid)])
+            filtered[f"one_euro_{c:g}_{b:g}"] = torch.stack(
+                [one_euro_filter(x, v, self.fps, c, b) for x, v in zip(coarse, valid)]
+            )
         for name, x in filtered.items():
             metrics[f"accel/{name}"].update(x, valid)
             if gt is not None:

@@ -51,7 +51,9 @@ def aligned_error(x: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> flo
     return float(np.mean(errors))
 
 
-def expression_error(x: torch.Tensor, reference: torch.Tensor, gt: torch.Tensor, gt_neutral: torch.Tensor, valid: torch.Tensor) -> float:
+def expression_error(
+    x: torch.Tensor, reference: torch.Tensor, gt: torch.Tensor, gt_neutral: torch.Tensor, valid: torch.Tensor
+) -> float:
     """Error of the expression part: ``x − S̄`` against ``gt − gt_neutral`` (a static shape offset
     between reconstructor and ground truth does not count)."""
     return float(vertex_distance(x - reference, gt - gt_neutral).mean(-1)[valid].mean())
@@ -84,7 +86,12 @@ def peak_amplitudes(x: torch.Tensor, reference: torch.Tensor, masks: torch.Tenso
 
 __all__ = [
     "acceleration",
-    "aligned_error", "expression_error", "fastest_frames", "mean_acceleration", "peak_amplitudes", "raw_error",
+    "aligned_error",
+    "expression_error",
+    "fastest_frames",
+    "mean_acceleration",
+    "peak_amplitudes",
+    "raw_error",
     "second_difference",
     "triplet_mask",
     "vertex_distance",

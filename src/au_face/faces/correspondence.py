@@ -95,7 +95,9 @@ class TopologyMap:
             dst.template[dst.landmarks68[shared]].astype(np.float64),
         )
         distances, indices = cKDTree(warped).query(dst.template.astype(np.float64))
-        return cls(src.name, dst.name, src.num_vertices, scale, rotation, translation, indices.astype(np.int64), distances)
+        return cls(
+            src.name, dst.name, src.num_vertices, scale, rotation, translation, indices.astype(np.int64), distances
+        )
 
     @property
     def num_destination_vertices(self) -> int:

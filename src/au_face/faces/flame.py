@@ -32,9 +32,30 @@ FLAME_SHAPE_COMPONENTS = 300
 FLAME_JOINTS = ("global", "neck", "jaw", "left_eye", "right_eye")
 
 _REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
-_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"}
+_NUMPY_MODULES = {
+    "numpy",
+    "numpy.core.multiarray",
+    "numpy._core.multiarray",
+    "numpy.core.numeric",
+    "numpy._core.numeric",
+}
 _NUMPY_NAMES = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
-_BUILTIN_NAMES = {"set", "frozenset", "object", "list", "dict", "tuple", "int", "float", "complex", "bool", "str", "bytes", "bytearray", "slice"}
+_BUILTIN_NAMES = {
+    "set",
+    "frozenset",
+    "object",
+    "list",
+    "dict",
+    "tuple",
+    "int",
+    "float",
+    "complex",
+    "bool",
+    "str",
+    "bytes",
+    "bytearray",
+    "slice",
+}
 
 
 class FlameFormatError(AUFaceError, ValueError):
@@ -115,7 +136,9 @@ def _as_array(value: Any, key: str, path: Path) -> np.ndarray:
     if isinstance(value, _ChumpyObject):
         state = value.state if isinstance(getattr(value, "state", None), dict) else {}
         if "x" not in state:
-            raise FlameFormatError(f"{path}: {key!r} is a {value.chumpy_class} object without an array ('x') in its state")
+            raise FlameFormatError(
+                f"{path}: {key!r} is a {value.chumpy_class} object without an array ('x') in its state"
+            )
         value = state["x"]
     if sp.issparse(value):
         return value.toarray()
@@ -192,7 +215,9 @@ def read_flame_pickle(path: str | Path) -> FlameArrays:
             want = ",".join("K" if s is None else str(s) for s in shape)
             raise bad(f"{key} must be [{want}] for {n_verts} vertices and {n_joints} joints, got {list(got)}")
     if raw["shapedirs"].shape[2] <= FLAME_SHAPE_COMPONENTS:
-        raise bad(f"shapedirs has {raw['shapedirs'].shape[2]} components; FLAME has {FLAME_SHAPE_COMPONENTS} shape + expression")
+        raise bad(
+            f"shapedirs has {raw['shapedirs'].shape[2]} components; FLAME has {FLAME_SHAPE_COMPONENTS} shape + expression"
+        )
     return FlameArrays(
         template=template.astype(np.float32),
         faces=faces.astype(np.int64),
@@ -209,7 +234,11 @@ def read_landmark_embedding(path: str | Path, num_faces: int) -> tuple[np.ndarra
     path = Path(path)
     try:
         loaded = _load_npy(path)
-        data = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.shape == () else loaded
+        data = (
+            loaded.item()
+            if isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.shape == ()
+            else loaded
+        )
     except (OSError, ValueError, EOFError, TypeError, AttributeError, pickle.UnpicklingError) as err:
         raise FlameFormatError(f"{path} is not a FLAME landmark embedding (.npy dict): {err}") from err
     keys = ("full_lmk_faces_idx", "full_lmk_bary_coords")
@@ -219,9 +248,13 @@ def read_landmark_embedding(path: str | Path, num_faces: int) -> tuple[np.ndarra
     face_ids = np.asarray(data["full_lmk_faces_idx"]).reshape(-1).astype(np.int64)
     bary = np.asarray(data["full_lmk_bary_coords"], dtype=np.float32).reshape(-1, 3)
     if face_ids.shape != (68,) or bary.shape != (68, 3):
-        raise FlameFormatError(f"{path}: full landmarks must be 68 faces and [68,3] barycentrics, got {face_ids.shape} and {bary.shape}")
+        raise FlameFormatError(
+            f"{path}: full landmarks must be 68 faces and [68,3] barycentrics, got {face_ids.shape} and {bary.shape}"
+        )
     if face_ids.min() < 0 or face_ids.max() >= num_faces:
-        raise FlameFormatError(f"{path}: landmark face ids outside the model's {num_faces} faces (embedding for another mesh?)")
+        raise FlameFormatError(
+            f"{path}: landmark face ids outside the model's {num_faces} faces (embedding for another mesh?)"
+        )
     return face_ids, bary
 
 
@@ -391,7 +424,9 @@ class FlameModel(nn.Module):
         batch = self._batch(shape, expression)
         shape = self._codes(shape, self.n_shape, batch, "shape")
         expression = self._codes(expression, self.n_expression, batch, "expression")
-        offsets = torch.einsum("bs,vds->bvd", shape, self.shapedirs) + torch.einsum("be,vde->bvd", expression, self.exprdirs)
+        offsets = torch.einsum("bs,vds->bvd", shape, self.shapedirs) + torch.einsum(
+            "be,vde->bvd", expression, self.exprdirs
+        )
         return self.template + offsets
 
     def rest_joints(self, shape: torch.Tensor | None = None, expression: torch.Tensor | None = None) -> torch.Tensor:

@@ -117,7 +117,14 @@ class ICTFaceModel:
                 f"ICT-FaceKit npz not found: {path}. It is the converted ICT face model "
                 f"(neutral, triangles, expression/identity deltas) from {ICT_SOURCE}."
             )
-        keys = ("neutral", "triangles", "expression_names", "expression_deltas", "identity_deltas", "landmarks68_multipie")
+        keys = (
+            "neutral",
+            "triangles",
+            "expression_names",
+            "expression_deltas",
+            "identity_deltas",
+            "landmarks68_multipie",
+        )
         try:
             with np.load(path) as z:
                 missing = [k for k in keys if k not in z.files]
@@ -155,17 +162,27 @@ class ICTFaceModel:
         index_path = folder / "vertex_indices.json"
         for required in (neutral_path, index_path):
             if not required.is_file():
-                raise ICTAssetError(f"missing {required.name} in {folder}: expected the FaceXModel folder of {ICT_SOURCE}")
+                raise ICTAssetError(
+                    f"missing {required.name} in {folder}: expected the FaceXModel folder of {ICT_SOURCE}"
+                )
         index = json.loads(index_path.read_text())
         neutral, triangles = read_obj(neutral_path)
         names = tuple(expressions) if expressions is not None else tuple(index["expressions"])
-        expression_deltas = np.stack([_read_delta(folder / f"{n}.obj", neutral) for n in names]) if names else np.zeros((0, *neutral.shape), np.float32)
+        expression_deltas = (
+            np.stack([_read_delta(folder / f"{n}.obj", neutral) for n in names])
+            if names
+            else np.zeros((0, *neutral.shape), np.float32)
+        )
         identity_paths = sorted(folder.glob("identity*.obj"))
         if num_identities is not None:
             if num_identities > len(identity_paths):
                 raise ICTAssetError(f"{folder} holds {len(identity_paths)} identity OBJs, {num_identities} requested")
             identity_paths = identity_paths[:num_identities]
-        identity_deltas = np.stack([_read_delta(p, neutral) for p in identity_paths]) if identity_paths else np.zeros((0, *neutral.shape), np.float32)
+        identity_deltas = (
+            np.stack([_read_delta(p, neutral) for p in identity_paths])
+            if identity_paths
+            else np.zeros((0, *neutral.shape), np.float32)
+        )
         return cls(
             neutral=neutral,
             triangles=triangles,

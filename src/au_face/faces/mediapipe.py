@@ -42,17 +42,79 @@ EYE_CORNER_DISTANCE_CM = 9.0
 IBUG68_TO_MEDIAPIPE = np.array(
     [
         # jaw 0-16, from the subject's right ear to the left ear over the chin
-        127, 234, 132, 58, 172, 150, 149, 148, 152, 377, 378, 379, 397, 288, 361, 454, 356,
+        127,
+        234,
+        132,
+        58,
+        172,
+        150,
+        149,
+        148,
+        152,
+        377,
+        378,
+        379,
+        397,
+        288,
+        361,
+        454,
+        356,
         # right brow 17-21 (outer to inner), left brow 22-26 (inner to outer)
-        70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+        70,
+        63,
+        105,
+        66,
+        107,
+        336,
+        296,
+        334,
+        293,
+        300,
         # nose bridge 27-30 (top to tip), nostril base 31-35 (right to left)
-        168, 197, 5, 4, 98, 97, 2, 326, 327,
+        168,
+        197,
+        5,
+        4,
+        98,
+        97,
+        2,
+        326,
+        327,
         # right eye 36-41, left eye 42-47 (clockwise in the image from the leftmost corner)
-        33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+        33,
+        160,
+        158,
+        133,
+        153,
+        144,
+        362,
+        385,
+        387,
+        263,
+        373,
+        380,
         # outer lips 48-59 (right corner, upper lip, left corner, lower lip)
-        61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
+        61,
+        39,
+        37,
+        0,
+        267,
+        269,
+        291,
+        405,
+        314,
+        17,
+        84,
+        181,
         # inner lips 60-67
-        78, 81, 13, 311, 308, 402, 14, 178,
+        78,
+        81,
+        13,
+        311,
+        308,
+        402,
+        14,
+        178,
     ],
     dtype=np.int64,
 )
@@ -63,9 +125,22 @@ IBUG68_TO_MEDIAPIPE = np.array(
 #: (AU1/2/4 kept 20-26 % of their displacement with them, 42-57 % without; benchmarks/RESULTS.md).
 STABLE_VERTICES = np.array(
     [
-        168, 6, 197, 195, 5, 4,  # nose bridge to tip
-        33, 263, 133, 362,  # eye corners
-        127, 356, 234, 454, 21, 251,  # temples
+        168,
+        6,
+        197,
+        195,
+        5,
+        4,  # nose bridge to tip
+        33,
+        263,
+        133,
+        362,  # eye corners
+        127,
+        356,
+        234,
+        454,
+        21,
+        251,  # temples
     ],
     dtype=np.int64,
 )
@@ -161,7 +236,9 @@ def template_photo() -> np.ndarray:
     """The frontal portrait (Grace Hopper, public domain) that matplotlib ships, RGB uint8."""
     from matplotlib import cbook
 
-    buffer = np.frombuffer(Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes(), dtype=np.uint8)
+    buffer = np.frombuffer(
+        Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes(), dtype=np.uint8
+    )
     return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 

@@ -62,7 +62,9 @@ class FaceGeometry:
         object.__setattr__(self, "masks", np.asarray(self.masks, dtype=np.float32))
         object.__setattr__(self, "basis", np.asarray(self.basis, dtype=np.float32))
         if self.masks.shape != (len(self.aus), v):
-            raise GeometryError(f"masks are {self.masks.shape}, expected ({len(self.aus)}, {v}) for {self.topology.name}")
+            raise GeometryError(
+                f"masks are {self.masks.shape}, expected ({len(self.aus)}, {v}) for {self.topology.name}"
+            )
         if self.basis.ndim != 3 or self.basis.shape[1:] != (v, 3):
             raise GeometryError(f"expression basis is {self.basis.shape}, expected (E, {v}, 3)")
         if self.neutral is not None and self.neutral.num_vertices != v:
@@ -169,10 +171,14 @@ class FaceGeometry:
         except Exception as err:  # numpy raises many types for a file that is not an npz
             raise GeometryError(f"{path} is not an au_face geometry file ({type(err).__name__})") from err
         if meta.get("format") != FORMAT_VERSION:
-            raise GeometryError(f"{path} has geometry format {meta.get('format')!r}; this au_face reads {FORMAT_VERSION}")
+            raise GeometryError(
+                f"{path} has geometry format {meta.get('format')!r}; this au_face reads {FORMAT_VERSION}"
+            )
         geometry = cls.from_arrays(arrays, meta.get("recipe", {}))
         if geometry.content_hash != meta.get("hash"):
-            raise GeometryError(f"{path}: its arrays do not match the hash stored with them (the file was changed or damaged)")
+            raise GeometryError(
+                f"{path}: its arrays do not match the hash stored with them (the file was changed or damaged)"
+            )
         return geometry
 
     @classmethod
@@ -192,7 +198,9 @@ class FaceGeometry:
     # -- checkpoints ----------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Tensors and plain values (loadable with ``torch.load(weights_only=True)``)."""
-        state: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays().items() if k != "topology"}
+        state: dict[str, Any] = {
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays().items() if k != "topology"
+        }
         state.update(topology=self.topology.name, hash=self.content_hash, recipe=json.dumps(self.recipe))
         return state
 

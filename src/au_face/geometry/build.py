@@ -123,7 +123,9 @@ def build(spec: GeometrySpec | None = None, **fields: Any) -> FaceGeometry:
 def _mask_method(spec: GeometrySpec, aus: list[int], ict: ICTFaceModel | None) -> MaskMethod:
     if spec.masks != "auto":
         if spec.masks in ("ict", "transfer") and ict is None:
-            raise GeometryError(f"masks={spec.masks!r} need the ICT model: {ICT_MODEL.description} via ict_path or ${ICT_MODEL.env_var}")
+            raise GeometryError(
+                f"masks={spec.masks!r} need the ICT model: {ICT_MODEL.description} via ict_path or ${ICT_MODEL.env_var}"
+            )
         return spec.masks
     from au_face.faces.ict import has_ict_shapes
 
@@ -149,7 +151,9 @@ def _basis_and_neutral(spec: GeometrySpec, topology, ict):
     if kind != "ict":
         raise GeometryError(f"unknown expression basis {kind!r}; use auto, ict, flame or pca")
     if ict is None:
-        raise GeometryError(f"the ICT expression basis needs {ICT_MODEL.description}: pass ict_path or set {ICT_MODEL.env_var}")
+        raise GeometryError(
+            f"the ICT expression basis needs {ICT_MODEL.description}: pass ict_path or set {ICT_MODEL.env_var}"
+        )
     if spec.topology == "flame":
         raise GeometryError("the ICT expression basis is available on the ict and mediapipe topologies, not flame")
     basis, names = ict_expression_basis(ict)
@@ -165,7 +169,9 @@ def _basis_and_neutral(spec: GeometrySpec, topology, ict):
     neutral = None
     if spec.neutral:
         expression = basis[fit_shape_indices(names)]
-        neutral = NeutralEstimator(torch.from_numpy(np.asarray(template)), torch.from_numpy(np.asarray(identity)), torch.from_numpy(expression))
+        neutral = NeutralEstimator(
+            torch.from_numpy(np.asarray(template)), torch.from_numpy(np.asarray(identity)), torch.from_numpy(expression)
+        )
     return np.asarray(basis, dtype=np.float32), neutral
 
 
@@ -174,7 +180,11 @@ def _flame_basis(spec: GeometrySpec) -> np.ndarray:
 
     if spec.topology != "flame":
         raise GeometryError(f"the FLAME expression basis needs the flame topology, not {spec.topology!r}")
-    flame = FlameModel.load(FLAME_MODEL.resolve(spec.flame_path), FLAME_LANDMARKS.resolve(spec.flame_landmarks_path), n_expression=spec.expression_dim)
+    flame = FlameModel.load(
+        FLAME_MODEL.resolve(spec.flame_path),
+        FLAME_LANDMARKS.resolve(spec.flame_landmarks_path),
+        n_expression=spec.expression_dim,
+    )
     return flame.expression_basis().detach().cpu().numpy().astype(np.float32)
 
 
@@ -200,7 +210,9 @@ def _pca_basis(spec: GeometrySpec, topology) -> np.ndarray:
             raise GeometryError(f"{path} holds {coarse.topology!r} meshes, the geometry is for {topology.name!r}")
         if coarse.num_valid:
             displacement = (coarse.vertices[coarse.valid] - coarse.mean_shape()).numpy()
-            parts.append(displacement[np.linspace(0, len(displacement) - 1, min(per_record, len(displacement))).astype(int)])
+            parts.append(
+                displacement[np.linspace(0, len(displacement) - 1, min(per_record, len(displacement))).astype(int)]
+            )
     if not parts:
         raise GeometryError(f"the coarse records under {folder} have no frame with a face")
     return fit_pca_basis(np.concatenate(parts), spec.expression_dim)
@@ -237,7 +249,11 @@ def from_checkpoint(path: str | Path, aus: list[int] | None = None, mask_rings: 
         return stored
     known = dict(zip(stored.aus, stored.masks))
     new = [a for a in aus if a not in known]
-    built = dict(zip(new, build_masks(stored.topology, new, "landmarks", None, user_cache_dir() / "masks", mask_rings))) if new else {}
+    built = (
+        dict(zip(new, build_masks(stored.topology, new, "landmarks", None, user_cache_dir() / "masks", mask_rings)))
+        if new
+        else {}
+    )
     masks = np.stack([known[a] if a in known else built[a] for a in aus])
     recipe = {"file": str(path), "aus": list(aus), "new_aus": new, "builder": BUILDER_VERSION}
     return FaceGeometry(stored.topology, tuple(aus), masks, stored.basis, stored.neutral, recipe)
@@ -246,7 +262,11 @@ def from_checkpoint(path: str | Path, aus: list[int] | None = None, mask_rings: 
 def _recipe_key(spec: GeometrySpec) -> str:
     """Hash of the recipe, the builder version and the identity (path, size, time) of its input files."""
     inputs = {}
-    for name, asset in (("ict_path", ICT_MODEL), ("flame_path", FLAME_MODEL), ("flame_landmarks_path", FLAME_LANDMARKS)):
+    for name, asset in (
+        ("ict_path", ICT_MODEL),
+        ("flame_path", FLAME_MODEL),
+        ("flame_landmarks_path", FLAME_LANDMARKS),
+    ):
         value = getattr(spec, name) or os.environ.get(asset.env_var)
         if value and Path(value).exists():
             stat = Path(value).stat()

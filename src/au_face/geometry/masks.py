@@ -239,9 +239,7 @@ def _anchor_point(topology: FaceTopology, anchor: Anchor) -> np.ndarray:
     return np.asarray([w for _, w in anchor]) @ landmarks
 
 
-def masks_from_landmarks(
-    topology: FaceTopology, aus: Sequence[int | str], rings: int = DEFAULT_RINGS
-) -> np.ndarray:
+def masks_from_landmarks(topology: FaceTopology, aus: Sequence[int | str], rings: int = DEFAULT_RINGS) -> np.ndarray:
     """Landmark-anchored masks ``[K, V]`` from :data:`AU_REGIONS`.
 
     Each anchor point is placed on the template from its landmarks and snapped to the nearest
@@ -272,9 +270,7 @@ def masks_from_landmarks(
 # --------------------------------------------------------------------------- transfer
 
 
-def transfer_masks(
-    src: FaceTopology, src_masks: np.ndarray, dst: FaceTopology, reach: float = 0.08
-) -> np.ndarray:
+def transfer_masks(src: FaceTopology, src_masks: np.ndarray, dst: FaceTopology, reach: float = 0.08) -> np.ndarray:
     """Carry masks ``[K, Vs]`` from ``src`` to ``dst`` (``[K, Vd]``).
 
     ``src`` is registered onto ``dst`` (:func:`register_template`); each dst vertex takes the mask
@@ -301,9 +297,7 @@ def check_masks(masks: np.ndarray, topology: FaceTopology, aus: Sequence[int] | 
     if len(shape) != 2:
         raise MaskError(f"masks must be [K, V], got shape {shape}")
     if shape[1] != topology.num_vertices:
-        raise MaskError(
-            f"masks cover {shape[1]} vertices but topology {topology.name!r} has {topology.num_vertices}"
-        )
+        raise MaskError(f"masks cover {shape[1]} vertices but topology {topology.name!r} has {topology.num_vertices}")
     if aus is not None and shape[0] != len(aus):
         raise MaskError(f"{shape[0]} masks for {len(aus)} AUs")
     masks = np.asarray(masks)
@@ -352,9 +346,7 @@ def load_masks(path: str | Path, topology: FaceTopology, aus: Sequence[int | str
             f"{topology.num_vertices}"
         )
     if stored_aus != numbers:
-        raise MaskError(
-            f"{path} holds masks for AUs {_labels(stored_aus)}, requested {_labels(numbers)}"
-        )
+        raise MaskError(f"{path} holds masks for AUs {_labels(stored_aus)}, requested {_labels(numbers)}")
     check_masks(masks, topology, numbers)
     return masks.astype(np.float32)
 

@@ -68,7 +68,11 @@ class NeutralEstimator(nn.Module):
         self.register_buffer("identity", torch.as_tensor(identity, dtype=torch.float32).clone())
         self.register_buffer("expression", torch.as_tensor(expression, dtype=torch.float32).clone())
         self.identity_ridge, self.sparsity = float(identity_ridge), float(sparsity)
-        self.iterations, self.inner_iterations, self.max_frames = int(iterations), int(inner_iterations), int(max_frames)
+        self.iterations, self.inner_iterations, self.max_frames = (
+            int(iterations),
+            int(inner_iterations),
+            int(max_frames),
+        )
 
     @classmethod
     def empty(cls, num_vertices: int) -> NeutralEstimator:
@@ -80,7 +84,11 @@ class NeutralEstimator(nn.Module):
         for name in ("template", "identity", "expression"):
             setattr(self, name, getattr(other, name).detach().clone().to(self.template.device))
         self.identity_ridge, self.sparsity = other.identity_ridge, other.sparsity
-        self.iterations, self.inner_iterations, self.max_frames = other.iterations, other.inner_iterations, other.max_frames
+        self.iterations, self.inner_iterations, self.max_frames = (
+            other.iterations,
+            other.inner_iterations,
+            other.max_frames,
+        )
 
     @property
     def is_empty(self) -> bool:
@@ -127,7 +135,9 @@ class NeutralEstimator(nn.Module):
         return NeutralFit(reference, identity)
 
     @torch.no_grad()
-    def expression_weights(self, vertices: torch.Tensor, valid: torch.Tensor | None, identity: torch.Tensor) -> torch.Tensor:
+    def expression_weights(
+        self, vertices: torch.Tensor, valid: torch.Tensor | None, identity: torch.Tensor
+    ) -> torch.Tensor:
         """``[T,E]`` expression weights of every frame given the fitted ``identity`` (zeros where not
         valid); what the analytic readout maps to AUs."""
         vertices, valid = self._inputs(vertices, valid)

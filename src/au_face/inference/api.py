@@ -1,12 +1,12 @@
 """The one-call Python API, shared by ``au-face reconstruct``::
 
-    import au_face
-    result = au_face.reconstruct("clip.mp4")        # the packaged model when installed, else coarse only
-    result.aus                                       # pandas DataFrame, the CSV's columns
-    result.save("outputs/clip")                      # npz, csv, png
+import au_face
+result = au_face.reconstruct("clip.mp4")        # the packaged model when installed, else coarse only
+result.aus                                       # pandas DataFrame, the CSV's columns
+result.save("outputs/clip")                      # npz, csv, png
 
-    with au_face.Reconstructor() as reconstruct:     # many inputs: load and build once
-        results = [reconstruct(path) for path in paths]
+with au_face.Reconstructor() as reconstruct:     # many inputs: load and build once
+    results = [reconstruct(path) for path in paths]
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refi
 
 
 @contextmanager
-def open_refiner(ckpt: str | Path | None = None, refine: bool = True, fork: bool = False) -> Iterator[Refiner | RefinerProcess | None]:
+def open_refiner(
+    ckpt: str | Path | None = None, refine: bool = True, fork: bool = False
+) -> Iterator[Refiner | RefinerProcess | None]:
     """:func:`resolve_refiner` for the block; with ``fork`` (and no other thread running) as a
     :class:`~au_face.inference.process.RefinerProcess`, which loads the model while
     :func:`au_face.inference.pipeline.reconstruct` tracks faces and is ended after the block.
@@ -89,7 +91,9 @@ def input_names(source: str | Path, inputs: list[Path]) -> list[str]:
     seen: dict[str, Path] = {}
     for path, name in zip(inputs, names):
         if name.casefold() in seen:
-            raise UsageError(f"{seen[name.casefold()]} and {path} would both write the outputs named {name!r}; rename one")
+            raise UsageError(
+                f"{seen[name.casefold()]} and {path} would both write the outputs named {name!r}; rename one"
+            )
         seen[name.casefold()] = path
     return names
 
@@ -193,7 +197,9 @@ class Reconstructor:
             raise UsageError("overlay=True writes a video file: give out=FOLDER")
         if photos or not isinstance(source, (str, Path)):
             if overlay or stride != 1 or max_frames is not None or fps is not None:
-                raise UsageError("photos are each on their own: overlay, stride, max_frames and fps apply to videos and frames")
+                raise UsageError(
+                    "photos are each on their own: overlay, stride, max_frames and fps apply to videos and frames"
+                )
             return self._photos(source, out, mesh_format, progress)
         options: dict[str, Any] = {
             "overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
@@ -201,7 +207,9 @@ class Reconstructor:
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
             results = [
                 result if out is not None else _in_memory(result)
-                for result in reconstruct_all(source, out if out is not None else scratch, self.coarse, self.refiner, **options)
+                for result in reconstruct_all(
+                    source, out if out is not None else scratch, self.coarse, self.refiner, **options
+                )
             ]
         single = find_inputs(source) == [Path(source)]
         return results[0] if single else results
@@ -214,7 +222,9 @@ class Reconstructor:
         from au_face.utils.quiet import native_logs_silenced
 
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
-            result = reconstruct_photos(source, out if out is not None else scratch, self.coarse, self.refiner, mesh_format, progress)
+            result = reconstruct_photos(
+                source, out if out is not None else scratch, self.coarse, self.refiner, mesh_format, progress
+            )
             return result if out is not None else _in_memory(result)
 
     def close(self) -> None:
@@ -227,7 +237,9 @@ class Reconstructor:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -254,8 +266,15 @@ def reconstruct(
         raise UsageError("overlay=True writes a video file: give out=FOLDER")
     with Reconstructor(ckpt, refine=refine, reconstructor=reconstructor, verbose=verbose) as run:
         return run(
-            source, photos=photos, fps=fps, out=out, overlay=overlay, mesh_format=mesh_format, stride=stride,
-            max_frames=max_frames, progress=progress,
+            source,
+            photos=photos,
+            fps=fps,
+            out=out,
+            overlay=overlay,
+            mesh_format=mesh_format,
+            stride=stride,
+            max_frames=max_frames,
+            progress=progress,
         )
 
 
@@ -266,4 +285,12 @@ def _in_memory(result: ReconstructionResult) -> ReconstructionResult:
     return result
 
 
-__all__ = ["Reconstructor", "UsageError", "input_names", "open_refiner", "reconstruct", "reconstruct_all", "resolve_refiner"]
+__all__ = [
+    "Reconstructor",
+    "UsageError",
+    "input_names",
+    "open_refiner",
+    "reconstruct",
+    "reconstruct_all",
+    "resolve_refiner",
+]

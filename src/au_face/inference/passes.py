@@ -54,7 +54,9 @@ def progress_bar(total: int | None, desc: str, enabled: bool) -> tqdm:
 BATCH_WINDOWS = 16
 
 
-def person_reference(refiner: Refiner, store: FrameStore, fps: float, topology: str, count: int | None = None) -> np.ndarray:
+def person_reference(
+    refiner: Refiner, store: FrameStore, fps: float, topology: str, count: int | None = None
+) -> np.ndarray:
     """``S̄`` of the first ``count`` frames in ``store`` (default: all) as the refiner computes it, from
     at most :data:`~au_face.model.reference.REFERENCE_FRAMES` evenly spaced frames."""
     picks = fit_frames(store.shape("vertices")[0] if count is None else count)
@@ -194,7 +196,9 @@ class WindowStream:
         start = store.shape("refined")[0] if "refined" in store else 0
         stop = start + len(vertices)
         valid = store.read("valid", start, stop).astype(bool)
-        store.append("refined", np.where(valid[:, None, None], vertices, store.read("vertices", start, stop)).astype(np.float32))
+        store.append(
+            "refined", np.where(valid[:, None, None], vertices, store.read("vertices", start, stop)).astype(np.float32)
+        )
         store.append("au_probs", np.where(valid[:, None], probs, np.nan).astype(np.float32))
         self._bar.update(len(vertices))
         if self._on_rows is not None:

@@ -78,7 +78,9 @@ def _coarse_pass(
     num_valid = 0
     fps = 0.0
     with progress_bar(expected, "coarse", progress) as bar:
-        for arrays in reconstruct_video_arrays(source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate):
+        for arrays in reconstruct_video_arrays(
+            source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate
+        ):
             fps = float(arrays["fps"])
             store.append_fields(arrays, fields)
             valid = arrays["valid"].astype(bool)
@@ -91,8 +93,14 @@ def _coarse_pass(
 
 
 def _write_npz(
-    path: Path, store: FrameStore, triangles: np.ndarray, reference: np.ndarray, frames: np.ndarray,
-    fps: float, topology: str, aus: list[int],
+    path: Path,
+    store: FrameStore,
+    triangles: np.ndarray,
+    reference: np.ndarray,
+    frames: np.ndarray,
+    fps: float,
+    topology: str,
+    aus: list[int],
 ) -> None:
     """The mesh-sequence npz, streamed from the store (``vertices`` is the final mesh)."""
     refined = "refined" in store
@@ -100,7 +108,16 @@ def _write_npz(
         final = "refined" if refined else "vertices"
         npz.add_chunks("vertices", store.shape(final), store.dtype(final), store.chunks(final))
         npz.add("triangles", triangles.astype(np.int64))
-        for name in ("valid", "timestamps", "rotation", "translation", "scale", "landmarks2d", "expression", "confidence"):
+        for name in (
+            "valid",
+            "timestamps",
+            "rotation",
+            "translation",
+            "scale",
+            "landmarks2d",
+            "expression",
+            "confidence",
+        ):
             if name in store:
                 npz.add_chunks(name, store.shape(name), store.dtype(name), store.chunks(name))
         npz.add("frames", frames)
@@ -109,7 +126,9 @@ def _write_npz(
         npz.add("topology", np.asarray(topology))
         npz.add("refined", np.asarray(refined))
         if refined:
-            npz.add_chunks("coarse_vertices", store.shape("vertices"), store.dtype("vertices"), store.chunks("vertices"))
+            npz.add_chunks(
+                "coarse_vertices", store.shape("vertices"), store.dtype("vertices"), store.chunks("vertices")
+            )
             npz.add_chunks("au_probs", store.shape("au_probs"), np.float32, store.chunks("au_probs"))
             npz.add("aus", np.asarray(aus, dtype=np.int64))
 
@@ -131,13 +150,19 @@ def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]
             )
 
 
-def _write_frame_meshes(directory: Path, store: FrameStore, triangles: np.ndarray, frames: np.ndarray, fmt: str) -> None:
+def _write_frame_meshes(
+    directory: Path, store: FrameStore, triangles: np.ndarray, frames: np.ndarray, fmt: str
+) -> None:
     final = "refined" if "refined" in store else "vertices"
     for start in range(0, len(frames), _CHUNK):
         stop = start + _CHUNK
         write_frame_meshes(
-            directory, store.read(final, start, stop), triangles, fmt,
-            valid=store.read("valid", start, stop), frames=frames[start:stop],
+            directory,
+            store.read(final, start, stop),
+            triangles,
+            fmt,
+            valid=store.read("valid", start, stop),
+            frames=frames[start:stop],
         )
 
 
@@ -154,8 +179,17 @@ class OverlayStream:
     """
 
     def __init__(
-        self, path: Path, source: Path, store: FrameStore, final: str, triangles: np.ndarray, aus: list[int],
-        stride: int, max_frames: int | None, progress: bool, fps: float | None = None,
+        self,
+        path: Path,
+        source: Path,
+        store: FrameStore,
+        final: str,
+        triangles: np.ndarray,
+        aus: list[int],
+        stride: int,
+        max_frames: int | None,
+        progress: bool,
+        fps: float | None = None,
     ) -> None:
         from au_face.viz.overlay import OverlayWriter
 
@@ -242,7 +276,9 @@ class OverlayStream:
                         start, rows = i, self._rows_from(i)
                     j = i - start
                     probs = rows["au_probs"][j] if self._aus else None
-                    drawn.append(drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp))
+                    drawn.append(
+                        drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp)
+                    )
                     while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
                         writer.write_composed(drawn.popleft().result())
                         bar.update(1)
@@ -354,7 +390,18 @@ def reconstruct(
         store = FrameStore(work)
 
         def start_overlay(final: str, aus: list[int]) -> OverlayStream:
-            return OverlayStream(paths["overlay"], source, store, final, topology.triangles, aus, stride, max_frames, progress, frame_rate)
+            return OverlayStream(
+                paths["overlay"],
+                source,
+                store,
+                final,
+                topology.triangles,
+                aus,
+                stride,
+                max_frames,
+                progress,
+                frame_rate,
+            )
 
         windows: WindowStream | None = None  # the in-process refinement
 
@@ -363,7 +410,9 @@ def reconstruct(
             nonlocal windows
             if isinstance(refiner, RefinerProcess):
                 return refiner.stored(store, fps, topology.name, refine_threads, rows, on_rows, final)
-            windows = windows or WindowStream(refiner, store, fps, topology.name, refine_threads, on_rows, progress=progress)
+            windows = windows or WindowStream(
+                refiner, store, fps, topology.name, refine_threads, on_rows, progress=progress
+            )
             windows.advance(rows, final)
             return (windows.reference, windows.aus) if final else None
 

@@ -54,7 +54,9 @@ class RefinerProcess:
         context = multiprocessing.get_context(method)
         self._conn, child = context.Pipe()
         inherited = self._conn if method == "fork" else None  # the child must close its copy of our end
-        self._process = context.Process(target=_serve, args=(child, make, inherited), name="au_face-refiner", daemon=True)
+        self._process = context.Process(
+            target=_serve, args=(child, make, inherited), name="au_face-refiner", daemon=True
+        )
         self._process.start()
         child.close()
         self._topology_name: str | None = None
@@ -74,8 +76,14 @@ class RefinerProcess:
         return self._topology_name
 
     def stored(
-        self, store: FrameStore, fps: float, topology: str, threads: int | None, rows: int,
-        on_rows: Callable[[int, list[int]], None] | None, final: bool = False,
+        self,
+        store: FrameStore,
+        fps: float,
+        topology: str,
+        threads: int | None,
+        rows: int,
+        on_rows: Callable[[int, list[int]], None] | None,
+        final: bool = False,
     ) -> tuple[np.ndarray, list[int]] | None:
         """``rows`` frames are in ``store`` (all of them with ``final``): the process refines what it can
         (:class:`~au_face.inference.passes.WindowStream`) and appends ``refined`` and ``au_probs`` rows.
@@ -118,7 +126,9 @@ class RefinerProcess:
         try:
             kind, *payload = self._conn.recv()
         except (EOFError, OSError) as err:
-            raise RefinerProcessError(f"the refiner process ended unexpectedly (exit code {self._process.exitcode})") from err
+            raise RefinerProcessError(
+                f"the refiner process ended unexpectedly (exit code {self._process.exitcode})"
+            ) from err
         if kind == "error":
             raise payload[0]
         if kind not in expected:

@@ -156,7 +156,9 @@ class ReconstructionResult:
             lines.append("  AU probabilities and the refined mesh need a trained model (--ckpt)")
         total = self.timings.get("total", 0.0)
         if total > 0 and self.num_frames:
-            lines.append(f"  {total:.1f} s in all, {self.num_frames / total:.1f} {'photos' if self.photos else 'frames'}/s")
+            lines.append(
+                f"  {total:.1f} s in all, {self.num_frames / total:.1f} {'photos' if self.photos else 'frames'}/s"
+            )
         return "\n".join(lines)
 
     def _path(self, kind: str) -> Path:

@@ -101,7 +101,11 @@ class AUCsvWriter(AtomicStreamWriter):
         for i in range(n):
             row = [*lead[i], int(frames[i]), 0, f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
             if success[i]:
-                row += [""] * len(POSE_COLUMNS) if pose is None else [f"{x:.1f}" for x in pose[i, :3]] + [f"{x:.3f}" for x in pose[i, 3:]]
+                row += (
+                    [""] * len(POSE_COLUMNS)
+                    if pose is None
+                    else [f"{x:.1f}" for x in pose[i, :3]] + [f"{x:.3f}" for x in pose[i, 3:]]
+                )
                 row += [f"{p:.4f}" for p in probs[i]]
                 row += [int(p >= self.threshold) for p in probs[i]]
             else:

@@ -29,7 +29,9 @@ def load_checkpoint(path: str | Path) -> dict:
     missing, foreign, unreadable, code-carrying or pre-0.3 file."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path / 'checkpoints' / 'best.ckpt'})")
+        raise CheckpointError(
+            f"checkpoint {path} is a folder, not a checkpoint file (e.g. {path / 'checkpoints' / 'best.ckpt'})"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -55,7 +57,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], list[int
 
 def check_finite(path: str | Path, state: dict[str, torch.Tensor]) -> None:
     """:class:`CheckpointError` if a floating-point weight of ``state`` is NaN or infinite."""
-    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:
         raise CheckpointError(
             f"{path} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a training run that "
@@ -117,4 +123,15 @@ def export_checkpoint(source: str | Path, target: str | Path, **hparams: object)
     return target
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "MODEL_PREFIX", "CheckpointError", "check_finite", "default_checkpoint", "describe_load_error", "export_checkpoint", "load_checkpoint", "read_checkpoint", "unreadable"]
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "MODEL_PREFIX",
+    "CheckpointError",
+    "check_finite",
+    "default_checkpoint",
+    "describe_load_error",
+    "export_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "unreadable",
+]

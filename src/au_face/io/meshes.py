@@ -50,9 +50,7 @@ class NpzStreamWriter(AtomicStreamWriter):
         array = np.asarray(array, order="C")
         self.add_chunks(name, array.shape, array.dtype, [array])
 
-    def add_chunks(
-        self, name: str, shape: Sequence[int], dtype: np.dtype | type, chunks: Iterable[np.ndarray]
-    ) -> None:
+    def add_chunks(self, name: str, shape: Sequence[int], dtype: np.dtype | type, chunks: Iterable[np.ndarray]) -> None:
         """Write an array of ``shape`` given as consecutive chunks along axis 0."""
         if self._zip is None:
             raise MeshIOError(f"{self.path}: writer is closed")
@@ -141,7 +139,12 @@ def save_mesh_sequence_npz(
     if clash:
         raise MeshIOError(f"extra arrays may not reuse the names {clash}")
     with NpzStreamWriter(path) as writer:
-        for name, array in (("vertices", vertices), ("triangles", triangles), ("valid", valid), ("timestamps", timestamps)):
+        for name, array in (
+            ("vertices", vertices),
+            ("triangles", triangles),
+            ("valid", valid),
+            ("timestamps", timestamps),
+        ):
             writer.add(name, array)
         for name, array in extra.items():
             writer.add(name, np.asarray(array))

@@ -158,7 +158,9 @@ def read_image(path: Path) -> np.ndarray:
     except PermissionError as err:
         raise VideoError(f"{path}: permission denied (the file cannot be read)") from err
     if path.suffix.lower() in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8" and not jpeg_complete(data):
-        raise VideoError(f"{path}: a truncated JPEG (the image data stops before its end marker; the picture is cut off)")
+        raise VideoError(
+            f"{path}: a truncated JPEG (the image data stops before its end marker; the picture is cut off)"
+        )
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise VideoError(f"{path}: OpenCV cannot read it as an image")
@@ -177,7 +179,9 @@ class ImageSequenceReader:
     :data:`~au_face.io.video.DEFAULT_FPS`, with a :class:`FrameRateAssumedWarning`.
     """
 
-    def __init__(self, images: list[Path], fps: float | None = None, stride: int = 1, max_frames: int | None = None) -> None:
+    def __init__(
+        self, images: list[Path], fps: float | None = None, stride: int = 1, max_frames: int | None = None
+    ) -> None:
         if not images:
             raise InputNotFoundError("no images to read")
         if stride < 1 or (max_frames is not None and max_frames < 1):
@@ -210,7 +214,9 @@ class ImageSequenceReader:
         for index, path in chosen:
             bgr = self._read(path)
             if (bgr.shape[1], bgr.shape[0]) != self.size:
-                raise VideoError(f"{path} is {bgr.shape[1]}x{bgr.shape[0]}, the first image {self.size[0]}x{self.size[1]}")
+                raise VideoError(
+                    f"{path} is {bgr.shape[1]}x{bgr.shape[0]}, the first image {self.size[0]}x{self.size[1]}"
+                )
             yield VideoFrame(index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def close(self) -> None:
@@ -219,7 +225,9 @@ class ImageSequenceReader:
     def __enter__(self) -> ImageSequenceReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -227,7 +235,9 @@ class ImageSequenceReader:
 FrameReader = VideoReader | ImageSequenceReader
 
 
-def open_frames(path: str | Path, stride: int = 1, max_frames: int | None = None, fps: float | None = None) -> FrameReader:
+def open_frames(
+    path: str | Path, stride: int = 1, max_frames: int | None = None, fps: float | None = None
+) -> FrameReader:
     """A frame reader for one sequence of :func:`find_inputs`: a folder of images, one image, or a
     video. ``fps`` is the frame rate of image frames (see :class:`ImageSequenceReader`); a video
     has its own."""

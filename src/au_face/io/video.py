@@ -184,9 +184,7 @@ class VideoReader:
 
     def __repr__(self) -> str:
         w, h = self.size
-        return (
-            f"VideoReader({str(self.path)!r}, {w}x{h}, {self.fps:g} fps, frames={self.num_frames}, stride={self.stride})"
-        )
+        return f"VideoReader({str(self.path)!r}, {w}x{h}, {self.fps:g} fps, frames={self.num_frames}, stride={self.stride})"
 
 
 def check_readable(path: Path) -> None:

@@ -82,4 +82,11 @@ class ReferenceSchedule:
         return earlier[-1] if earlier else self.points[0]
 
 
-__all__ = ["REFERENCE_FRAMES", "REFERENCE_STEP", "REFERENCE_WARMUP", "ReferenceSchedule", "bounded_update", "fit_frames"]
+__all__ = [
+    "REFERENCE_FRAMES",
+    "REFERENCE_STEP",
+    "REFERENCE_WARMUP",
+    "ReferenceSchedule",
+    "bounded_update",
+    "fit_frames",
+]

@@ -50,14 +50,26 @@ class AUFaceRefiner(nn.Module):
     pos_weight: torch.Tensor
 
     def __init__(
-        self, geometry: FaceGeometry, net: NetConfig | None = None, clip_length: int = 16, reference: Reference = "mean", calibrated: bool = False
+        self,
+        geometry: FaceGeometry,
+        net: NetConfig | None = None,
+        clip_length: int = 16,
+        reference: Reference = "mean",
+        calibrated: bool = False,
     ) -> None:
         super().__init__()
         if reference not in ("neutral", "mean"):
             raise ValueError(f"reference must be 'neutral' or 'mean', got {reference!r}")
         if reference == "neutral" and geometry.neutral is None:
-            raise CheckpointError("reference='neutral' needs a geometry with a neutral estimator (built with the ICT model)")
-        self.geometry, self.clip_length, self.reference_mode, self.calibrated = geometry, clip_length, reference, calibrated
+            raise CheckpointError(
+                "reference='neutral' needs a geometry with a neutral estimator (built with the ICT model)"
+            )
+        self.geometry, self.clip_length, self.reference_mode, self.calibrated = (
+            geometry,
+            clip_length,
+            reference,
+            calibrated,
+        )
         self.net_config = net if net is not None else NetConfig()
         self.net = AUFaceNet.from_geometry(geometry, self.net_config)
         self.neutral = NeutralEstimator.empty(geometry.num_vertices)
@@ -81,12 +93,22 @@ class AUFaceRefiner(nn.Module):
         hparams = ckpt["hyper_parameters"]
         try:
             net = NetConfig(**hparams.get("net", {}))
-            model = cls(FaceGeometry.from_state(ckpt["geometry"]), net, hparams.get("clip_length", 16), hparams.get("reference", "mean"), hparams.get("calibrated", False))
-            state = {k.removeprefix(MODEL_PREFIX): v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+            model = cls(
+                FaceGeometry.from_state(ckpt["geometry"]),
+                net,
+                hparams.get("clip_length", 16),
+                hparams.get("reference", "mean"),
+                hparams.get("calibrated", False),
+            )
+            state = {
+                k.removeprefix(MODEL_PREFIX): v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)
+            }
             check_finite(path, state)
             model.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}") from err
+            raise CheckpointError(
+                f"{path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}"
+            ) from err
         return model.eval()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,7 +117,12 @@ class AUFaceRefiner(nn.Module):
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
         refined = out.smoothed + self.net.expression.offsets(out.delta_expression)
         refined = torch.where(valid[..., None, None], refined, batch["vertices"])
-        return {"logits": out.au_logits, "probs": self.probabilities(out.au_logits), "delta": out.delta_expression, "refined": refined}
+        return {
+            "logits": out.au_logits,
+            "probs": self.probabilities(out.au_logits),
+            "delta": out.delta_expression,
+            "refined": refined,
+        }
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """AU probabilities. Positive weights ``w`` in the BCE move the optimal logit up by ``log w``;
@@ -120,7 +147,9 @@ class AUFaceRefiner(nn.Module):
         previous = None
         for count in schedule.points or [len(coarse)]:
             picks = torch.from_numpy(fit_frames(count))
-            sample = CoarseFrames.from_canonical(coarse.vertices[picks].float(), coarse.valid[picks], coarse.fps, coarse.topology)
+            sample = CoarseFrames.from_canonical(
+                coarse.vertices[picks].float(), coarse.valid[picks], coarse.fps, coarse.topology
+            )
             previous = bounded_update(previous, self.reference(sample).detach().float().cpu().numpy())
             fits[count] = torch.from_numpy(previous)
         return fits
@@ -135,7 +164,9 @@ class AUFaceRefiner(nn.Module):
         their coarse mesh.
         """
         if coarse.topology != self.topology_name:
-            raise CheckpointError(f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}")
+            raise CheckpointError(
+                f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}"
+            )
         self.eval()
         length = min(self.clip_length, len(coarse))  # a window longer than the video would be all padding
         window = SlidingWindow(length)
@@ -148,7 +179,11 @@ class AUFaceRefiner(nn.Module):
         parts: list[list[np.ndarray]] = []
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            out = self(self._batch([coarse.slice(start, stop) for start, stop in group], references[first : first + batch_size], length))
+            out = self(
+                self._batch(
+                    [coarse.slice(start, stop) for start, stop in group], references[first : first + batch_size], length
+                )
+            )
             for i, (start, stop) in enumerate(group):
                 n = stop - start
                 parts.append(blend.add(start, out["refined"][i, :n].cpu().numpy(), out["probs"][i, :n].cpu().numpy()))

@@ -74,7 +74,9 @@ class WindowBlend:
     def add(self, start: int, *outputs: np.ndarray) -> list[np.ndarray]:
         """Add the outputs of the window starting at frame ``start``; return the finished frames."""
         if start < self._offset or start > self._offset + len(self._weight):
-            raise WindowError(f"window at frame {start} does not continue frames {self._offset}..{self._offset + len(self._weight)}")
+            raise WindowError(
+                f"window at frame {start} does not continue frames {self._offset}..{self._offset + len(self._weight)}"
+            )
         done = self._release(start - self._offset)
         n = len(outputs[0])
         grow = n - len(self._weight)

@@ -19,13 +19,19 @@ class SmallCNN(nn.Module):
         channels = [3, width // 2, width, 2 * width, 2 * width]
         blocks = []
         for cin, cout in zip(channels[:-1], channels[1:]):
-            blocks += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
         self.features = nn.Sequential(*blocks)
         self.project = nn.Linear(channels[-1], dim)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         if crops.shape[-1] != self.input_size or crops.shape[-2] != self.input_size:
-            crops = F.interpolate(crops, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+            crops = F.interpolate(
+                crops, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True
+            )
         x = self.features(crops - 0.5)
         return self.project(x.mean(dim=(2, 3)))
 

@@ -107,7 +107,14 @@ class AUFaceNet(nn.Module):
     ``au_masks=False`` replaces the AU vertex masks of the tokens by the whole face (ablation).
     """
 
-    def __init__(self, num_aus: int, num_vertices: int, expression_dim: int, config: NetConfig | None = None, vertex_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_aus: int,
+        num_vertices: int,
+        expression_dim: int,
+        config: NetConfig | None = None,
+        vertex_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         config = config if config is not None else NetConfig()
         modality, dim, heads, dropout = config.modality, config.dim, config.heads, config.dropout
@@ -149,10 +156,20 @@ class AUFaceNet(nn.Module):
             nn.init.zeros_(head_out.weight)
             nn.init.zeros_(head_out.bias)
             self.expression_head = nn.Sequential(nn.LayerNorm(2 * dim + expression_dim), head_in, nn.GELU(), head_out)
-        self.smoother = AdaptiveSmoother(num_aus, num_vertices, dim, tuple(smoothing_sigmas)) if smoothing_sigmas else None
+        self.smoother = (
+            AdaptiveSmoother(num_aus, num_vertices, dim, tuple(smoothing_sigmas)) if smoothing_sigmas else None
+        )
 
     #: parameter-name prefixes that depend on the AU list (re-initialised when it changes)
-    AU_SPECIFIC = ("au_embedding", "au_weight", "au_bias", "spatial.au_embedding", "tokenizer.masks", "smoother.au_mix", "smoother.regions")
+    AU_SPECIFIC = (
+        "au_embedding",
+        "au_weight",
+        "au_bias",
+        "spatial.au_embedding",
+        "tokenizer.masks",
+        "smoother.au_mix",
+        "smoother.regions",
+    )
 
     @classmethod
     def from_geometry(cls, geometry: FaceGeometry, config: NetConfig | None = None) -> AUFaceNet:
@@ -203,7 +220,9 @@ class AUFaceNet(nn.Module):
         smoothed = vertices if self.smoother is None else self.smoother(vertices, valid, au_state, context)
         return NetOutput(au_logits, delta, smoothed)
 
-    def _video_features(self, crops: torch.Tensor | None, features: torch.Tensor | None, b: int, t: int) -> torch.Tensor:
+    def _video_features(
+        self, crops: torch.Tensor | None, features: torch.Tensor | None, b: int, t: int
+    ) -> torch.Tensor:
         if self.video_from_features:
             if features is None:
                 raise ValueError("this model's video branch needs per-frame features [B,T,F]; the batch has none")

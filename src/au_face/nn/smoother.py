@@ -75,7 +75,9 @@ class AdaptiveSmoother(nn.Module):
         regions = torch.cat([masks, rest[None]], dim=0)
         self.regions.copy_(regions / regions.sum(dim=0, keepdim=True))
 
-    def forward(self, vertices: torch.Tensor, valid: torch.Tensor, au_state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, vertices: torch.Tensor, valid: torch.Tensor, au_state: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
         """Smoothed meshes ``[B,T,V,3]`` from coarse ``vertices [B,T,V,3]``, ``valid [B,T]``, AU
         states ``[B,T,K,D]`` and frame context ``[B,T,D]``."""
         logits = torch.cat([self.au_mix(au_state), self.rest_mix(context)[:, :, None]], dim=2)  # [B,T,K+1,S]

@@ -43,7 +43,9 @@ class AUTokenizer(nn.Module):
             raise ValueError(f"masks must be {list(self.masks.shape)}, got {list(masks.shape)}")
         self.masks.copy_(masks)
 
-    def forward(self, vertices: torch.Tensor, valid: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, vertices: torch.Tensor, valid: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Tokens ``[B,T,K,dim]`` from vertices ``[B,T,V,3]``; ``reference`` is S̄ ``[B,V,3]``."""
         if reference is None:
             reference = masked_time_mean(vertices, valid)

@@ -17,7 +17,11 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'au_face.tasks' has no attribute {name!r}")
     from importlib import import_module
 
-    warnings.warn(f"au_face.tasks.{name} moved to {_MOVED[name]}.{name}; au_face.tasks goes in the next release", FutureWarning, stacklevel=2)
+    warnings.warn(
+        f"au_face.tasks.{name} moved to {_MOVED[name]}.{name}; au_face.tasks goes in the next release",
+        FutureWarning,
+        stacklevel=2,
+    )
     return getattr(import_module(_MOVED[name]), name)
 
 

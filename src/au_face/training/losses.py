@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from au_face.evaluation.sequences import second_difference, triplet_mask
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def masked_bce(
+    logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean BCE over known labels of valid frames; labels ``[B,T,K]`` with −1 = unknown."""
     known = (labels >= 0) & valid[..., None]
     target = labels.clamp_min(0).to(logits.dtype)
@@ -73,7 +75,9 @@ class AUFaceLoss:
     def __init__(self, weights: LossWeights, vertex_scale: float) -> None:
         self.weights, self.vertex_scale = weights, vertex_scale
 
-    def __call__(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], pos_weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], pos_weight: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Each term and their weighted ``total``."""
         valid = batch["valid"].bool()
         scale = self.vertex_scale

@@ -87,9 +87,16 @@ class AUFaceTask(L.LightningModule):
         source, geometry = _source(geometry), resolve_geometry(geometry)
         self.save_hyperparameters(
             {
-                "geometry": source, "net": asdict(net), "loss": asdict(loss), "evaluator": asdict(evaluator),
-                "optimizer": asdict(optimizer), "clip_length": clip_length, "reference": reference,
-                "calibrated": calibrated, "init_checkpoint": init_checkpoint, "freeze": freeze,
+                "geometry": source,
+                "net": asdict(net),
+                "loss": asdict(loss),
+                "evaluator": asdict(evaluator),
+                "optimizer": asdict(optimizer),
+                "clip_length": clip_length,
+                "reference": reference,
+                "calibrated": calibrated,
+                "init_checkpoint": init_checkpoint,
+                "freeze": freeze,
             }  # fmt: skip
         )
         self.model = AUFaceRefiner(geometry, net, clip_length, reference, calibrated)
@@ -182,8 +189,12 @@ class AUFaceTask(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
-        cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: str | Path | None = None,
-        strict: bool | None = None, **kwargs: Any,
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
     ) -> AUFaceTask:
         """Lightning's loader with ``weights_only=True`` always (tensors and plain values, never code)
         and the geometry the checkpoint carries. An unusable file is a :class:`CheckpointError`."""
@@ -194,7 +205,9 @@ class AUFaceTask(L.LightningModule):
         except (pickle.UnpicklingError, EOFError) as err:
             raise unreadable(checkpoint_path, err) from err
         except (KeyError, TypeError, RuntimeError) as err:  # not an AUFaceTask checkpoint, or a damaged one
-            raise CheckpointError(f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}") from err
+            raise CheckpointError(
+                f"{checkpoint_path} is not an au_face AUFaceTask checkpoint: {describe_load_error(err)}"
+            ) from err
 
     def _apply_freeze(self) -> None:
         prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
@@ -210,13 +223,17 @@ class AUFaceTask(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.loss(self(batch), batch, self.model.pos_weight)
         if not torch.isfinite(losses["total"]):
-            raise AUFaceError(f"training loss is not finite at step {self.global_step}: {({k: float(v) for k, v in losses.items()})}")
+            raise AUFaceError(
+                f"training loss is not finite at step {self.global_step}: { ({k: float(v) for k, v in losses.items()}) }"
+            )
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["valid"]))
         return losses["total"]
 
     def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
         out = self(batch)
-        self.log(f"{prefix}/loss", self.loss(out, batch, self.model.pos_weight)["total"], batch_size=len(batch["valid"]))
+        self.log(
+            f"{prefix}/loss", self.loss(out, batch, self.model.pos_weight)["total"], batch_size=len(batch["valid"])
+        )
         return {
             "probs": out["probs"],
             "labels": batch["labels"],
@@ -234,7 +251,13 @@ class AUFaceTask(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         out = self(batch)
-        return {"probs": out["probs"], "refined": out["refined"], "valid": batch["valid"], "sequence": batch["sequence"], "start": batch["start"]}
+        return {
+            "probs": out["probs"],
+            "refined": out["refined"],
+            "valid": batch["valid"],
+            "sequence": batch["sequence"],
+            "start": batch["start"],
+        }
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -260,7 +283,9 @@ def _source(geometry: GeometrySpec | str | FaceGeometry) -> dict | str | None:
 
 def _au_specific(key: str) -> bool:
     """Weights that depend on the AU list (never frozen; re-initialised for a new AU list)."""
-    return key.removeprefix(f"{MODEL_PREFIX}net.").startswith(AUFaceNet.AU_SPECIFIC) or key == f"{MODEL_PREFIX}pos_weight"
+    return (
+        key.removeprefix(f"{MODEL_PREFIX}net.").startswith(AUFaceNet.AU_SPECIFIC) or key == f"{MODEL_PREFIX}pos_weight"
+    )
 
 
 def _check_trunk(path: str | Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:

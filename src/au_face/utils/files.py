@@ -77,7 +77,9 @@ class AtomicStreamWriter(abc.ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -116,7 +118,9 @@ def user_cache_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputFolderError(f"cannot create {what}: {err.strerror or err}; point AU_FACE_CACHE at a writable folder") from err
+        raise OutputFolderError(
+            f"cannot create {what}: {err.strerror or err}; point AU_FACE_CACHE at a writable folder"
+        ) from err
     return path
 
 

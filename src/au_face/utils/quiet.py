@@ -27,7 +27,9 @@ def native_logs_silenced(enabled: bool = True) -> Iterator[None]:
         yield
         return
     python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None), errors="backslashreplace")
+    sys.stderr = os.fdopen(
+        os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None), errors="backslashreplace"
+    )
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)

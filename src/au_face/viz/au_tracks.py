@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
+
 def plot_au_tracks(
     source: str | Path | AUTable, path: str | Path, threshold: float = 0.5, title: str | None = None
 ) -> Path:
@@ -71,8 +72,13 @@ def draw_au_tracks(table: AUTable, threshold: float = 0.5, title: str | None = N
 
 
 def _draw_track(
-    image: np.ndarray, probs: np.ndarray, xs: np.ndarray, column_frame: np.ndarray, missing: np.ndarray,
-    top: int, threshold: float,
+    image: np.ndarray,
+    probs: np.ndarray,
+    xs: np.ndarray,
+    column_frame: np.ndarray,
+    missing: np.ndarray,
+    top: int,
+    threshold: float,
 ) -> None:
     """One AU's row: shading, hatching, threshold line, probability curve, axes and 0/1 ticks."""
     x0, x1, bottom = _PLOT_LEFT, _PLOT_WIDTH - _PLOT_RIGHT, top + _ROW
@@ -99,7 +105,11 @@ def _draw_track(
 def _draw_time_axis(image: np.ndarray, t0: float, t1: float, bottom: int) -> None:
     """Ticks with seconds under the last row, and the axis label."""
     x0, x1 = _PLOT_LEFT, _PLOT_WIDTH - _PLOT_RIGHT
-    step = next(s for s in (0.1, 0.2, 0.5, 1, 2, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600, np.inf) if (t1 - t0) / s <= 9)
+    step = next(
+        s
+        for s in (0.1, 0.2, 0.5, 1, 2, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600, np.inf)
+        if (t1 - t0) / s <= 9
+    )
     if not np.isfinite(step):
         step = t1 - t0
     for tick in np.arange(np.ceil(t0 / step) * step, t1 + 1e-9, step):
@@ -138,7 +148,9 @@ def au_tracks_figure(table: AUTable, threshold: float = 0.5, title: str | None =
         occurs = np.nan_to_num(p, nan=0.0) >= threshold
         ax.fill_between(t, 0, 1, where=occurs, step="mid", color="tab:orange", alpha=0.25, linewidth=0)
         if missing.any():
-            ax.fill_between(t, 0, 1, where=missing, step="mid", facecolor="none", edgecolor="0.6", hatch="///", linewidth=0)
+            ax.fill_between(
+                t, 0, 1, where=missing, step="mid", facecolor="none", edgecolor="0.6", hatch="///", linewidth=0
+            )
         ax.plot(t, p, color="tab:blue", linewidth=1.2)
         ax.axhline(threshold, color="0.5", linewidth=0.6, linestyle="--")
         ax.set_ylim(0, 1)
@@ -153,5 +165,7 @@ def au_tracks_figure(table: AUTable, threshold: float = 0.5, title: str | None =
     axes[-1].set_xlim(t[0], t[-1] if t[-1] > t[0] else t[0] + 1)
     legend = f"shaded: p >= {threshold:g}" + ("; hatched: no face" if missing.any() else "")
     fig.suptitle(f"{title or 'AU probabilities'}  ({legend})", fontsize=10)
-    fig.subplots_adjust(left=0.09, right=0.96, top=1 - 0.45 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(), hspace=0.15)
+    fig.subplots_adjust(
+        left=0.09, right=0.96, top=1 - 0.45 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(), hspace=0.15
+    )
     return fig

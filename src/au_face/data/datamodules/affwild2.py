@@ -66,7 +66,9 @@ class AffWild2DataModule(CachedVideoDataModule):
         for candidate in candidates:
             if candidate.name == "AU_Detection_Challenge" and candidate.is_dir():
                 return candidate
-        raise DatasetLayoutError(f"no AU_Detection_Challenge folder in or under {self.dataset_root}; set annotations_dir")
+        raise DatasetLayoutError(
+            f"no AU_Detection_Challenge folder in or under {self.dataset_root}; set annotations_dir"
+        )
 
     @cached_property
     def _videos(self) -> dict[str, Path]:
@@ -95,6 +97,8 @@ class AffWild2DataModule(CachedVideoDataModule):
                 f"{len(missing)} Aff-Wild2 videos of the {split} split are not under {self.video_dir}: {', '.join(missing[:5])}"
             )
         return [
-            VideoSequence(f.stem, f.stem, self._videos[affwild2_video_name(f)], read_affwild2(f, self.aus), frame_offset=1)
+            VideoSequence(
+                f.stem, f.stem, self._videos[affwild2_video_name(f)], read_affwild2(f, self.aus), frame_offset=1
+            )
             for f in files
         ]

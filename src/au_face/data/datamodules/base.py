@@ -100,7 +100,9 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         if self.reference == "mean":
             return None
         if self.geometry.neutral is None:
-            raise ValueError(f"{type(self).__name__}: reference='neutral' needs a geometry with a neutral estimator (the ICT model)")
+            raise ValueError(
+                f"{type(self).__name__}: reference='neutral' needs a geometry with a neutral estimator (the ICT model)"
+            )
         return self.geometry.neutral
 
     def make_dataset(self, split: str) -> ClipDataset:
@@ -160,4 +162,6 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             present = (dataset.clip_labels(i) == 1).any(axis=0)
             if present.any():
                 weights[i] = (1.0 / freq[present]).max()
-        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True)
+        return WeightedRandomSampler(
+            torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True
+        )

@@ -162,7 +162,11 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
             raise CacheMissError(f"{type(self).__name__}: {message}")
 
     def setup(self, stage: str | None = None) -> None:
-        splits = STAGE_SPLITS.get(stage, ("train", "val", "test", "predict")) if stage else ("train", "val", "test", "predict")
+        splits = (
+            STAGE_SPLITS.get(stage, ("train", "val", "test", "predict"))
+            if stage
+            else ("train", "val", "test", "predict")
+        )
         self.require_cached(tuple(s for s in splits if s not in self.datasets))
         self.check_topology()
         super().setup(stage)
@@ -224,8 +228,14 @@ def split_subjects(subjects: list[str], val_fraction: float, test_fraction: floa
     n_test = round(test_fraction * n)
     n_val = round(val_fraction * n)
     if n - n_test - n_val < 1:
-        raise DatasetLayoutError(f"{n} subjects cannot give val {val_fraction} and test {test_fraction} and still train")
-    return {"test": set(order[:n_test]), "val": set(order[n_test : n_test + n_val]), "train": set(order[n_test + n_val :])}
+        raise DatasetLayoutError(
+            f"{n} subjects cannot give val {val_fraction} and test {test_fraction} and still train"
+        )
+    return {
+        "test": set(order[:n_test]),
+        "val": set(order[n_test : n_test + n_val]),
+        "train": set(order[n_test + n_val :]),
+    }
 
 
 def encode_image_folders(images_root: str | Path, videos_root: str | Path, fps: float) -> list[Path]:

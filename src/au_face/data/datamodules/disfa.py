@@ -59,7 +59,9 @@ class DISFADataModule(CachedVideoDataModule):
 
     def list_sequences(self, split: str) -> list[VideoSequence]:
         if not self.label_dir.is_dir():
-            raise MissingLabelsError(f"DISFA AU labels not found: expected the ActionUnit_Labels folder at {self.label_dir}")
+            raise MissingLabelsError(
+                f"DISFA AU labels not found: expected the ActionUnit_Labels folder at {self.label_dir}"
+            )
         return [
             VideoSequence(
                 subject,

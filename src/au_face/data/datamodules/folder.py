@@ -72,9 +72,15 @@ class FolderAUDataModule(CachedVideoDataModule):
     def _labelled(self) -> dict[str, Path]:
         if not self.video_dir.is_dir():
             raise DatasetLayoutError(f"video folder not found: {self.video_dir}")
-        videos = {name: path for name, path in find_videos(self.video_dir).items() if (self.label_dir / f"{name}.csv").is_file()}
+        videos = {
+            name: path
+            for name, path in find_videos(self.video_dir).items()
+            if (self.label_dir / f"{name}.csv").is_file()
+        }
         if not videos:
-            raise DatasetLayoutError(f"no video in {self.video_dir} has a label CSV of the same name in {self.label_dir}")
+            raise DatasetLayoutError(
+                f"no video in {self.video_dir} has a label CSV of the same name in {self.label_dir}"
+            )
         return videos
 
     @cached_property

@@ -188,5 +188,7 @@ class MultifaceDataModule(CachedVideoDataModule):
             [read_tracked_mesh(self.capture_dir / "tracked_mesh" / segment / f"{f:06d}.bin") for f in frames]
         )
         gt, residual = ground_truth_in_coarse_topology(CoarseFrames.load(coarse_path), meshes)
-        atomic_save_npz(path, vertices=gt, frames=frames, residual=np.float32(residual), coarse_mtime_ns=np.int64(stamp))
+        atomic_save_npz(
+            path, vertices=gt, frames=frames, residual=np.float32(residual), coarse_mtime_ns=np.int64(stamp)
+        )
         return path

@@ -40,7 +40,13 @@ class SyntheticDataModule(SequenceDataModule):
         Other arguments: see :class:`SequenceDataModule`.
     """
 
-    def __init__(self, root: str = "outputs/synthetic", ict_path: str | None = None, generator: SyntheticConfig | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str = "outputs/synthetic",
+        ict_path: str | None = None,
+        generator: SyntheticConfig | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
         self.ict_path = ICT_MODEL.resolve(ict_path)
@@ -55,7 +61,9 @@ class SyntheticDataModule(SequenceDataModule):
                 f"synthetic data can be served on topology {' or '.join(SYNTHETIC_TOPOLOGIES)}, not {topology!r}"
             )
         if self.generator.topology == "mediapipe" and topology != "mediapipe":
-            raise UnknownTopologyError("sim-to-real data (generator.coarse_source: mediapipe) is on the mediapipe topology; set geometry.topology: mediapipe")
+            raise UnknownTopologyError(
+                "sim-to-real data (generator.coarse_source: mediapipe) is on the mediapipe topology; set geometry.topology: mediapipe"
+            )
         return dataclasses.replace(self.generator, aus=tuple(self.aus))
 
     @cached_property
@@ -75,14 +83,22 @@ class SyntheticDataModule(SequenceDataModule):
     @cached_property
     def index(self) -> SyntheticIndex:
         """The dataset's index, generating (or finishing) the dataset if needed."""
-        return load_synthetic_index(self.root, self.config) or generate_synthetic_dataset(self.root, self.ict_path, self.config)
+        return load_synthetic_index(self.root, self.config) or generate_synthetic_dataset(
+            self.root, self.ict_path, self.config
+        )
 
     def records(self, split: str) -> list[SequenceRecord]:
         index = self.index
         out = []
         for seq_id in index.splits[SPLIT_NAMES[split]]:
             carried = self.topology_map if self.config.topology == "ict" else None
-            record = SequenceRecord(seq_id, index.identities[seq_id], index.coarse_path(seq_id), gt_path=index.gt_path(seq_id), vertex_map=carried)
+            record = SequenceRecord(
+                seq_id,
+                index.identities[seq_id],
+                index.coarse_path(seq_id),
+                gt_path=index.gt_path(seq_id),
+                vertex_map=carried,
+            )
             track = read_folder_csv(index.labels_path(seq_id), self.aus)
             labels = align_labels(track, count_frames(record), policy="error").labels
             out.append(dataclasses.replace(record, labels=labels))

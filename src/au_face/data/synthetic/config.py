@@ -1,6 +1,5 @@
 """The synthetic generator's settings (:class:`SyntheticConfig`) and the AU event model's rates and rules."""
 
-
 from __future__ import annotations
 
 import hashlib
@@ -64,7 +63,6 @@ CO_OCCURRENCE_RULES: tuple[CoOccurrence, ...] = (
 EXCLUSION_RULES: tuple[tuple[int, tuple[int, ...], float], ...] = ((4, (1, 2), 0.15),)
 
 SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
-
 
 
 class SyntheticConfigError(AUFaceError, ValueError):
@@ -152,7 +150,15 @@ class SyntheticConfig:
                 message = f"{au_label(au)} has no ICT expression shapes; it cannot be synthesised"
                 raise SyntheticConfigError(message) from None
         object.__setattr__(self, "aus", aus)
-        for name in ("num_identities", "intensity_range", "onset_frames", "apex_frames", "offset_frames", "view_range_deg", "face_fill_range"):
+        for name in (
+            "num_identities",
+            "intensity_range",
+            "onset_frames",
+            "apex_frames",
+            "offset_frames",
+            "view_range_deg",
+            "face_fill_range",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._validate()
 

@@ -2,7 +2,6 @@
 
 The layout and the data itself are described in :mod:`au_face.data.synthetic`."""
 
-
 from __future__ import annotations
 
 import json
@@ -167,7 +166,9 @@ def generate_synthetic_dataset(
         frames = len(todo) * config.frames_per_sequence
         logger.info(
             "synthetic data: %d sequences in %.1f s (render %.1f ms/frame)",
-            len(todo), time.perf_counter() - start, 1000 * render_seconds / frames,
+            len(todo),
+            time.perf_counter() - start,
+            1000 * render_seconds / frames,
         )
 
     model = ICTFaceModel.load(ict_path)

@@ -1,7 +1,6 @@
 """What a synthetic face does over time: AU events with co-occurrence, unlabelled speech and blinks,
 head and view poses."""
 
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -96,7 +95,12 @@ NUISANCE_SHAPES = {
 
 
 def sample_nuisance(
-    expression_names: Sequence[str], excluded: set[str], num_frames: int, fps: float, rng: np.random.Generator, scale: float
+    expression_names: Sequence[str],
+    excluded: set[str],
+    num_frames: int,
+    fps: float,
+    rng: np.random.Generator,
+    scale: float,
 ) -> np.ndarray:
     """``[T,E]`` expression weights of unlabelled speech bouts and blinks on shapes not in ``excluded``.
 

@@ -91,7 +91,9 @@ def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return inside
 
 
-def paint_openings(image: np.ndarray, hit: np.ndarray, landmarks2d: np.ndarray, appearance: Appearance, light: float) -> np.ndarray:
+def paint_openings(
+    image: np.ndarray, hit: np.ndarray, landmarks2d: np.ndarray, appearance: Appearance, light: float
+) -> np.ndarray:
     """Fill the eye and mouth openings (pixels no ray hit inside their landmark polygons).
 
     Eyes get sclera with an iris and pupil at the opening's centre; the mouth gets a dark cavity
@@ -118,7 +120,9 @@ def paint_openings(image: np.ndarray, hit: np.ndarray, landmarks2d: np.ndarray, 
         out[mouth] = _to_uint8(_MOUTH * light)
         for lip, share in ((_UPPER_INNER_LIP, 0.22), (_LOWER_INNER_LIP, 0.12)):
             band = np.zeros(size, dtype=np.uint8)
-            cv2.polylines(band, [np.round(landmarks2d[lip]).astype(np.int32)], False, (1,), max(1, int(round(share * width))))
+            cv2.polylines(
+                band, [np.round(landmarks2d[lip]).astype(np.int32)], False, (1,), max(1, int(round(share * width)))
+            )
             out[mouth & (band > 0)] = _to_uint8(_TEETH * light)
     return out
 
@@ -172,4 +176,12 @@ def view_rotation(base: np.ndarray, wobble: np.ndarray) -> np.ndarray:
     return Rotation.from_euler("xyz", base[None] + wobble).as_matrix()
 
 
-__all__ = ["Appearance", "Degradation", "RENDER_REGION", "face_albedo", "paint_openings", "sample_view", "view_rotation"]
+__all__ = [
+    "Appearance",
+    "Degradation",
+    "RENDER_REGION",
+    "face_albedo",
+    "paint_openings",
+    "sample_view",
+    "view_rotation",
+]

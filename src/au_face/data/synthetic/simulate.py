@@ -1,6 +1,5 @@
 """One synthetic sequence: identity, AU tracks, clean and coarse meshes, rendered frames."""
 
-
 from __future__ import annotations
 
 import time
@@ -25,6 +24,7 @@ from au_face.utils.files import atomic_save_npz, atomic_write_text
 _CAVITY_LANDMARKS = (tuple(range(36, 42)), tuple(range(42, 48)), tuple(range(60, 68)))
 # Seed-stream tags keep identity and sequence generators apart.
 _IDENTITY_STREAM, _SEQUENCE_STREAM = 1, 2
+
 
 def coarse_from_clean(
     model: ICTFaceModel, identity: np.ndarray, expression: np.ndarray, rng: np.random.Generator, config: SyntheticConfig
@@ -108,7 +108,9 @@ class SequenceSimulator:
         activations = sample_au_activations(config.aus, rng, config)
         if config.held_fraction > 0 and rng.random() < config.held_fraction:
             activations = np.repeat(activations[[int(activations.sum(axis=1).argmax())]], n, axis=0)
-        nuisance = sample_nuisance(model.expression_names, self.labelled_shapes, n, config.fps, rng, config.nuisance_activity)
+        nuisance = sample_nuisance(
+            model.expression_names, self.labelled_shapes, n, config.fps, rng, config.nuisance_activity
+        )
         expression = np.clip(activations @ self.basis + nuisance, 0.0, 1.0).astype(np.float32)
         vertices = model.shape(id_coeffs, expression)  # [T,V,3] canonical clean
         labels = (activations >= config.label_threshold).astype(np.int8)
@@ -187,7 +189,10 @@ class SequenceSimulator:
         appearance = Appearance.random(id_rng, albedo)
         vertex_albedo = face_albedo(neutral, face.landmarks68, appearance)
         rotation, translation, scale = sample_view_pose(neutral[face.landmarks68], rng, config)
-        posed = scale[:, None, None] * face.shape(id_coeffs, expression) @ rotation.transpose(0, 2, 1) + translation[:, None]
+        posed = (
+            scale[:, None, None] * face.shape(id_coeffs, expression) @ rotation.transpose(0, 2, 1)
+            + translation[:, None]
+        )
         lighting = Lighting.random(rng, albedo=albedo)
         background = random_background(config.image_size, rng)
         degradation = Degradation.random(rng)
