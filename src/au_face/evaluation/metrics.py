@@ -33,8 +33,8 @@ class AUF1(MultilabelStatScores):
         return torch.where(denom > 0, 2 * tp / denom, torch.full_like(tp, float("nan"))).float()
 
 
-class MeanAcceleration(Metric):
-    """Mean vertex acceleration ‖S_{t+1} − 2S_t + S_{t−1}‖ over valid triplets (model units)."""
+class _MeanOverMask(Metric):
+    """A mean of per-item values over the items a mask keeps, accumulated over batches (float64)."""
 
     full_state_update = False
     total: torch.Tensor
@@ -45,37 +45,28 @@ class MeanAcceleration(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, vertices: torch.Tensor, valid: torch.Tensor) -> None:
-        if vertices.shape[1] < 3:
-            return
-        mask = triplet_mask(valid.bool())
-        acc = acceleration(vertices).mean(-1)
-        self.total += (acc * mask).sum().double()
+    def _add(self, values: torch.Tensor, mask: torch.Tensor) -> None:
+        self.total += (values * mask).sum().double()
         self.count += mask.sum().double()
 
     def compute(self) -> torch.Tensor:
         return (self.total / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
 
 
-class VertexError(Metric):
+class MeanAcceleration(_MeanOverMask):
+    """Mean vertex acceleration ‖S_{t+1} − 2S_t + S_{t−1}‖ over valid triplets (model units)."""
+
+    def update(self, vertices: torch.Tensor, valid: torch.Tensor) -> None:
+        if vertices.shape[1] < 3:
+            return
+        self._add(acceleration(vertices).mean(-1), triplet_mask(valid.bool()))
+
+
+class VertexError(_MeanOverMask):
     """Mean per-vertex Euclidean distance to ground truth over valid frames (model units)."""
 
-    full_state_update = False
-    total: torch.Tensor
-    count: torch.Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
     def update(self, vertices: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
-        err = vertex_distance(vertices, target).mean(-1)
-        self.total += (err * valid).sum().double()
-        self.count += valid.sum().double()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+        self._add(vertex_distance(vertices, target).mean(-1), valid)
 
 
 def nan_mean(values: torch.Tensor) -> torch.Tensor:
