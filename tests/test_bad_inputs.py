@@ -527,15 +527,20 @@ def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
     locked.chmod(0o555)
     for command in ("reconstruct", "preprocess"):
         argv = [command, str(video), "--out", str(locked / "out")]
-        if os.geteuid() != 0:
-            outcome = run_cli(argv)
-            code, err = outcome.code, outcome.output
-        else:
-            done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
-            code, err = done.returncode, done.stderr
+        code, err = run_cli_without_root_powers(argv)
         assert code == 2 and "Traceback" not in err, err
         assert f"cannot write to --out {locked / 'out'}: Permission denied" in err
     assert not any(locked.iterdir())
+
+
+def run_cli_without_root_powers(argv: list[str]) -> tuple[int, str]:
+    """``au-face argv`` where permissions bite: in this process for a normal user, else (root) in a
+    subprocess without CAP_DAC_OVERRIDE. Returns the exit code and what it printed."""
+    if os.geteuid() != 0:
+        outcome = run_cli(argv)
+        return outcome.code, outcome.output
+    done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
+    return done.returncode, done.stderr
 
 
 def _without_root_powers(command: list[str]) -> subprocess.CompletedProcess:
@@ -674,12 +679,7 @@ def test_unreadable_input_says_permission_denied(tmp_path: Path, kind: str) -> N
     path.chmod(0)
     try:
         argv = reconstruct(path, tmp_path)
-        if os.geteuid() != 0:
-            outcome = run_cli(argv)
-            code, err = outcome.code, outcome.output
-        else:
-            done = _without_root_powers([sys.executable, "-m", "au_face.cli", *argv])
-            code, err = done.returncode, done.stderr
+        code, err = run_cli_without_root_powers(argv)
     finally:
         path.chmod(0o755)
     assert code == 2 and "Traceback" not in err, err
