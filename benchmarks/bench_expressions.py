@@ -139,9 +139,7 @@ def load_records(cache: CoarseCache, root: Path, image_dir: str, photos: list[Ph
     out = {}
     for photo in photos:
         path = root / image_dir / photo.image
-        if manifest.get(cache.key(path), {}).get("status") == "done" and cache.is_current(
-            path, manifest[cache.key(path)]
-        ):
+        if cache.has_face(path, manifest) and cache.is_current(path, manifest[cache.key(path)]):
             out[photo.image] = CoarseFrames.load(cache.path(path))
     return out
 

@@ -73,7 +73,7 @@ def photo_source(
     logits, labels = [], []
     for photo in photos:
         path = root / "images" / photo.image
-        if manifest.get(cache.key(path), {}).get("status") != "done":
+        if not cache.has_face(path, manifest):
             continue
         probs = refiner.refine(CoarseFrames.load(cache.path(path))).au_probs[0].numpy()
         logits.append(logits_of(probs))

@@ -178,6 +178,10 @@ class CoarseCache:
         }
 
     # -- state of a video -------------------------------------------------------------------
+    def has_face(self, video: str | Path, manifest: dict[str, dict[str, Any]]) -> bool:
+        """Whether ``manifest`` (:meth:`manifest`) records the video as reconstructed with a face."""
+        return manifest.get(self.key(video), {}).get("status") == "done"
+
     def is_current(self, video: str | Path, entry: dict[str, Any] | None) -> bool:
         """Whether ``entry`` describes the video as it is now, made with these settings."""
         if entry is None:

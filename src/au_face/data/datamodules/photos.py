@@ -255,7 +255,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
             records = super().records(split)
             self._records[split] = [
                 r for r, s in zip(records, self.sequences(split))
-                if manifest.get(self.cache.key(s.video), {}).get("status") == "done"
+                if self.cache.has_face(s.video, manifest)
             ]  # fmt: skip
         return self._records[split]
 
