@@ -4,13 +4,21 @@
         --photos-cache CACHE --synthetic-root outputs/simreal
 
 A calibrated model (``calibrated: true``) reads ``p = sigmoid(logit − log w)``, ``w`` the stored
-per-AU offsets (at training: the BCE's positive weights). This script fits one more offset per AU,
-``b``, that minimises the binary cross-entropy of ``sigmoid(logit − log w − b)`` over the known
-labels of the validation photos (weak labels from their expressions, ``au_face.aus.weak_au_labels``;
-the reserved quarter is never read) and the synthetic validation frames, the two sources weighted
-equally; then stores ``w·exp(b)``. Occurrence stays ``p >= 0.5`` on the calibrated output. The
-ranking of scores (every AUC) does not change. Prints the offsets and writes the checkpoint with
-``au_face.models.export_checkpoint``.
+per-AU offsets (at training: the BCE's positive weights). This script chooses one more offset per AU,
+``b`` (occurrence: ``logit − log w ≥ b``), on the validation photos (weak labels from their
+expressions, ``au_face.aus.weak_au_labels``; the reserved quarter is never read) and the synthetic
+validation frames together:
+
+- **bounds**: at most ``--max-neutral-rate`` (default 10 %) of the neutral validation photos may have
+  the AU on (neutral photos are negatives of every AU), and at most ``--max-neutral-aus`` (0.4) AUs
+  may be on per neutral photo on average;
+- **objective**: the best mean F1 over the sources where the AU has positives (synthetic frames, and
+  photos for the AUs the expressions label), each source's F1 counted once however large it is;
+  ``au_face.evaluation.calibration.choose_offsets`` says how the bounds and the objective meet.
+
+It then stores ``w·exp(b)``. Occurrence stays ``p >= 0.5`` on the calibrated output; the ranking of
+scores (every AUC) does not change. Prints the offsets and each source's F1 and neutral on-rate before
+and after, and writes the checkpoint with ``au_face.io.checkpoints.export_checkpoint``.
 """
 
 from __future__ import annotations
@@ -23,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from au_face.aus import au_label, weak_au_labels
+from au_face.aus import au_label, parse_expression, weak_au_labels
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import cap_per_expression, read_expression_csv, split_photos
 from au_face.data.labels import read_folder_csv
 from au_face.data.synthetic.config import INDEX_NAME
+from au_face.evaluation.calibration import choose_offsets, f1_at
 from au_face.io.checkpoints import export_checkpoint, load_checkpoint
 from au_face.model.refiner import load_refiner
 
@@ -39,38 +48,16 @@ def logits_of(probs: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def fit_offsets(sources: list[tuple[np.ndarray, np.ndarray]], iterations: int = 50) -> np.ndarray:
-    """Per-AU ``b`` minimising the mean (per source) BCE of ``sigmoid(logit − b)`` over known labels.
-
-    ``sources``: ``(logits [N,K], labels [N,K] with −1 unknown)``; each source's loss is its mean
-    over its known labels, so a large source does not drown a small one. Newton steps (convex in b).
-    """
-    k = sources[0][0].shape[1]
-    b = np.zeros(k)
-    for _ in range(iterations):
-        grad, hess = np.zeros(k), np.zeros(k)
-        for logits, labels in sources:
-            known = labels >= 0
-            n = np.maximum(known.sum(0), 1)
-            p = 1 / (1 + np.exp(-(logits - b)))
-            grad += (((labels == 1) - p) * known).sum(0) / n  # d/db of the BCE
-            hess += (p * (1 - p) * known).sum(0) / n
-        step = grad / np.maximum(hess, 1e-9)
-        b -= step
-        if np.abs(step).max() < 1e-6:
-            break
-    return b
-
-
 def photo_source(
     refiner, root: Path, cache_dir: Path, val_fraction: float, cap: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, weak labels and a neutral flag of the validation photos with a face."""
     photos = cap_per_expression(
         split_photos(read_expression_csv(root / "data" / "legend.csv").photos, val_fraction)["val"], cap
     )
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
     manifest = cache.manifest()
-    logits, labels = [], []
+    logits, labels, neutral = [], [], []
     for photo in photos:
         path = root / "images" / photo.image
         if not cache.has_face(path, manifest):
@@ -78,7 +65,8 @@ def photo_source(
         probs = refiner.refine(CoarseFrames.load(cache.path(path))).au_probs[0].numpy()
         logits.append(logits_of(probs))
         labels.append(weak_au_labels(photo.expression, refiner.aus))
-    return np.stack(logits), np.array(labels)
+        neutral.append(parse_expression(photo.expression) == "neutral")
+    return np.stack(logits), np.array(labels), np.array(neutral)
 
 
 def synthetic_source(refiner, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-root", type=Path, required=True)
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--max-per-expression", type=int, help="at most this many validation photos of each expression")
+    parser.add_argument(
+        "--max-neutral-rate", type=float, default=0.10, help="bound on each AU's on-rate in neutral photos"
+    )
+    parser.add_argument("--max-neutral-aus", type=float, default=0.4, help="bound on AUs on per neutral photo")
+    parser.add_argument("--max-offset", type=float, default=3.0, help="largest |offset| tried, in logits")
     args = parser.parse_args(argv)
 
     refiner = load_refiner(args.ckpt)
@@ -113,16 +106,24 @@ def main(argv: list[str] | None = None) -> int:
             "error: the checkpoint is not calibrated (calibrated: true); its offsets are not applied", file=sys.stderr
         )
         return 2
-    sources = [
-        photo_source(refiner, args.photos_root, args.photos_cache, args.val_fraction, args.max_per_expression),
-        synthetic_source(refiner, args.synthetic_root),
-    ]
-    offsets = fit_offsets(sources)
-    for name, (logits, labels) in zip(("photos", "synthetic"), sources):
-        known = labels >= 0
-        before = ((logits >= 0) == (labels == 1))[known].mean()
-        after = ((logits - offsets >= 0) == (labels == 1))[known].mean()
-        print(f"{name}: {len(logits)} frames; accuracy of p >= 0.5 over known labels {before:.3f} -> {after:.3f}")
+    photo_logits, photo_labels, neutral = photo_source(
+        refiner, args.photos_root, args.photos_cache, args.val_fraction, args.max_per_expression
+    )
+    sources = {"photos": (photo_logits, photo_labels), "synthetic": synthetic_source(refiner, args.synthetic_root)}
+    offsets = choose_offsets(
+        list(sources.values()),
+        photo_logits[neutral],
+        args.max_neutral_rate,
+        args.max_neutral_aus,
+        max_offset=args.max_offset,
+    )
+    for name, (logits, labels) in sources.items():
+        before, after = (
+            np.nanmean(f1_at(logits, labels, np.atleast_1d(b)[None])[0]) for b in (np.zeros_like(offsets), offsets)
+        )
+        print(f"{name}: {len(logits)} frames; mean F1 over AUs with positives {before:.3f} -> {after:.3f}")
+    on_before, on_after = ((photo_logits[neutral] >= b).sum(1).mean() for b in (0.0, offsets))
+    print(f"neutral photos ({int(neutral.sum())}): AUs on per face {on_before:.2f} -> {on_after:.2f}")
     print("offsets b (logit units): " + ", ".join(f"{au_label(a)} {b:+.2f}" for a, b in zip(refiner.aus, offsets)))
     ckpt = load_checkpoint(args.ckpt)
     key = "model.pos_weight"

@@ -124,8 +124,9 @@ EXPRESSION_SYNONYMS: dict[str, str] = {
 #: Friesen and the AU frequencies per basic expression of Du, Tao & Martinez (2014, PNAS, Table 1);
 #: docs/aus.md gives the reasoning row by row.
 EXPRESSION_AUS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
-    # the expression AUs are absent; AU25 unknown (lips at rest are often parted), AU45 absent
-    "neutral": (frozenset(), frozenset({1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 26, 45})),
+    # every AU is absent: FACS scores change from the person's own neutral face, so lips parted at rest
+    # are that person's baseline, not AU25 (docs/aus.md)
+    "neutral": (frozenset(), frozenset({1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 25, 26, 45})),
     "happiness": (frozenset({6, 12}), frozenset({1, 2, 4, 9, 10, 15, 18, 20})),
     "sadness": (frozenset({1, 4, 15}), frozenset({2, 5, 12})),
     "surprise": (frozenset({1, 2, 5, 25, 26}), frozenset({4, 6, 7, 9, 10, 12, 15, 17, 18, 23, 24})),

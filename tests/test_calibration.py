@@ -1,0 +1,64 @@
+"""Per-AU decision offsets: best validation F1 under a bound on false alarms in neutral faces."""
+
+import numpy as np
+import pytest
+
+from au_face.evaluation.calibration import choose_offsets, f1_at
+
+
+def test_f1_counts_known_labels_only_and_is_nan_without_positives() -> None:
+    logits = np.array([[2.0, 1.0], [-1.0, 1.0], [1.0, -2.0], [0.5, 0.0]])
+    labels = np.array([[1, 0], [1, 0], [0, 0], [-1, 0]])  # the last row's AU0 is unknown
+    f1 = f1_at(logits, labels, np.array([0.0, 1.5]))
+    assert f1[0, 0] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))  # tp 1 (row 0), fp 1 (row 2), fn 1 (row 1)
+    assert f1[1, 0] == pytest.approx(2 / 3)  # offset 1.5: tp 1, fp 0, fn 1
+    assert np.isnan(f1[:, 1]).all()
+
+
+def test_offsets_maximise_f1_within_the_neutral_bound() -> None:
+    rng = np.random.default_rng(0)
+    # AU0: positives near +1, negatives near -1, so the best threshold lies near 0 - but neutral faces
+    # sit near +0.5, and the bound forces the offset above most of them.
+    labels = (rng.random((2000, 2)) < 0.3).astype(int)
+    logits = np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 0.5, labels.shape)
+    neutral = np.column_stack([rng.normal(0.5, 0.2, 500), rng.normal(-3.0, 0.2, 500)])
+    free = choose_offsets([(logits, labels)], neutral, max_neutral_rate=1.0, max_neutral_aus=2.0)
+    bounded = choose_offsets([(logits, labels)], neutral, max_neutral_rate=0.10, max_neutral_aus=2.0)
+    assert abs(free[0]) < 0.3 and abs(free[1]) < 0.3
+    assert (neutral[:, 0] >= bounded[0]).mean() <= 0.10 and bounded[0] > free[0] + 0.3
+    assert bounded[1] == pytest.approx(free[1])  # AU1's neutral faces are far below: the bound does not bite
+
+
+def test_a_budget_of_aus_on_per_neutral_face_raises_the_cheapest_au_first() -> None:
+    rng = np.random.default_rng(1)
+    labels = (rng.random((4000, 2)) < 0.3).astype(int)
+    # AU0 separates its classes well (raising its threshold costs little F1); AU1 barely does.
+    logits = np.where(labels == 1, [2.0, 0.3], [-2.0, -0.3]) + rng.normal(0, 0.5, labels.shape)
+    neutral = rng.normal(0.0, 1.0, (1000, 2))  # both AUs on in half of the neutral faces at b = 0
+    free = choose_offsets([(logits, labels)], neutral, max_neutral_rate=1.0, max_neutral_aus=2.0, slack=0.0)
+    budget = choose_offsets([(logits, labels)], neutral, max_neutral_rate=1.0, max_neutral_aus=0.6, slack=0.0)
+    on = (neutral >= budget).mean(0)
+    assert on.sum() <= 0.6 + 1e-9 and (neutral >= free).mean(0).sum() > 0.6
+    assert budget[0] - free[0] > budget[1] - free[1]  # the well separated AU pays for the budget
+
+
+def test_slack_keeps_offsets_near_the_trained_threshold() -> None:
+    labels = np.array([[1]] * 50 + [[0]] * 50)
+    logits = np.concatenate([np.linspace(-0.5, 2.0, 50), np.linspace(-2.0, 0.5, 50)])[:, None]
+    neutral = np.full((10, 1), -5.0)
+    exact = choose_offsets([(logits, labels)], neutral, slack=0.0)[0]
+    loose = choose_offsets([(logits, labels)], neutral, slack=0.05)[0]
+    assert abs(loose) < abs(exact)
+
+
+def test_the_offset_serves_every_source_and_unscored_aus_keep_the_trained_threshold() -> None:
+    big_labels = np.array([[1]] * 100 + [[0]] * 900)
+    big = (np.where(big_labels == 1, 1.0, 0.0), big_labels)  # perfect for offsets in (0, 1]
+    small_labels = np.array([[1]] * 10 + [[0]] * 10)
+    small = (np.where(small_labels == 1, 2.0, 0.5), small_labels)  # perfect for offsets in (0.5, 2]
+    b = choose_offsets([big, small], np.full((10, 1), -5.0), max_neutral_rate=0.1, slack=0.0)
+    assert 0.5 < b[0] <= 1.0
+    assert choose_offsets([big], np.full((10, 1), -5.0), max_neutral_rate=0.1, slack=0.0)[0] == pytest.approx(0.05)
+    unlabelled = (np.zeros((5, 1)), np.full((5, 1), -1))
+    assert choose_offsets([unlabelled], np.full((10, 1), -1.0), max_neutral_rate=0.0)[0] == pytest.approx(0.0)
+    assert choose_offsets([unlabelled], np.full((10, 1), 0.5), max_neutral_rate=0.0)[0] > 0.5
