@@ -91,6 +91,7 @@ def test_default_config_trains_the_shipped_model_settings() -> None:
     shipped = load_checkpoint(default_checkpoint())["hyper_parameters"]
     assert experiment["geometry"] == {"topology": "mediapipe", "aus": "default"}
     assert data["reference"] == shipped["reference"] == "neutral" and data["generator"]["coarse_source"] == "mediapipe"
+
     def plain(net: dict) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in net.items()}
 
