@@ -146,7 +146,10 @@ class CoarseCache:
     ) -> list[dict[str, Any]]:
         """:meth:`record` for many ``(video, status, frames, valid, message, read)`` at once: the manifest
         is rewritten once, not once per video (a photo collection has thousands of one-frame entries)."""
-        entries = {self.key(video): self._entry(video, *rest) for video, *rest in results}
+        entries = {
+            self.key(video): self._entry(video, status, frames, valid, message, read)
+            for video, status, frames, valid, message, read in results
+        }
         with self.lock():
             videos = self.manifest()
             videos.update(entries)
@@ -202,7 +205,7 @@ class CoarseCache:
     def is_done(self, video: str | Path, entry: dict[str, Any] | None = None) -> bool:
         """True if the video has a current entry with a cached status and its npz is intact."""
         entry = self.entry(video) if entry is None else entry
-        if not self.is_current(video, entry) or entry.get("status") not in CACHED_STATUSES:
+        if entry is None or not self.is_current(video, entry) or entry.get("status") not in CACHED_STATUSES:
             return False
         return not self.is_damaged(video, entry)
 
@@ -256,7 +259,8 @@ class CoarseCache:
         for video in videos:
             entry = manifest.get(self.key(video))
             if (
-                self.is_current(video, entry)
+                entry is not None
+                and self.is_current(video, entry)
                 and entry.get("status") in CACHED_STATUSES
                 and self.is_damaged(video, entry)
             ):
