@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,6 +203,9 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
     name = "landmarker"
     version = "1"
     engine = "the Face Landmarker"
+    # MediaPipe Tasks ``FaceLandmarker`` graphs (untyped), None until first built
+    _mesh: Any
+    _turned_mesh: Any
 
     def __init__(
         self,
