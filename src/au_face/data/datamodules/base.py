@@ -8,7 +8,6 @@ from typing import Literal
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from au_face.coarse.base import read_npz_array
@@ -162,6 +161,5 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             present = (dataset.clip_labels(i) == 1).any(axis=0)
             if present.any():
                 weights[i] = (1.0 / freq[present]).max()
-        return WeightedRandomSampler(
-            torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True
-        )
+        # a list of floats: the sampler makes its own float64 tensor of it
+        return WeightedRandomSampler(weights.tolist(), num_samples=len(dataset), replacement=True)
