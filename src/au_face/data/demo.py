@@ -58,7 +58,7 @@ def render_demo_frames(num_frames: int = DEMO_FRAMES, size: int = DEMO_SIZE) -> 
     photo = _photo()
     frames = []
     for angle, zoom, dx, dy in camera_motion(num_frames):
-        warp = cv2.getRotationMatrix2D(_FACE_CENTRE, float(angle), float(zoom))
+        warp = np.asarray(cv2.getRotationMatrix2D(_FACE_CENTRE, float(angle), float(zoom)), dtype=np.float64)
         warp[:, 2] += np.array([size / 2 - _FACE_CENTRE[0] + dx, size / 2 - _FACE_CENTRE[1] + dy])
         frames.append(cv2.warpAffine(photo, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
     return frames
@@ -72,7 +72,7 @@ def demo_video(cache_dir: str | Path | None = None, num_frames: int = DEMO_FRAME
         return path
     frames = render_demo_frames(num_frames)
     with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (DEMO_SIZE, DEMO_SIZE))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (DEMO_SIZE, DEMO_SIZE))
         if not writer.isOpened():
             raise AUFaceError(f"OpenCV cannot write the demo clip to {path}")
         for rgb in frames:

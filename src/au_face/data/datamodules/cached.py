@@ -87,7 +87,7 @@ def encode_image_folder(folder: str | Path, video: str | Path, fps: float) -> Pa
                 raise DatasetLayoutError(f"cannot read image {by_number[number]}")
             if writer is None:
                 size = (image.shape[1], image.shape[0])
-                writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+                writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
                 if not writer.isOpened():
                     raise DatasetLayoutError(f"cannot open {video} for writing (OpenCV MJPG)")
             writer.write(image)

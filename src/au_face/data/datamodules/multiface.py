@@ -74,7 +74,7 @@ def register_similarity(
     nearest-neighbour distance (target units).
     """
     tree = cKDTree(target)
-    best = None
+    fits = []
     for axis in (None, "x", "y", "z"):
         rotation = np.eye(3) if axis is None else Rotation.from_euler(axis, 180, degrees=True).as_matrix()
         scale = _spread(target) / _spread(source)
@@ -84,9 +84,8 @@ def register_similarity(
             inliers = distance <= np.quantile(distance, keep)
             scale, rotation, shift = similarity(source[inliers], target[index[inliers]])
         residual = float(tree.query(scale * source @ rotation.T + shift)[0].mean())
-        if best is None or residual < best[3]:
-            best = (scale, rotation, shift, residual)
-    return best
+        fits.append((scale, rotation, shift, residual))
+    return min(fits, key=lambda fit: fit[3])  # the first of equal residuals, as before
 
 
 def ground_truth_in_coarse_topology(coarse: CoarseFrames, meshes: np.ndarray) -> tuple[np.ndarray, float]:
@@ -189,6 +188,10 @@ class MultifaceDataModule(CachedVideoDataModule):
         )
         gt, residual = ground_truth_in_coarse_topology(CoarseFrames.load(coarse_path), meshes)
         atomic_save_npz(
-            path, vertices=gt, frames=frames, residual=np.float32(residual), coarse_mtime_ns=np.int64(stamp)
+            path,
+            vertices=gt,
+            frames=frames,
+            residual=np.array(residual, dtype=np.float32),
+            coarse_mtime_ns=np.array(stamp, dtype=np.int64),
         )
         return path
