@@ -75,7 +75,9 @@ class AUFaceCLI(LightningCLI):
             trainer["default_root_dir"] = run_dir
         for part in _as_list(trainer.get("logger")) + _as_list(trainer.get("callbacks")):
             init_args = part.get("init_args") if hasattr(part, "get") else None
-            for key, value in vars(init_args).items() if init_args is not None else ():
+            if init_args is None:
+                continue
+            for key, value in vars(init_args).items():
                 if isinstance(value, str) and RUN_DIR in value:
                     init_args[key] = value.replace(RUN_DIR, run_dir)
 

@@ -58,7 +58,7 @@ class CoarseTask(L.LightningModule):
         video = Path(batch)
         with self.cache.lock(video):
             entry = self.cache.entry(video)
-            if self.cache.is_done(video, entry):
+            if entry is not None and self.cache.is_done(video, entry):
                 return {"video": str(video), **{k: entry[k] for k in ("status", "frames", "valid", "message")}}
             read = source_stat(video)  # the file as read: one replaced meanwhile is redone next time
             result = self.reconstruct(video)
