@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 
 @dataclass
@@ -17,7 +18,7 @@ class OptimizerConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
 
-    def build(self, params: Iterable[torch.nn.Parameter], total_steps: int) -> dict:
+    def build(self, params: Iterable[torch.nn.Parameter], total_steps: int) -> OptimizerLRSchedulerConfig:
         """What ``configure_optimizers`` returns: the optimiser and a per-step schedule."""
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, total_steps)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 from au_face.coarse.base import CoarseFrames
 from au_face.errors import AUFaceError
@@ -35,6 +36,9 @@ from au_face.nn.net import AUFaceNet, NetConfig
 from au_face.training.losses import AUFaceLoss, LossWeights
 from au_face.training.optim import OptimizerConfig
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 FREEZABLE = {
     "tokenizer": ("model.net.tokenizer.",),
     "spatial": ("model.net.spatial.",),
@@ -42,7 +46,7 @@ FREEZABLE = {
     "video": ("model.net.video_frame.",),
     "mesh": ("model.net.mesh_frame.",),
 }
-_Part = TypeVar("_Part")
+_Part = TypeVar("_Part", bound="DataclassInstance")
 
 
 class AUFaceTask(L.LightningModule):
@@ -130,7 +134,8 @@ class AUFaceTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """The evaluator's metric callbacks, unless the Trainer already has one of the same type."""
-        present = {type(c) for c in (self.trainer.callbacks if self._trainer else [])}
+        # Trainer.callbacks is set at run time by Lightning's callback connector, absent from its class
+        present = {type(c) for c in (self.trainer.callbacks if self._trainer else [])}  # type: ignore[attr-defined]
         return [c for c in self.evaluator.callbacks() if type(c) not in present]
 
     # -- data statistics, fine-tuning, checkpoints -------------------------------------------
@@ -148,8 +153,8 @@ class AUFaceTask(L.LightningModule):
                 freq = torch.as_tensor(datamodule.label_frequencies(), dtype=torch.float32)
                 cap = self.loss.weights.max_pos_weight
                 self.model.pos_weight.copy_(((1 - freq) / freq.clamp_min(1e-6)).nan_to_num(1.0).clamp(1.0, cap))
-            if self.hparams.init_checkpoint and self.trainer.ckpt_path is None:
-                self.load_trunk(self.hparams.init_checkpoint)
+            if self.hparams["init_checkpoint"] and self.trainer.ckpt_path is None:
+                self.load_trunk(self.hparams["init_checkpoint"])
             self._apply_freeze()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -210,7 +215,7 @@ class AUFaceTask(L.LightningModule):
             ) from err
 
     def _apply_freeze(self) -> None:
-        prefixes = tuple(p for name in self.hparams.freeze or [] for p in FREEZABLE[name])
+        prefixes = tuple(p for name in self.hparams["freeze"] or [] for p in FREEZABLE[name])
         for name, param in self.named_parameters():
             if name.startswith(prefixes) and not _au_specific(name):
                 param.requires_grad_(False)
@@ -259,7 +264,7 @@ class AUFaceTask(L.LightningModule):
             "start": batch["start"],
         }
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         params = [p for p in self.parameters() if p.requires_grad]
         return self.optimizer_config.build(params, int(self.trainer.estimated_stepping_batches))
 
