@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from au_face.evaluation.calibration import choose_offsets, f1_at
+from au_face.evaluation.calibration import choose_offsets, f1_at, mean_f1
 
 
 def test_f1_counts_known_labels_only_and_is_nan_without_positives() -> None:
@@ -62,3 +62,13 @@ def test_the_offset_serves_every_source_and_unscored_aus_keep_the_trained_thresh
     unlabelled = (np.zeros((5, 1)), np.full((5, 1), -1))
     assert choose_offsets([unlabelled], np.full((10, 1), -1.0), max_neutral_rate=0.0)[0] == pytest.approx(0.0)
     assert choose_offsets([unlabelled], np.full((10, 1), 0.5), max_neutral_rate=0.0)[0] > 0.5
+
+
+def test_a_source_counts_only_for_the_aus_it_has_positives_of() -> None:
+    logits = np.array([[1.0, 1.0], [-1.0, -1.0]])
+    both = (logits, np.array([[1, 1], [0, 0]]))  # perfect on both AUs at offset 0
+    first_only = (logits, np.array([[1, 0], [0, 0]]))  # AU1 has no positives here
+    wrong = (logits, np.array([[0, -1], [1, -1]]))  # AU0 inverted (F1 0), AU1 unknown
+    f1 = mean_f1([both, wrong], np.array([0.0]))[0]
+    assert f1[0] == pytest.approx(0.5) and f1[1] == pytest.approx(1.0)  # AU1: only `both` counts
+    assert mean_f1([first_only], np.array([0.0]))[0].tolist() == [1.0, 0.0]  # no source with AU1 positives

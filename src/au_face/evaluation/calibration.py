@@ -24,6 +24,14 @@ def f1_at(logits: np.ndarray, labels: np.ndarray, offsets: np.ndarray) -> np.nda
     return np.where(positive.any(0)[None], f1, np.nan)
 
 
+def mean_f1(sources: list[tuple[np.ndarray, np.ndarray]], offsets: np.ndarray) -> np.ndarray:
+    """Per-AU F1 at ``offsets [G]`` averaged over the sources where the AU has positives -> ``[G, K]``
+    (0 where no source has any)."""
+    scores = np.stack([f1_at(logits, labels, offsets) for logits, labels in sources])  # [S, G, K]
+    counted = ~np.isnan(scores)
+    return np.where(counted, scores, 0.0).sum(0) / np.maximum(counted.sum(0), 1)
+
+
 def choose_offsets(
     sources: list[tuple[np.ndarray, np.ndarray]],
     neutral_logits: np.ndarray,
@@ -47,16 +55,14 @@ def choose_offsets(
     """
     grid = np.round(np.arange(-max_offset, max_offset + step / 2, step), 6)
     neutral_on = (neutral_logits[None] >= grid[:, None, None]).mean(1)  # [G, K], falls with b
-    scores = np.stack([f1_at(logits, labels, grid) for logits, labels in sources])  # [S, G, K]
-    scored = ~np.isnan(scores).all(axis=(0, 1))
-    with np.errstate(invalid="ignore"):
-        mean_f1 = np.where(scored, np.nanmean(np.where(np.isnan(scores), 0.0, scores), axis=0), 0.0)
+    scored = np.stack([(labels == 1).any(0) for _, labels in sources]).any(0)  # [K]
+    score = mean_f1(sources, grid)  # [G, K]
     allowed = neutral_on <= max_neutral_rate
     allowed[-1] = True  # the largest offset is always allowed
     index = np.empty(len(scored), dtype=int)
     for k in range(len(index)):
         candidates = np.flatnonzero(allowed[:, k] & ((grid >= 0) | scored[k]))
-        good = candidates[mean_f1[candidates, k] >= mean_f1[candidates, k].max() - slack]
+        good = candidates[score[candidates, k] >= score[candidates, k].max() - slack]
         index[k] = good[np.argmin(np.abs(grid[good]))]
     columns = np.arange(len(index))
     while neutral_on[index, columns].sum() > max_neutral_aus + 1e-9:
@@ -65,7 +71,7 @@ def choose_offsets(
             lower = np.flatnonzero(neutral_on[index[k] + 1 :, k] < neutral_on[index[k], k])
             if lower.size:
                 j = index[k] + 1 + lower[0]
-                cost = (mean_f1[index[k], k] - mean_f1[j, k]) / (neutral_on[index[k], k] - neutral_on[j, k])
+                cost = (score[index[k], k] - score[j, k]) / (neutral_on[index[k], k] - neutral_on[j, k])
                 if cost < best_cost:
                     best_cost, best = cost, (k, j)
         if best[0] < 0:
