@@ -254,3 +254,9 @@ class CoarseReconstructor(abc.ABC):
         """:meth:`reconstruct` as :meth:`CoarseFrames.to_numpy` arrays; reconstructors that can
         give them without torch do (so ``au-face reconstruct`` tracks while the model loads)."""
         return self.reconstruct(frames, timestamps, fps).to_numpy()
+
+    def reconstruct_still(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+        """One photo on its own (nothing tracked from or to other frames), as :meth:`reconstruct_arrays`
+        gives a one-frame video; reconstructors with a cheaper way for single images override it."""
+        self.reset()
+        return self.reconstruct_arrays([rgb], [0.0], fps)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from au_face.coarse.mediapipe import MAX_FACES, MediaPipeReconstructor
+from au_face.coarse.mediapipe import MAX_FACES, GraphMode, MediaPipeReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.mediapipe import NUM_VERTICES, MediaPipeUnavailableError
 from au_face.utils.assets import MissingAssetError
@@ -233,16 +233,16 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
         super().reset()
         self._last_ms = -1
 
-    def _face_mesh(self, static: bool, faces: int = 1):
+    def _face_mesh(self, mode: GraphMode, faces: int = 1):
         mp, BaseOptions, vision = _require_tasks()
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.IMAGE if static else vision.RunningMode.VIDEO,
-            num_faces=1 if static else faces,
+            running_mode=vision.RunningMode.VIDEO if mode == "track" else vision.RunningMode.IMAGE,
+            num_faces=faces,
             min_face_detection_confidence=self.min_detection_confidence,
             min_face_presence_confidence=self.min_tracking_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
-            output_face_blendshapes=self.blendshapes and not static,
+            output_face_blendshapes=self.blendshapes and mode != "turned",
         )
         try:
             return vision.FaceLandmarker.create_from_options(options)
@@ -254,7 +254,7 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
     def _find_faces(self, graph, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
         mp, _, _ = _require_tasks()
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        if graph is self._turned_mesh:
+        if graph is not self._mesh:  # a still-image graph
             result = graph.detect(image)
         else:
             # VIDEO mode wants strictly increasing integer milliseconds

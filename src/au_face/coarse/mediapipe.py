@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -39,6 +40,13 @@ SIZE_TIE = 0.9
 DETECT_EVERY = 30
 #: A chunk's face is upside down when it fits at least this much better turned by 180° (fit-residual ratio).
 UPSIDE_DOWN_RATIO = 0.75
+#: A fit residual (template units) below which the face is taken as upright without the 180° check. Upright
+#: faces fit with a median of 0.25; of 1,600 muxspace photos, upright and turned, those the check found upside
+#: down all fitted worse than 0.29.
+UPRIGHT_RESIDUAL = 0.25
+
+#: What a Face Mesh graph is for: tracking a video, single photos, or the upside-down check.
+GraphMode = Literal["track", "still", "turned"]
 
 
 class MultipleFacesWarning(UserWarning):
@@ -61,9 +69,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
     are looked for (MediaPipe's face detector) on the first frame and every :data:`DETECT_EVERY`
     frames, and Face Mesh tracks as many as were found: it runs its own detector again only
     when it loses one, not on every frame. Face
-    Mesh draws an upright mesh over an upside-down face: each chunk's median frame is tried
-    turned by 180°, and when the face fits clearly better that way the chunk's frames are
-    marked not valid (:class:`ImplausibleFitWarning` with the count).
+    Mesh draws an upright mesh over an upside-down face: each chunk's median frame, unless it fits
+    well (:data:`UPRIGHT_RESIDUAL`), is tried turned by 180°, and when the face fits clearly better
+    that way the chunk's frames are marked not valid (:class:`ImplausibleFitWarning` with the
+    count). :meth:`reconstruct_still` takes single photos without tracking.
 
     Per frame: the 468 points in pixels (x, y, and depth in x's pixel units); a similarity pose
     fitted to the template over :data:`~au_face.faces.mediapipe.STABLE_VERTICES`; canonical
@@ -104,6 +113,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._crop_centre = np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, 0.0])
         self._crop_extent = CROP_MARGIN * float((high - low).max())
         self._mesh = None
+        self._still_mesh = None  # single photos (reconstruct_still)
         self._turned_mesh = None
         self._detector = None  # looks for further faces every DETECT_EVERY frames
         self._mesh_faces = 0  # faces the tracking graph follows at most
@@ -111,15 +121,15 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._frame = 0  # frames tracked since the last reset
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._warned_faces = False
+        self._still = False  # detect() takes single photos with the still-image graph
 
     @property
     def topology(self) -> FaceTopology:
         return self._topology
 
     def reset(self) -> None:
-        """Forget the tracked face: the next frame starts a new tracking graph. The still-image graph
-        of the upside-down check and the face detector hold no state between frames and are kept
-        (a photo collection resets before every photo)."""
+        """Forget the tracked face: the next frame starts a new tracking graph. The still-image graphs
+        (photos, the upside-down check) and the face detector hold no state between frames and are kept."""
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
@@ -127,11 +137,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._followed = None
         self._warned_faces = False
 
-    def _face_mesh(self, static: bool, faces: int = 1):
-        """A Face Mesh graph: tracking (``static`` False) up to ``faces`` faces, or one face per still image."""
+    def _face_mesh(self, mode: GraphMode, faces: int = 1):
+        """A Face Mesh graph for ``mode`` that finds up to ``faces`` faces (tracked from frame to frame with ``track``)."""
         return require_face_mesh().FaceMesh(
-            static_image_mode=static,
-            max_num_faces=1 if static else faces,
+            static_image_mode=mode != "track",
+            max_num_faces=faces,
             refine_landmarks=False,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
@@ -139,7 +149,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def close(self) -> None:
         """Free the Face Mesh graphs."""
-        for name in ("_mesh", "_turned_mesh", "_detector"):
+        for name in ("_mesh", "_still_mesh", "_turned_mesh", "_detector"):
             mesh = getattr(self, name)
             if mesh is not None:
                 mesh.close()
@@ -147,7 +157,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked
-        return {**self.__dict__, "_mesh": None, "_turned_mesh": None, "_detector": None, "_mesh_faces": 0, "_frame": 0}
+        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_detector": None}
+        return {**self.__dict__, **graphs, "_mesh_faces": 0, "_frame": 0}
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
         """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face.
@@ -155,10 +166,16 @@ class MediaPipeReconstructor(CoarseReconstructor):
         ``timestamp`` (seconds in the video) is for graphs that need one; Face Mesh ignores it."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
-        if self._mesh is None or (self.max_faces > 1 and self._frame % DETECT_EVERY == 0):
-            self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
-        self._frame += 1
-        faces = self._find_faces(self._mesh, rgb, timestamp)
+        if self._still:
+            if self._still_mesh is None:
+                self._still_mesh = self._face_mesh("still", self.max_faces)
+            graph = self._still_mesh
+        else:
+            if self._mesh is None or (self.max_faces > 1 and self._frame % DETECT_EVERY == 0):
+                self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
+            self._frame += 1
+            graph = self._mesh
+        faces = self._find_faces(graph, rgb, timestamp)
         self._last_found = len(faces)
         if not faces:
             self._followed = None
@@ -201,7 +218,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
             wanted = max(wanted, self._last_found)
         if self._mesh is not None:
             self._mesh.close()
-        self._mesh, self._mesh_faces = self._face_mesh(static=False, faces=wanted), wanted
+        self._mesh, self._mesh_faces = self._face_mesh("track", wanted), wanted
 
     def _find_faces(self, graph, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
         """Every face ``graph`` (from :meth:`_face_mesh`) finds in a frame: ``[468,3]`` points in pixels."""
@@ -221,14 +238,17 @@ class MediaPipeReconstructor(CoarseReconstructor):
         return faces[min(large, key=lambda i: (np.linalg.norm(centres[i] - middle), centres[i][0]))]
 
     def _upside_down(self, frames: Sequence[np.ndarray], points: np.ndarray, valid: np.ndarray) -> bool:
-        """Whether the chunk's median-fit frame fits clearly better turned by 180°."""
+        """Whether the chunk's median-fit frame fits clearly better turned by 180° (not tried when it
+        fits well: :data:`UPRIGHT_RESIDUAL`)."""
         found = np.flatnonzero(valid)
         if not len(found):
             return False
         residuals = self.fit_residual(points[found])
         middle = int(np.argsort(residuals)[len(found) // 2])
+        if residuals[middle] < UPRIGHT_RESIDUAL:
+            return False
         if self._turned_mesh is None:
-            self._turned_mesh = self._face_mesh(static=True)
+            self._turned_mesh = self._face_mesh("turned")
         rgb = frames[found[middle]]
         turned = self._find_faces(self._turned_mesh, np.ascontiguousarray(rgb[::-1, ::-1]))
         return bool(turned) and self.fit_residual(turned[0][None])[0] < UPSIDE_DOWN_RATIO * residuals[middle]
@@ -243,6 +263,17 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def reconstruct(self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float) -> CoarseFrames:
         return CoarseFrames.from_numpy(self.reconstruct_arrays(frames, timestamps, fps))
+
+    def reconstruct_still(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+        """One photo on its own, with a still-image graph kept from photo to photo: the points a fresh
+        tracking graph gives on that frame (the face choice and its warning included), without
+        starting a graph or counting faces first."""
+        self.reset()
+        self._still = True
+        try:
+            return self.reconstruct_arrays([rgb], [0.0], fps)
+        finally:
+            self._still = False
 
     def reconstruct_arrays(
         self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float

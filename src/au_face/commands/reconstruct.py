@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from au_face.coarse.registry import RECONSTRUCTORS
 from au_face.commands import path_arg, positive_float, positive_int
 from au_face.errors import AUFaceError
 from au_face.io.meshes import MESH_FORMATS
 from au_face.utils.files import output_folder
+
+if TYPE_CHECKING:
+    from au_face.coarse.base import CoarseReconstructor
+
+#: Processes that track a photo collection at most (one per core up to this; each holds its own MediaPipe graphs).
+MAX_PHOTO_WORKERS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return reconstructor
 
     if args.photos:
-        return _run_photos(args, make_reconstructor())
+        return _run_photos(args, make_reconstructor)
     options = {
         "mesh_format": args.mesh_format,
         "overlay": not args.no_overlay,
@@ -133,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_photos(args: argparse.Namespace, reconstructor) -> int:
-    """``--photos``: a photo collection (:func:`au_face.inference.photos.reconstruct_photos`)."""
-    from au_face.inference.api import UsageError, resolve_refiner
+def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], CoarseReconstructor]) -> int:
+    """``--photos``: a photo collection (:func:`au_face.inference.photos.reconstruct_photos`), tracked on
+    every core when run from the shell while the model loads in a process of its own."""
+    from au_face.inference.api import UsageError, open_refiner
     from au_face.inference.photos import reconstruct_photos
     from au_face.utils.quiet import native_logs_silenced
 
@@ -148,9 +158,13 @@ def _run_photos(args: argparse.Namespace, reconstructor) -> int:
     ]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
-    refiner = resolve_refiner(args.ckpt, refine=not args.no_refine)  # in this process: one frame at a time
-    with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
-        result = reconstruct_photos(args.input, out, reconstructor, refiner, args.mesh_format, progress=True)
+    workers = min(len(os.sched_getaffinity(0)), MAX_PHOTO_WORKERS) if args.fresh_process else 1
+    with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
+        reconstructor = make_reconstructor()
+        with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
+            result = reconstruct_photos(
+                args.input, out, reconstructor, refiner, args.mesh_format, progress=True, workers=workers
+            )
     print(f"{result.name}:")
     print(result.summary())
     return 0

@@ -135,6 +135,21 @@ class NeutralEstimator(nn.Module):
         return NeutralFit(reference, identity)
 
     @torch.no_grad()
+    def fit_each(self, vertices: torch.Tensor) -> torch.Tensor:
+        """S̄ ``[N,V,3]`` of each of ``vertices [N,V,3]`` on its own (unrelated photos): what :meth:`fit`
+        gives every frame alone, with the N problems solved together."""
+        vertices = vertices.float().to(self.template.device)
+        e, i, _, _ = self._matrices()
+        offsets = (vertices - self.template).flatten(1)  # [N,3V]
+        gram = i.t() @ i + self.identity_ridge * torch.eye(i.shape[1], device=i.device)
+        identity = offsets.new_zeros(len(offsets), i.shape[1])
+        w = offsets.new_zeros(len(offsets), e.shape[1])
+        for _ in range(self.iterations):
+            w = self._expression_step(offsets - identity @ i.t(), w)
+            identity = torch.linalg.solve(gram, i.t() @ (offsets - w @ e.t()).t()).t()
+        return (vertices.flatten(1) - w @ e.t()).reshape(vertices.shape)
+
+    @torch.no_grad()
     def expression_weights(
         self, vertices: torch.Tensor, valid: torch.Tensor | None, identity: torch.Tensor
     ) -> torch.Tensor:

@@ -44,6 +44,10 @@ class Refiner(Protocol):
         """``S̄ [V,3]`` of a video's frames, as the model was trained to use it."""
         ...
 
+    def refine_photos(self, photos: CoarseFrames) -> tuple[torch.Tensor, Refinement]:
+        """Each frame on its own (unrelated photos): its S̄ ``[N,V,3]`` and its refinement, in one batch."""
+        ...
+
 
 def progress_bar(total: int | None, desc: str, enabled: bool) -> tqdm:
     """A frame progress bar, shown only when ``enabled`` and stderr is a terminal."""
@@ -205,6 +209,21 @@ class WindowStream:
             self._on_rows(stop, self.aus)
 
 
+def refine_photos(refiner: Refiner, arrays: dict[str, np.ndarray], threads: int | None = 1) -> dict[str, np.ndarray]:
+    """Photos on their own (:meth:`Refiner.refine_photos`) from their coarse frames' arrays stacked
+    (:meth:`CoarseFrames.to_numpy` fields): each one's ``reference`` (S̄; zeros without a face),
+    ``vertices`` (refined; coarse without a face), ``au_probs`` (NaN without a face), and ``aus``."""
+    with torch.inference_mode(), torch_threads(threads):
+        reference, out = refiner.refine_photos(CoarseFrames.from_numpy(arrays))
+    valid = arrays["valid"].astype(bool)
+    return {
+        "reference": np.where(valid[:, None, None], reference.float().numpy(), 0.0).astype(np.float32),
+        "vertices": out.vertices.float().numpy(),
+        "au_probs": np.where(valid[:, None], out.au_probs.float().numpy(), np.nan).astype(np.float32),
+        "aus": np.asarray(out.aus, dtype=np.int64),
+    }
+
+
 def refine_windows(
     refiner: Refiner,
     store: FrameStore,
@@ -229,6 +248,7 @@ __all__ = [
     "WindowStream",
     "person_reference",
     "progress_bar",
+    "refine_photos",
     "refine_windows",
     "torch_threads",
 ]

@@ -1,10 +1,15 @@
 """Photo collections: every image reconstructed on its own, with one CSV row and one mesh each.
 
 A folder of images is otherwise one video (:mod:`au_face.io.sources`): the frames share one
-``S̄`` and the model smooths them over time. Unrelated photos must not: here each photo starts
-the reconstructor afresh (no tracking), gets its own ``S̄`` (the refiner's reference of that
-one frame) and its own row, named by its file. No overlay video and no AU plot are made: a
-collection has no time axis.
+``S̄`` and the model smooths them over time. Unrelated photos must not: here each photo is
+reconstructed on its own (``CoarseReconstructor.reconstruct_still``: no tracking), gets its own
+``S̄`` (the refiner's reference of that one frame) and its own row, named by its file. No overlay
+video and no AU plot are made: a collection has no time axis.
+
+Photos are tracked by this process and, with ``workers``, by forked ones (each with its own
+MediaPipe graphs), and refined :data:`BATCH_PHOTOS` at a time in name order (so the numbers do not
+depend on how the tracking was shared), as soon as a batch is tracked and the refiner (perhaps a
+:class:`~au_face.inference.process.RefinerProcess` still loading) is ready.
 """
 
 from __future__ import annotations
@@ -12,26 +17,32 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from au_face.coarse.base import CoarseFrames, CoarseReconstructor
+from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, NoFaceError
-from au_face.inference.passes import PipelineError, Refiner, torch_threads
-from au_face.inference.pipeline import TopologyMismatchError
+from au_face.inference.passes import PipelineError, Refiner, refine_photos
+from au_face.inference.pipeline import check_refiner
+from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
 from au_face.io.meshes import MESH_FORMATS, save_mesh_sequence_npz, write_frame_meshes
 from au_face.io.sources import IMAGE_EXTENSIONS, InputNotFoundError, is_image, list_images, read_image
 from au_face.io.video import DEFAULT_FPS, VideoError
+from au_face.utils.concurrency import forked_map
 
 #: Photos named in a warning before "and N more".
 _NAMED = 5
+#: Photos refined in one call of the model.
+BATCH_PHOTOS = 32
+#: Per-photo fields kept in the outputs (crops and features only feed the model).
+_KEPT = [f for f in FRAME_FIELDS if f not in ("crops", "features", "timestamps")]
 
 
 class UnreadablePhotoWarning(UserWarning):
@@ -80,10 +91,11 @@ def reconstruct_photos(
     source: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | None = None,
+    refiner: Refiner | RefinerProcess | None = None,
     mesh_format: str | None = None,
     progress: bool = False,
     name: str | None = None,
+    workers: int = 1,
 ) -> ReconstructionResult:
     """Reconstruct each photo of ``source`` on its own (see :func:`find_photos`) into ``out_dir``.
 
@@ -93,6 +105,8 @@ def reconstruct_photos(
     CSV, one row per photo); ``mesh_format`` adds ``<name>_meshes/<file>.<format>`` for each photo
     with a face. A photo without a face (or unreadable, with a :class:`UnreadablePhotoWarning`)
     keeps an empty row; :class:`~au_face.coarse.stream.NoFaceError` when no photo has a face.
+    ``workers`` processes track the photos (this one and forked ones: only from a fresh process,
+    see :func:`~au_face.utils.concurrency.forked_map`); the outputs are the same for any number.
     """
     start_time = time.perf_counter()
     photos, names = find_photos(source)
@@ -100,26 +114,25 @@ def reconstruct_photos(
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
-    if refiner is not None and refiner.topology_name != topology.name:
-        raise TopologyMismatchError(
-            f"checkpoint was trained on topology {refiner.topology_name!r}, the {reconstructor.name} reconstructor gives {topology.name!r}"
-        )
-    rows: list[dict[str, np.ndarray]] = []
-    unreadable: list[str] = []
-    errors: list[str] = []
+    check_refiner(refiner, topology, reconstructor.name, wait=False)
+    batches = _Batches(refiner, len(photos), partial(check_refiner, refiner, topology, reconstructor.name, wait=True))
+    errors: dict[int, str] = {}
     show = progress and sys.stderr.isatty()
-    for photo, label in tqdm(list(zip(photos, names)), desc="photos", unit="photo", leave=False, disable=not show):
-        try:
-            rgb = cv2.cvtColor(read_image(photo), cv2.COLOR_BGR2RGB)
-        except VideoError as err:
-            unreadable.append(label)
-            errors.append(str(err))
-            rgb = np.zeros((32, 32, 3), dtype=np.uint8)  # a frame without a face: an empty row
-        reconstructor.reset()  # no tracking from one photo to the next
-        rows.append(_photo_row(reconstructor.reconstruct([rgb], [0.0], DEFAULT_FPS), refiner))
+    with tqdm(total=len(photos), desc="photos", unit="photo", leave=False, disable=not show) as bar:
+        for index, (arrays, error) in forked_map(_tracker(photos, reconstructor), len(photos), workers):
+            batches.tracked[index] = arrays
+            if error is not None:
+                errors[index] = error
+            bar.update()
+            while batches.ready():
+                batches.refine()
+    while len(batches.rows) < len(photos):
+        batches.refine()
+    rows, aus = batches.rows, batches.aus
+    unreadable = [names[i] for i in sorted(errors)]
     if unreadable:
         warnings.warn(
-            f"cannot read {_listed(unreadable)}; their rows are empty ({errors[0]})",
+            f"cannot read {_listed(unreadable)}; their rows are empty ({errors[min(errors)]})",
             UnreadablePhotoWarning,
             stacklevel=2,
         )
@@ -127,14 +140,9 @@ def reconstruct_photos(
         raise NoFaceError(
             f"no face found in any of the {len(photos)} photos; the faces may be too small, turned away or occluded"
         )
-    aus = next(([int(a) for a in row["aus"]] for row in rows if "aus" in row), [])
-    for row in rows:
-        row.pop("aus", None)
-        if refiner is not None and "au_probs" not in row:
-            row["au_probs"] = np.full(len(aus), np.nan, dtype=np.float32)
     arrays = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
     valid = arrays.pop("valid").astype(bool)
-    missing = [label for label, ok in zip(names, valid) if not ok and label not in unreadable]
+    missing = [label for i, (label, ok) in enumerate(zip(names, valid)) if not ok and i not in errors]
     if missing:
         warnings.warn(f"no face found in {_listed(missing)}", stacklevel=2)
     out_dir = Path(out_dir)
@@ -154,22 +162,60 @@ def reconstruct_photos(
     )
 
 
-def _photo_row(coarse: CoarseFrames, refiner: Refiner | None) -> dict[str, np.ndarray]:
-    """One photo's arrays: its own S̄ (``reference``) and, with a refiner and a face, the refinement."""
-    valid = bool(coarse.valid[0])
-    kept = [f for f in FRAME_FIELDS if f not in ("crops", "features", "timestamps")]
-    row = {key: value[0] for key, value in coarse.to_numpy().items() if key in kept}
-    row["coarse_vertices"] = row["vertices"]
-    row["reference"] = row["vertices"] if valid else np.zeros_like(row["vertices"])
-    if refiner is not None and valid:
-        with torch.inference_mode(), torch_threads(1):  # one frame: extra threads only wait (as in the pipeline)
-            reference = refiner.reference(coarse)
-            out = refiner.refine(coarse, reference=reference)
-        row["reference"] = reference.detach().float().cpu().numpy()
-        row["vertices"] = out.vertices[0].detach().float().cpu().numpy()
-        row["au_probs"] = out.au_probs[0].detach().float().cpu().numpy()
-        row["aus"] = np.asarray(out.aus, dtype=np.int64)
-    return row
+def _tracker(
+    photos: list[Path], reconstructor: CoarseReconstructor
+) -> Callable[[int], tuple[dict[str, np.ndarray], str | None]]:
+    """Photo ``i``'s coarse arrays (one frame) and, if it cannot be read, why (it then has no face)."""
+
+    def track(i: int) -> tuple[dict[str, np.ndarray], str | None]:
+        error = None
+        try:
+            rgb = cv2.cvtColor(read_image(photos[i]), cv2.COLOR_BGR2RGB)
+        except VideoError as err:
+            error = str(err)
+            rgb = np.zeros((32, 32, 3), dtype=np.uint8)  # a frame without a face: an empty row
+        return reconstructor.reconstruct_still(rgb, DEFAULT_FPS), error
+
+    return track
+
+
+class _Batches:
+    """The output rows of ``count`` photos as they are tracked (``tracked[i]``: photo i's coarse arrays),
+    refined :data:`BATCH_PHOTOS` at a time in name order; ``check()`` runs before the first refinement."""
+
+    def __init__(self, refiner: Refiner | RefinerProcess | None, count: int, check: Callable[[], None]) -> None:
+        self.refiner, self.check = refiner, check
+        self.tracked: list[dict[str, np.ndarray] | None] = [None] * count
+        self.rows: list[dict[str, np.ndarray]] = []
+        self.aus: list[int] = []
+
+    def ready(self) -> bool:
+        """Whether the next batch is tracked and the refiner loaded (never waits)."""
+        batch = self.tracked[len(self.rows) : len(self.rows) + BATCH_PHOTOS]
+        loaded = not isinstance(self.refiner, RefinerProcess) or self.refiner.check()
+        return bool(batch) and all(arrays is not None for arrays in batch) and loaded
+
+    def refine(self) -> None:
+        """Turn the next batch (all tracked) into rows: with a refiner each photo's S̄ and refinement,
+        without one its coarse mesh as S̄."""
+        first = len(self.rows)
+        batch: list[dict[str, np.ndarray]] = self.tracked[first : first + BATCH_PHOTOS]  # type: ignore[assignment]
+        self.tracked[first : first + len(batch)] = [None] * len(batch)
+        frames = {key: np.concatenate([a[key] for a in batch]) for key in batch[0] if batch[0][key].ndim}
+        frames.update(fps=batch[0]["fps"], topology=batch[0]["topology"])
+        out = {key: frames[key] for key in _KEPT if key in frames}
+        if self.refiner is None:
+            out["reference"] = np.where(out["valid"][:, None, None], out["vertices"], 0.0).astype(np.float32)
+        else:
+            if not self.rows:
+                self.check()
+            out["coarse_vertices"] = out["vertices"]
+            if isinstance(self.refiner, RefinerProcess):
+                out.update(self.refiner.refine_photos(frames))
+            else:
+                out.update(refine_photos(self.refiner, frames))
+            self.aus = out.pop("aus").tolist()
+        self.rows += [{key: value[i] for key, value in out.items()} for i in range(len(batch))]
 
 
 def _write(

@@ -323,7 +323,7 @@ class _Cancelled(Exception):
     """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
 
 
-def _check_refiner(
+def check_refiner(
     refiner: Refiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
 ) -> None:
     """Raise :class:`TopologyMismatchError` if ``refiner`` was trained on another topology.
@@ -372,7 +372,7 @@ def reconstruct(
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
     topology = reconstructor.topology
-    _check_refiner(refiner, topology, reconstructor.name, wait=False)
+    check_refiner(refiner, topology, reconstructor.name, wait=False)
     frame_rate = fps  # of image frames; ``fps`` becomes the frame rate read
     with open_frames(source, stride=stride, max_frames=max_frames, fps=frame_rate) as reader:
         expected = reader.num_frames
@@ -417,7 +417,7 @@ def reconstruct(
             return (windows.reference, windows.aus) if final else None
 
         def coarse_stored(rows: int, fps: float) -> None:
-            _check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
+            check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
             if refiner is not None:
                 refine_stored(rows, fps)
             elif stream is not None:
@@ -441,7 +441,7 @@ def reconstruct(
         frames = np.arange(num_frames, dtype=np.int64) * stride + 1
         aus: list[int] = []
         tick = time.perf_counter()
-        _check_refiner(refiner, topology, reconstructor.name, wait=True)
+        check_refiner(refiner, topology, reconstructor.name, wait=True)
         timings["model_wait"] = time.perf_counter() - tick
         tick = time.perf_counter()
         if refiner is not None:
@@ -482,4 +482,4 @@ def reconstruct(
     return ReconstructionResult(written, num_frames, num_valid, timings, refined=refiner is not None, name=name)
 
 
-__all__ = ["OverlayStream", "TopologyMismatchError", "reconstruct"]
+__all__ = ["OverlayStream", "TopologyMismatchError", "check_refiner", "reconstruct"]

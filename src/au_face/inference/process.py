@@ -15,7 +15,6 @@ Forking is safe only in a fresh process (no threads, torch's thread pool not sta
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
@@ -25,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.stream import FRAME_FIELDS
-from au_face.errors import AUFaceError
-from au_face.inference.passes import Refiner, WindowStream
+from au_face.inference.passes import Refiner, WindowStream, refine_photos
+from au_face.utils.concurrency import WorkerError, picklable
 
 if TYPE_CHECKING:
     from au_face.coarse.stream import FrameStore
@@ -37,7 +36,7 @@ REFINED_FIELDS = ("refined", "au_probs")
 _CLOSE_TIMEOUT = 5.0
 
 
-class RefinerProcessError(AUFaceError, RuntimeError):
+class RefinerProcessError(WorkerError):
     """The refiner process ended without an answer (killed, or crashed)."""
 
 
@@ -108,6 +107,11 @@ class RefinerProcess:
                 on_rows(refined, aus)
         return None
 
+    def refine_photos(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:func:`~au_face.inference.passes.refine_photos` in the process (waits for the answer)."""
+        self._conn.send(("photos", arrays))
+        return self._receive("photos")[1][0]
+
     def close(self) -> None:
         """End the process (idempotent)."""
         if self._process.is_alive():
@@ -152,6 +156,9 @@ def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection 
         store: FrameStore | None = None
         while (request := conn.recv()) is not None:
             kind, *payload = request
+            if kind == "photos":
+                conn.send(("photos", refine_photos(refiner, payload[0])))
+                continue
             if kind == "begin":
                 store, fps, topology, threads = payload
                 stream = WindowStream(refiner, store, fps, topology, threads, partial(_rows_ready, conn, store))
@@ -169,7 +176,7 @@ def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection 
         pass
     except BaseException as err:
         with suppress(OSError):  # unless the parent has gone
-            conn.send(("error", _picklable(err)))
+            conn.send(("error", picklable(err)))
     finally:
         conn.close()
 
@@ -178,15 +185,6 @@ def _rows_ready(conn: Connection, store: FrameStore, rows: int, aus: list[int]) 
     """Tell the parent that ``rows`` refined rows are in ``store``'s files, and their layout."""
     layout = {name: (store.dtype(name).str, store.shape(name)[1:]) for name in REFINED_FIELDS}
     conn.send(("rows", rows, aus, layout))
-
-
-def _picklable(err: BaseException) -> BaseException:
-    """``err`` if it survives pickling, else a :class:`RefinerProcessError` with its message."""
-    try:
-        pickle.loads(pickle.dumps(err))
-    except Exception:
-        return RefinerProcessError(f"{type(err).__name__}: {err}")
-    return err
 
 
 __all__ = ["REFINED_FIELDS", "RefinerProcess", "RefinerProcessError"]

@@ -203,6 +203,23 @@ class AUFaceRefiner(nn.Module):
             for i, clip in enumerate(clips)
         ]
 
+    @torch.no_grad()
+    def refine_photos(self, photos: CoarseFrames) -> tuple[torch.Tensor, Refinement]:
+        """Each frame of ``photos`` on its own, as unrelated photos, in one batch: its S̄ ``[N,V,3]`` (what
+        :meth:`reference` gives the frame alone) and its refinement as a one-frame clip with that S̄ (what
+        :meth:`refine` gives it alone). Frames without a face keep their coarse mesh, also as S̄."""
+        if photos.topology != self.topology_name:
+            raise CheckpointError(
+                f"checkpoint was trained on topology {self.topology_name!r}, the frames are {photos.topology!r}"
+            )
+        self.eval()
+        references = photos.vertices.float().clone()
+        if self.reference_mode == "neutral" and photos.num_valid:
+            references[photos.valid] = self.neutral.fit_each(photos.vertices[photos.valid]).cpu()
+        clips = [photos.slice(i, i + 1) for i in range(len(photos))]
+        out = self(self._batch(clips, list(references), 1))
+        return references, Refinement(out["refined"][:, 0].cpu(), out["probs"][:, 0].cpu(), self.aus)
+
     def _batch(self, clips: list[CoarseFrames], references: list[torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         """Clips of at most ``length`` frames (padded with invalid frames) and their S̄ as a batch."""
         device = self.pos_weight.device

@@ -132,6 +132,10 @@ class AUFaceTask(L.LightningModule):
         """Refine a whole video (:meth:`AUFaceRefiner.refine`)."""
         return self.model.refine(coarse, reference, batch_size)
 
+    def refine_photos(self, photos: CoarseFrames) -> tuple[torch.Tensor, Refinement]:
+        """Each frame on its own, as unrelated photos (:meth:`AUFaceRefiner.refine_photos`)."""
+        return self.model.refine_photos(photos)
+
     def configure_callbacks(self) -> list[Callback]:
         """The evaluator's metric callbacks, unless the Trainer already has one of the same type."""
         # Trainer.callbacks is set at run time by Lightning's callback connector, absent from its class
