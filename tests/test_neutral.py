@@ -64,6 +64,17 @@ def test_a_single_frame_keeps_exactly_its_fitted_expression() -> None:
     assert weights[0, 1] > 0.4 and weights[0, 4] > 0.7 and weights[0, [0, 2, 3, 5]].max() < 0.1
 
 
+def test_fit_each_gives_every_frame_the_fit_it_has_alone() -> None:
+    estimator = NeutralEstimator(*_model())
+    weights = torch.rand(5, 6, generator=torch.Generator().manual_seed(2))
+    frames = torch.stack([_frames(weights[i : i + 1], torch.randn(4) * (i + 1), noise=0.01)[0][0] for i in range(5)])
+    together = estimator.fit_each(frames)
+    assert together.shape == frames.shape
+    for i in range(5):
+        torch.testing.assert_close(together[i], estimator.fit(frames[i : i + 1]).reference, atol=1e-5, rtol=0)
+    assert (together[0] - together[4]).norm(dim=-1).mean() > 0.01, "different people keep different S̄"
+
+
 def test_invalid_frames_are_ignored_and_weights_are_zero_there() -> None:
     weights = torch.zeros(10, 6)
     weights[:, 0] = 0.5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -154,21 +156,124 @@ def test_a_photo_without_a_face_keeps_an_empty_row(two_people: Path, tmp_path: P
         reconstructor([two_people / "a_single_face.jpg", two_people])
 
 
-def test_a_collection_starts_only_the_tracking_graph_anew_for_each_photo(two_people: Path, monkeypatch) -> None:
-    """Resetting between photos restarts the tracking graph (no tracking from one photo to the next)
-    but keeps the stateless still-image graph of the upside-down check: one, not one per photo."""
-    from au_face.coarse.mediapipe import MediaPipeReconstructor
+def test_a_collection_keeps_one_still_image_graph_and_tries_turning_only_poor_fits(
+    two_people: Path, monkeypatch
+) -> None:
+    """No tracking graph is started per photo: one still-image graph serves every photo, and the
+    180° check (a second graph) runs only for fits worse than UPRIGHT_RESIDUAL."""
+    from au_face.coarse import mediapipe
 
-    built: list[bool] = []
-    original = MediaPipeReconstructor._face_mesh
+    built: list[str] = []
+    original = mediapipe.MediaPipeReconstructor._face_mesh
 
-    def counting(self, static: bool, faces: int = 1):
-        built.append(static)
-        return original(self, static, faces)
+    def counting(self, mode: str, faces: int = 1):
+        built.append(mode)
+        return original(self, mode, faces)
 
-    monkeypatch.setattr(MediaPipeReconstructor, "_face_mesh", counting)
+    monkeypatch.setattr(mediapipe.MediaPipeReconstructor, "_face_mesh", counting)
     photos = sorted(two_people.iterdir()) * 2
+    monkeypatch.setattr(mediapipe, "UPRIGHT_RESIDUAL", 10.0)  # every fit is good: no photo is tried turned
     with au_face.Reconstructor(refine=False) as reconstruct:
         assert reconstruct(photos).num_valid == 4
-    assert built.count(False) == 4, "each photo starts a fresh tracking graph"
-    assert built.count(True) == 1, "the still-image graph is kept across photos"
+        assert built == ["still"], "one still-image graph for all photos, no check of well-fitting faces"
+        monkeypatch.setattr(mediapipe, "UPRIGHT_RESIDUAL", 0.0)  # every fit is poor: each photo is tried turned
+        assert reconstruct(photos).num_valid == 4
+    assert built == ["still", "turned"], "the graph of the check is kept too"
+
+
+def test_a_still_photo_gets_the_points_of_a_fresh_tracking_graph(two_people: Path) -> None:
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+    reconstructor = MediaPipeReconstructor()
+    try:
+        for photo in sorted(two_people.iterdir()):
+            rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+            still = reconstructor.reconstruct_still(rgb, 30.0)
+            reconstructor.reset()
+            tracked = reconstructor.reconstruct_arrays([rgb], [0.0], 30.0)
+            assert still.keys() == tracked.keys() and still["valid"][0]
+            for key in still:
+                np.testing.assert_array_equal(still[key], tracked[key], err_msg=key)
+    finally:
+        reconstructor.close()
+
+
+def _collection(folder: Path, tmp_path: Path) -> list[Path]:
+    """Five photos: the two people (one mirrored), a blank image and a cut JPEG."""
+    photos = [folder / "a_single_face.jpg", folder / "b_wolfgang.png"]
+    mirrored = tmp_path / "c_mirrored.jpg"
+    cv2.imwrite(str(mirrored), cv2.imread(str(photos[1]))[:, ::-1])
+    blank = tmp_path / "d_blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
+    cut = tmp_path / "e_cut.jpg"
+    cut.write_bytes(photos[0].read_bytes()[:5000])
+    return [*photos, mirrored, blank, cut]
+
+
+def test_batched_refinement_gives_each_photo_what_it_gets_alone(two_people: Path, tmp_path: Path) -> None:
+    """One S̄ fit and one forward for a batch of photos give what reference() and refine() give each alone."""
+    import torch
+
+    from au_face.coarse.base import CoarseFrames
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.inference.passes import refine_photos
+
+    refiner = au_face.load_refiner(au_face.default_checkpoint())
+    reconstructor = MediaPipeReconstructor()
+    try:
+        frames = [
+            reconstructor.reconstruct_still(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), 30.0)
+            for p in _collection(two_people, tmp_path)[:4]
+        ]
+    finally:
+        reconstructor.close()
+    stacked = {k: np.concatenate([f[k] for f in frames]) for k in frames[0] if frames[0][k].ndim}
+    stacked.update(fps=frames[0]["fps"], topology=frames[0]["topology"])
+    batched = refine_photos(refiner, stacked)
+    assert list(stacked["valid"]) == [True, True, True, False]
+    assert np.isnan(batched["au_probs"][3]).all() and not batched["reference"][3].any()
+    for i in range(3):
+        alone = CoarseFrames.from_numpy(frames[i])
+        with torch.inference_mode():
+            reference = refiner.reference(alone)
+            out = refiner.refine(alone, reference=reference)
+        np.testing.assert_allclose(batched["reference"][i], reference.numpy(), atol=1e-4)
+        np.testing.assert_allclose(batched["vertices"][i], out.vertices[0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(batched["au_probs"][i], out.au_probs[0].numpy(), atol=1e-4)
+    assert np.abs(batched["au_probs"][0] - batched["au_probs"][1]).max() > 0.05, "two people, two readings"
+
+
+#: Photos tracked by a fresh process and a forked one, refined in a refiner process, in batches of 2.
+FORKED = """
+import sys
+from au_face.coarse.mediapipe import MediaPipeReconstructor
+from au_face.inference import photos
+from au_face.inference.api import open_refiner
+
+photos.BATCH_PHOTOS = 2
+with open_refiner(fork=True) as refiner:
+    assert type(refiner).__name__ == "RefinerProcess"
+    photos.reconstruct_photos(sys.argv[2:], sys.argv[1], MediaPipeReconstructor(), refiner, workers=2)
+"""
+
+
+def test_two_tracking_processes_give_the_rows_of_one(two_people: Path, tmp_path: Path, monkeypatch) -> None:
+    """Forked from a fresh process (as ``au-face reconstruct --photos`` does), two tracking processes and
+    a refiner process give the files of one process refining in place, row for row."""
+    from au_face.inference import photos as photo_mode
+
+    monkeypatch.setattr(photo_mode, "BATCH_PHOTOS", 2)
+    collection = _collection(two_people, tmp_path) * 3
+    with au_face.Reconstructor() as reconstruct, pytest.warns(UnreadablePhotoWarning, match="e_cut.jpg"):
+        with pytest.warns(UserWarning, match="no face found in .*d_blank.png"):
+            photo_mode.reconstruct_photos(collection, tmp_path / "one", reconstruct.coarse, reconstruct.refiner)
+    forked = subprocess.run(
+        [sys.executable, "-c", FORKED, str(tmp_path / "two"), *map(str, collection)], capture_output=True, text=True
+    )
+    assert forked.returncode == 0, forked.stderr[-2000:]
+    one, two = (pd.read_csv(tmp_path / run / "photos_aus.csv") for run in ("one", "two"))
+    assert list(one["file"]) == [p.as_posix() for p in collection] and list(one["success"]) == [1, 1, 1, 0, 0] * 3
+    pd.testing.assert_frame_equal(one, two)
+    meshes = [load_mesh_sequence_npz(tmp_path / run / "photos_meshes.npz") for run in ("one", "two")]
+    np.testing.assert_array_equal(meshes[0].vertices, meshes[1].vertices)
+    np.testing.assert_array_equal(meshes[0].extra["reference"], meshes[1].extra["reference"])

@@ -226,6 +226,8 @@ class CoarseReconstructor(abc.ABC):
     name: str = "base"
     #: bump when outputs change, so caches made by an older version are redone.
     version: str = "0"
+    #: runs on one core, so ``au-face reconstruct --photos`` tracks photos in one process per core.
+    one_core: bool = False
 
     @classmethod
     def create(cls, device: str = "cpu") -> CoarseReconstructor:

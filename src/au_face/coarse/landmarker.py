@@ -24,7 +24,7 @@ import numpy as np
 
 from au_face.coarse.mediapipe import MAX_FACES, GraphMode, MediaPipeReconstructor
 from au_face.errors import AUFaceError
-from au_face.faces.mediapipe import NUM_VERTICES, MediaPipeUnavailableError
+from au_face.faces.mediapipe import NUM_VERTICES, MediaPipeUnavailableError, import_mediapipe
 from au_face.utils.assets import MissingAssetError
 
 #: Environment variable with the path of the ``.task`` file (when none is passed).
@@ -172,7 +172,7 @@ def has_blendshapes(path: str | Path) -> bool:
 
 def _require_tasks():
     try:
-        import mediapipe as mp
+        mp = import_mediapipe()
         from mediapipe.tasks.python import BaseOptions, vision
     except ImportError as err:
         raise MediaPipeUnavailableError(

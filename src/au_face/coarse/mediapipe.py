@@ -93,6 +93,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
     version = "2"  # 2: pose fitted without the forehead (brows keep their motion)
     #: what finds the points, in messages
     engine = "Face Mesh"
+    one_core = True
 
     def __init__(
         self,

@@ -158,9 +158,10 @@ def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], Coars
     ]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
-    workers = min(len(os.sched_getaffinity(0)), MAX_PHOTO_WORKERS) if args.fresh_process else 1
     with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
         reconstructor = make_reconstructor()
+        forking = args.fresh_process and reconstructor.one_core
+        workers = min(len(os.sched_getaffinity(0)), MAX_PHOTO_WORKERS) if forking else 1
         with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
             result = reconstruct_photos(
                 args.input, out, reconstructor, refiner, args.mesh_format, progress=True, workers=workers

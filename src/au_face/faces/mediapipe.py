@@ -29,6 +29,7 @@ import numpy as np
 from au_face.errors import AUFaceError
 from au_face.faces.topology import FaceTopology, TopologyError
 from au_face.utils.files import user_cache_dir
+from au_face.utils.lazy import defer_import
 
 NUM_VERTICES = 468
 #: Bump when the template derivation changes (it is part of the cache file name).
@@ -150,9 +151,20 @@ class MediaPipeUnavailableError(AUFaceError, ImportError):
     """mediapipe (an optional dependency) is not installed or lacks the legacy Face Mesh."""
 
 
+def import_mediapipe() -> ModuleType:
+    """``mediapipe`` (ImportError without it), imported without matplotlib's pyplot, which its drawing
+    utilities import for a plot au_face never draws (0.6 s of CPU at every start): pyplot is imported
+    on first use (:func:`~au_face.utils.lazy.defer_import`)."""
+    defer_import("matplotlib.pyplot")
+    import mediapipe
+
+    return mediapipe
+
+
 def require_face_mesh() -> ModuleType:
     """mediapipe's legacy ``face_mesh`` solution module, or a clear error."""
     try:
+        import_mediapipe()
         from mediapipe.python.solutions import face_mesh
     except ImportError as err:
         raise MediaPipeUnavailableError(
@@ -312,9 +324,7 @@ def build_mediapipe_topology() -> FaceTopology:
 
 
 def _cache_file(cache_dir: Path) -> Path:
-    import mediapipe
-
-    return cache_dir / f"mediapipe_topology_v{TEMPLATE_VERSION}_mp{mediapipe.__version__}.npz"
+    return cache_dir / f"mediapipe_topology_v{TEMPLATE_VERSION}_mp{import_mediapipe().__version__}.npz"
 
 
 @functools.lru_cache(maxsize=4)
