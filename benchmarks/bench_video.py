@@ -14,15 +14,17 @@ Measures, each stage in its own subprocess (so peak RSS is per run):
   ``--no-overlay``, ``--no-overlay --max-faces 1``), each run right after a bare MediaPipe Face Mesh
   loop over the same frames; the best of ``--runs`` against the best, the spread of the pairs,
   CPU seconds and peak RSS; ``au-face --help`` and a one-frame ``au-face reconstruct`` (start-up);
-* photos/s: 200 photos made from the shared clips and photo (random crop, scale, mirror and
-  light), through ``au-face reconstruct DIR --photos --no-overlay`` when the CLI has it, else
-  ``au_face.reconstruct`` per photo. ``--whole-only`` measures just these two.
+* photos/s: 200 unrelated photos, one per person from ``--photos`` (default: the muxspace
+  facial_expressions images beside the repository, when there), else made from the shared clips and
+  photo (random crop, scale, mirror and light), through ``au-face reconstruct DIR --photos
+  --no-overlay`` when the CLI has it, else ``au_face.reconstruct`` per photo. ``--whole-only``
+  measures just these two.
 
 Without ``--ckpt`` the stage refiner is an UNTRAINED ``AUFaceTask`` with the model settings of
 ``configs/synthetic.yaml`` on the MediaPipe topology (landmark masks, a random orthonormal
 expression basis): right for timing, meaningless for AU probabilities and jitter.
 
-    python benchmarks/bench_video.py [--video PATH] [--ckpt CKPT] [--whole-only | --photos-only] [--runs N]
+    python benchmarks/bench_video.py [--video PATH] [--ckpt CKPT] [--whole-only | --photos-only] [--runs N] [--photos DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +45,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "video" / "WolfgangLanger_Pexels.mp4"
+DEFAULT_PHOTOS = REPO.parent / "data" / "facial_expressions" / "images"
 GOAL_FPS = 30.0
 GOAL_REFINE_SHARE = 0.20
 GOAL_RSS_GROWTH = 0.15
@@ -296,6 +301,21 @@ def make_photos(video_dir: Path, folder: Path, count: int = PHOTOS) -> Path:
     return folder
 
 
+def pick_photos(source: Path, folder: Path, count: int = PHOTOS) -> Path:
+    """``count`` unrelated photos of ``source``: one per person (the name without its trailing number),
+    people evenly spread in name order, copied to ``folder``."""
+    people: dict[str, Path] = {}
+    for path in sorted(source.glob("*.jpg")):
+        people.setdefault(re.sub(r"_?\d+[a-z]?$", "", path.stem), path)
+    names = sorted(people)
+    if len(names) < count:
+        raise SystemExit(f"{source} has photos of {len(names)} people, fewer than {count}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        shutil.copy(people[names[k * len(names) // count]], folder)
+    return folder
+
+
 #: Photos through the Python API, one after another (when the CLI has no --photos).
 API_PHOTO_LOOP = """
 import sys, time
@@ -361,6 +381,9 @@ def main() -> None:
     parser.add_argument("--whole-only", action="store_true", help="only the whole-process ratios and photos/s")
     parser.add_argument("--photos-only", action="store_true", help="only photos/s")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each whole process (default 3)")
+    parser.add_argument(
+        "--photos", type=Path, default=DEFAULT_PHOTOS, help="folder to pick the 200 photos from (default: muxspace's)"
+    )
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--coarse", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -385,10 +408,15 @@ def main() -> None:
             tmp_dir = Path(tmp)
             if not args.photos_only:
                 print_whole_process(whole_process(args.video, args.ckpt, tmp_dir / "whole", args.runs), args.runs)
-            photos = make_photos(args.video.parent, tmp_dir / "photos")
+            if args.photos.is_dir():
+                photos = pick_photos(args.photos, tmp_dir / "photos")
+                print(f"\nphotos: one per person from {args.photos}")
+            else:
+                photos = make_photos(args.video.parent, tmp_dir / "photos")
+                print("\nphotos: made from the shared clips and photo")
             how, rates = photos_per_second(photos, args.ckpt, tmp_dir / "photos_out", args.runs)
             print(
-                f"\nphotos: {PHOTOS} photos, {how}: best {max(rates):.1f} photos/s (runs {', '.join(f'{r:.1f}' for r in rates)})"
+                f"photos: {PHOTOS} photos, {how}: best {max(rates):.1f} photos/s (runs {', '.join(f'{r:.1f}' for r in rates)})"
             )
             print(f"  {verdict(max(rates) >= GOAL_PHOTOS_PER_SECOND)}  >= {GOAL_PHOTOS_PER_SECOND:.0f} photos/s")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
