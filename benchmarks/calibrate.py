@@ -42,6 +42,9 @@ from au_face.evaluation.calibration import choose_offsets, f1_at
 from au_face.io.checkpoints import export_checkpoint, load_checkpoint
 from au_face.model.refiner import load_refiner
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_expressions import load_records
+
 
 def logits_of(probs: np.ndarray) -> np.ndarray:
     p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
@@ -56,13 +59,12 @@ def photo_source(
         split_photos(read_expression_csv(root / "data" / "legend.csv").photos, val_fraction)["val"], cap
     )
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
-    manifest = cache.manifest()
+    records = load_records(cache, root, "images", photos)
     logits, labels, neutral = [], [], []
     for photo in photos:
-        path = root / "images" / photo.image
-        if not cache.has_face(path, manifest):
+        if photo.image not in records:
             continue
-        probs = refiner.refine(CoarseFrames.load(cache.path(path))).au_probs[0].numpy()
+        probs = refiner.refine(records[photo.image]).au_probs[0].numpy()
         logits.append(logits_of(probs))
         labels.append(weak_au_labels(photo.expression, refiner.aus))
         neutral.append(parse_expression(photo.expression) == "neutral")
