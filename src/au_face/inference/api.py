@@ -193,8 +193,7 @@ class Reconstructor:
 
         if self._closed:
             raise UsageError("this Reconstructor is closed")
-        if overlay and out is None:
-            raise UsageError("overlay=True writes a video file: give out=FOLDER")
+        _check_overlay_has_out(overlay, out)
         if photos or not isinstance(source, (str, Path)):
             if overlay or stride != 1 or max_frames is not None or fps is not None:
                 raise UsageError(
@@ -243,6 +242,11 @@ class Reconstructor:
         self.close()
 
 
+def _check_overlay_has_out(overlay: bool, out: str | Path | None) -> None:
+    if overlay and out is None:
+        raise UsageError("overlay=True writes a video file: give out=FOLDER")
+
+
 def reconstruct(
     source: str | Path | Sequence[str | Path],
     ckpt: str | Path | None = None,
@@ -262,8 +266,7 @@ def reconstruct(
     """Reconstruct a video, an image, a folder of videos or of image frames, or photos (a list of
     images, or ``photos=True``): one call of a :class:`Reconstructor` (arguments as there), which is closed afterwards. For many inputs, keep
     one ``Reconstructor``: this loads the model and builds the reconstructor on every call."""
-    if overlay and out is None:
-        raise UsageError("overlay=True writes a video file: give out=FOLDER")
+    _check_overlay_has_out(overlay, out)  # before the model loads
     with Reconstructor(ckpt, refine=refine, reconstructor=reconstructor, verbose=verbose) as run:
         return run(
             source,
