@@ -12,9 +12,10 @@ import torch
 
 from au_face.aus import au_label
 from au_face.coarse.base import CoarseFrames
-from au_face.data.synthetic.config import INDEX_NAME, SyntheticConfig, SyntheticConfigError
+from au_face.data.synthetic.config import INDEX_NAME, SyntheticConfig, SyntheticConfigError, config_fingerprint
 from au_face.data.synthetic.generate import generate_synthetic_dataset, load_synthetic_index
 from au_face.data.synthetic.motion import sample_au_activations, sample_head_pose
+from au_face.data.synthetic.rasterizers import RENDERER_NAMES
 from au_face.data.synthetic.shading import Lighting, MeshRenderer, gradient_background
 from au_face.data.synthetic.simulate import coarse_from_clean
 from au_face.errors import AUFaceError
@@ -253,6 +254,28 @@ def test_cache_reuse_and_resume(tmp_path: Path, ict_npz: Path) -> None:
     redone = {index.coarse_path(victim), index.labels_path(victim), index.gt_path(victim)}
     assert changed == {tmp_path / INDEX_NAME, *redone}
     assert load_synthetic_index(tmp_path, config) is not None
+
+
+def test_data_made_with_the_other_ray_engine_is_served_not_made_again(tmp_path: Path, ict_npz: Path) -> None:
+    """Embree and rtree give the same images up to rounding: a dataset made with either loads where
+    only the other is installed (stored fingerprints are checked against the stored renderer)."""
+    config = SyntheticConfig(num_identities=(1, 1, 1), sequences_per_identity=1, frames_per_sequence=8, image_size=32)
+    index = generate_synthetic_dataset(tmp_path, ict_npz, config)
+    here = index.renderer
+    other = next(name for name in RENDERER_NAMES["embree"] if name != here)
+    stamp = {"renderer": other, "fingerprint": config_fingerprint(config, other)}
+    meta = json.loads((tmp_path / INDEX_NAME).read_text())
+    (tmp_path / INDEX_NAME).write_text(json.dumps({**meta, "renderer": stamp["renderer"]}))
+    for seq_id in all_ids(index):
+        with np.load(index.gt_path(seq_id)) as gt:
+            arrays = {**{k: gt[k] for k in gt.files}, "fingerprint": np.array(stamp["fingerprint"])}
+        np.savez(index.gt_path(seq_id), **arrays)
+    assert load_synthetic_index(tmp_path, config).renderer == other
+    # a renderer of another backend, or a fingerprint that does not match the stored renderer, is not served
+    (tmp_path / INDEX_NAME).write_text(json.dumps({**meta, "renderer": "pytorch3d"}))
+    assert load_synthetic_index(tmp_path, config) is None
+    (tmp_path / INDEX_NAME).write_text(json.dumps({**meta, "renderer": here}))
+    assert load_synthetic_index(tmp_path, config) is None
 
 
 def test_other_config_regenerates(tmp_path: Path, ict_npz: Path) -> None:

@@ -35,7 +35,8 @@ class SyntheticDataModule(SequenceDataModule):
 
     Args:
         root: where the dataset is generated and cached.
-        ict_path: ICT-FaceKit npz or FaceXModel folder (default ``$AU_FACE_ICT``).
+        ict_path: ICT-FaceKit npz or FaceXModel folder (default ``$AU_FACE_ICT``); read only to generate
+            the dataset (or to carry ICT meshes to MediaPipe's points), so a generated dataset needs no ICT files.
         generator: generator settings.
         Other arguments: see :class:`SequenceDataModule`.
     """
@@ -49,7 +50,7 @@ class SyntheticDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
-        self.ict_path = ICT_MODEL.resolve(ict_path)
+        self.ict_path = ict_path
         self.generator = generator or SyntheticConfig()
 
     @cached_property
@@ -68,7 +69,7 @@ class SyntheticDataModule(SequenceDataModule):
 
     @cached_property
     def ict_model(self) -> ICTFaceModel:
-        return load_face_model(self.ict_path)
+        return load_face_model(ICT_MODEL.resolve(self.ict_path))
 
     @cached_property
     def topology_map(self) -> TopologyMap | None:

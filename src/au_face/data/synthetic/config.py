@@ -231,16 +231,17 @@ def sequence_id(split: str, identity: int, sequence: int) -> str:
     return f"{split}_id{identity:03d}_s{sequence:02d}"
 
 
-def config_fingerprint(config: SyntheticConfig) -> str:
+def config_fingerprint(config: SyntheticConfig, renderer: str | None = None) -> str:
     """Short hash of the config, generator version, renderer and the AU → ICT-shape weights
     (stored in every ``gt`` file, so a changed mapping regenerates the data).
 
     ``render_backend`` enters as the renderer's name, not as a config key, so data made before the
-    key existed (all ``embree``) keeps its fingerprint.
+    key existed (all ``embree``) keeps its fingerprint. ``renderer`` (default: the one this machine
+    would use) checks data made elsewhere.
     """
     au_shapes = {str(au): ict_blendshape_weights(au) for au in config.aus}
     settings = {k: v for k, v in config.to_dict().items() if k != "render_backend"}
-    renderer = renderer_name(config.render_backend)
+    renderer = renderer or renderer_name(config.render_backend)
     stamp = {"generator_version": GENERATOR_VERSION, "renderer": renderer, "config": settings, "au_shapes": au_shapes}
     payload = json.dumps(stamp, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]

@@ -27,7 +27,7 @@ from au_face.data.synthetic.config import (
     config_fingerprint,
     sequence_id,
 )
-from au_face.data.synthetic.rasterizers import renderer_name, require_backend
+from au_face.data.synthetic.rasterizers import RENDERER_NAMES, renderer_name, require_backend
 from au_face.data.synthetic.simulate import SequenceSimulator
 from au_face.errors import AUFaceError
 from au_face.faces.ict import ICTFaceModel
@@ -95,7 +95,8 @@ class SyntheticIndex:
 def load_synthetic_index(root: str | Path, config: SyntheticConfig | None = None) -> SyntheticIndex | None:
     """The dataset at ``root``, or None when absent, incomplete, or made differently.
 
-    "Made differently" means another generator version or renderer, or (when given) another config.
+    "Made differently" means another generator version or render backend, or (when given) another
+    config; data made with either ray engine of the ``embree`` backend serves on both.
     """
     root = Path(root)
     path = root / INDEX_NAME
@@ -106,11 +107,15 @@ def load_synthetic_index(root: str | Path, config: SyntheticConfig | None = None
     except (ValueError, KeyError, TypeError) as err:
         logger.warning("ignoring unreadable %s: %s", path, err)
         return None
-    if index.generator_version != GENERATOR_VERSION or index.renderer != renderer_name(index.config.render_backend):
+    # the renderer it was made with, not the engine this machine would use: data made with Embree
+    # serves where only rtree is installed (a training machine, say) without being made again
+    if index.generator_version != GENERATOR_VERSION or index.renderer not in RENDERER_NAMES.get(
+        index.config.render_backend, ()
+    ):
         return None
     if config is not None and index.config.to_dict() != config.to_dict():
         return None
-    fingerprint = config_fingerprint(index.config)
+    fingerprint = config_fingerprint(index.config, index.renderer)
     for ids in index.splits.values():
         for seq_id in ids:
             paths = (index.coarse_path(seq_id), index.labels_path(seq_id), index.gt_path(seq_id))

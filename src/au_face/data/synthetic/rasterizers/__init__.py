@@ -72,6 +72,11 @@ def require_backend(backend: str) -> None:
             )
 
 
+#: The renderer names each backend can store: ``embree`` ray-casts with Embree where it is installed,
+#: with rtree otherwise (the same images up to float rounding at triangle edges).
+RENDERER_NAMES = {"embree": ("trimesh-embree", "trimesh-rtree"), "pytorch3d": ("pytorch3d",)}
+
+
 def renderer_name(backend: str) -> str:
     """The renderer name stored with generated data (it keys the synthetic-data cache).
 
