@@ -145,6 +145,27 @@ def test_overlay_is_h264(single_face: Path, tmp_path: Path) -> None:
     assert fourcc in ("avc1", "h264")
 
 
+def test_overlay_styles_draw_different_meshes_and_an_unknown_style_is_refused(
+    single_face: Path, tmp_path: Path
+) -> None:
+    means = {}
+    for style in ("wire", "shaded"):
+        result = au_face.reconstruct(
+            single_face, refine=False, max_frames=2, out=tmp_path / style, overlay=True, overlay_style=style
+        )
+        capture = cv2.VideoCapture(str(result.paths["overlay"]))
+        ok, frame = capture.read()
+        capture.release()
+        assert ok
+        means[style] = frame.astype(float).mean()
+    assert abs(means["wire"] - means["shaded"]) > 0.5  # the filled mesh covers more of the frame
+    with pytest.raises(au_face.AUFaceError, match="unknown overlay style 'solid'.*wire, shaded"):
+        au_face.reconstruct(
+            single_face, refine=False, max_frames=2, out=tmp_path / "x", overlay=True, overlay_style="solid"
+        )
+    assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())
+
+
 def test_ckpt_none_uses_the_packaged_model_when_present(single_face: Path, tiny_ckpt: Path, monkeypatch) -> None:
     import au_face.inference.api
 

@@ -10,8 +10,9 @@ import pytest
 import trimesh
 
 from au_face.io.au_csv import AUCsvWriter, AUTable
+from au_face.io.video_writer import Mp4Writer
 from au_face.viz.au_tracks import plot_au_tracks
-from au_face.viz.overlay import OverlayWriter, RenderError, draw_mesh, facing_triangles
+from au_face.viz.overlay import ACTIVE_COLOUR, AUPanel, OverlayWriter, RenderError, draw_mesh, facing_triangles
 
 SIZE = (160, 120)  # width, height
 
@@ -38,12 +39,28 @@ def test_facing_triangles_cull_the_back_rim_whatever_the_winding(sphere) -> None
     assert shade.min() >= 0 and shade.max() <= 1 and shade.max() > 0.95
 
 
-def test_draw_mesh_changes_only_the_face_region(sphere) -> None:
+@pytest.mark.parametrize("style", ["wire", "shaded"])
+def test_draw_mesh_changes_only_the_face_region(sphere, style: str) -> None:
     vertices, faces = sphere
     image = np.full((SIZE[1], SIZE[0], 3), 40, dtype=np.uint8)
-    draw_mesh(image, vertices, faces)
-    assert (image[60, 80] != 40).any()  # centre of the sphere is drawn over
+    draw_mesh(image, vertices, faces, style=style)
+    assert (image[55:66, 75:86] != 40).any()  # the centre of the sphere is drawn over
     assert (image[2, 2] == 40).all() and (image[60, 150] == 40).all()
+
+
+def test_wire_style_draws_the_edges_and_shaded_also_fills_the_triangles(sphere) -> None:
+    vertices, faces = sphere
+    drawn = {}
+    for style in ("wire", "shaded"):
+        image = np.full((SIZE[1], SIZE[0], 3), 40, dtype=np.uint8)
+        drawn[style] = (draw_mesh(image, vertices, faces, style=style) != 40).any(axis=2)
+    inside = np.hypot(*np.mgrid[: SIZE[1], : SIZE[0]][::-1] - np.array([80, 60])[:, None, None]) < 35
+    # the filled cap covers its disc; the wireframe only its edges (most pixels between them untouched)
+    assert drawn["shaded"][inside].mean() > 0.99
+    assert 0.2 < drawn["wire"][inside].mean() < 0.8
+    assert not (drawn["wire"] & ~drawn["shaded"]).any()  # the same edges are drawn in both styles
+    with pytest.raises(ValueError, match="unknown mesh style 'solid'"):
+        draw_mesh(np.zeros((10, 10, 3), np.uint8), vertices, faces, style="solid")
 
 
 @pytest.mark.parametrize("shift", [(-60, 0), (-500, -400), (1000, 0)])
@@ -118,3 +135,38 @@ def test_plot_au_tracks_rejects_empty_tables(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="no frames"):
         plot_au_tracks(empty, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("size", [(160, 120), (161, 119)])
+def test_mp4_writer_keeps_colours_and_pads_odd_sizes_to_even(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Frames go to x264 as YUV 4:2:0 converted here: colours come back (within coding loss), and an
+    odd size gains one edge pixel rather than being scaled."""
+    bgr = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    bgr[:, : size[0] // 3] = (200, 40, 40)
+    bgr[:, size[0] // 3 : 2 * size[0] // 3] = (40, 200, 40)
+    bgr[:, 2 * size[0] // 3 :] = (40, 40, 200)
+    writer = Mp4Writer(tmp_path / "w.mp4", 25, size)
+    for _ in range(3):
+        writer.write(bgr)
+    writer.close()
+    frames = _read_all(tmp_path / "w.mp4")
+    assert len(frames) == 3
+    assert frames[0].shape == (size[1] + size[1] % 2, size[0] + size[0] % 2, 3)
+    inner = (slice(8, size[1] - 8), slice(8, size[0] // 3 - 8))
+    assert np.abs(frames[0][inner].astype(int) - bgr[inner]).mean() < 6
+    assert np.abs(frames[0][: size[1], : size[0]].astype(int) - bgr).mean() < 6
+
+
+def test_au_panel_reuses_rows_without_mixing_frames_up() -> None:
+    """Rows drawn once per value are reused: a panel is the same whatever was drawn before it."""
+    probs = [np.array([0.2, 0.5, 0.97]), np.array([0.21, 0.49, 0.0]), None, np.array([0.2, 0.5, 0.97])]
+    fresh = [AUPanel([1, 2, 4], height=120).render(p) for p in probs]
+    panel = AUPanel([1, 2, 4], height=120)
+    drawn = [panel.render(p) for p in probs]
+    for one, other in zip(fresh, drawn):
+        np.testing.assert_array_equal(one, other)
+    np.testing.assert_array_equal(drawn[0], drawn[3])
+    assert not np.array_equal(drawn[0], drawn[1]) and not np.array_equal(drawn[1], drawn[2])
+    # bars at or above the threshold are green (0.5 and 0.97), below it grey (0.21, 0.49, 0.0)
+    green = [(d[:, panel.bar_x0 : panel.bar_x1] == ACTIVE_COLOUR).all(axis=2).any() for d in drawn[:2]]
+    assert green == [True, False]

@@ -174,6 +174,7 @@ class Reconstructor:
         fps: float | None = None,
         out: str | Path | None = None,
         overlay: bool = False,
+        overlay_style: str = "wire",
         mesh_format: str | None = None,
         stride: int = 1,
         max_frames: int | None = None,
@@ -186,7 +187,8 @@ class Reconstructor:
         (:func:`~au_face.inference.photos.reconstruct_photos`): every photo on its own, with its own S̄ and
         one row (named by its file) of one result. ``fps`` is the frame rate of a folder of image
         frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
-        that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``.
+        that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
+        ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``.
         ``mesh_format``, ``stride``, ``max_frames``, ``progress``: as in :func:`au_face.inference.pipeline.reconstruct`.
         """
         from au_face.utils.quiet import native_logs_silenced
@@ -201,7 +203,7 @@ class Reconstructor:
                 )
             return self._photos(source, out, mesh_format, progress)
         options: dict[str, Any] = {
-            "overlay": overlay, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
+            "overlay": overlay, "overlay_style": overlay_style, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
         }  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
             results = [
@@ -257,6 +259,7 @@ def reconstruct(
     fps: float | None = None,
     out: str | Path | None = None,
     overlay: bool = False,
+    overlay_style: str = "wire",
     mesh_format: str | None = None,
     stride: int = 1,
     max_frames: int | None = None,
@@ -274,6 +277,7 @@ def reconstruct(
             fps=fps,
             out=out,
             overlay=overlay,
+            overlay_style=overlay_style,
             mesh_format=mesh_format,
             stride=stride,
             max_frames=max_frames,

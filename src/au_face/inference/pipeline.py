@@ -39,6 +39,7 @@ from au_face.io.meshes import MESH_FORMATS, NpzStreamWriter, write_frame_meshes
 from au_face.io.sources import open_frames, sequence_name
 from au_face.utils.concurrency import read_ahead
 from au_face.utils.files import make_work_folder
+from au_face.viz import MESH_STYLES
 
 if TYPE_CHECKING:
     from au_face.faces.topology import FaceTopology
@@ -190,13 +191,16 @@ class OverlayStream:
         max_frames: int | None,
         progress: bool,
         fps: float | None = None,
+        style: str = "wire",
     ) -> None:
         from au_face.viz.overlay import OverlayWriter
 
         self._store, self._final, self._aus = store, final, aus
         self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
         try:
-            self._writer = OverlayWriter(path, self._reader.fps / stride, self._reader.size, triangles, aus or None)
+            self._writer = OverlayWriter(
+                path, self._reader.fps / stride, self._reader.size, triangles, aus or None, style=style
+            )
         except BaseException:
             self._reader.close()
             raise
@@ -352,6 +356,7 @@ def reconstruct(
     refine_threads: int | None = 1,
     name: str | None = None,
     fps: float | None = None,
+    overlay_style: str = "wire",
 ) -> ReconstructionResult:
     """Reconstruct every processed frame of one input and write the results to ``out_dir``.
 
@@ -360,7 +365,8 @@ def reconstruct(
     (final and, with a refiner, coarse canonical vertices, pose, validity, confidence,
     timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
     probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
-    mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``.
+    mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``, its
+    mesh drawn in ``overlay_style`` (:data:`~au_face.viz.overlay.MESH_STYLES`).
     ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
     waited for after pass 1. The refinement runs as the frames arrive (:class:`~au_face.inference.passes.WindowStream`);
     ``refine_threads`` is torch's thread count while refining. ``fps`` is the frame rate of image
@@ -371,6 +377,8 @@ def reconstruct(
     name = name or sequence_name(source)
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
+    if overlay_style not in MESH_STYLES:
+        raise PipelineError(f"unknown overlay style {overlay_style!r}; choose from {', '.join(MESH_STYLES)}")
     topology = reconstructor.topology
     check_refiner(refiner, topology, reconstructor.name, wait=False)
     frame_rate = fps  # of image frames; ``fps`` becomes the frame rate read
@@ -401,6 +409,7 @@ def reconstruct(
                 max_frames,
                 progress,
                 frame_rate,
+                overlay_style,
             )
 
         windows: WindowStream | None = None  # the in-process refinement
