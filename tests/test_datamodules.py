@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from au_face.aus import AU_SETS
@@ -442,3 +443,56 @@ def test_au_face_frames_encodes_frame_folders_and_resumes(tmp_path: Path, capsys
     stamp = video.stat().st_mtime_ns
     assert main(args) == 0 and video.stat().st_mtime_ns == stamp, "a rerun keeps the videos it made"
     assert main(["frames", str(tmp_path / "nothing"), str(tmp_path / "videos"), "--fps", "25"]) == 2
+
+
+def test_mirror_flips_a_symmetric_shape_onto_itself_and_pairs_left_with_right() -> None:
+    from au_face.data.clips import Mirror
+
+    # a symmetric shape about x = 3 with two left/right pairs and two points on the plane
+    template = np.array([[2.0, 0, 0], [4.0, 0, 0], [3.0, 1, 0], [1.0, 1, 1], [5.0, 1, 1], [3.0, -2, 0.5]])
+    mirror = Mirror.of(template, share=1.0)
+    assert mirror.centre == pytest.approx(3.0)
+    assert mirror.pairs.tolist() == [1, 0, 2, 4, 3, 5]
+    shape = torch.from_numpy(template).float()
+    torch.testing.assert_close(mirror.vertices(shape), shape)
+    moved = shape.clone()
+    moved[0, 0] -= 0.5  # the left point moves outwards: after the flip the right one has
+    flipped = mirror.vertices(moved)
+    assert flipped[1, 0] == pytest.approx(4.5) and flipped[0, 0] == pytest.approx(2.0)
+    torch.testing.assert_close(mirror.vertices(flipped), moved)
+    item = {
+        "vertices": moved[None],
+        "reference": shape,
+        "labels": torch.ones(1, 2),
+        "crops": torch.arange(6.0).reshape(1, 1, 1, 6),
+    }
+    out = mirror(item)
+    torch.testing.assert_close(out["vertices"][0], flipped)
+    assert out["labels"] is item["labels"] and out["crops"][0, 0, 0].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+
+
+def test_mirror_share_flips_training_items_only(folder: Path) -> None:
+    from au_face.data.clips import Mirror
+
+    def module(share: float) -> FolderAUDataModule:
+        dm = FolderAUDataModule(
+            str(folder),
+            str(folder / "cache"),
+            geometry=tiny_geometry(folder / "cache", ["AU12"]),
+            mirror=share,
+            **TINY_DATA,
+        )
+        dm.setup("fit")
+        return dm
+
+    plain, flipped = module(0.0), module(1.0)
+    assert plain.datasets["train"].mirror is None and flipped.datasets["val"].mirror is None
+    mirror = flipped.datasets["train"].mirror
+    assert isinstance(mirror, Mirror) and mirror.share == 1.0
+    a, b = plain.datasets["train"][0], flipped.datasets["train"][0]
+    torch.testing.assert_close(b["vertices"], mirror.vertices(a["vertices"]))
+    torch.testing.assert_close(b["reference"], mirror.vertices(a["reference"]))
+    assert torch.equal(a["labels"], b["labels"])
+    assert (b["vertices"] - a["vertices"]).abs().max() > 1e-3  # a real face is not exactly symmetric
+    with pytest.raises(ValueError, match="mirror is a share"):
+        module(1.5)

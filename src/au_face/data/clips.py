@@ -132,6 +132,39 @@ def clip_starts(num_frames: int, length: int, stride: int) -> list[int]:
     return starts
 
 
+@dataclass
+class Mirror:
+    """Left/right flip of a clip: vertex ``pairs`` ``[V]`` (an involution), the symmetry plane
+    ``x = centre`` of the canonical frame, and the ``share`` of training items flipped."""
+
+    pairs: torch.Tensor
+    centre: float
+    share: float
+
+    @classmethod
+    def of(cls, template: np.ndarray, share: float) -> Mirror:
+        """The flip of a topology from its (left/right symmetric) canonical ``template [V,3]``."""
+        from au_face.faces.mediapipe import mirror_map
+
+        pairs, _ = mirror_map(np.asarray(template, dtype=np.float64))
+        return cls(torch.from_numpy(pairs), float(np.asarray(template)[:, 0].mean()), share)
+
+    def vertices(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., V, 3]`` mirrored about the plane."""
+        flipped = x[..., self.pairs, :].clone()
+        flipped[..., 0] = 2 * self.centre - flipped[..., 0]
+        return flipped
+
+    def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(item)
+        for key in ("vertices", "reference", "gt_vertices", "gt_reference"):
+            if key in out:
+                out[key] = self.vertices(out[key])
+        if "crops" in out:
+            out["crops"] = out["crops"].flip(-1)
+        return out
+
+
 class ClipDataset(Dataset):
     """Clips of ``length`` frames from a list of sequences.
 
@@ -142,6 +175,9 @@ class ClipDataset(Dataset):
 
     ``single_frames`` adds that share of extra items that are one frame alone (the rest of the
     clip padded), with S̄ estimated from that frame only, as for a still image at inference.
+    ``mirror`` (a :class:`Mirror`) flips that share of items left/right: meshes, S̄ and ground
+    truth through the topology's vertex symmetry, crops horizontally; labels stay (the AUs are
+    scored for both sides together).
     """
 
     def __init__(
@@ -156,9 +192,11 @@ class ClipDataset(Dataset):
         reference_fn: ReferenceFn | None = None,
         single_frames: float = 0.0,
         seed: int = 0,
+        mirror: Mirror | None = None,
     ) -> None:
         if length < 1 or stride < 1:
             raise ValueError("clip length and stride must be positive")
+        self.mirror = mirror
         self.records = records
         self.length = length
         self.num_aus = num_aus
@@ -220,4 +258,6 @@ class ClipDataset(Dataset):
             out["gt_vertices"] = take(data.gt_vertices)
         if data.gt_reference is not None:
             out["gt_reference"] = data.gt_reference
+        if self.mirror is not None and torch.rand(()) < self.mirror.share:
+            out = self.mirror(out)
         return out

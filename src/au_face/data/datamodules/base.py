@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from au_face.coarse.base import read_npz_array
-from au_face.data.clips import ClipDataset, ReferenceFn, SequenceRecord
+from au_face.data.clips import ClipDataset, Mirror, ReferenceFn, SequenceRecord
 from au_face.geometry import FaceGeometry, GeometrySpec, resolve_geometry
 
 SPLITS = ("train", "val", "test", "predict")
@@ -43,6 +43,8 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         reference: S̄ is the person's ``neutral`` shape (needs a geometry with a neutral
             estimator) or the ``mean`` over the video's valid frames.
         single_frames: extra training items that are one frame alone, as a share of the clips.
+        mirror: share of training items flipped left/right through the topology's vertex symmetry
+            (:class:`~au_face.data.clips.Mirror`; labels kept).
     """
 
     def __init__(
@@ -57,8 +59,12 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
         cache_size: int = 64,
         reference: Literal["neutral", "mean"] = "mean",
         single_frames: float = 0.0,
+        mirror: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= mirror <= 1.0:
+            raise ValueError(f"mirror is a share of training items in [0, 1], got {mirror}")
+        self.mirror = mirror
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         self.geometry_source = geometry
@@ -119,6 +125,9 @@ class SequenceDataModule(L.LightningDataModule, abc.ABC):
             self.cache_size,
             reference_fn=self.reference_fn(),
             single_frames=self.single_frames if split == "train" else 0.0,
+            mirror=Mirror.of(self.geometry.topology.template, self.mirror)
+            if split == "train" and self.mirror
+            else None,
         )
 
     def label_frequencies(self) -> np.ndarray:

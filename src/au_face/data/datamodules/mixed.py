@@ -73,7 +73,7 @@ class SyntheticPhotoDataModule(SyntheticDataModule):
         self.photo_ratio, self.photo_balance = photo_ratio, photo_balance
         self.photos = ExpressionPhotoDataModule(
             geometry=self.geometry_source, clip_length=self.clip_length, reference="neutral", batch_size=self.batch_size,
-            use_crops=self.use_crops, cache_size=self.cache_size, **photos,
+            use_crops=self.use_crops, cache_size=self.cache_size, mirror=self.mirror, **photos,
         )  # fmt: skip
 
     def prepare_data(self) -> None:
