@@ -366,7 +366,7 @@ def reconstruct(
     timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
     probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
     mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``, its
-    mesh drawn in ``overlay_style`` (:data:`~au_face.viz.overlay.MESH_STYLES`).
+    mesh drawn in ``overlay_style`` (:data:`~au_face.viz.MESH_STYLES`).
     ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
     waited for after pass 1. The refinement runs as the frames arrive (:class:`~au_face.inference.passes.WindowStream`);
     ``refine_threads`` is torch's thread count while refining. ``fps`` is the frame rate of image
