@@ -304,3 +304,26 @@ def test_looking_for_faces_less_often_changes_no_mesh(single_face_frames: list) 
     assert torch.equal(a.vertices, b.vertices) and torch.equal(a.translation, b.translation)
     several.close()
     one.close()
+
+
+def test_landmark_points_reads_the_serialised_list_exactly_and_falls_back_on_other_layouts() -> None:
+    from mediapipe.framework.formats import landmark_pb2
+
+    from au_face.faces.mediapipe import landmark_points
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(468, 3)).astype(np.float32)
+    values[5] = 0.0  # zeros are still written (proto2 fields that are set)
+    landmarks = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in values:
+        landmarks.landmark.add(x=float(x), y=float(y), z=float(z))
+    expected = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
+    points = landmark_points(landmarks)
+    assert points.dtype == np.float64 and points.shape == (468, 3)
+    np.testing.assert_array_equal(points, expected)
+    # a landmark with visibility (another field) or without z takes the field-by-field path
+    landmarks.landmark[3].visibility = 0.5
+    np.testing.assert_array_equal(landmark_points(landmarks), expected)
+    partial = landmark_pb2.NormalizedLandmarkList()
+    partial.landmark.add(x=0.25, y=0.5)
+    np.testing.assert_array_equal(landmark_points(partial), [[0.25, 0.5, 0.0]])

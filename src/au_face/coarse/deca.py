@@ -24,6 +24,7 @@ from torch import nn
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.flame import FlameModel, rodrigues
+from au_face.faces.mediapipe import landmark_points
 from au_face.faces.topology import FaceTopology
 from au_face.nn.resnet import resnet50
 from au_face.utils.assets import DECA_CHECKPOINT, FLAME_LANDMARKS
@@ -150,7 +151,7 @@ class MediaPipeFaceBox:
         if not result.multi_face_landmarks:
             return None
         h, w = frame.shape[:2]
-        points = np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark])
+        points = landmark_points(result.multi_face_landmarks[0])[:, :2] * np.array([w, h])
         oval, brows = points[self._oval], points[self._brows]
         return float(oval[:, 0].min()), float(brows[:, 1].min()), float(oval[:, 0].max()), float(oval[:, 1].max())
 

@@ -15,6 +15,7 @@ from au_face.faces.align import similarity_fit, similarity_residual
 from au_face.faces.mediapipe import (
     NUM_VERTICES,
     STABLE_VERTICES,
+    landmark_points,
     mediapipe_topology,
     require_face_mesh,
 )
@@ -365,10 +366,7 @@ def _faces(mesh, rgb: np.ndarray) -> list[np.ndarray]:
     """Every face Face Mesh finds in a frame: ``[468,3]`` points in pixels (depth in x's units)."""
     result = mesh.process(np.ascontiguousarray(rgb))
     h, w = rgb.shape[:2]
-    return [
-        np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)[:NUM_VERTICES] * np.array([w, h, w])
-        for face in result.multi_face_landmarks or []
-    ]
+    return [landmark_points(face)[:NUM_VERTICES] * np.array([w, h, w]) for face in result.multi_face_landmarks or []]
 
 
 def _area(points: np.ndarray) -> float:
