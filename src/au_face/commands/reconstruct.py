@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MESH_STYLES,
         default="wire",
         help="how the overlay draws the mesh: its wireframe (default, about 1.5 ms a frame) or shaded triangles "
-        "under it (about 5 ms)",
+        "under it (about 4 ms)",
     )
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")

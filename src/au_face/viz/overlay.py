@@ -4,7 +4,7 @@ The overlay draws the posed mesh with OpenCV lines or polygons rather than raste
 is a quick visual check, streamed frame by frame. Two styles (:data:`MESH_STYLES`): ``wire`` (the
 default), the edges of the triangles facing the camera, semi-transparent, about 1.5 ms a frame on
 the two-core machine; ``shaded``, those triangles filled with Lambert shading under the same
-wireframe, about 5 ms.
+wireframe, about 4 ms.
 """
 
 from __future__ import annotations
