@@ -163,10 +163,7 @@ class AUFaceRefiner(nn.Module):
         ``au-face reconstruct`` gives it (:meth:`scheduled_references`). Frames without a face keep
         their coarse mesh.
         """
-        if coarse.topology != self.topology_name:
-            raise CheckpointError(
-                f"checkpoint was trained on topology {self.topology_name!r}, the frames are {coarse.topology!r}"
-            )
+        self._check_topology(coarse)
         self.eval()
         length = min(self.clip_length, len(coarse))  # a window longer than the video would be all padding
         window = SlidingWindow(length)
@@ -208,10 +205,7 @@ class AUFaceRefiner(nn.Module):
         """Each frame of ``photos`` on its own, as unrelated photos, in one batch: its S̄ ``[N,V,3]`` (what
         :meth:`reference` gives the frame alone) and its refinement as a one-frame clip with that S̄ (what
         :meth:`refine` gives it alone). Frames without a face keep their coarse mesh, also as S̄."""
-        if photos.topology != self.topology_name:
-            raise CheckpointError(
-                f"checkpoint was trained on topology {self.topology_name!r}, the frames are {photos.topology!r}"
-            )
+        self._check_topology(photos)
         self.eval()
         references = photos.vertices.float().clone()
         if self.reference_mode == "neutral" and photos.num_valid:
@@ -219,6 +213,13 @@ class AUFaceRefiner(nn.Module):
         clips = [photos.slice(i, i + 1) for i in range(len(photos))]
         out = self(self._batch(clips, list(references), 1))
         return references, Refinement(out["refined"][:, 0].cpu(), out["probs"][:, 0].cpu(), self.aus)
+
+    def _check_topology(self, frames: CoarseFrames) -> None:
+        """:class:`CheckpointError` unless ``frames`` are on the topology this model was trained on."""
+        if frames.topology != self.topology_name:
+            raise CheckpointError(
+                f"checkpoint was trained on topology {self.topology_name!r}, the frames are {frames.topology!r}"
+            )
 
     def _batch(self, clips: list[CoarseFrames], references: list[torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         """Clips of at most ``length`` frames (padded with invalid frames) and their S̄ as a batch."""

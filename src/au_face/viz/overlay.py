@@ -59,14 +59,16 @@ def facing_triangles(posed: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarr
 
 
 def draw_mesh(
-    image: np.ndarray, posed: np.ndarray, triangles: np.ndarray, alpha: float = 0.4, style: str = "shaded"
+    image: np.ndarray, posed: np.ndarray, triangles: np.ndarray, alpha: float | None = None, style: str = "shaded"
 ) -> np.ndarray:
     """Draw the mesh, semi-transparent, onto a BGR ``image`` (in place): the edges of the triangles
-    facing the camera and, with ``style="shaded"``, those triangles filled and shaded.
+    facing the camera and, with ``style="shaded"``, those triangles filled and shaded. ``alpha`` is
+    the mesh's opacity (default: the style's, :data:`_STYLE_ALPHA`).
 
     Only the mesh's bounding box is blended, and each edge is drawn once, without anti-aliasing."""
     if style not in MESH_STYLES:
         raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
+    alpha = _STYLE_ALPHA[style] if alpha is None else alpha
     ids, shade = facing_triangles(posed, triangles)
     if len(ids) == 0:
         return image
@@ -210,8 +212,7 @@ class OverlayWriter(AtomicStreamWriter):
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
         self.triangles = np.asarray(triangles, dtype=np.int64)
-        self.style = style
-        self.alpha = alpha if alpha is not None else _STYLE_ALPHA[style]
+        self.style, self.alpha = style, alpha
         self.panel = AUPanel(aus, self.size[1], panel_width, threshold) if aus else None
         width = self.size[0] + (panel_width if self.panel else 0)
         self.frame_size = (width, self.size[1])

@@ -82,12 +82,12 @@ def renderer_name(backend: str) -> str:
 
     Importing nothing optional, it also names the renderer of data made in another environment.
     """
-    if backend == "pytorch3d":
-        return "pytorch3d"
+    if backend not in RENDERER_NAMES:
+        raise RendererBackendError(f"unknown renderer backend {backend!r}; choose one of {BACKENDS}")
     if backend == "embree":
-        # the two trimesh ray engines give the same images up to float rounding at triangle edges
-        return "trimesh-embree" if trimesh.ray.has_embree else "trimesh-rtree"
-    raise RendererBackendError(f"unknown renderer backend {backend!r}; choose one of {BACKENDS}")
+        embree, rtree = RENDERER_NAMES["embree"]
+        return embree if trimesh.ray.has_embree else rtree
+    return RENDERER_NAMES[backend][0]
 
 
 def make_rasterizer(backend: str, triangles: np.ndarray, image_size: int) -> Rasterizer:
