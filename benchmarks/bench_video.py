@@ -133,7 +133,7 @@ def stage_refine(args: argparse.Namespace) -> dict:
             if name not in ("fps", "topology"):
                 store.append(name, array)
         start = time.perf_counter()
-        refine_windows(refiner, store, coarse.mean_shape().numpy(), coarse.fps, coarse.topology, False)
+        refine_windows(refiner, store, coarse.mean_shape().numpy(), False)
         seconds = time.perf_counter() - start
         refined = store.read("refined", 0, len(coarse))
     valid = coarse.valid.numpy()

@@ -80,8 +80,8 @@ def test_a_reconstructor_loads_once_for_many_inputs(
     from au_face.inference import api
 
     loads, builds = [], []
-    load, build = api.load_refiner, registry.build_reconstructor
-    monkeypatch.setattr(api, "load_refiner", lambda path: loads.append(path) or load(path))
+    load, build = api.load_array_refiner, registry.build_reconstructor
+    monkeypatch.setattr(api, "load_array_refiner", lambda path: loads.append(path) or load(path))
     monkeypatch.setattr(
         registry,
         "build_reconstructor",

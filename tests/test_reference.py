@@ -100,7 +100,7 @@ def test_streamed_refinement_uses_the_schedule_within_the_bound(tmp_path: Path) 
     vertices, valid = _jumping_face()
     store = _store(tmp_path / "a", vertices, valid)
     refiner = MeanRefiner()
-    stream = WindowStream(refiner, store, 30.0, "mediapipe", threads=None)
+    stream = WindowStream(refiner, store, threads=None)
     stream.advance(100)
     assert "refined" not in store  # no S̄ before 128 faces
     stream.advance(130)
@@ -123,7 +123,7 @@ def test_streamed_refinement_uses_the_schedule_within_the_bound(tmp_path: Path) 
 
     # the same rows, and S̄, however the frames arrive
     whole = _store(tmp_path / "b", vertices, valid)
-    again = WindowStream(MeanRefiner(), whole, 30.0, "mediapipe", threads=None)
+    again = WindowStream(MeanRefiner(), whole, threads=None)
     again.advance(600, final=True)
     np.testing.assert_array_equal(whole.read("au_probs", 0, 600), store.read("au_probs", 0, 600))
     np.testing.assert_array_equal(again.reference, stream.reference)
@@ -148,7 +148,7 @@ def test_in_memory_refine_gives_the_streamed_rows(tmp_path: Path) -> None:
     valid[40:45] = False
     vertices *= valid[:, None, None]
     store = _store(tmp_path, vertices, valid)
-    stream = WindowStream(model, store, 30.0, "mediapipe", threads=None)
+    stream = WindowStream(model, store, threads=None)
     for rows in range(64, n, 64):
         stream.advance(rows)
     stream.advance(n, final=True)

@@ -162,9 +162,11 @@ def test_au_panel_reuses_rows_without_mixing_frames_up() -> None:
     probs = [np.array([0.2, 0.5, 0.97]), np.array([0.21, 0.49, 0.0]), None, np.array([0.2, 0.5, 0.97])]
     fresh = [AUPanel([1, 2, 4], height=120).render(p) for p in probs]
     panel = AUPanel([1, 2, 4], height=120)
-    drawn = [panel.render(p) for p in probs]
+    canvas = np.zeros((120, 320, 3), np.uint8)  # drawn in place, into a frame's side
+    drawn = [panel.render(p, out=canvas[:, 120:]).copy() for p in probs]
     for one, other in zip(fresh, drawn):
         np.testing.assert_array_equal(one, other)
+    assert not canvas[:, :120].any(), "the panel stays in its part of the frame"
     np.testing.assert_array_equal(drawn[0], drawn[3])
     assert not np.array_equal(drawn[0], drawn[1]) and not np.array_equal(drawn[1], drawn[2])
     # bars at or above the threshold are green (0.5 and 0.97), below it grey (0.21, 0.49, 0.0)

@@ -171,11 +171,6 @@ class FrameStore:
         for start in range(0, self._rows[name], size):
             yield self.read(name, start, start + size)
 
-    def coarse(self, start: int, stop: int, fps: float, topology: str) -> CoarseFrames:
-        """Frames ``start:stop`` as a :class:`CoarseFrames`."""
-        arrays = {name: self.read(name, start, stop) for name in FRAME_FIELDS if name in self}
-        return CoarseFrames.from_numpy({**arrays, "fps": np.asarray(fps), "topology": np.asarray(topology)})
-
 
 def num_frames(store: FrameStore) -> int:
     """Frames stored so far (every frame has a ``valid`` row)."""

@@ -22,47 +22,43 @@ from typing import Any, Self
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.errors import AUFaceError
-from au_face.inference.pipeline import Refiner
+from au_face.inference.passes import InferenceRefiner
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult
 from au_face.io.checkpoints import default_checkpoint
 from au_face.io.sources import find_inputs, sequence_name
+from au_face.model.numpy_refiner import load_array_refiner
 
 
 class UsageError(AUFaceError, ValueError):
     """Inconsistent arguments."""
 
 
-def load_refiner(checkpoint: str | Path) -> Refiner:
-    """:func:`au_face.model.refiner.load_refiner`, imported when first called (it needs torch)."""
-    from au_face.model.refiner import load_refiner as load
-
-    return load(checkpoint)
-
-
-def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> Refiner | None:
+def resolve_refiner(ckpt: str | Path | None = None, refine: bool = True) -> InferenceRefiner | None:
     """The model to refine with: ``ckpt``, else the packaged default model, else None (coarse only).
-    ``refine=False`` gives None."""
+    ``refine=False`` gives None. It runs in NumPy (:func:`~au_face.model.numpy_refiner.load_array_refiner`:
+    no torch import once the checkpoint has been exported to the cache)."""
     path = _checkpoint_path(ckpt, refine)
-    return None if path is None else load_refiner(path)
+    return None if path is None else load_array_refiner(path)
 
 
 @contextmanager
 def open_refiner(
     ckpt: str | Path | None = None, refine: bool = True, fork: bool = False
-) -> Iterator[Refiner | RefinerProcess | None]:
+) -> Iterator[InferenceRefiner | RefinerProcess | None]:
     """:func:`resolve_refiner` for the block; with ``fork`` (and no other thread running) as a
     :class:`~au_face.inference.process.RefinerProcess`, which loads the model while
     :func:`au_face.inference.pipeline.reconstruct` tracks faces and is ended after the block.
 
     Fork only from a fresh process (``au-face reconstruct`` from the shell): a forked child can
-    hang in torch if the parent has run torch's thread pool.
+    hang in torch if the parent has run torch's thread pool (the first run of a checkpoint loads
+    it with torch to export it).
     """
     path = _checkpoint_path(ckpt, refine)
     if path is None or not fork or threading.active_count() > 1:
-        yield None if path is None else load_refiner(path)
+        yield None if path is None else load_array_refiner(path)
         return
-    process = RefinerProcess(lambda: load_refiner(path))
+    process = RefinerProcess(lambda: load_array_refiner(path))
     try:
         yield process
     finally:
@@ -102,7 +98,7 @@ def reconstruct_all(
     source: str | Path,
     out: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | RefinerProcess | None,
+    refiner: InferenceRefiner | RefinerProcess | None,
     name: str | None = None,
     on_error: Callable[[Path, AUFaceError], None] | None = None,
     **options,
@@ -161,7 +157,7 @@ class Reconstructor:
         self.verbose = verbose
         self._closed = False
         try:
-            self.refiner: Refiner | None = resolve_refiner(ckpt, refine)
+            self.refiner: InferenceRefiner | None = resolve_refiner(ckpt, refine)
         except BaseException:
             self.close()
             raise

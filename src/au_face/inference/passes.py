@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from au_face.coarse.base import CoarseFrames
-from au_face.coarse.stream import FrameStore
+from au_face.coarse.stream import FRAME_FIELDS, FrameStore
 from au_face.errors import AUFaceError
 from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
 from au_face.model.windows import SlidingWindow
@@ -49,6 +49,83 @@ class Refiner(Protocol):
         ...
 
 
+class ArrayRefiner(Protocol):
+    """A refiner on NumPy arrays: what pass 2 and photo collections call. The NumPy refiner
+    (:class:`~au_face.model.numpy_refiner.NumpyRefiner`, no torch) is one; :class:`TorchArrayRefiner`
+    makes any :class:`Refiner` one. ``frames`` holds the coarse-frame fields
+    (:data:`~au_face.coarse.stream.FRAME_FIELDS`) of clips stacked ``[B,T,...]`` or of photos ``[N,...]``."""
+
+    clip_length: int
+    topology_name: str
+    aus: list[int]
+
+    def fit_reference(self, vertices: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``S̄ [V,3]`` of frames ``[T,V,3]`` (their ``valid [T]`` ones)."""
+        ...
+
+    def refine_windows(self, frames: dict[str, np.ndarray], reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clips of equal length refined with one ``S̄``: vertices ``[B,T,V,3]`` and AU probabilities ``[B,T,K]``."""
+        ...
+
+    def refine_each(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unrelated photos: each one's ``S̄ [N,V,3]``, refined vertices ``[N,V,3]`` and AU probabilities ``[N,K]``."""
+        ...
+
+
+class TorchArrayRefiner:
+    """A torch :class:`Refiner` as an :class:`ArrayRefiner`: arrays to :class:`CoarseFrames` and back, in
+    inference mode, with torch's intra-op threads capped at ``threads`` meanwhile (None: as they are)."""
+
+    def __init__(self, refiner: Refiner, threads: int | None = 1) -> None:
+        self.refiner, self.threads = refiner, threads
+        self.clip_length = int(refiner.clip_length)
+        self.topology_name = refiner.topology_name
+        self.aus: list[int] = [int(a) for a in getattr(refiner, "aus", [])]
+
+    def fit_reference(self, vertices: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        sample = CoarseFrames.from_canonical(
+            torch.from_numpy(np.ascontiguousarray(vertices)).float(),
+            torch.from_numpy(np.asarray(valid, dtype=bool)),
+            1.0,  # S̄ does not depend on the frame rate
+            self.topology_name,
+        )
+        with torch.inference_mode(), torch_threads(self.threads):
+            return self.refiner.reference(sample).detach().float().cpu().numpy()
+
+    def refine_windows(self, frames: dict[str, np.ndarray], reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        clips = [self._frames({key: value[i] for key, value in frames.items()}) for i in range(len(frames["valid"]))]
+        with torch.inference_mode(), torch_threads(self.threads):
+            s_bar = torch.from_numpy(np.asarray(reference, dtype=np.float32))
+            if hasattr(self.refiner, "refine_clips"):
+                outs = self.refiner.refine_clips(clips, s_bar)
+            else:
+                outs = [self.refiner.refine(clip, reference=s_bar) for clip in clips]
+        self.aus = [int(a) for a in outs[0].aus]
+        vertices = np.stack([out.vertices.detach().float().cpu().numpy() for out in outs])
+        return vertices, np.stack([out.au_probs.detach().float().cpu().numpy() for out in outs])
+
+    def refine_each(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.inference_mode(), torch_threads(self.threads):
+            reference, out = self.refiner.refine_photos(self._frames(frames))
+        self.aus = [int(a) for a in out.aus]
+        return reference.float().cpu().numpy(), out.vertices.float().cpu().numpy(), out.au_probs.float().cpu().numpy()
+
+    def _frames(self, arrays: dict[str, np.ndarray]) -> CoarseFrames:
+        fields = {key: value for key, value in arrays.items() if key not in ("fps", "topology")}
+        return CoarseFrames.from_numpy({**fields, "fps": np.asarray(1.0), "topology": np.asarray(self.topology_name)})
+
+
+#: What the inference pipelines take: a torch refiner (a loaded model, or the task training one) or a NumPy one.
+InferenceRefiner = Refiner | ArrayRefiner
+
+
+def array_refiner(refiner: Refiner | ArrayRefiner, threads: int | None = 1) -> ArrayRefiner:
+    """``refiner`` itself if it works on arrays, else it wrapped in a :class:`TorchArrayRefiner`."""
+    if hasattr(refiner, "refine_windows"):
+        return refiner  # type: ignore[return-value]
+    return TorchArrayRefiner(refiner, threads)
+
+
 def progress_bar(total: int | None, desc: str, enabled: bool) -> tqdm:
     """A frame progress bar, shown only when ``enabled`` and stderr is a terminal."""
     return tqdm(total=total, desc=desc, unit="frame", leave=False, disable=not (enabled and sys.stderr.isatty()))
@@ -58,16 +135,13 @@ def progress_bar(total: int | None, desc: str, enabled: bool) -> tqdm:
 BATCH_WINDOWS = 16
 
 
-def person_reference(
-    refiner: Refiner, store: FrameStore, fps: float, topology: str, count: int | None = None
-) -> np.ndarray:
+def person_reference(refiner: ArrayRefiner, store: FrameStore, count: int | None = None) -> np.ndarray:
     """``S̄`` of the first ``count`` frames in ``store`` (default: all) as the refiner computes it, from
     at most :data:`~au_face.model.reference.REFERENCE_FRAMES` evenly spaced frames."""
     picks = fit_frames(store.shape("vertices")[0] if count is None else count)
     vertices = np.concatenate([store.read("vertices", i, i + 1) for i in picks])
     valid = np.concatenate([store.read("valid", i, i + 1) for i in picks]).astype(bool)
-    sample = CoarseFrames.from_canonical(torch.from_numpy(vertices).float(), torch.from_numpy(valid), fps, topology)
-    return refiner.reference(sample).detach().float().cpu().numpy()
+    return refiner.fit_reference(vertices.astype(np.float32), valid)
 
 
 @contextmanager
@@ -100,17 +174,15 @@ class WindowStream:
 
     def __init__(
         self,
-        refiner: Refiner,
+        refiner: Refiner | ArrayRefiner,
         store: FrameStore,
-        fps: float,
-        topology: str,
         threads: int | None = 1,
         on_rows: Callable[[int, list[int]], None] | None = None,
         reference: np.ndarray | None = None,
         progress: bool = False,
     ) -> None:
-        self._refiner, self._store, self._fps, self._topology = refiner, store, fps, topology
-        self._threads, self._on_rows, self._fixed = threads, on_rows, reference
+        self._refiner, self._store = array_refiner(refiner, threads), store
+        self._on_rows, self._fixed = on_rows, reference
         self._window = SlidingWindow(int(refiner.clip_length))
         self._blend = self._window.blend()
         self._schedule = ReferenceSchedule()
@@ -137,24 +209,23 @@ class WindowStream:
         else:
             hop, length = self._window.hop, self._window.length
             todo = [(s, s + length) for s in range(self._done * hop, max(rows - length, 0), hop)]
-        with torch_threads(self._threads):
-            group: list[tuple[int, int]] = []
-            group_fit: int | None = None
-            for start, stop in todo:
-                point = self._schedule.point_for(stop, rows if final else None)
-                if point is None and self._fixed is None:
-                    break
-                if group and (point != group_fit or len(group) == BATCH_WINDOWS):
-                    self._refine(group, group_fit)
-                    group = []
-                group.append((start, stop))
-                group_fit = point
-            if group:
+        group: list[tuple[int, int]] = []
+        group_fit: int | None = None
+        for start, stop in todo:
+            point = self._schedule.point_for(stop, rows if final else None)
+            if point is None and self._fixed is None:
+                break
+            if group and (point != group_fit or len(group) == BATCH_WINDOWS):
                 self._refine(group, group_fit)
-            if final:
-                self._append(self._blend.finish())
-                self._bar.close()
-                self.finished = True
+                group = []
+            group.append((start, stop))
+            group_fit = point
+        if group:
+            self._refine(group, group_fit)
+        if final:
+            self._append(self._blend.finish())
+            self._bar.close()
+            self.finished = True
 
     def _reference_at(self, point: int | None) -> np.ndarray:
         """``S̄`` of the fit on frames ``0..point`` (fitting it, and the earlier ones, if not done yet)."""
@@ -165,29 +236,28 @@ class WindowStream:
         for count in [*self._schedule.points, point]:
             if count not in self._fits and count <= point:
                 previous = self._fits[max(self._fits)] if self._fits else None
-                fitted = person_reference(self._refiner, self._store, self._fps, self._topology, count)
+                fitted = person_reference(self._refiner, self._store, count)
                 self._fits[count] = bounded_update(previous, fitted)
         return self._fits[point]
 
     def _refine(self, windows: list[tuple[int, int]], point: int | None) -> None:
         """Refine ``windows`` (in plan order) with the ``S̄`` of fit ``point`` and blend them in."""
-        reference = torch.from_numpy(self._reference_at(point))
-        clips = [self._store.coarse(start, stop, self._fps, self._topology) for start, stop in windows]
-        with torch.inference_mode():
-            if hasattr(self._refiner, "refine_clips"):
-                outs = self._refiner.refine_clips(clips, reference)
-            else:
-                outs = [self._refiner.refine(clip, reference=reference) for clip in clips]
-        for (start, _), clip, out in zip(windows, clips, outs):
-            vertices = out.vertices.detach().float().cpu().numpy()
-            probs = out.au_probs.detach().float().cpu().numpy()
-            self.aus = [int(a) for a in out.aus]
-            if vertices.shape != tuple(clip.vertices.shape) or probs.shape != (len(clip), len(self.aus)):
-                raise PipelineError(
-                    f"refiner returned vertices {vertices.shape} and AU probabilities {probs.shape} "
-                    f"for a clip of {tuple(clip.vertices.shape)} and {len(self.aus)} AUs"
-                )
-            self._append(self._blend.add(start, vertices, probs))
+        reference = self._reference_at(point)
+        frames = {
+            name: np.stack([self._store.read(name, start, stop) for start, stop in windows])
+            for name in FRAME_FIELDS
+            if name in self._store
+        }
+        refined, probs = self._refiner.refine_windows(frames, reference)
+        self.aus = [int(a) for a in self._refiner.aus]
+        clips, length = frames["valid"].shape
+        if refined.shape != frames["vertices"].shape or probs.shape != (clips, length, len(self.aus)):
+            raise PipelineError(
+                f"refiner returned vertices {refined.shape} and AU probabilities {probs.shape} "
+                f"for clips of {frames['vertices'].shape} and {len(self.aus)} AUs"
+            )
+        for (start, _), clip_vertices, clip_probs in zip(windows, refined, probs):
+            self._append(self._blend.add(start, clip_vertices, clip_probs))
             self._done += 1
 
     def _append(self, rows: list[np.ndarray]) -> None:
@@ -209,43 +279,47 @@ class WindowStream:
             self._on_rows(stop, self.aus)
 
 
-def refine_photos(refiner: Refiner, arrays: dict[str, np.ndarray], threads: int | None = 1) -> dict[str, np.ndarray]:
-    """Photos on their own (:meth:`Refiner.refine_photos`) from their coarse frames' arrays stacked
+def refine_photos(
+    refiner: Refiner | ArrayRefiner, arrays: dict[str, np.ndarray], threads: int | None = 1
+) -> dict[str, np.ndarray]:
+    """Photos on their own (:meth:`ArrayRefiner.refine_each`) from their coarse frames' arrays stacked
     (:meth:`CoarseFrames.to_numpy` fields): each one's ``reference`` (S̄; zeros without a face),
     ``vertices`` (refined; coarse without a face), ``au_probs`` (NaN without a face), and ``aus``."""
-    with torch.inference_mode(), torch_threads(threads):
-        reference, out = refiner.refine_photos(CoarseFrames.from_numpy(arrays))
+    refiner = array_refiner(refiner, threads)
+    reference, vertices, probs = refiner.refine_each(arrays)
     valid = arrays["valid"].astype(bool)
     return {
-        "reference": np.where(valid[:, None, None], reference.float().numpy(), 0.0).astype(np.float32),
-        "vertices": out.vertices.float().numpy(),
-        "au_probs": np.where(valid[:, None], out.au_probs.float().numpy(), np.nan).astype(np.float32),
-        "aus": np.asarray(out.aus, dtype=np.int64),
+        "reference": np.where(valid[:, None, None], reference, 0.0).astype(np.float32),
+        "vertices": vertices.astype(np.float32),
+        "au_probs": np.where(valid[:, None], probs, np.nan).astype(np.float32),
+        "aus": np.asarray(refiner.aus, dtype=np.int64),
     }
 
 
 def refine_windows(
-    refiner: Refiner,
+    refiner: Refiner | ArrayRefiner,
     store: FrameStore,
     reference: np.ndarray | None,
-    fps: float,
-    topology: str,
     progress: bool,
     threads: int | None = 1,
     on_rows: Callable[[int, list[int]], None] | None = None,
 ) -> list[int]:
     """Pass 2 over a store that holds all frames (:class:`WindowStream` in one step); ``reference``
     is ``S̄`` for every window, None for the schedule. Returns the AU numbers."""
-    stream = WindowStream(refiner, store, fps, topology, threads, on_rows, reference, progress)
+    stream = WindowStream(refiner, store, threads, on_rows, reference, progress)
     stream.advance(store.shape("vertices")[0], final=True)
     return stream.aus
 
 
 __all__ = [
     "BATCH_WINDOWS",
+    "ArrayRefiner",
+    "InferenceRefiner",
     "PipelineError",
     "Refiner",
+    "TorchArrayRefiner",
     "WindowStream",
+    "array_refiner",
     "person_reference",
     "progress_bar",
     "refine_photos",

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, NoFaceError
-from au_face.inference.passes import PipelineError, Refiner, refine_photos
+from au_face.inference.passes import InferenceRefiner, PipelineError, refine_photos
 from au_face.inference.pipeline import check_refiner
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
@@ -91,7 +91,7 @@ def reconstruct_photos(
     source: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | RefinerProcess | None = None,
+    refiner: InferenceRefiner | RefinerProcess | None = None,
     mesh_format: str | None = None,
     progress: bool = False,
     name: str | None = None,
@@ -183,7 +183,9 @@ class _Batches:
     """The output rows of ``count`` photos as they are tracked (``tracked[i]``: photo i's coarse arrays),
     refined :data:`BATCH_PHOTOS` at a time in name order; ``check()`` runs before the first refinement."""
 
-    def __init__(self, refiner: Refiner | RefinerProcess | None, count: int, check: Callable[[], None]) -> None:
+    def __init__(
+        self, refiner: InferenceRefiner | RefinerProcess | None, count: int, check: Callable[[], None]
+    ) -> None:
         self.refiner, self.check = refiner, check
         self.tracked: list[dict[str, np.ndarray] | None] = [None] * count
         self.rows: list[dict[str, np.ndarray]] = []

@@ -11,18 +11,15 @@ The passes overlap where the data allows, so both cores work: frames are decoded
 Mesh in a thread (:func:`~au_face.utils.concurrency.read_ahead`); a refiner in its own process
 (:class:`~au_face.inference.process.RefinerProcess`, as ``au-face reconstruct`` runs it) loads
 during pass 1 and runs pass 2 there, a few frames behind pass 1; and the overlay is drawn in a
-thread (:class:`OverlayStream`) and encoded by ffmpeg as soon as its frames' final meshes are in
-the work folder, also during pass 1.
+thread (:class:`~au_face.inference.overlay.OverlayStream`) and encoded by ffmpeg as soon as its
+frames' final meshes are in the work folder, also during pass 1.
 """
 
 from __future__ import annotations
 
 import shutil
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,13 +28,13 @@ import numpy as np
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError
-from au_face.inference.passes import PipelineError, Refiner, WindowStream, progress_bar
+from au_face.inference.overlay import OverlayStream
+from au_face.inference.passes import InferenceRefiner, PipelineError, WindowStream, progress_bar
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
 from au_face.io.meshes import MESH_FORMATS, NpzStreamWriter, write_frame_meshes
 from au_face.io.sources import open_frames, sequence_name
-from au_face.utils.concurrency import read_ahead
 from au_face.utils.files import make_work_folder
 from au_face.viz import MESH_STYLES
 
@@ -48,8 +45,6 @@ if TYPE_CHECKING:
 _REFINER_INPUTS = ("crops", "features")
 #: Frames per read when streaming from the work store.
 _CHUNK = 256
-#: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
-_DRAWING_THREADS = 2
 
 
 class TopologyMismatchError(AUFaceError, ValueError):
@@ -167,145 +162,6 @@ def _write_frame_meshes(
         )
 
 
-class OverlayStream:
-    """Pass 3 in a thread: draw the posed final mesh and AU bars on every processed frame while
-    the main thread is still producing the meshes.
-
-    The thread decodes the video again and waits for each frame's row in ``store`` (``final``
-    vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
-    :data:`_DRAWING_THREADS` draw the frames, which are written in order.
-    :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
-    :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
-    process) is started here, in the calling thread.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        source: Path,
-        store: FrameStore,
-        final: str,
-        triangles: np.ndarray,
-        aus: list[int],
-        stride: int,
-        max_frames: int | None,
-        progress: bool,
-        fps: float | None = None,
-        style: str = "wire",
-    ) -> None:
-        from au_face.viz.overlay import OverlayWriter
-
-        self._store, self._final, self._aus = store, final, aus
-        self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
-        try:
-            self._writer = OverlayWriter(
-                path, self._reader.fps / stride, self._reader.size, triangles, aus or None, style=style
-            )
-        except BaseException:
-            self._reader.close()
-            raise
-        self._progress = progress
-        self._changed = threading.Condition()
-        self._rows = 0
-        self._total: int | None = None
-        self._cancelled = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="au_face-overlay", daemon=True)
-        self._thread.start()
-
-    def ready(self, rows: int) -> None:
-        """The first ``rows`` frames' rows are in the store. Raises the thread's error, if it has failed."""
-        if self._error is not None:
-            raise self._error
-        with self._changed:
-            self._rows = rows
-            self._changed.notify_all()
-
-    def finish(self, total: int) -> None:
-        """All ``total`` rows are in the store: wait for the video to be written and published."""
-        with self._changed:
-            self._rows = self._total = total
-            self._changed.notify_all()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def cancel(self) -> None:
-        """Stop drawing and discard the partial video (idempotent)."""
-        with self._changed:
-            self._cancelled = True
-            self._changed.notify_all()
-        self._thread.join()
-
-    def _wait_for(self, index: int) -> bool:
-        """Wait until frame ``index``'s row is stored (True) or the frames end before it (False)."""
-        with self._changed:
-            self._changed.wait_for(
-                lambda: self._cancelled or self._rows > index or (self._total is not None and self._total <= index)
-            )
-            if self._cancelled:
-                raise _Cancelled
-            return self._rows > index
-
-    def _wait_for_total(self) -> int:
-        """Wait until :meth:`finish` says how many frames there are."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._cancelled or self._total is not None)
-            if self._cancelled:
-                raise _Cancelled
-            return self._total
-
-    def _rows_from(self, start: int) -> dict[str, np.ndarray]:
-        """The stored rows of frames ``start:`` (up to :data:`_CHUNK` of them) that the drawing needs."""
-        names = (self._final, "valid", "rotation", "translation", "scale", *(("au_probs",) if self._aus else ()))
-        with self._changed:
-            stop = min(self._rows, start + _CHUNK)
-        return {name: self._store.read(name, start, stop) for name in names}
-
-    def _run(self) -> None:
-        try:
-            with (
-                self._reader as reader,
-                self._writer as writer,
-                ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
-                progress_bar(None, "overlay", self._progress) as bar,
-            ):
-                rows: dict[str, np.ndarray] = {}
-                start = 0
-                drawn: deque[Future[np.ndarray]] = deque()
-                for i, frame in enumerate(read_ahead(reader, depth=4)):
-                    if not self._wait_for(i):
-                        break
-                    if i - start >= len(rows.get("valid", ())):
-                        start, rows = i, self._rows_from(i)
-                    j = i - start
-                    probs = rows["au_probs"][j] if self._aus else None
-                    drawn.append(
-                        drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp)
-                    )
-                    while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
-                        writer.write_composed(drawn.popleft().result())
-                        bar.update(1)
-                while drawn:
-                    writer.write_composed(drawn.popleft().result())
-                    bar.update(1)
-                total = self._wait_for_total()
-                if writer.frames_written != total:
-                    raise PipelineError(
-                        f"overlay: the video gave {writer.frames_written} frames on the second read, {total} on the first"
-                    )
-        except _Cancelled:
-            pass
-        except BaseException as err:
-            self._error = err
-
-    def _posed(self, rows: dict[str, np.ndarray], j: int) -> np.ndarray | None:
-        """Image-space vertices of row ``j`` (None without a face)."""
-        if not rows["valid"][j]:
-            return None
-        return rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
-
-
 def _replace_folder(new: Path, target: Path, old: Path) -> None:
     """Move the finished folder ``new`` onto ``target``; a folder already there is moved to ``old``
     (in the work folder, removed with it)."""
@@ -323,12 +179,8 @@ def _remove(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-class _Cancelled(Exception):
-    """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
-
-
 def check_refiner(
-    refiner: Refiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
+    refiner: InferenceRefiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
 ) -> None:
     """Raise :class:`TopologyMismatchError` if ``refiner`` was trained on another topology.
 
@@ -347,7 +199,7 @@ def reconstruct(
     source: str | Path,
     out_dir: str | Path,
     reconstructor: CoarseReconstructor,
-    refiner: Refiner | RefinerProcess | None = None,
+    refiner: InferenceRefiner | RefinerProcess | None = None,
     mesh_format: str | None = None,
     overlay: bool = True,
     stride: int = 1,
@@ -414,21 +266,19 @@ def reconstruct(
 
         windows: WindowStream | None = None  # the in-process refinement
 
-        def refine_stored(rows: int, fps: float, final: bool = False) -> tuple[np.ndarray, list[int]] | None:
+        def refine_stored(rows: int, final: bool = False) -> tuple[np.ndarray, list[int]] | None:
             """Refine what the first ``rows`` stored frames allow (all, with ``final``)."""
             nonlocal windows
             if isinstance(refiner, RefinerProcess):
-                return refiner.stored(store, fps, topology.name, refine_threads, rows, on_rows, final)
-            windows = windows or WindowStream(
-                refiner, store, fps, topology.name, refine_threads, on_rows, progress=progress
-            )
+                return refiner.stored(store, refine_threads, rows, on_rows, final)
+            windows = windows or WindowStream(refiner, store, refine_threads, on_rows, progress=progress)
             windows.advance(rows, final)
             return (windows.reference, windows.aus) if final else None
 
         def coarse_stored(rows: int, fps: float) -> None:
             check_refiner(refiner, topology, reconstructor.name, wait=False)  # a loading error stops pass 1
             if refiner is not None:
-                refine_stored(rows, fps)
+                refine_stored(rows)
             elif stream is not None:
                 stream.ready(rows)
 
@@ -454,7 +304,7 @@ def reconstruct(
         timings["model_wait"] = time.perf_counter() - tick
         tick = time.perf_counter()
         if refiner is not None:
-            reference, aus = refine_stored(num_frames, fps, final=True)
+            reference, aus = refine_stored(num_frames, final=True)
             timings["refine_tail"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -491,4 +341,4 @@ def reconstruct(
     return ReconstructionResult(written, num_frames, num_valid, timings, refined=refiner is not None, name=name)
 
 
-__all__ = ["OverlayStream", "TopologyMismatchError", "check_refiner", "reconstruct"]
+__all__ = ["TopologyMismatchError", "check_refiner", "reconstruct"]

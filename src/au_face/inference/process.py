@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.stream import FRAME_FIELDS
-from au_face.inference.passes import Refiner, WindowStream, refine_photos
+from au_face.inference.passes import ArrayRefiner, Refiner, WindowStream, refine_photos
 from au_face.utils.concurrency import WorkerError, picklable
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class RefinerProcess:
     picklable) starts a fresh interpreter, slower but safe after torch has run in this process.
     """
 
-    def __init__(self, make: Callable[[], Refiner], method: str = "fork") -> None:
+    def __init__(self, make: Callable[[], Refiner | ArrayRefiner], method: str = "fork") -> None:
         context = multiprocessing.get_context(method)
         self._conn, child = context.Pipe()
         inherited = self._conn if method == "fork" else None  # the child must close its copy of our end
@@ -77,8 +77,6 @@ class RefinerProcess:
     def stored(
         self,
         store: FrameStore,
-        fps: float,
-        topology: str,
         threads: int | None,
         rows: int,
         on_rows: Callable[[int, list[int]], None] | None,
@@ -91,7 +89,7 @@ class RefinerProcess:
         (once the refiner has loaded). With ``final``, waits for the last row and returns ``S̄`` (the
         latest used) and the AU numbers; else returns None."""
         if not self._begun:
-            self._conn.send(("begin", store, fps, topology, threads))
+            self._conn.send(("begin", store, threads))
             self._begun = True
         layout = {name: (store.dtype(name).str, store.shape(name)) for name in FRAME_FIELDS if name in store}
         self._conn.send(("end" if final else "frames", layout))
@@ -140,7 +138,7 @@ class RefinerProcess:
         return kind, payload
 
 
-def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection | None) -> None:
+def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherited: Connection | None) -> None:
     """The process: build the refiner, then refine the store the parent sends as its frames arrive
     (``begin``, then ``frames`` after each chunk and ``end``), until the parent sends None.
 
@@ -160,8 +158,8 @@ def _serve(conn: Connection, make: Callable[[], Refiner], inherited: Connection 
                 conn.send(("photos", refine_photos(refiner, payload[0])))
                 continue
             if kind == "begin":
-                store, fps, topology, threads = payload
-                stream = WindowStream(refiner, store, fps, topology, threads, partial(_rows_ready, conn, store))
+                store, threads = payload
+                stream = WindowStream(refiner, store, threads, partial(_rows_ready, conn, store))
                 continue
             while kind == "frames" and conn.poll():  # only the latest count matters
                 kind, *payload = conn.recv()

@@ -50,12 +50,20 @@ def facing_triangles(posed: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarr
     taken as that of the area-weighted majority (a tracked face always shows its front), so
     no winding convention is assumed. Shading is ``|n_z| / |n|`` (Lambert, light at the camera).
     """
-    p = posed[triangles]
+    ids = _front(posed, triangles)
+    p = posed[triangles[ids]]
     normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-    nz = normals[:, 2]
-    front = nz * np.sign(nz.sum()) > 0
-    shade = np.abs(nz[front]) / np.maximum(np.linalg.norm(normals[front], axis=1), 1e-12)
-    return np.flatnonzero(front), shade
+    shade = np.abs(normals[:, 2]) / np.maximum(np.linalg.norm(normals, axis=1), 1e-12)
+    return ids, shade
+
+
+def _front(posed: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Indices of the triangles facing the camera (see :func:`facing_triangles`), from the signed
+    areas of their projections alone."""
+    x, y = posed[:, 0], posed[:, 1]
+    a, b, c = triangles.T
+    nz = (x[b] - x[a]) * (y[c] - y[a]) - (y[b] - y[a]) * (x[c] - x[a])
+    return np.flatnonzero(nz * np.sign(nz.sum()) > 0)
 
 
 def draw_mesh(
@@ -69,7 +77,7 @@ def draw_mesh(
     if style not in MESH_STYLES:
         raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
     alpha = _STYLE_ALPHA[style] if alpha is None else alpha
-    ids, shade = facing_triangles(posed, triangles)
+    ids = _front(posed, triangles)
     if len(ids) == 0:
         return image
     points = np.round(posed[:, :2]).astype(np.int32)
@@ -83,6 +91,7 @@ def draw_mesh(
     offset = np.array([x0, y0], dtype=np.int32)
     if style == "shaded":
         pts = pts - offset
+        _, shade = facing_triangles(posed, triangles)
         levels = np.minimum((shade * _SHADES).astype(int), _SHADES - 1)
         for level in range(_SHADES):
             polys = pts[levels == level]
@@ -156,16 +165,16 @@ class AUPanel:
         pad = max(2, self.row // 5)
         return y + pad, y + self.row - pad
 
-    def render(self, probs: np.ndarray | None) -> np.ndarray:
-        """The panel for one frame (``probs`` ``[K]``, or None when there is no face). Bars and
-        numbers are drawn to the hundredth shown; each AU's row is drawn once per value and reused."""
-        panel = self._base.copy()
-        for k in range(len(self.aus)):
-            if probs is None:
-                row = self._row(k, None, False)
-            else:
-                p = float(np.clip(probs[k], 0.0, 1.0))
-                row = self._row(k, int(round(p * 100)), p >= self.threshold)
+    def render(self, probs: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+        """The panel for one frame (``probs`` ``[K]``, or None when there is no face), drawn into ``out``
+        (``[height, width, 3]``) or a new image. Bars and numbers are drawn to the hundredth shown;
+        each AU's row is drawn once per value and reused."""
+        panel = self._base.copy() if out is None else out
+        if out is not None:
+            panel[:] = self._base
+        values = [None] * len(self.aus) if probs is None else [min(max(float(p), 0.0), 1.0) for p in probs]
+        for k, p in enumerate(values):
+            row = self._row(k, None, False) if p is None else self._row(k, int(round(p * 100)), p >= self.threshold)
             y = self.top + k * self.row
             panel[y : y + self.row] = row
         return panel
@@ -257,7 +266,7 @@ class OverlayWriter(AtomicStreamWriter):
         if timestamp is not None:
             _label(image, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
         if self.panel is not None:
-            canvas[:, w:] = self.panel.render(None if posed is None or probs is None else probs)
+            self.panel.render(None if posed is None or probs is None else probs, out=canvas[:, w:])
         return canvas
 
     def write_composed(self, frame: np.ndarray) -> None:

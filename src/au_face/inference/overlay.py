@@ -1,0 +1,167 @@
+"""Pass 3 of :func:`~au_face.inference.pipeline.reconstruct`: the overlay video, drawn in threads
+while the meshes are made (:class:`OverlayStream`)."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from au_face.coarse.stream import FrameStore
+from au_face.inference.passes import PipelineError, progress_bar
+from au_face.io.sources import open_frames
+from au_face.utils.concurrency import read_ahead
+
+#: Frames per read from the work store.
+_CHUNK = 256
+#: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
+_DRAWING_THREADS = 2
+
+
+class OverlayStream:
+    """Pass 3 in a thread: draw the posed final mesh and AU bars on every processed frame while
+    the main thread is still producing the meshes.
+
+    The thread decodes the video again and waits for each frame's row in ``store`` (``final``
+    vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
+    :data:`_DRAWING_THREADS` draw the frames, which are written in order.
+    :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
+    :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
+    process) is started here, in the calling thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        source: Path,
+        store: FrameStore,
+        final: str,
+        triangles: np.ndarray,
+        aus: list[int],
+        stride: int,
+        max_frames: int | None,
+        progress: bool,
+        fps: float | None = None,
+        style: str = "wire",
+    ) -> None:
+        from au_face.viz.overlay import OverlayWriter
+
+        self._store, self._final, self._aus = store, final, aus
+        self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
+        try:
+            self._writer = OverlayWriter(
+                path, self._reader.fps / stride, self._reader.size, triangles, aus or None, style=style
+            )
+        except BaseException:
+            self._reader.close()
+            raise
+        self._progress = progress
+        self._changed = threading.Condition()
+        self._rows = 0
+        self._total: int | None = None
+        self._cancelled = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="au_face-overlay", daemon=True)
+        self._thread.start()
+
+    def ready(self, rows: int) -> None:
+        """The first ``rows`` frames' rows are in the store. Raises the thread's error, if it has failed."""
+        if self._error is not None:
+            raise self._error
+        with self._changed:
+            self._rows = rows
+            self._changed.notify_all()
+
+    def finish(self, total: int) -> None:
+        """All ``total`` rows are in the store: wait for the video to be written and published."""
+        with self._changed:
+            self._rows = self._total = total
+            self._changed.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        """Stop drawing and discard the partial video (idempotent)."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _wait_for(self, index: int) -> bool:
+        """Wait until frame ``index``'s row is stored (True) or the frames end before it (False)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._cancelled or self._rows > index or (self._total is not None and self._total <= index)
+            )
+            if self._cancelled:
+                raise _Cancelled
+            return self._rows > index
+
+    def _wait_for_total(self) -> int:
+        """Wait until :meth:`finish` says how many frames there are."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or self._total is not None)
+            if self._cancelled or self._total is None:
+                raise _Cancelled
+            return self._total
+
+    def _rows_from(self, start: int) -> dict[str, np.ndarray]:
+        """The stored rows of frames ``start:`` (up to :data:`_CHUNK` of them) that the drawing needs."""
+        names = (self._final, "valid", "rotation", "translation", "scale", *(("au_probs",) if self._aus else ()))
+        with self._changed:
+            stop = min(self._rows, start + _CHUNK)
+        return {name: self._store.read(name, start, stop) for name in names}
+
+    def _run(self) -> None:
+        try:
+            with (
+                self._reader as reader,
+                self._writer as writer,
+                ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
+                progress_bar(None, "overlay", self._progress) as bar,
+            ):
+                rows: dict[str, np.ndarray] = {}
+                start = 0
+                drawn: deque[Future[np.ndarray]] = deque()
+                for i, frame in enumerate(read_ahead(reader, depth=4)):
+                    if not self._wait_for(i):
+                        break
+                    if i - start >= len(rows.get("valid", ())):
+                        start, rows = i, self._rows_from(i)
+                    j = i - start
+                    probs = rows["au_probs"][j] if self._aus else None
+                    drawn.append(
+                        drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp)
+                    )
+                    while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
+                        writer.write_composed(drawn.popleft().result())
+                        bar.update(1)
+                while drawn:
+                    writer.write_composed(drawn.popleft().result())
+                    bar.update(1)
+                total = self._wait_for_total()
+                if writer.frames_written != total:
+                    raise PipelineError(
+                        f"overlay: the video gave {writer.frames_written} frames on the second read, {total} on the first"
+                    )
+        except _Cancelled:
+            pass
+        except BaseException as err:
+            self._error = err
+
+    def _posed(self, rows: dict[str, np.ndarray], j: int) -> np.ndarray | None:
+        """Image-space vertices of row ``j`` (None without a face)."""
+        if not rows["valid"][j]:
+            return None
+        return rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
+
+
+class _Cancelled(Exception):
+    """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
+
+
+__all__ = ["OverlayStream"]
