@@ -457,3 +457,21 @@ def test_reconstruct_from_the_shell_runs_single_threaded_blas(tmp_path: Path) ->
     env["OPENBLAS_NUM_THREADS"] = "2"
     own = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert own.stdout.split()[-2:] == ["2", "True"], own.stderr
+
+
+@pytest.mark.parametrize("inputs", [(), ("crops",)])
+def test_face_crops_are_made_only_for_a_model_that_reads_them(
+    inputs: tuple[str, ...], single_face: Path, reconstructor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mesh-only model needs no crops: none are warped on the tracking thread, or stored."""
+    warped = []
+    real_crop = type(reconstructor).crop
+    monkeypatch.setattr(type(reconstructor), "crop", lambda self, *a: warped.append(1) or real_crop(self, *a))
+    refiner = StandInRefiner()
+    refiner.frame_inputs = inputs  # type: ignore[attr-defined]
+    size = reconstructor.crop_size
+    result = reconstruct(
+        single_face, tmp_path, reconstructor, refiner=refiner, overlay=False, max_frames=20, progress=False
+    )
+    assert result.num_frames == 20 and reconstructor.crop_size == size > 0, "the reconstructor is left as it was"
+    assert (len(warped) > 0) == ("crops" in inputs)

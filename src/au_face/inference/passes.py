@@ -58,6 +58,8 @@ class ArrayRefiner(Protocol):
     clip_length: int
     topology_name: str
     aus: list[int]
+    #: the optional per-frame fields it reads (of :data:`FRAME_INPUTS`)
+    frame_inputs: tuple[str, ...]
 
     def fit_reference(self, vertices: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """``S̄ [V,3]`` of frames ``[T,V,3]`` (their ``valid [T]`` ones)."""
@@ -81,6 +83,7 @@ class TorchArrayRefiner:
         self.clip_length = int(refiner.clip_length)
         self.topology_name = refiner.topology_name
         self.aus: list[int] = [int(a) for a in getattr(refiner, "aus", [])]
+        self.frame_inputs: tuple[str, ...] = tuple(getattr(refiner, "frame_inputs", FRAME_INPUTS))
 
     def fit_reference(self, vertices: np.ndarray, valid: np.ndarray) -> np.ndarray:
         sample = CoarseFrames.from_canonical(
@@ -115,6 +118,8 @@ class TorchArrayRefiner:
         return CoarseFrames.from_numpy({**fields, "fps": np.asarray(1.0), "topology": np.asarray(self.topology_name)})
 
 
+#: Per-frame fields only a model with a video branch reads (stored and computed only for one).
+FRAME_INPUTS = ("crops", "features")
 #: What the inference pipelines take: a torch refiner (a loaded model, or the task training one) or a NumPy one.
 InferenceRefiner = Refiner | ArrayRefiner
 
@@ -313,6 +318,7 @@ def refine_windows(
 
 __all__ = [
     "BATCH_WINDOWS",
+    "FRAME_INPUTS",
     "ArrayRefiner",
     "InferenceRefiner",
     "PipelineError",

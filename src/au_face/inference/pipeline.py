@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError
 from au_face.inference.overlay import OverlayStream
-from au_face.inference.passes import InferenceRefiner, PipelineError, WindowStream, progress_bar
+from au_face.inference.passes import FRAME_INPUTS, InferenceRefiner, PipelineError, WindowStream, progress_bar
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
@@ -41,8 +42,6 @@ from au_face.viz import MESH_STYLES
 if TYPE_CHECKING:
     from au_face.faces.topology import FaceTopology
 
-#: Per-frame inputs only the refiner reads (not stored when there is none).
-_REFINER_INPUTS = ("crops", "features")
 #: Frames per read when streaming from the work store.
 _CHUNK = 256
 
@@ -179,6 +178,31 @@ def _remove(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def _frame_inputs(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[str, ...]:
+    """The optional per-frame fields (:data:`~au_face.inference.passes.FRAME_INPUTS`) the refiner reads:
+    none without one; all of them from a refiner whose needs are not known (a process still loading)."""
+    if refiner is None:
+        return ()
+    if isinstance(refiner, RefinerProcess):
+        refiner.check()
+    return tuple(getattr(refiner, "frame_inputs", FRAME_INPUTS))
+
+
+@contextmanager
+def _crops_unless(reconstructor: CoarseReconstructor, needed: bool) -> Iterator[None]:
+    """Meanwhile, a reconstructor that makes face crops (``crop_size``) makes none unless ``needed``
+    (warping them cost 0.5 ms a frame on the thread that tracks)."""
+    size = getattr(reconstructor, "crop_size", 0)
+    if needed or not size:
+        yield
+        return
+    reconstructor.crop_size = 0
+    try:
+        yield
+    finally:
+        reconstructor.crop_size = size
+
+
 def check_refiner(
     refiner: InferenceRefiner | RefinerProcess | None, topology: FaceTopology, reconstructor: str, wait: bool
 ) -> None:
@@ -291,10 +315,12 @@ def reconstruct(
         if overlay and refiner is None:  # the final meshes are the coarse ones: draw them as they come
             stream = start_overlay("vertices", [])
         tick = time.perf_counter()
-        fields = FRAME_FIELDS if refiner is not None else tuple(f for f in FRAME_FIELDS if f not in _REFINER_INPUTS)
-        fps, reference, num_valid = _coarse_pass(
-            source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, frame_rate
-        )
+        inputs = _frame_inputs(refiner)
+        fields = tuple(f for f in FRAME_FIELDS if f not in FRAME_INPUTS or f in inputs)
+        with _crops_unless(reconstructor, "crops" in inputs):
+            fps, reference, num_valid = _coarse_pass(
+                source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, frame_rate
+            )
         timings["coarse"] = time.perf_counter() - tick
         num_frames = store.shape("vertices")[0]
         frames = np.arange(num_frames, dtype=np.int64) * stride + 1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.stream import FRAME_FIELDS
-from au_face.inference.passes import ArrayRefiner, Refiner, WindowStream, refine_photos
+from au_face.inference.passes import FRAME_INPUTS, ArrayRefiner, Refiner, WindowStream, refine_photos
 from au_face.utils.concurrency import WorkerError, picklable
 
 if TYPE_CHECKING:
@@ -59,20 +59,30 @@ class RefinerProcess:
         self._process.start()
         child.close()
         self._topology_name: str | None = None
+        self._frame_inputs: tuple[str, ...] = FRAME_INPUTS
         self._begun = False  # the coarse store has been sent
 
     def check(self) -> bool:
         """Whether the refiner is loaded; raises the error of ``make()`` if it has failed. Never waits."""
         if self._topology_name is None and self._conn.poll():
-            self._topology_name = self._receive("loaded")[1][0]
+            self._loaded()
         return self._topology_name is not None
 
     @property
     def topology_name(self) -> str:
         """The refiner's mesh topology (waits until it is loaded; raises its loading error)."""
         if self._topology_name is None:
-            self._topology_name = self._receive("loaded")[1][0]
+            self._loaded()
+        assert self._topology_name is not None
         return self._topology_name
+
+    @property
+    def frame_inputs(self) -> tuple[str, ...]:
+        """The optional per-frame fields the refiner reads (all of them until it has loaded)."""
+        return self._frame_inputs
+
+    def _loaded(self) -> None:
+        self._topology_name, self._frame_inputs = self._receive("loaded")[1]
 
     def stored(
         self,
@@ -149,7 +159,7 @@ def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherit
         inherited.close()
     try:
         refiner = make()
-        conn.send(("loaded", refiner.topology_name))
+        conn.send(("loaded", refiner.topology_name, tuple(getattr(refiner, "frame_inputs", FRAME_INPUTS))))
         stream: WindowStream | None = None
         store: FrameStore | None = None
         while (request := conn.recv()) is not None:

@@ -91,11 +91,17 @@ class NumpyRefiner:
         self.aus: list[int] = settings["aus"]
         self.topology_name: str = settings["topology"]
         self.clip_length: int = settings["clip_length"]
+        #: the optional per-frame fields it reads (none: it has no video branch)
+        self.frame_inputs: tuple[str, ...] = ()
         self._settings = settings
         masks, first = self._p["net.tokenizer.masks"], self._p["net.tokenizer.first"]
-        k, (h, v, _) = len(masks), first.shape
-        # the tokenizer's first layer on each AU's masked displacement, as one matrix (AUTokenizer.forward)
-        self._token_weight = np.ascontiguousarray((masks[:, None, :, None] * first[None]).reshape(k * h, v * 3).T)
+        # the tokenizer's first layer on each AU's masked displacement (AUTokenizer.forward), restricted to
+        # the coordinates its mask covers: a fifth of the face for the packaged model's masks
+        self._token_inputs = [np.flatnonzero(np.repeat(mask > 0, 3)) for mask in masks]
+        self._token_weights = [
+            np.ascontiguousarray((mask[:, None] * first).reshape(len(first), -1)[:, inputs].T)
+            for mask, inputs in zip(masks, self._token_inputs)
+        ]
         self._expression = _columns(self._p["neutral.expression"])  # E [3V, E]
         self._identity = _columns(self._p["neutral.identity"])  # I [3V, I]
         self._expression_gram = self._expression.T @ self._expression
@@ -198,7 +204,8 @@ class NumpyRefiner:
         flat = displacement.reshape(b * t, v * 3)
         codes = (flat @ p["net.expression.pseudo_inverse"].T).reshape(b, t, -1)
         # AU tokens (AUTokenizer), then the spatial transformer over them
-        hidden = (flat / np.float32(settings["vertex_scale"])) @ self._token_weight
+        scaled = flat / np.float32(settings["vertex_scale"])
+        hidden = np.stack([scaled[:, i] @ w for i, w in zip(self._token_inputs, self._token_weights)], axis=1)
         hidden = _gelu(hidden.reshape(b, t, len(self.aus), -1) + p["net.tokenizer.first_bias"])
         tokens = _linear(hidden, p, "net.tokenizer.rest.1") + p["net.spatial.au_embedding"]
         tokens = self._encoder(

@@ -85,6 +85,13 @@ class AUFaceRefiner(nn.Module):
     def topology_name(self) -> str:
         return self.geometry.topology.name
 
+    @property
+    def frame_inputs(self) -> tuple[str, ...]:
+        """The optional per-frame fields the network reads: ``crops`` or ``features`` for a video branch."""
+        if not self.net.uses_video:
+            return ()
+        return ("features",) if self.net.video_from_features else ("crops",)
+
     @classmethod
     def load(cls, path: str | Path) -> AUFaceRefiner:
         """The refiner of an ``AUFaceTask`` checkpoint (read with ``weights_only=True``), on CPU, in

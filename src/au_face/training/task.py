@@ -124,6 +124,10 @@ class AUFaceTask(L.LightningModule):
     def clip_length(self) -> int:
         return self.model.clip_length
 
+    @property
+    def frame_inputs(self) -> tuple[str, ...]:
+        return self.model.frame_inputs
+
     def reference(self, coarse: CoarseFrames) -> torch.Tensor:
         """S̄ ``[V,3]`` of a whole video (:meth:`AUFaceRefiner.reference`)."""
         return self.model.reference(coarse)
