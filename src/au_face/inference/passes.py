@@ -49,6 +49,10 @@ class Refiner(Protocol):
         ...
 
 
+#: Per-frame fields only a model with a video branch reads (stored and computed only for one).
+FRAME_INPUTS = ("crops", "features")
+
+
 class ArrayRefiner(Protocol):
     """A refiner on NumPy arrays: what pass 2 and photo collections call. The NumPy refiner
     (:class:`~au_face.model.numpy_refiner.NumpyRefiner`, no torch) is one; :class:`TorchArrayRefiner`
@@ -118,8 +122,6 @@ class TorchArrayRefiner:
         return CoarseFrames.from_numpy({**fields, "fps": np.asarray(1.0), "topology": np.asarray(self.topology_name)})
 
 
-#: Per-frame fields only a model with a video branch reads (stored and computed only for one).
-FRAME_INPUTS = ("crops", "features")
 #: What the inference pipelines take: a torch refiner (a loaded model, or the task training one) or a NumPy one.
 InferenceRefiner = Refiner | ArrayRefiner
 
@@ -170,9 +172,10 @@ class WindowStream:
     plan, with ``S̄`` from :class:`~au_face.model.reference.ReferenceSchedule` (or the fixed
     ``reference``), so the rows do not depend on when frames arrive. Overlapping outputs are
     blended as in :meth:`AUFaceRefiner.refine <au_face.model.refiner.AUFaceRefiner.refine>`, which
-    gives the same result. Windows go to the refiner :data:`BATCH_WINDOWS` at a time (its
-    ``refine_clips`` when it has one). Frames without a face keep their coarse mesh and get NaN
-    probabilities. ``threads`` caps torch's intra-op threads while refining (None: leave as is).
+    gives the same result. Windows go to the refiner's ``refine_windows`` :data:`BATCH_WINDOWS` at a
+    time (a torch refiner through :class:`TorchArrayRefiner`). Frames without a face keep their coarse
+    mesh and get NaN probabilities. ``threads`` caps a torch refiner's intra-op threads while it
+    refines (None: leave as is).
     ``on_rows(rows, aus)`` is called whenever rows were appended, with the number of refined frames
     so far and the AU numbers.
     """

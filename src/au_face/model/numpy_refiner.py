@@ -113,7 +113,7 @@ class NumpyRefiner:
 
     @classmethod
     def load(cls, path: str | Path) -> NumpyRefiner:
-        """A refiner exported to ``path`` by :func:`save_export`."""
+        """A refiner exported to ``path`` (an npz of :func:`export_arrays`, as :func:`load_array_refiner` caches them)."""
         with np.load(path) as stored:
             return cls({name: stored[name] for name in stored.files})
 
@@ -261,7 +261,6 @@ class NumpyRefiner:
             [_linear(au_state, p, "net.smoother.au_mix"), _linear(context, p, "net.smoother.rest_mix")[:, :, None]],
             axis=2,
         )  # [B,T,R,S]
-        b, t, v, c = vertices.shape
         mix = np.swapaxes(_softmax(logits), 2, 3) @ p["net.smoother.regions"]  # [B,T,S,V]
         filtered = _filter_sequences(vertices, valid, tuple(self._settings["smoothing_sigmas"]))  # [B,T,S,V,3]
         return (mix[..., None] * filtered).sum(axis=2)
@@ -333,12 +332,11 @@ def _sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
 
 def _filter_sequences(vertices: np.ndarray, valid: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     """:func:`au_face.nn.smoother.filter_sequences` (normalised Gaussian filtering over time) → ``[B,T,S,V,3]``."""
-    t = vertices.shape[1]
+    b, t, v, c = vertices.shape
     radius = max(1, math.ceil(3 * max(sigmas)))
     offsets = np.arange(t)[None, :] - np.arange(t)[:, None]  # [T_out, T_in]: input frame minus output frame
     taps = np.stack([_gaussian(s, offsets) * (np.abs(offsets) <= radius) for s in sigmas]).astype(np.float32)
     weight = valid.astype(np.float32)  # [B,T]
-    b, _, v, c = vertices.shape
     signal = (vertices * weight[..., None, None]).reshape(b, 1, t, v * c)
     numerator = (taps @ signal).reshape(b, len(sigmas), t, v, c).transpose(0, 2, 1, 3, 4)  # [B,T,S,V,3]
     denominator = np.einsum("sij,bj->bis", taps, weight)[..., None, None]
@@ -357,11 +355,6 @@ def export_path(checkpoint: str | Path) -> Path:
     """Where the export of ``checkpoint`` is cached: named by the SHA-256 of its bytes and :data:`EXPORT_VERSION`."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:24]
     return user_cache_dir() / "refiners" / f"{digest}_v{EXPORT_VERSION}.npz"
-
-
-def save_export(refiner: AUFaceRefiner, path: str | Path) -> None:
-    """Write :func:`export_arrays` of ``refiner`` to ``path`` atomically."""
-    atomic_save_npz(path, compressed=False, **export_arrays(refiner))
 
 
 def load_array_refiner(checkpoint: str | Path) -> NumpyRefiner | AUFaceRefiner:
@@ -399,5 +392,4 @@ __all__ = [
     "export_arrays",
     "export_path",
     "load_array_refiner",
-    "save_export",
 ]
