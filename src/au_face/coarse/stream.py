@@ -112,6 +112,10 @@ def reconstruct_video_arrays(
         raise NoFaceError(_no_face_message(path, num_frames, stride))
 
 
+#: Rows one read from a :class:`FrameStore` streams at most (the passes' unit; memory stays flat).
+STORE_CHUNK = 256
+
+
 class FrameStore:
     """Append-only raw files, one per field, in a work folder; rows are read back by range.
 
@@ -166,7 +170,7 @@ class FrameStore:
         data = np.fromfile(self.root / f"{name}.bin", dtype=dtype, count=count, offset=start * per_row * dtype.itemsize)
         return data.reshape(-1, *row)
 
-    def chunks(self, name: str, size: int = 256) -> Iterator[np.ndarray]:
+    def chunks(self, name: str, size: int = STORE_CHUNK) -> Iterator[np.ndarray]:
         """All rows of a field, ``size`` at a time."""
         for start in range(0, self._rows[name], size):
             yield self.read(name, start, start + size)

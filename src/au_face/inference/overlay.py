@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from au_face.coarse.stream import FrameStore
+from au_face.coarse.stream import STORE_CHUNK, FrameStore
 from au_face.inference.passes import PipelineError, progress_bar
 from au_face.io.sources import open_frames
 from au_face.utils.concurrency import read_ahead
 
-#: Frames per read from the work store.
-_CHUNK = 256
 #: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
 _DRAWING_THREADS = 2
 
@@ -110,10 +108,10 @@ class OverlayStream:
             return self._total
 
     def _rows_from(self, start: int) -> dict[str, np.ndarray]:
-        """The stored rows of frames ``start:`` (up to :data:`_CHUNK` of them) that the drawing needs."""
+        """The stored rows of frames ``start:`` (up to :data:`~au_face.coarse.stream.STORE_CHUNK` of them) that the drawing needs."""
         names = (self._final, "valid", "rotation", "translation", "scale", *(("au_probs",) if self._aus else ()))
         with self._changed:
-            stop = min(self._rows, start + _CHUNK)
+            stop = min(self._rows, start + STORE_CHUNK)
         return {name: self._store.read(name, start, stop) for name in names}
 
     def _run(self) -> None:

@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.base import CoarseReconstructor
-from au_face.coarse.stream import FRAME_FIELDS, FrameStore, reconstruct_video_arrays
+from au_face.coarse.stream import FRAME_FIELDS, STORE_CHUNK, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError
 from au_face.inference.overlay import OverlayStream
-from au_face.inference.passes import FRAME_INPUTS, InferenceRefiner, PipelineError, WindowStream, progress_bar
+from au_face.inference.passes import (
+    FRAME_INPUTS,
+    InferenceRefiner,
+    PipelineError,
+    WindowStream,
+    array_refiner,
+    progress_bar,
+)
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
@@ -41,9 +48,6 @@ from au_face.viz import MESH_STYLES
 
 if TYPE_CHECKING:
     from au_face.faces.topology import FaceTopology
-
-#: Frames per read when streaming from the work store.
-_CHUNK = 256
 
 
 class TopologyMismatchError(AUFaceError, ValueError):
@@ -131,8 +135,8 @@ def _write_npz(
 def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]) -> None:
     """The OpenFace-style CSV: pose and confidence for every frame, AUs when a model ran."""
     with AUCsvWriter(path, aus) as writer:
-        for start in range(0, len(frames), _CHUNK):
-            stop = start + _CHUNK
+        for start in range(0, len(frames), STORE_CHUNK):
+            stop = start + STORE_CHUNK
             valid = store.read("valid", start, stop)
             writer.write(
                 frames[start:stop],
@@ -149,8 +153,8 @@ def _write_frame_meshes(
     directory: Path, store: FrameStore, triangles: np.ndarray, frames: np.ndarray, fmt: str
 ) -> None:
     final = "refined" if "refined" in store else "vertices"
-    for start in range(0, len(frames), _CHUNK):
-        stop = start + _CHUNK
+    for start in range(0, len(frames), STORE_CHUNK):
+        stop = start + STORE_CHUNK
         write_frame_meshes(
             directory,
             store.read(final, start, stop),
@@ -185,7 +189,8 @@ def _frame_inputs(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[st
         return ()
     if isinstance(refiner, RefinerProcess):
         refiner.check()
-    return tuple(getattr(refiner, "frame_inputs", FRAME_INPUTS))
+        return refiner.frame_inputs
+    return array_refiner(refiner).frame_inputs
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.coarse.stream import FRAME_FIELDS
-from au_face.inference.passes import FRAME_INPUTS, ArrayRefiner, Refiner, WindowStream, refine_photos
+from au_face.inference.passes import FRAME_INPUTS, ArrayRefiner, Refiner, WindowStream, array_refiner, refine_photos
 from au_face.utils.concurrency import WorkerError, picklable
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherit
         inherited.close()
     try:
         refiner = make()
-        conn.send(("loaded", refiner.topology_name, tuple(getattr(refiner, "frame_inputs", FRAME_INPUTS))))
+        conn.send(("loaded", refiner.topology_name, array_refiner(refiner).frame_inputs))
         stream: WindowStream | None = None
         store: FrameStore | None = None
         while (request := conn.recv()) is not None:

@@ -80,7 +80,7 @@ def draw_mesh(
     if style not in MESH_STYLES:
         raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
     alpha = _STYLE_ALPHA[style] if alpha is None else alpha
-    ids = _front(posed, triangles)
+    ids, shade = facing_triangles(posed, triangles) if style == "shaded" else (_front(posed, triangles), None)
     if len(ids) == 0:
         return image
     points = np.round(posed[:, :2]).astype(np.int32)
@@ -92,8 +92,7 @@ def draw_mesh(
     roi = image[y0:y1, x0:x1]
     layer = roi.copy()
     pts = pts - np.array([x0, y0], dtype=np.int32)
-    if style == "shaded":
-        _, shade = facing_triangles(posed, triangles)
+    if shade is not None:
         levels = np.minimum((shade * _SHADES).astype(int), _SHADES - 1)
         for level in range(_SHADES):
             polys = pts[levels == level]
