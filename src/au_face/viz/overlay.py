@@ -147,9 +147,8 @@ class AUPanel:
         """The panel for one frame (``probs`` ``[K]``, or None when there is no face), drawn into ``out``
         (``[height, width, 3]``) or a new image. Bars and numbers are drawn to the hundredth shown;
         each AU's row is drawn once per value and reused."""
-        panel = self._base.copy() if out is None else out
-        if out is not None:
-            panel[:] = self._base
+        panel = np.empty_like(self._base) if out is None else out
+        panel[:] = self._base
         values = [None] * len(self.aus) if probs is None else [min(max(float(p), 0.0), 1.0) for p in probs]
         for k, p in enumerate(values):
             row = self._row(k, None, False) if p is None else self._row(k, int(round(p * 100)), p >= self.threshold)
