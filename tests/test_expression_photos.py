@@ -232,3 +232,96 @@ def test_mixed_batches_come_from_one_source_in_the_ratio() -> None:
     assert len(set(drawn.tolist())) == len(drawn), "no photo twice in an epoch"
     assert (drawn >= 40).mean() > 10 / 50, "weights favour the heavier photos"
     assert list(sampler) != batches, "a new draw every epoch"
+
+
+def open_mouth(template: np.ndarray, landmarks68: np.ndarray, parting: float) -> np.ndarray:
+    """``template [V,3]`` with the lower inner-lip midpoint moved so that gap / width is ``parting``."""
+    v = template.astype(np.float64).copy()
+    corner_a, corner_b, upper, lower = landmarks68[[60, 64, 62, 66]]
+    width = np.linalg.norm(v[corner_a] - v[corner_b])
+    down = np.array([0.0, -1.0 if v[upper, 1] > v[lower, 1] else 1.0, 0.0])
+    v[lower] = v[upper] + down * parting * width
+    return v
+
+
+def test_lip_parting_measures_the_inner_lip_gap_over_the_mouth_width() -> None:
+    from au_face.data.lips import LIPS_AT_REST, LIPS_PARTED, lip_parting, lips_part_labels
+    from au_face.faces.mediapipe import mediapipe_topology
+
+    topology = mediapipe_topology()
+    faces = np.stack([open_mouth(topology.template, topology.landmarks68, p) for p in (0.02, 0.15, 0.4)])
+    parting = lip_parting(faces, topology.landmarks68)
+    np.testing.assert_allclose(parting, [0.02, 0.15, 0.4], atol=1e-6)
+    np.testing.assert_allclose(lip_parting(faces * 3.0 + 1.0, topology.landmarks68), parting, atol=1e-6)  # scale-free
+    assert LIPS_AT_REST < 0.15 < LIPS_PARTED
+    assert lips_part_labels(np.array([0.02, 0.15, 0.4, np.nan])).tolist() == [0, -1, 1, -1]
+    no_lips = topology.landmarks68.copy()
+    no_lips[62] = -1
+    with pytest.raises(ValueError, match="inner-lip landmark"):
+        lip_parting(faces, no_lips)
+
+
+def test_lips_part_fills_only_the_unknown_au25_labels() -> None:
+    from au_face.data.lips import fill_lips_part
+    from au_face.faces.mediapipe import mediapipe_topology
+
+    topology = mediapipe_topology()
+    parted = open_mouth(topology.template, topology.landmarks68, 0.4)[None]
+    closed = open_mouth(topology.template, topology.landmarks68, 0.0)[None]
+    au25 = AUS.index(25)
+    for expression, face, wanted in [
+        ("happiness", parted, 1),  # unknown in a smile: from the mesh
+        ("happiness", closed, 0),
+        ("neutral", parted, 0),  # the expression's 0 stays (lips apart at rest are that person's baseline)
+        ("surprise", closed, 1),  # the expression's 1 stays
+    ]:
+        labels = np.array([weak_au_labels(expression, AUS)], dtype=np.int8)
+        filled = fill_lips_part(labels, AUS, face, topology.landmarks68)
+        assert filled[0, au25] == wanted, expression
+        others = np.arange(len(AUS)) != au25
+        assert (filled[0, others] == labels[0, others]).all()
+    without = [au for au in AUS if au != 25]
+    labels = np.array([weak_au_labels("happiness", without)], dtype=np.int8)
+    assert (fill_lips_part(labels, without, parted, topology.landmarks68) == labels).all()
+
+
+def test_datamodule_reads_au25_from_the_photo_mesh_when_asked(tmp_path: Path) -> None:
+    from au_face.faces.mediapipe import mediapipe_topology
+
+    topology = mediapipe_topology()
+    root = tmp_path / "fe"
+    (root / "data").mkdir(parents=True)
+    (root / "images").mkdir()
+    rows = ["user.id,image,emotion"]
+    parting = {"Smile_Open_0001.jpg": 0.4, "Smile_Shut_0001.jpg": 0.0, "Calm_Open_0001.jpg": 0.4}
+    expression = {
+        "Smile_Open_0001.jpg": "happiness",
+        "Smile_Shut_0001.jpg": "happiness",
+        "Calm_Open_0001.jpg": "neutral",
+    }
+    names = [f"{stem}_{i:04d}.jpg" for stem in ("Smile_Open", "Smile_Shut", "Calm_Open") for i in range(1, 40)]
+    names = [n for n in names if not is_reserved(n)]
+    for name in names:
+        rows.append(f"1,{name},{expression[name[:-8] + '0001.jpg']}")
+        (root / "images" / name).write_bytes(name.encode())
+    (root / "data" / "legend.csv").write_text("\n".join(rows) + "\n")
+    kwargs = dict(val_fraction=0.34, geometry=photo_geometry(), batch_size=2, clip_length=1)
+    dm = ExpressionPhotoDataModule(str(root), str(root / "cache"), lips_part_from_mesh=True, **kwargs)
+    results = []
+    for name in names:
+        face = open_mouth(topology.template, topology.landmarks68, parting[name[:-8] + "0001.jpg"])
+        vertices = torch.from_numpy(face[None].astype(np.float32))
+        CoarseFrames.from_canonical(vertices, torch.tensor([True]), 30.0, "mediapipe").save(
+            dm.cache.prepare(root / "images" / name)
+        )
+        results.append((root / "images" / name, "done", 1, 1, "", None))
+    dm.cache.record_many(results)
+    plain = ExpressionPhotoDataModule(str(root), str(root / "cache"), **kwargs)
+    au25 = AUS.index(25)
+    wanted = {"Smile_Open": 1, "Smile_Shut": 0, "Calm_Open": 0}
+    records = [r for split in ("train", "val") for r in dm.records(split)]
+    unfilled_records = [r for split in ("train", "val") for r in plain.records(split)]
+    assert len(records) == len(names)
+    for record, unfilled in zip(records, unfilled_records, strict=True):
+        assert record.labels[0, au25] == wanted[record.name[:-9]], record.name
+        assert unfilled.labels[0, au25] == (0 if record.name.startswith("Calm") else -1)

@@ -343,6 +343,59 @@ def test_an_overlay_failure_is_raised_and_the_partial_video_discarded(
     assert not any(t.name == "au_face-overlay" and t.is_alive() for t in threading.enumerate())
 
 
+def _overlay_frames(path: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := cap.read())[0]:
+        frames.append(read[1])
+    cap.release()
+    return np.stack(frames)
+
+
+def test_the_overlay_draws_pass_1s_frames_and_decodes_again_only_past_the_tees_budget(
+    single_face: Path, reconstructor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import au_face.inference.overlay as overlay_module
+    import au_face.inference.pipeline as pipeline_module
+    from au_face.inference.frame_tee import FrameTee
+
+    decodes = []
+    real_read_ahead = overlay_module.read_ahead
+    monkeypatch.setattr(overlay_module, "read_ahead", lambda *a, **k: decodes.append(1) or real_read_ahead(*a, **k))
+    kwargs = dict(refiner=StandInRefiner(), max_frames=30, progress=False)
+    teed = reconstruct(single_face, tmp_path / "teed", reconstructor, **kwargs)
+    assert decodes == [], "the video was decoded once"
+    monkeypatch.setattr(pipeline_module, "FrameTee", lambda **kw: FrameTee(budget=10, **kw))  # not one frame fits
+    again = reconstruct(single_face, tmp_path / "again", reconstructor, **kwargs)
+    assert decodes == [1]
+    a, b = _overlay_frames(teed.paths["overlay"]), _overlay_frames(again.paths["overlay"])
+    assert a.shape == b.shape == (30, 360, 840, 3)
+    assert np.abs(a.astype(int) - b).mean() < 1.5, "the same pictures either way"
+
+
+def test_the_overlay_is_drawn_scaled_down_past_its_longest_side(
+    single_face: Path, reconstructor, tmp_path: Path
+) -> None:
+    from au_face.viz.overlay import overlay_size
+
+    assert overlay_size((1920, 1080), 960) == (960, 540) and overlay_size((1080, 1920), 960) == (540, 960)
+    assert overlay_size((1280, 720), 960) == (640, 360), "halved: a whole divisor"
+    assert overlay_size((640, 360), 960) == (640, 360) and overlay_size((1280, 720), 0) == (1280, 720)
+    with pytest.raises(ValueError, match="max_side"):
+        overlay_size((640, 360), -1)
+    kwargs = dict(refiner=StandInRefiner(), max_frames=10, progress=False)
+    full = reconstruct(single_face, tmp_path / "full", reconstructor, overlay_max_side=0, **kwargs)
+    small = reconstruct(single_face, tmp_path / "small", reconstructor, overlay_max_side=320, **kwargs)
+    big, little = _overlay_frames(full.paths["overlay"]), _overlay_frames(small.paths["overlay"])
+    assert big.shape == (10, 360, 840, 3) and little.shape == (10, 180, 520, 3), "the AU panel keeps its width"
+    shrunk = np.stack([cv2.resize(f[:, :640], (320, 180), interpolation=cv2.INTER_AREA) for f in big])
+    diff = np.abs(shrunk.astype(int) - little[:, :, :320]).mean()
+    shifted = np.abs(np.roll(shrunk, 8, axis=2).astype(int) - little[:, :, :320]).mean()
+    # one-pixel lines and labels are drawn at one size on both: about 6 grey levels apart on average,
+    # where the picture 8 pixels off is about 25
+    assert diff < 10.0 and shifted > 2 * diff, f"the same picture at half the size ({diff:.1f}, shifted {shifted:.1f})"
+
+
 def test_topology_mismatch_is_refused_before_any_work(single_face: Path, reconstructor, tmp_path: Path) -> None:
     with pytest.raises(
         TopologyMismatchError, match="trained on topology 'ict', the mediapipe reconstructor gives 'mediapipe'"

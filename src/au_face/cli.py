@@ -35,8 +35,10 @@ COMMANDS = {
 #: Environment defaults of ``au-face reconstruct`` run from the shell, set before NumPy loads (the user's
 #: own settings win). It tracks faces on one core and does everything else on the other; OpenBLAS's
 #: worker threads spin while they wait for work, which cost 1.9 s of CPU on a 472-frame clip here,
-#: so matrix products run on the thread that asks for them.
-RECONSTRUCT_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: so matrix products run on the thread that asks for them. OpenCV's own thread pool likewise: the
+#: overlay already draws on two threads of its own, and OpenCV splitting each colour conversion and
+#: drawing call over both cores cost 0.3 s more CPU on the same clip than one thread a call.
+RECONSTRUCT_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
 
 
 def run_command(name: str, argv: Sequence[str], fresh_process: bool = False) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from au_face.coarse.base import OPTIONAL_FIELDS, CoarseFrames, CoarseReconstruct
 from au_face.errors import AUFaceError
 from au_face.io.meshes import NpzStreamWriter
 from au_face.io.sources import FrameReader, open_frames
-from au_face.io.video import iter_chunks
+from au_face.io.video import VideoFrame, iter_chunks
 from au_face.utils.concurrency import read_ahead
 
 #: Per-frame fields of :class:`CoarseFrames`, in file order.
@@ -95,21 +95,31 @@ def reconstruct_video_arrays(
     max_frames: int | None = None,
     chunk_size: int = 64,
     fps: float | None = None,
+    on_frame: Callable[[VideoFrame], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """:func:`reconstruct_video`, each chunk as :meth:`CoarseFrames.to_numpy` arrays
     (:meth:`~au_face.coarse.base.CoarseReconstructor.reconstruct_arrays`: MediaPipe needs no torch);
-    raises :class:`NoFaceError` after the last chunk if no frame had a face."""
+    raises :class:`NoFaceError` after the last chunk if no frame had a face. ``on_frame`` is called
+    with every frame as it is decoded, in the decoding thread."""
     path = Path(path)
     num_frames = num_valid = 0
     with open_frames(path, stride=stride, max_frames=max_frames, fps=fps) as reader:
         reconstructor.reset()
-        for chunk in iter_chunks(read_ahead(reader), chunk_size):
+        frames = reader if on_frame is None else _passing(reader, on_frame)
+        for chunk in iter_chunks(read_ahead(frames), chunk_size):
             arrays = reconstructor.reconstruct_arrays([f.rgb for f in chunk], [f.timestamp for f in chunk], reader.fps)
             num_frames += len(chunk)
             num_valid += int(np.count_nonzero(arrays["valid"]))
             yield arrays
     if num_valid == 0:
         raise NoFaceError(_no_face_message(path, num_frames, stride))
+
+
+def _passing(frames: Iterable[VideoFrame], on_frame: Callable[[VideoFrame], None]) -> Iterator[VideoFrame]:
+    """``frames``, each shown to ``on_frame`` first."""
+    for frame in frames:
+        on_frame(frame)
+        yield frame
 
 
 #: Rows one read from a :class:`FrameStore` streams at most (the passes' unit; memory stays flat).

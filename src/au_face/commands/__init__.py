@@ -12,6 +12,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
+
+
 def path_arg(text: str) -> Path:
     """argparse type: a path that is not empty (``--out ''``, an unset shell variable, is not ``.``)."""
     if not text.strip():

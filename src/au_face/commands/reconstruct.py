@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from au_face.coarse.registry import RECONSTRUCTORS
-from au_face.commands import path_arg, positive_float, positive_int
+from au_face.commands import non_negative_int, path_arg, positive_float, positive_int
 from au_face.errors import AUFaceError
 from au_face.io.meshes import MESH_FORMATS
 from au_face.utils.files import output_folder
-from au_face.viz import MESH_STYLES
+from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
 
 if TYPE_CHECKING:
     from au_face.coarse.base import CoarseReconstructor
@@ -73,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the overlay draws the mesh: its wireframe (default, about 1.5 ms a frame) or shaded triangles "
         "under it (about 4 ms)",
     )
+    parser.add_argument(
+        "--overlay-max-side",
+        type=non_negative_int,
+        default=OVERLAY_MAX_SIDE,
+        metavar="PIXELS",
+        help=f"draw the overlay scaled down to this many pixels on its longer side (default {OVERLAY_MAX_SIDE}; "
+        "0: the video's own size)",
+    )
     parser.add_argument("--stride", type=positive_int, default=1, help="process every N-th frame (default 1)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many processed frames")
     parser.add_argument(
@@ -126,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "mesh_format": args.mesh_format,
         "overlay": not args.no_overlay,
         "overlay_style": args.overlay_style,
+        "overlay_max_side": args.overlay_max_side,
         "stride": args.stride,
         "max_frames": args.max_frames,
         "fps": args.fps,

@@ -28,6 +28,7 @@ from au_face.inference.result import ReconstructionResult
 from au_face.io.checkpoints import default_checkpoint
 from au_face.io.sources import find_inputs, sequence_name
 from au_face.model.numpy_refiner import load_array_refiner
+from au_face.viz import OVERLAY_MAX_SIDE
 
 
 class UsageError(AUFaceError, ValueError):
@@ -171,6 +172,7 @@ class Reconstructor:
         out: str | Path | None = None,
         overlay: bool = False,
         overlay_style: str = "wire",
+        overlay_max_side: int | None = OVERLAY_MAX_SIDE,
         mesh_format: str | None = None,
         stride: int = 1,
         max_frames: int | None = None,
@@ -184,7 +186,8 @@ class Reconstructor:
         one row (named by its file) of one result. ``fps`` is the frame rate of a folder of image
         frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
         that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
-        ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``.
+        ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``; ``overlay_max_side``
+        scales its picture down to that many pixels on the longer side (None or 0: the video's size).
         ``mesh_format``, ``stride``, ``max_frames``, ``progress``: as in :func:`au_face.inference.pipeline.reconstruct`.
         """
         from au_face.utils.quiet import native_logs_silenced
@@ -199,7 +202,7 @@ class Reconstructor:
                 )
             return self._photos(source, out, mesh_format, progress)
         options: dict[str, Any] = {
-            "overlay": overlay, "overlay_style": overlay_style, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
+            "overlay": overlay, "overlay_style": overlay_style, "overlay_max_side": overlay_max_side, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
         }  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
             results = [
@@ -256,6 +259,7 @@ def reconstruct(
     out: str | Path | None = None,
     overlay: bool = False,
     overlay_style: str = "wire",
+    overlay_max_side: int | None = OVERLAY_MAX_SIDE,
     mesh_format: str | None = None,
     stride: int = 1,
     max_frames: int | None = None,
@@ -274,6 +278,7 @@ def reconstruct(
             out=out,
             overlay=overlay,
             overlay_style=overlay_style,
+            overlay_max_side=overlay_max_side,
             mesh_format=mesh_format,
             stride=stride,
             max_frames=max_frames,

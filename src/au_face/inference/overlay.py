@@ -3,17 +3,24 @@ while the meshes are made (:class:`OverlayStream`)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
 from au_face.coarse.stream import STORE_CHUNK, FrameStore
+from au_face.inference.frame_tee import FrameTee, scaled
 from au_face.inference.passes import PipelineError, progress_bar
-from au_face.io.sources import open_frames
+from au_face.io.sources import FrameReader, open_frames
+from au_face.io.video import VideoFrame
 from au_face.utils.concurrency import read_ahead
+from au_face.viz import OVERLAY_MAX_SIDE
+from au_face.viz.overlay import OverlayWriter, overlay_size
 
 #: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
 _DRAWING_THREADS = 2
@@ -23,7 +30,8 @@ class OverlayStream:
     """Pass 3 in a thread: draw the posed final mesh and AU bars on every processed frame while
     the main thread is still producing the meshes.
 
-    The thread decodes the video again and waits for each frame's row in ``store`` (``final``
+    The thread takes the frames pass 1 decoded from ``tee`` (or, without one or once it has
+    overflowed, decodes the video again) and waits for each frame's row in ``store`` (``final``
     vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
     :data:`_DRAWING_THREADS` draw the frames, which are written in order.
     :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
@@ -44,14 +52,16 @@ class OverlayStream:
         progress: bool,
         fps: float | None = None,
         style: str = "wire",
+        tee: FrameTee | None = None,
+        max_side: int | None = OVERLAY_MAX_SIDE,
     ) -> None:
-        from au_face.viz.overlay import OverlayWriter
-
-        self._store, self._final, self._aus = store, final, aus
+        self._store, self._final, self._aus, self._tee = store, final, aus, tee
         self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
+        self._size = overlay_size(self._reader.size, max_side)
+        self._factor = np.array([self._size[0] / self._reader.size[0], self._size[1] / self._reader.size[1], 1.0])
         try:
             self._writer = OverlayWriter(
-                path, self._reader.fps / stride, self._reader.size, triangles, aus or None, style=style
+                path, self._reader.fps / stride, self._size, triangles, aus or None, style=style
             )
         except BaseException:
             self._reader.close()
@@ -117,15 +127,16 @@ class OverlayStream:
     def _run(self) -> None:
         try:
             with (
-                self._reader as reader,
+                self._reader,
                 self._writer as writer,
                 ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
                 progress_bar(None, "overlay", self._progress) as bar,
+                closing(overlay_frames(self._tee, self._reader, self._size)) as frames,
             ):
                 rows: dict[str, np.ndarray] = {}
                 start = 0
                 drawn: deque[Future[np.ndarray]] = deque()
-                for i, frame in enumerate(read_ahead(reader, depth=4)):
+                for i, frame in enumerate(frames):
                     if not self._wait_for(i):
                         break
                     if i - start >= len(rows.get("valid", ())):
@@ -152,14 +163,33 @@ class OverlayStream:
             self._error = err
 
     def _posed(self, rows: dict[str, np.ndarray], j: int) -> np.ndarray | None:
-        """Image-space vertices of row ``j`` (None without a face)."""
+        """Image-space vertices of row ``j`` on the overlay's picture (None without a face)."""
         if not rows["valid"][j]:
             return None
-        return rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
+        posed = rows["scale"][j] * rows[self._final][j] @ rows["rotation"][j].T + rows["translation"][j]
+        return posed * self._factor
+
+
+def overlay_frames(
+    tee: FrameTee | None, reader: FrameReader, size: tuple[int, int] | None = None
+) -> Generator[VideoFrame, None, None]:
+    """The frames to draw: pass 1's from ``tee`` while it has them, then (no tee: from the start;
+    overflowed: from the first frame it did not give) decoded again by ``reader`` and scaled to
+    ``size`` (width, height; the tee scales its own)."""
+    taken = 0
+    if tee is not None:
+        while (frame := tee.take(taken)) is not None:
+            yield frame
+            taken += 1
+        if not tee.overflowed:  # pass 1 ended and every frame was taken
+            return
+    with closing(read_ahead(reader, depth=4)) as decoded:
+        for frame in itertools.islice(decoded, taken, None):
+            yield VideoFrame(frame.index, frame.timestamp, scaled(frame.rgb, size))
 
 
 class _Cancelled(Exception):
     """Raised in the overlay thread when :meth:`OverlayStream.cancel` stops it."""
 
 
-__all__ = ["OverlayStream"]
+__all__ = ["OverlayStream", "overlay_frames"]

@@ -29,6 +29,7 @@ import numpy as np
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, STORE_CHUNK, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError
+from au_face.inference.frame_tee import FrameTee
 from au_face.inference.overlay import OverlayStream
 from au_face.inference.passes import (
     FRAME_INPUTS,
@@ -44,7 +45,8 @@ from au_face.io.au_csv import AUCsvWriter
 from au_face.io.meshes import MESH_FORMATS, NpzStreamWriter, write_frame_meshes
 from au_face.io.sources import open_frames, sequence_name
 from au_face.utils.files import make_work_folder
-from au_face.viz import MESH_STYLES
+from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
+from au_face.viz.overlay import overlay_size
 
 if TYPE_CHECKING:
     from au_face.faces.topology import FaceTopology
@@ -65,28 +67,34 @@ def _coarse_pass(
     fields: tuple[str, ...],
     on_chunk: Callable[[int, float], None],
     frame_rate: float | None = None,
+    tee: FrameTee | None = None,
 ) -> tuple[float, np.ndarray, int]:
     """Pass 1: stream coarse chunks into ``store``; return fps, the mean shape and the valid-frame count.
 
     Only ``fields`` are stored; ``on_chunk(rows, fps)`` is called after each chunk with the number
-    of frames stored so far. Raises ``NoFaceError`` (from
+    of frames stored so far; the decoded frames go to ``tee`` (closed at the end). Raises ``NoFaceError`` (from
     :func:`~au_face.coarse.stream.reconstruct_video_arrays`) when no frame has a face.
     """
     num_vertices = reconstructor.topology.num_vertices
     shape_sum = np.zeros((num_vertices, 3), dtype=np.float64)
     num_valid = 0
     fps = 0.0
+    on_frame = None if tee is None else tee.add
     with progress_bar(expected, "coarse", progress) as bar:
-        for arrays in reconstruct_video_arrays(
-            source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate
-        ):
-            fps = float(arrays["fps"])
-            store.append_fields(arrays, fields)
-            valid = arrays["valid"].astype(bool)
-            shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
-            num_valid += int(valid.sum())
-            bar.update(len(valid))
-            on_chunk(store.shape("vertices")[0], fps)
+        try:
+            for arrays in reconstruct_video_arrays(
+                source, reconstructor, stride=stride, max_frames=max_frames, fps=frame_rate, on_frame=on_frame
+            ):
+                fps = float(arrays["fps"])
+                store.append_fields(arrays, fields)
+                valid = arrays["valid"].astype(bool)
+                shape_sum += arrays["vertices"][valid].sum(axis=0, dtype=np.float64)
+                num_valid += int(valid.sum())
+                bar.update(len(valid))
+                on_chunk(store.shape("vertices")[0], fps)
+        finally:
+            if tee is not None:
+                tee.close()
     reference = (shape_sum / max(num_valid, 1)).astype(np.float32)
     return fps, reference, num_valid
 
@@ -238,6 +246,7 @@ def reconstruct(
     name: str | None = None,
     fps: float | None = None,
     overlay_style: str = "wire",
+    overlay_max_side: int | None = OVERLAY_MAX_SIDE,
 ) -> ReconstructionResult:
     """Reconstruct every processed frame of one input and write the results to ``out_dir``.
 
@@ -247,7 +256,8 @@ def reconstruct(
     timestamps, ``S̄``) and ``<name>_aus.csv`` (pose and confidence; with a ``refiner`` also AU
     probabilities, plotted in ``<name>_aus.png``). ``mesh_format`` ("obj"/"ply") adds one canonical
     mesh per frame with a face under ``<name>_meshes/``; ``overlay`` adds ``<name>_overlay.mp4``, its
-    mesh drawn in ``overlay_style`` (:data:`~au_face.viz.MESH_STYLES`).
+    mesh drawn in ``overlay_style`` (:data:`~au_face.viz.MESH_STYLES`), its picture scaled down to
+    ``overlay_max_side`` pixels on its longer side (None or 0: the frames' size).
     ``refiner`` may be a :class:`~au_face.inference.process.RefinerProcess` still loading: it is
     waited for after pass 1. The refinement runs as the frames arrive (:class:`~au_face.inference.passes.WindowStream`);
     ``refine_threads`` is torch's thread count while refining. ``fps`` is the frame rate of image
@@ -264,7 +274,7 @@ def reconstruct(
     check_refiner(refiner, topology, reconstructor.name, wait=False)
     frame_rate = fps  # of image frames; ``fps`` becomes the frame rate read
     with open_frames(source, stride=stride, max_frames=max_frames, fps=frame_rate) as reader:
-        expected = reader.num_frames
+        expected, frame_size = reader.num_frames, reader.size
     if expected is not None:
         expected = -(-expected // stride)
         expected = expected if max_frames is None else min(expected, max_frames)
@@ -275,6 +285,8 @@ def reconstruct(
     work = make_work_folder(out_dir, name)  # and removes those of killed runs
     stream: OverlayStream | None = None
     written: dict[str, Path] = {}  # outputs published by this run
+    # the frames pass 1 decodes, kept (at the overlay's size) for the overlay
+    tee = FrameTee(size=overlay_size(frame_size, overlay_max_side)) if overlay else None
     try:
         store = FrameStore(work)
 
@@ -291,6 +303,8 @@ def reconstruct(
                 progress,
                 frame_rate,
                 overlay_style,
+                tee,
+                overlay_max_side,
             )
 
         windows: WindowStream | None = None  # the in-process refinement
@@ -324,7 +338,17 @@ def reconstruct(
         fields = tuple(f for f in FRAME_FIELDS if f not in FRAME_INPUTS or f in inputs)
         with _crops_unless(reconstructor, "crops" in inputs):
             fps, reference, num_valid = _coarse_pass(
-                source, reconstructor, store, stride, max_frames, expected, progress, fields, coarse_stored, frame_rate
+                source,
+                reconstructor,
+                store,
+                stride,
+                max_frames,
+                expected,
+                progress,
+                fields,
+                coarse_stored,
+                frame_rate,
+                tee,
             )
         timings["coarse"] = time.perf_counter() - tick
         num_frames = store.shape("vertices")[0]

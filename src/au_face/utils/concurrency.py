@@ -11,7 +11,7 @@ import multiprocessing
 import pickle
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from typing import TypeVar, cast
@@ -36,7 +36,7 @@ class _End:
         self.error = error
 
 
-def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 8) -> Generator[T, None, None]:
     """Iterate over ``items`` in a daemon thread, at most ``depth`` items ahead of the consumer.
 
     For frame readers: the next frames are decoded while the current one is processed. The

@@ -10,6 +10,7 @@ wireframe, about 4 ms.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from au_face.aus import au_label
 from au_face.errors import AUFaceError
 from au_face.io.video_writer import Mp4Writer
 from au_face.utils.files import AtomicStreamWriter, publish, temporary_sibling
-from au_face.viz import MESH_STYLES
+from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
 
 #: BGR colours of the overlay.
 MESH_COLOUR = np.array([255, 230, 150], dtype=np.float32)
@@ -40,6 +41,20 @@ _PANEL_ROWS_KEPT = 512
 
 class RenderError(AUFaceError, RuntimeError):
     """Raised when a video or figure cannot be written."""
+
+
+def overlay_size(size: tuple[int, int], max_side: int | None = OVERLAY_MAX_SIDE) -> tuple[int, int]:
+    """The overlay's picture ``(width, height)`` for frames of ``size``: divided by the smallest whole
+    number that brings its longer side to at most ``max_side`` (None or 0: the frames' own size).
+    A whole divisor keeps the scaling cheap (area averaging over whole blocks: about 1 ms a 720p frame,
+    against 10 ms for 3/4)."""
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"max_side must be 0 or positive, got {max_side}")
+    width, height = size
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    divisor = math.ceil(max(width, height) / max_side)
+    return max(1, round(width / divisor)), max(1, round(height / divisor))
 
 
 def facing_triangles(posed: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

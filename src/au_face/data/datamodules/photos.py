@@ -12,7 +12,9 @@ with two different expressions (dropped, and named in :attr:`PhotoTable.conflict
 * **Train and validation** come from the rest, split by person (:func:`person_of`: LFW-style
   ``First_Last_0004.jpg`` -> ``First_Last``), stratified by each person's rarest expression.
 * **Items.** Each photo is a one-frame sequence from the coarse cache; S̄ is fitted to that photo
-  (``reference='neutral'``); its labels are :func:`~au_face.aus.weak_au_labels` of its expression.
+  (``reference='neutral'``); its labels are :func:`~au_face.aus.weak_au_labels` of its expression,
+  and with ``lips_part_from_mesh`` AU25 where the expression leaves it unknown is read from the
+  photo's mesh (:func:`~au_face.data.lips.fill_lips_part`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import csv
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from au_face.aus import (
     parse_expression,
     weak_au_labels,
 )
+from au_face.coarse.base import CoarseFrames
 from au_face.data.clips import SequenceRecord
 from au_face.data.datamodules.cached import (
     STAGE_SPLITS,
@@ -41,6 +44,7 @@ from au_face.data.datamodules.cached import (
     VideoSequence,
 )
 from au_face.data.labels import LabelTrack
+from au_face.data.lips import fill_lips_part
 
 #: Last hex digits of SHA-1(file name) that put a photo in the reserved quarter.
 RESERVED_DIGITS = "cdef"
@@ -188,6 +192,8 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         val_fraction: share of each expression's photos (by person) for validation.
         max_train_per_expression: train on at most this many photos of each expression (the
             first in SHA-1 order of their names; None: all). Validation is never capped.
+        lips_part_from_mesh: where the expression leaves AU25 unknown, label it from the inner-lip
+            gap of the photo's cached mesh (:mod:`au_face.data.lips`).
         Other arguments: see :class:`CachedVideoDataModule` (``reference`` must be ``neutral``).
     """
 
@@ -201,6 +207,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         emotion_column: str = "emotion",
         val_fraction: float = 0.2,
         max_train_per_expression: int | None = None,
+        lips_part_from_mesh: bool = False,
         **kwargs,
     ) -> None:
         kwargs.setdefault("reference", "neutral")
@@ -216,6 +223,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         self.image_column, self.emotion_column = image_column, emotion_column
         self.val_fraction = val_fraction
         self.max_train_per_expression = max_train_per_expression
+        self.lips_part_from_mesh = lips_part_from_mesh
 
     @property
     def root(self) -> Path:
@@ -249,15 +257,23 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         return out
 
     def records(self, split: str) -> list[SequenceRecord]:
-        """The split's photos that have a face in the cache."""
+        """The split's photos that have a face in the cache (AU25 filled from the mesh with ``lips_part_from_mesh``)."""
         if split not in self._records:
             manifest = self.cache.manifest()
             records = super().records(split)
-            self._records[split] = [
+            records = [
                 r for r, s in zip(records, self.sequences(split))
                 if self.cache.has_face(s.video, manifest)
             ]  # fmt: skip
+            self._records[split] = [self._with_lips_part(r) for r in records] if self.lips_part_from_mesh else records
         return self._records[split]
+
+    def _with_lips_part(self, record: SequenceRecord) -> SequenceRecord:
+        if record.labels is None:
+            return record
+        vertices = CoarseFrames.load(record.coarse_path).vertices.numpy()
+        labels = fill_lips_part(record.labels, self.aus, vertices, self.geometry.topology.landmarks68)
+        return replace(record, labels=labels)
 
     def expressions(self, split: str) -> list[str]:
         """The expression of each of :meth:`records`' photos, in their order."""

@@ -1,0 +1,71 @@
+"""AU25 (Lips Part) read from a mesh: a weak label where the expression leaves it unknown.
+
+An expression says nothing about AU25 in a smile, an angry or a sad face (open and closed mouths
+are both common), so :func:`~au_face.aus.weak_au_labels` leaves it unknown there. The mesh of the
+photo does say it: :func:`lip_parting` is the gap between the inner lips' midpoints over the width
+between the inner mouth corners (iBUG-68 points 62/66 and 60/64, so any topology with those
+landmarks). :func:`fill_lips_part` turns it into a label only where the expression's is unknown:
+
+- **0** at or below :data:`LIPS_AT_REST`, the median of the neutral training photos (in MediaPipe's
+  meshes the inner lips of a closed mouth are about 7 % of its width apart);
+- **1** at or above :data:`LIPS_PARTED`, wider than nine in ten neutral training photos;
+- unknown (−1) between the two.
+
+Both bounds were read off the training split of ``muxspace/facial_expressions`` (790 neutral photos:
+10th/50th/90th percentiles 0.025/0.072/0.221), never off validation or reserved photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Inner-lip gap / inner mouth width at or below which the lips count as closed (AU25 absent).
+LIPS_AT_REST = 0.07
+#: Inner-lip gap / inner mouth width at or above which the lips count as parted (AU25 present).
+LIPS_PARTED = 0.22
+#: iBUG-68 points: inner mouth corners and the inner lips' midpoints (upper, lower).
+_CORNERS, _MIDPOINTS = (60, 64), (62, 66)
+_AU25 = 25
+
+
+def lip_parting(vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over inner mouth width for ``vertices [T,V,3]`` (``[T]``); NaN where the width is 0.
+
+    Raises ``ValueError`` when the topology lacks one of the four landmarks."""
+    ids = np.asarray(landmarks68)[[*_CORNERS, *_MIDPOINTS]]
+    if (ids < 0).any():
+        raise ValueError("the topology has no vertex for an inner-lip landmark (iBUG-68 points 60, 62, 64, 66)")
+    v = np.asarray(vertices, dtype=np.float64)
+    width = np.linalg.norm(v[:, ids[0]] - v[:, ids[1]], axis=-1)
+    gap = np.linalg.norm(v[:, ids[2]] - v[:, ids[3]], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(width > 0, gap / width, np.nan)
+
+
+def lips_part_labels(parting: np.ndarray) -> np.ndarray:
+    """AU25 labels (1/0/−1, int8) for :func:`lip_parting` values; NaN gives −1."""
+    parting = np.asarray(parting, dtype=np.float64)
+    labels = np.full(parting.shape, -1, dtype=np.int8)
+    labels[parting <= LIPS_AT_REST] = 0
+    labels[parting >= LIPS_PARTED] = 1
+    return labels
+
+
+def fill_lips_part(labels: np.ndarray, aus: Sequence[int], vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+    """``labels [T,K]`` with AU25's unknown entries set from the mesh (a copy; others untouched).
+
+    ``vertices [T,V,3]`` are the frames' meshes; ``aus`` the labels' AU columns (no AU25: unchanged)."""
+    labels = np.array(labels, dtype=np.int8, copy=True)
+    if _AU25 not in aus:
+        return labels
+    column = list(aus).index(_AU25)
+    unknown = labels[:, column] == -1
+    if unknown.any():
+        from_mesh = lips_part_labels(lip_parting(vertices, landmarks68))
+        labels[unknown, column] = from_mesh[unknown]
+    return labels
+
+
+__all__ = ["LIPS_AT_REST", "LIPS_PARTED", "fill_lips_part", "lip_parting", "lips_part_labels"]
