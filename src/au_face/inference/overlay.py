@@ -19,8 +19,7 @@ from au_face.inference.passes import PipelineError, progress_bar
 from au_face.io.sources import FrameReader, open_frames
 from au_face.io.video import VideoFrame
 from au_face.utils.concurrency import read_ahead
-from au_face.viz import OVERLAY_MAX_SIDE
-from au_face.viz.overlay import OverlayWriter, overlay_size
+from au_face.viz.overlay import OverlayWriter
 
 #: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
 _DRAWING_THREADS = 2
@@ -33,6 +32,8 @@ class OverlayStream:
     The thread takes the frames pass 1 decoded from ``tee`` (or, without one or once it has
     overflowed, decodes the video again) and waits for each frame's row in ``store`` (``final``
     vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
+    It draws at ``size`` (width, height: :func:`~au_face.viz.overlay.overlay_size`, the size ``tee``
+    keeps its frames at; default the video's).
     :data:`_DRAWING_THREADS` draw the frames, which are written in order.
     :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
     :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
@@ -53,11 +54,11 @@ class OverlayStream:
         fps: float | None = None,
         style: str = "wire",
         tee: FrameTee | None = None,
-        max_side: int | None = OVERLAY_MAX_SIDE,
+        size: tuple[int, int] | None = None,
     ) -> None:
         self._store, self._final, self._aus, self._tee = store, final, aus, tee
         self._reader = open_frames(source, stride=stride, max_frames=max_frames, fps=fps)
-        self._size = overlay_size(self._reader.size, max_side)
+        self._size = size or self._reader.size
         self._factor = np.array([self._size[0] / self._reader.size[0], self._size[1] / self._reader.size[1], 1.0])
         try:
             self._writer = OverlayWriter(

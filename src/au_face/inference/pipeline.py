@@ -285,8 +285,9 @@ def reconstruct(
     work = make_work_folder(out_dir, name)  # and removes those of killed runs
     stream: OverlayStream | None = None
     written: dict[str, Path] = {}  # outputs published by this run
-    # the frames pass 1 decodes, kept (at the overlay's size) for the overlay
-    tee = FrameTee(size=overlay_size(frame_size, overlay_max_side)) if overlay else None
+    # the frames pass 1 decodes, kept for the overlay at its picture's size
+    picture = overlay_size(frame_size, overlay_max_side) if overlay else frame_size
+    tee = FrameTee(size=picture) if overlay else None
     try:
         store = FrameStore(work)
 
@@ -304,7 +305,7 @@ def reconstruct(
                 frame_rate,
                 overlay_style,
                 tee,
-                overlay_max_side,
+                picture,
             )
 
         windows: WindowStream | None = None  # the in-process refinement
