@@ -234,6 +234,20 @@ def test_mixed_batches_come_from_one_source_in_the_ratio() -> None:
     assert list(sampler) != batches, "a new draw every epoch"
 
 
+def test_drawing_every_photo_ignores_the_weights_unless_with_replacement() -> None:
+    """An epoch that draws as many photos as there are takes each once, whatever the weights;
+    with replacement the heavier photos keep their share."""
+    weights = np.array([1.0] * 40 + [9.0] * 8)  # 48 photos: the last 8 hold 2/3 of the weight
+    shares = {}
+    for replace in (False, True):
+        sampler = MixedBatchSampler(first=8, weights=weights, batch_size=4, ratio=100, seed=0, replace=replace)
+        drawn = np.concatenate([b for b in sampler if min(b) >= 8]) - 8
+        assert len(drawn) == 48, "capped at the batches the photos fill"
+        shares[replace] = (drawn >= 40).mean()
+    assert shares[False] == pytest.approx(8 / 48)
+    assert 0.5 < shares[True] < 0.85
+
+
 def open_mouth(template: np.ndarray, landmarks68: np.ndarray, parting: float) -> np.ndarray:
     """``template [V,3]`` with the lower inner-lip midpoint moved so that gap / width is ``parting``."""
     v = template.astype(np.float64).copy()

@@ -11,8 +11,18 @@ import trimesh
 
 from au_face.io.au_csv import AUCsvWriter, AUTable
 from au_face.io.video_writer import Mp4Writer
+from au_face.io.yuv import to_bgr, to_i420
 from au_face.viz.au_tracks import plot_au_tracks
-from au_face.viz.overlay import ACTIVE_COLOUR, AUPanel, OverlayWriter, RenderError, draw_mesh, facing_triangles
+from au_face.viz.overlay import (
+    ACTIVE_COLOUR,
+    TEXT_COLOUR,
+    AUPanel,
+    OverlayWriter,
+    RenderError,
+    _label,
+    draw_mesh,
+    facing_triangles,
+)
 
 SIZE = (160, 120)  # width, height
 
@@ -189,3 +199,20 @@ def test_au_panel_reuses_rows_without_mixing_frames_up() -> None:
     # bars at or above the threshold are green (0.5 and 0.97), below it grey (0.21, 0.49, 0.0)
     green = [(d[:, panel.bar_x0 : panel.bar_x1] == ACTIVE_COLOUR).all(axis=2).any() for d in drawn[:2]]
     assert green == [True, False]
+
+
+def test_the_overlay_composed_in_i420_matches_drawing_the_whole_frame_in_bgr(tmp_path: Path, sphere) -> None:
+    """Only the mesh's box is converted to BGR and back: the picture is the one drawn on the whole frame."""
+    vertices, faces = sphere
+    y, x = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
+    rgb = (np.stack([x * 2, y * 3, x + y], axis=-1) % 256).astype(np.uint8)
+    writer = OverlayWriter(tmp_path / "o.mp4", 25, SIZE, faces)
+    try:
+        composed = to_bgr(writer.compose(to_i420(rgb, rgb=True), vertices, timestamp=1.0)).astype(int)
+    finally:
+        writer.abort()
+    expected = draw_mesh(np.ascontiguousarray(rgb[..., ::-1]), vertices.astype(np.float32), faces, style="wire")
+    _label(expected, "  1.00 s", (10, SIZE[1] - 10), TEXT_COLOUR, 0.45)
+    expected = to_bgr(to_i420(expected)).astype(int)  # the same 4:2:0 rounding
+    assert (np.abs(composed - rgb[..., ::-1]).max(axis=2) > 30).sum() > 2000, "the mesh and the label are drawn"
+    assert np.abs(composed - expected).mean() < 0.2 and np.abs(composed - expected).max() <= 8

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from au_face.coarse.stream import STORE_CHUNK, FrameStore
-from au_face.inference.frame_tee import FrameTee, scaled
+from au_face.inference.frame_tee import FrameTee, pack
 from au_face.inference.passes import PipelineError, progress_bar
 from au_face.io.sources import FrameReader, open_frames
-from au_face.io.video import VideoFrame
+from au_face.io.yuv import PackedFrame
 from au_face.utils.concurrency import read_ahead
 from au_face.viz.overlay import OverlayWriter
 
@@ -145,7 +145,7 @@ class OverlayStream:
                     j = i - start
                     probs = rows["au_probs"][j] if self._aus else None
                     drawn.append(
-                        drawing.submit(writer.compose, frame.rgb, self._posed(rows, j), probs, frame.timestamp)
+                        drawing.submit(writer.compose, frame.i420, self._posed(rows, j), probs, frame.timestamp)
                     )
                     while drawn and (len(drawn) > _DRAWING_THREADS or drawn[0].done()):
                         writer.write_composed(drawn.popleft().result())
@@ -173,10 +173,10 @@ class OverlayStream:
 
 def overlay_frames(
     tee: FrameTee | None, reader: FrameReader, size: tuple[int, int] | None = None
-) -> Generator[VideoFrame, None, None]:
-    """The frames to draw: pass 1's from ``tee`` while it has them, then (no tee: from the start;
-    overflowed: from the first frame it did not give) decoded again by ``reader`` and scaled to
-    ``size`` (width, height; the tee scales its own)."""
+) -> Generator[PackedFrame, None, None]:
+    """The frames to draw, as I420: pass 1's from ``tee`` while it has them, then (no tee: from the
+    start; overflowed: from the first frame it did not give) decoded again by ``reader`` and scaled
+    to ``size`` (width, height; the tee scales its own)."""
     taken = 0
     if tee is not None:
         while (frame := tee.take(taken)) is not None:
@@ -185,8 +185,8 @@ def overlay_frames(
         if not tee.overflowed:  # pass 1 ended and every frame was taken
             return
     with closing(read_ahead(reader, depth=4)) as decoded:
-        for frame in itertools.islice(decoded, taken, None):
-            yield VideoFrame(frame.index, frame.timestamp, scaled(frame.rgb, size))
+        for again in itertools.islice(decoded, taken, None):
+            yield pack(again, size)
 
 
 class _Cancelled(Exception):

@@ -4,9 +4,10 @@ that ships its own ffmpeg), else OpenCV's ``mp4v`` with a warning.
 x264 runs with :data:`X264_PRESET`: the overlay is a visual check, and on a two-core laptop the
 encoder's CPU time competes with everything else a reconstruction does. ``ultrafast`` gives
 Constrained Baseline H.264 (no B-frames, no CABAC), which every browser plays. Frames reach
-ffmpeg as YUV 4:2:0 converted by OpenCV (BT.601, as ffmpeg's own conversion): ffmpeg converting
-BGR itself took 5 ms of CPU a frame for an 840x360 overlay on the two-core machine, OpenCV takes
-about 0.3 ms. An odd width or height is padded by one edge pixel (4:2:0 needs even sizes).
+ffmpeg as YUV 4:2:0 (I420, :mod:`au_face.io.yuv`): given as such (:meth:`Mp4Writer.write_i420`) or
+converted by OpenCV (BT.601, as ffmpeg's own conversion): ffmpeg converting BGR itself took 5 ms of
+CPU a frame for an 840x360 overlay on the two-core machine, OpenCV takes about 0.3 ms. An odd width
+or height is padded by one edge pixel (4:2:0 needs even sizes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from au_face.errors import AUFaceError
+from au_face.io.yuv import even_size, i420_size, to_bgr, to_i420
 
 #: x264 speed preset: ``ultrafast`` takes about 3/4 of ``superfast``'s CPU time (4.5 vs 6.1 ms for an
 #: 840x360 frame here) for files about 2.2x as large (about 2 Mbit/s at 30 fps).
@@ -34,7 +36,8 @@ class Mp4Writer:
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path = Path(path)
         self.codec = "h264"
-        self._even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        self.size = (int(size[0]), int(size[1]))
+        self._even = even_size(self.size)
         self._ffmpeg = None
         self._cv2: cv2.VideoWriter | None = None
         try:
@@ -54,20 +57,21 @@ class Mp4Writer:
             self._ffmpeg.send(None)
 
     def write(self, bgr: np.ndarray) -> None:
-        """Append one frame."""
+        """Append one BGR frame."""
+        self.write_i420(to_i420(bgr))
+
+    def write_i420(self, i420: np.ndarray) -> None:
+        """Append one I420 frame of the even size (:func:`~au_face.io.yuv.even_size`)."""
+        if i420_size(i420) != self._even or i420.ndim != 2:
+            raise VideoWriteError(
+                f"{self.path}: an I420 frame of {'x'.join(map(str, i420_size(i420)))}, the video is {self._even[0]}x{self._even[1]}"
+            )
         if self._ffmpeg is not None:
-            self._ffmpeg.send(self._yuv420(bgr))
+            self._ffmpeg.send(i420)
         elif self._cv2 is not None:
-            self._cv2.write(bgr)
+            self._cv2.write(np.ascontiguousarray(to_bgr(i420)[: self.size[1], : self.size[0]]))
         else:
             raise VideoWriteError(f"{self.path}: writer is closed")
-
-    def _yuv420(self, bgr: np.ndarray) -> np.ndarray:
-        """The frame as planar YUV 4:2:0 (I420) at the even size, odd sizes padded by an edge pixel."""
-        pad_x, pad_y = self._even[0] - bgr.shape[1], self._even[1] - bgr.shape[0]
-        if pad_x or pad_y:
-            bgr = cv2.copyMakeBorder(bgr, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
 
     def close(self) -> None:
         """Finish the file (idempotent)."""

@@ -20,6 +20,7 @@ import numpy as np
 from au_face.aus import au_label
 from au_face.errors import AUFaceError
 from au_face.io.video_writer import Mp4Writer
+from au_face.io.yuv import edit_as_bgr, even_size, i420_size, paste, to_i420
 from au_face.utils.files import AtomicStreamWriter, publish, temporary_sibling
 from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
 
@@ -121,10 +122,25 @@ def draw_mesh(
 
 def _label(image: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
     """Text on a dark box, readable on any background."""
+    x0, y0, x1, y1 = _label_box(text, org, scale)
+    cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), -1)
+    cv2.putText(image, text, org, _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def _label_box(text: str, org: tuple[int, int], scale: float) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` (end exclusive) :func:`_label` fills for ``text`` at ``org``."""
     (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
     x, y = org
-    cv2.rectangle(image, (x - 4, y - h - 4), (x + w + 4, y + base + 2), (0, 0, 0), -1)
-    cv2.putText(image, text, (x, y), _FONT, scale, colour, 1, cv2.LINE_AA)
+    return x - 4, y - h - 4, x + w + 5, y + base + 3
+
+
+def _label_i420(i420: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
+    """:func:`_label` on an I420 picture (only the label's box is converted)."""
+    edit_as_bgr(
+        i420,
+        _label_box(text, org, scale),
+        lambda image, at: _label(image, text, (org[0] - at[0], org[1] - at[1]), colour, scale),
+    )
 
 
 class AUPanel:
@@ -191,9 +207,11 @@ class OverlayWriter(AtomicStreamWriter):
     """Stream an MP4 (H.264, see :class:`~au_face.io.video_writer.Mp4Writer`) of the video with the
     posed mesh drawn on it and, given AUs, a side panel.
 
-    ``size`` is the video's ``(width, height)``; with ``aus`` the output is ``panel_width``
-    wider. ``style`` is one of :data:`MESH_STYLES`; ``alpha`` the mesh's opacity (default per
-    style). The file appears under ``path`` only at :meth:`close`.
+    ``size`` is the video's ``(width, height)`` (an odd one gains an edge pixel: 4:2:0 needs even
+    sizes); with ``aus`` the output is ``panel_width`` wider (rounded up to even). ``style`` is one of
+    :data:`MESH_STYLES`; ``alpha`` the mesh's opacity (default per style). Frames are composed and
+    encoded as I420 (:mod:`au_face.io.yuv`); only the mesh's and the labels' boxes are drawn in BGR.
+    The file appears under ``path`` only at :meth:`close`.
     """
 
     def __init__(
@@ -212,11 +230,13 @@ class OverlayWriter(AtomicStreamWriter):
             raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
+        self.picture_size = even_size(self.size)
         self.triangles = np.asarray(triangles, dtype=np.int64)
         self.style, self.alpha = style, alpha
-        self.panel = AUPanel(aus, self.size[1], panel_width, threshold) if aus else None
-        width = self.size[0] + (panel_width if self.panel else 0)
-        self.frame_size = (width, self.size[1])
+        panel_width += panel_width % 2
+        self.panel = AUPanel(aus, self.picture_size[1], panel_width, threshold) if aus else None
+        width = self.picture_size[0] + (panel_width if self.panel else 0)
+        self.frame_size = (width, self.picture_size[1])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
         try:
@@ -234,38 +254,52 @@ class OverlayWriter(AtomicStreamWriter):
         timestamp: float | None = None,
     ) -> None:
         """Add one frame: RGB ``[H,W,3]``, image-space vertices ``[V,3]`` (None: no face), AU probabilities."""
-        self.write_composed(self.compose(rgb, posed, probs, timestamp))
+        if rgb.shape[:2] != (self.size[1], self.size[0]):
+            raise RenderError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the overlay is {self.size[0]}x{self.size[1]}")
+        self.write_composed(self.compose(to_i420(rgb, rgb=True), posed, probs, timestamp))
 
     def compose(
         self,
-        rgb: np.ndarray,
+        i420: np.ndarray,
         posed: np.ndarray | None,
         probs: np.ndarray | None = None,
         timestamp: float | None = None,
     ) -> np.ndarray:
-        """The BGR output frame for :meth:`write`'s arguments, not written yet (safe to call from
-        several threads at once)."""
-        if rgb.shape[:2] != (self.size[1], self.size[0]):
-            raise RenderError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, the overlay is {self.size[0]}x{self.size[1]}")
-        w = self.size[0]
-        canvas = np.empty((self.frame_size[1], self.frame_size[0], 3), dtype=np.uint8)
-        image = canvas[:, :w]
-        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=image)
+        """The I420 output frame for the video frame ``i420`` (:func:`~au_face.io.yuv.to_i420`; the
+        other arguments as :meth:`write`'s), not written yet (safe to call from several threads at once)."""
+        if i420_size(i420) != self.picture_size or i420.ndim != 2:
+            raise RenderError(
+                f"frame is {'x'.join(map(str, i420_size(i420)))} I420, the overlay is "
+                f"{self.picture_size[0]}x{self.picture_size[1]}"
+            )
+        canvas = np.empty((self.frame_size[1] * 3 // 2, self.frame_size[0]), dtype=np.uint8)
+        paste(canvas, i420, 0)
         if posed is None:
-            _label(image, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
+            _label_i420(canvas, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
         else:
-            draw_mesh(image, np.asarray(posed, dtype=np.float32), self.triangles, self.alpha, self.style)
+            posed = np.asarray(posed, dtype=np.float32)
+            (x0, y0), (x1, y1) = np.floor(posed[:, :2].min(axis=0)) - 2, np.ceil(posed[:, :2].max(axis=0)) + 3
+            box = (int(max(x0, 0)), int(max(y0, 0)), int(min(x1, self.size[0])), int(min(y1, self.size[1])))
+            edit_as_bgr(
+                canvas,
+                box,
+                lambda image, at: draw_mesh(image, posed - (*at, 0), self.triangles, self.alpha, self.style),
+            )
         if timestamp is not None:
-            _label(image, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
+            _label_i420(canvas, f"{timestamp:6.2f} s", (10, self.size[1] - 10), TEXT_COLOUR, 0.45)
         if self.panel is not None:
-            self.panel.render(None if posed is None or probs is None else probs, out=canvas[:, w:])
+            paste(
+                canvas,
+                to_i420(self.panel.render(None if posed is None or probs is None else probs)),
+                self.picture_size[0],
+            )
         return canvas
 
     def write_composed(self, frame: np.ndarray) -> None:
         """Add a frame made by :meth:`compose`."""
         if self._writer is None:
             raise RenderError(f"{self.path}: the overlay is closed")
-        self._writer.write(frame)
+        self._writer.write_i420(frame)
         self.frames_written += 1
 
     def close(self) -> None:

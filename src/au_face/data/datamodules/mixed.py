@@ -10,6 +10,7 @@ default model's loss weights (``smooth`` and ``data`` 0) it trains the AU heads 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader, Sampler
@@ -22,12 +23,16 @@ class MixedBatchSampler(Sampler[list[int]]):
     """Batches of one source each, for ``ConcatDataset([first, second])``.
 
     Per epoch: every item of the first source once (shuffled, in full batches), and
-    ``round(ratio × first batches)`` batches of the second, drawn without replacement with
-    ``weights`` (a new draw every epoch); the batches interleaved at random.
+    ``round(ratio × first batches)`` batches of the second (at most as many as it fills), drawn
+    with ``weights``, without replacement unless ``replace`` (a new draw every epoch); the batches
+    interleaved at random. Without replacement, a draw of the whole second source takes every item
+    once whatever the weights; with it, the weights hold at any ratio.
     """
 
-    def __init__(self, first: int, weights: np.ndarray, batch_size: int, ratio: float, seed: int = 0) -> None:
-        self.first, self.batch_size, self.seed = first, batch_size, seed
+    def __init__(
+        self, first: int, weights: np.ndarray, batch_size: int, ratio: float, seed: int = 0, replace: bool = False
+    ) -> None:
+        self.first, self.batch_size, self.seed, self.replace = first, batch_size, seed, replace
         self.weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
         self.first_batches = max(first // batch_size, 1)
         self.second_batches = min(round(ratio * self.first_batches), len(self.weights) // batch_size)
@@ -44,7 +49,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.epoch += 1
         order = rng.permutation(self.first)
         batches = [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.first_batches)]
-        drawn = rng.choice(len(self.weights), self.second_batches * self.batch_size, replace=False, p=self.weights)
+        drawn = rng.choice(
+            len(self.weights), self.second_batches * self.batch_size, replace=self.replace, p=self.weights
+        )
         batches += [
             self.first + drawn[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.second_batches)
         ]
@@ -61,16 +68,25 @@ class SyntheticPhotoDataModule(SyntheticDataModule):
         photo_ratio: photo batches per synthetic batch in an epoch.
         photo_balance: photos are drawn with weight ``1 / count(expression) ** photo_balance``
             (0: as they come; 1: every expression equally often).
+        photo_replacement: draw photos with replacement, so that :attr:`photo_balance` holds even
+            when an epoch draws as many photos as there are (without: every photo once, unweighted).
         Other arguments: see :class:`SyntheticDataModule`.
     """
 
-    def __init__(self, photos: dict, photo_ratio: float = 1.0, photo_balance: float = 0.5, **kwargs) -> None:
+    def __init__(
+        self,
+        photos: dict,
+        photo_ratio: float = 1.0,
+        photo_balance: float = 0.5,
+        photo_replacement: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if photo_ratio < 0 or not 0 <= photo_balance <= 1:
             raise ValueError(
                 f"photo_ratio must be >= 0 and photo_balance in [0, 1], got {photo_ratio}, {photo_balance}"
             )
-        self.photo_ratio, self.photo_balance = photo_ratio, photo_balance
+        self.photo_ratio, self.photo_balance, self.photo_replacement = photo_ratio, photo_balance, photo_replacement
         self.photos = ExpressionPhotoDataModule(
             geometry=self.geometry_source, clip_length=self.clip_length, reference="neutral", batch_size=self.batch_size,
             use_crops=self.use_crops, cache_size=self.cache_size, mirror=self.mirror, **photos,
@@ -109,7 +125,9 @@ class SyntheticPhotoDataModule(SyntheticDataModule):
 
     def train_dataloader(self) -> DataLoader:
         synthetic, photos = self.datasets["train"], self.photos.datasets["train"]
-        sampler = MixedBatchSampler(len(synthetic), self.photo_weights(), self.batch_size, self.photo_ratio)
+        sampler = MixedBatchSampler(
+            len(synthetic), self.photo_weights(), self.batch_size, self.photo_ratio, replace=self.photo_replacement
+        )
         return DataLoader(
             ConcatDataset([synthetic, photos]),
             batch_sampler=sampler,
