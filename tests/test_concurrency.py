@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from au_face.utils.concurrency import WorkerError, forked_map, read_ahead
+from au_face.utils.concurrency import WorkerError, forked_map, lower_priority, read_ahead
 
 
 def test_read_ahead_keeps_order_and_ends() -> None:
@@ -95,3 +95,19 @@ def test_a_deferred_import_is_a_stand_in_until_first_use() -> None:
     )
     pytest.importorskip("mediapipe")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux only")
+def test_lower_priority_lowers_the_calling_thread_alone() -> None:
+    seen: dict[str, int] = {}
+
+    def background() -> None:
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert lower_priority(niceness=3)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    thread.join()
+    assert seen["after"] == min(seen["before"] + 3, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"], "the caller keeps its priority"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import pytest
 import trimesh
 
 from au_face.io.au_csv import AUCsvWriter, AUTable
-from au_face.io.video_writer import Mp4Writer
+from au_face.io.video_writer import Mp4Writer, VideoWriteError
 from au_face.io.yuv import to_bgr, to_i420
 from au_face.viz.au_tracks import plot_au_tracks
 from au_face.viz.overlay import (
@@ -216,3 +217,20 @@ def test_the_overlay_composed_in_i420_matches_drawing_the_whole_frame_in_bgr(tmp
     expected = to_bgr(to_i420(expected)).astype(int)  # the same 4:2:0 rounding
     assert (np.abs(composed - rgb[..., ::-1]).max(axis=2) > 30).sum() > 2000, "the mesh and the label are drawn"
     assert np.abs(composed - expected).mean() < 0.2 and np.abs(composed - expected).max() <= 8
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities on this system")
+def test_mp4_writer_lowers_its_encoders_priority_and_reports_a_failed_encoder(tmp_path: Path) -> None:
+    writer = Mp4Writer(tmp_path / "w.mp4", 25, (64, 48), niceness=5)
+    if writer.pid is None:
+        pytest.skip("imageio-ffmpeg is not installed")
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, writer.pid) == min(mine + 5, 19)
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.close()
+    assert len(_read_all(tmp_path / "w.mp4")) == 1
+    broken = Mp4Writer(tmp_path / "missing" / "w.mp4", 25, (64, 48))  # ffmpeg cannot open its output
+    with pytest.raises(VideoWriteError, match="ffmpeg"):
+        for _ in range(200):
+            broken.write(np.zeros((48, 64, 3), np.uint8))
+        broken.close()

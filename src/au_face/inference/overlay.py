@@ -18,7 +18,7 @@ from au_face.inference.frame_tee import FrameTee, pack
 from au_face.inference.passes import PipelineError, progress_bar
 from au_face.io.sources import FrameReader, open_frames
 from au_face.io.yuv import PackedFrame
-from au_face.utils.concurrency import read_ahead
+from au_face.utils.concurrency import BACKGROUND_NICENESS, lower_priority, read_ahead
 from au_face.viz.overlay import OverlayWriter
 
 #: Threads drawing overlay frames (OpenCV releases the GIL while it draws); frames stay in order.
@@ -34,7 +34,9 @@ class OverlayStream:
     vertices, pose and, with ``aus``, ``au_probs``); :meth:`ready` says how many rows are there.
     It draws at ``size`` (width, height: :func:`~au_face.viz.overlay.overlay_size`, the size ``tee``
     keeps its frames at; default the video's).
-    :data:`_DRAWING_THREADS` draw the frames, which are written in order.
+    :data:`_DRAWING_THREADS` draw the frames, which are written in order. The thread, the drawing
+    threads and the encoder run at a lower priority (:func:`~au_face.utils.concurrency.lower_priority`):
+    tracking, which everything waits for, gets the CPU first, and the overlay the rest.
     :meth:`finish` waits for the video and publishes it (raising the thread's error, if any);
     :meth:`cancel` stops the thread and discards the partial video. The writer (and its ffmpeg
     process) is started here, in the calling thread.
@@ -62,8 +64,9 @@ class OverlayStream:
         self._factor = np.array([self._size[0] / self._reader.size[0], self._size[1] / self._reader.size[1], 1.0])
         try:
             self._writer = OverlayWriter(
-                path, self._reader.fps / stride, self._size, triangles, aus or None, style=style
-            )
+                path, self._reader.fps / stride, self._size, triangles, aus or None, style=style,
+                niceness=BACKGROUND_NICENESS,
+            )  # fmt: skip
         except BaseException:
             self._reader.close()
             raise
@@ -126,11 +129,12 @@ class OverlayStream:
         return {name: self._store.read(name, start, stop) for name in names}
 
     def _run(self) -> None:
+        lower_priority()
         try:
             with (
                 self._reader,
                 self._writer as writer,
-                ThreadPoolExecutor(_DRAWING_THREADS, thread_name_prefix="au_face-draw") as drawing,
+                ThreadPoolExecutor(_DRAWING_THREADS, "au_face-draw", initializer=lower_priority) as drawing,
                 progress_bar(None, "overlay", self._progress) as bar,
                 closing(overlay_frames(self._tee, self._reader, self._size)) as frames,
             ):

@@ -8,8 +8,10 @@ exits at once, and their errors are raised again in the consumer.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
@@ -23,6 +25,24 @@ T = TypeVar("T")
 
 class WorkerError(AUFaceError, RuntimeError):
     """A worker process ended without an answer (killed, or crashed), or failed with an error that cannot be pickled."""
+
+
+#: How much :func:`lower_priority` lowers the priority of work that may lag (the overlay) by default.
+BACKGROUND_NICENESS = 10
+
+
+def lower_priority(pid: int | None = None, niceness: int = BACKGROUND_NICENESS) -> bool:
+    """Raise the nice value of process ``pid`` (None: the calling thread, on Linux, where it is a
+    per-thread attribute) by ``niceness``, so that it takes the CPU the rest leaves. Returns whether
+    it could (not on Windows, nor for a thread outside Linux: there it would slow the whole process)."""
+    if not hasattr(os, "setpriority") or (pid is None and not sys.platform.startswith("linux")):
+        return False
+    target = threading.get_native_id() if pid is None else pid
+    try:
+        os.setpriority(os.PRIO_PROCESS, target, min(os.getpriority(os.PRIO_PROCESS, target) + niceness, 19))
+    except OSError:
+        return False
+    return True
 
 
 #: Seconds a blocked producer waits before it looks again whether its consumer has gone.
@@ -170,4 +190,4 @@ def picklable(err: BaseException) -> BaseException:
     return err
 
 
-__all__ = ["WorkerError", "forked_map", "picklable", "read_ahead"]
+__all__ = ["BACKGROUND_NICENESS", "WorkerError", "forked_map", "lower_priority", "picklable", "read_ahead"]

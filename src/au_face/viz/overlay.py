@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ import numpy as np
 
 from au_face.aus import au_label
 from au_face.errors import AUFaceError
-from au_face.io.video_writer import Mp4Writer
+from au_face.io.video_writer import Mp4Writer, VideoWriteError
 from au_face.io.yuv import edit_as_bgr, even_size, i420_size, paste, to_i420
 from au_face.utils.files import AtomicStreamWriter, publish, temporary_sibling
 from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
@@ -211,6 +212,7 @@ class OverlayWriter(AtomicStreamWriter):
     sizes); with ``aus`` the output is ``panel_width`` wider (rounded up to even). ``style`` is one of
     :data:`MESH_STYLES`; ``alpha`` the mesh's opacity (default per style). Frames are composed and
     encoded as I420 (:mod:`au_face.io.yuv`); only the mesh's and the labels' boxes are drawn in BGR.
+    ``niceness`` lowers the encoder process's priority (:class:`~au_face.io.video_writer.Mp4Writer`).
     The file appears under ``path`` only at :meth:`close`.
     """
 
@@ -225,6 +227,7 @@ class OverlayWriter(AtomicStreamWriter):
         alpha: float | None = None,
         panel_width: int = 200,
         style: str = "wire",
+        niceness: int = 0,
     ) -> None:
         if style not in MESH_STYLES:
             raise ValueError(f"unknown mesh style {style!r}; choose from {', '.join(MESH_STYLES)}")
@@ -240,7 +243,7 @@ class OverlayWriter(AtomicStreamWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
         try:
-            self._writer: Mp4Writer | None = Mp4Writer(self._tmp, fps, self.frame_size)
+            self._writer: Mp4Writer | None = Mp4Writer(self._tmp, fps, self.frame_size, niceness)
         except Exception:
             self._tmp.unlink(missing_ok=True)
             raise
@@ -313,6 +316,7 @@ class OverlayWriter(AtomicStreamWriter):
     def abort(self) -> None:
         """Discard the partial video."""
         if self._writer is not None:
-            self._writer.close()
+            with suppress(VideoWriteError):  # the encoder's own failure may be why we stop
+                self._writer.close()
             self._writer = None
         self._tmp.unlink(missing_ok=True)
