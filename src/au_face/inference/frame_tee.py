@@ -6,8 +6,9 @@ few hundred frames after pass 1 decoded it (``S̄``'s first fit waits for
 time for the overlay cost about 3 ms of CPU a frame (640x360, two cores), a sixth of a whole run.
 The tee keeps pass 1's frames until the overlay takes them instead, as YUV 4:2:0 (I420, half of
 RGB's bytes; the overlay draws on and encodes that form, :mod:`au_face.io.yuv`) within a byte
-``budget``: memory stays flat in the video length. When pass 1 gets further ahead than the budget holds (large frames, a slow refiner),
-the tee lets go of every frame and the overlay decodes the video itself from where it is, as before.
+``budget``: memory stays flat in the video length. When pass 1 gets further ahead than the budget
+holds (large frames, a slow refiner), the tee lets go of every frame and the overlay decodes the
+video itself from where it is, as before.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import threading
 from collections import deque
 
 import cv2
-import numpy as np
 
 from au_face.io.video import VideoFrame
 from au_face.io.yuv import PackedFrame, to_i420
@@ -31,7 +31,7 @@ class FrameTee:
 
     :meth:`take` returns frame ``i`` as I420 (odd sizes padded by an edge pixel) once it has been
     added, or None when the tee has overflowed (then it holds nothing more) or :meth:`close` was
-    called before frame ``i`` came. With ``size`` (width, height), frames are kept scaled to it (:func:`scaled`).
+    called before frame ``i`` came. With ``size`` (width, height), frames are kept scaled to it (:func:`pack`).
     """
 
     def __init__(self, budget: int = DEFAULT_BUDGET, size: tuple[int, int] | None = None) -> None:
@@ -87,16 +87,12 @@ class FrameTee:
         self._changed.notify_all()
 
 
-def scaled(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """``rgb`` resized to ``size`` (width, height; area averaging), or as it is without one."""
-    if size is None or (rgb.shape[1], rgb.shape[0]) == tuple(size):
-        return rgb
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
 def pack(frame: VideoFrame, size: tuple[int, int] | None = None) -> PackedFrame:
-    """``frame`` scaled to ``size`` (:func:`scaled`) as I420."""
-    return PackedFrame(frame.index, frame.timestamp, to_i420(scaled(frame.rgb, size), rgb=True))
+    """``frame`` as I420, resized to ``size`` (width, height; area averaging) when it is another."""
+    rgb = frame.rgb
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return PackedFrame(frame.index, frame.timestamp, to_i420(rgb, rgb=True))
 
 
-__all__ = ["DEFAULT_BUDGET", "FrameTee", "pack", "scaled"]
+__all__ = ["DEFAULT_BUDGET", "FrameTee", "pack"]
