@@ -32,9 +32,15 @@ BACKGROUND_NICENESS = 10
 
 
 def lower_priority(pid: int | None = None, niceness: int = BACKGROUND_NICENESS) -> bool:
-    """Raise the nice value of process ``pid`` (None: the calling thread, on Linux, where it is a
-    per-thread attribute) by ``niceness``, so that it takes the CPU the rest leaves. Returns whether
-    it could (not on Windows, nor for a thread outside Linux: there it would slow the whole process)."""
+    """Lower the scheduling priority of process ``pid`` (None: the calling thread, on Linux, where it
+    is a per-thread attribute), so that it takes the CPU the rest leaves: its nice value rises by
+    ``niceness`` and, on Linux, it moves to the ``SCHED_IDLE`` policy. Returns whether it could
+    (not on Windows, nor for a thread outside Linux: there it would slow the whole process).
+
+    Why both: a nice value of 10 still gives each of its threads about a tenth of a contended CPU,
+    and an x264 encoder runs several; on the two-core machine a nice-10 encoder slowed MediaPipe
+    tracking by 0.8 s a clip, a ``SCHED_IDLE`` one by 0.3 s (benchmarks/RESULTS.md). Threads and
+    processes started afterwards from the lowered thread inherit both."""
     if not hasattr(os, "setpriority") or (pid is None and not sys.platform.startswith("linux")):
         return False
     target = threading.get_native_id() if pid is None else pid
@@ -42,6 +48,9 @@ def lower_priority(pid: int | None = None, niceness: int = BACKGROUND_NICENESS) 
         os.setpriority(os.PRIO_PROCESS, target, min(os.getpriority(os.PRIO_PROCESS, target) + niceness, 19))
     except OSError:
         return False
+    if hasattr(os, "SCHED_IDLE"):
+        with suppress(OSError):  # some kernels or sandboxes refuse it: the nice value stays
+            os.sched_setscheduler(target, os.SCHED_IDLE, os.sched_param(0))
     return True
 
 
