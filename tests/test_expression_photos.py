@@ -258,6 +258,16 @@ def open_mouth(template: np.ndarray, landmarks68: np.ndarray, parting: float) ->
     return v
 
 
+def test_photos_are_mirrored_like_the_synthetic_clips_unless_given_their_own_share(tmp_path: Path) -> None:
+    from au_face.data.datamodules.mixed import SyntheticPhotoDataModule
+
+    photos = {"root": str(tmp_path / "fe"), "cache_dir": str(tmp_path / "cache")}
+    common = dict(root=str(tmp_path / "synthetic"), geometry=photo_geometry(), mirror=0.25)
+    assert SyntheticPhotoDataModule(photos=photos, **common).photos.mirror == 0.25
+    own = SyntheticPhotoDataModule(photos={**photos, "mirror": 0.5}, **common)
+    assert (own.mirror, own.photos.mirror) == (0.25, 0.5)
+
+
 def test_lip_parting_measures_the_inner_lip_gap_over_the_mouth_width() -> None:
     from au_face.data.lips import LIPS_AT_REST, LIPS_PARTED, lip_parting, lips_part_labels
     from au_face.faces.mediapipe import mediapipe_topology

@@ -64,7 +64,8 @@ class SyntheticPhotoDataModule(SyntheticDataModule):
 
     Args:
         photos: arguments of :class:`ExpressionPhotoDataModule` (``root``, ``cache_dir``, ...); the
-            geometry, clip length, S̄ and batch size are this module's.
+            geometry, clip length, S̄ and batch size are this module's, and so is ``mirror`` unless
+            given here (the share of photos flipped, apart from the synthetic clips').
         photo_ratio: photo batches per synthetic batch in an epoch.
         photo_balance: photos are drawn with weight ``1 / count(expression) ** photo_balance``
             (0: as they come; 1: every expression equally often).
@@ -89,7 +90,7 @@ class SyntheticPhotoDataModule(SyntheticDataModule):
         self.photo_ratio, self.photo_balance, self.photo_replacement = photo_ratio, photo_balance, photo_replacement
         self.photos = ExpressionPhotoDataModule(
             geometry=self.geometry_source, clip_length=self.clip_length, reference="neutral", batch_size=self.batch_size,
-            use_crops=self.use_crops, cache_size=self.cache_size, mirror=self.mirror, **photos,
+            use_crops=self.use_crops, cache_size=self.cache_size, **{"mirror": self.mirror, **photos},
         )  # fmt: skip
 
     def prepare_data(self) -> None:
