@@ -31,6 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_is_heard():
+    """Ctrl-C reaches these runs, and the processes they start, even when the tests themselves were
+    started with SIGINT ignored (as a shell starts a background job)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _cli(*argv: str) -> list[str]:
     return [sys.executable, "-m", "au_face.cli", *argv]
 
