@@ -105,12 +105,9 @@ def test_lower_priority_lowers_the_calling_thread_alone() -> None:
         seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         assert lower_priority(niceness=3)
         seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        seen["policy"] = os.sched_getscheduler(threading.get_native_id())
 
     thread = threading.Thread(target=background)
     thread.start()
     thread.join()
     assert seen["after"] == min(seen["before"] + 3, 19)
-    assert seen["policy"] == os.SCHED_IDLE, "it runs only on CPU time the rest leaves"
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"], "the caller keeps its priority"
-    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER

@@ -38,9 +38,8 @@ class Mp4Writer:
     """Frames ``[H,W,3]`` uint8 BGR (or I420) of one ``size = (width, height)`` to ``path``; :meth:`close` finishes the file.
 
     H.264 is written by imageio-ffmpeg's ffmpeg binary, fed raw I420 through a pipe. ``niceness``
-    lowers the encoder process's scheduling priority by that much, and on Linux puts it under
-    ``SCHED_IDLE`` (:func:`~au_face.utils.concurrency.lower_priority`): the overlay's encoder should
-    take the CPU that tracking leaves, not share it.
+    lowers the encoder process's scheduling priority by that much (where the system has one):
+    the overlay's encoder should take the CPU that tracking leaves, not share it.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], niceness: int = 0) -> None:

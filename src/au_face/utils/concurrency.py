@@ -32,15 +32,14 @@ BACKGROUND_NICENESS = 10
 
 
 def lower_priority(pid: int | None = None, niceness: int = BACKGROUND_NICENESS) -> bool:
-    """Lower the scheduling priority of process ``pid`` (None: the calling thread, on Linux, where it
-    is a per-thread attribute), so that it takes the CPU the rest leaves: its nice value rises by
-    ``niceness`` and, on Linux, it moves to the ``SCHED_IDLE`` policy. Returns whether it could
-    (not on Windows, nor for a thread outside Linux: there it would slow the whole process).
+    """Raise the nice value of process ``pid`` (None: the calling thread, on Linux, where it is a
+    per-thread attribute) by ``niceness``, so that it takes the CPU the rest leaves. Returns whether
+    it could (not on Windows, nor for a thread outside Linux: there it would slow the whole process).
 
-    Why both: a nice value of 10 still gives each of its threads about a tenth of a contended CPU,
-    and an x264 encoder runs several; on the two-core machine a nice-10 encoder slowed MediaPipe
-    tracking by 0.8 s a clip, a ``SCHED_IDLE`` one by 0.3 s (benchmarks/RESULTS.md). Threads and
-    processes started afterwards from the lowered thread inherit both."""
+    A nice value rather than Linux's ``SCHED_IDLE``: that policy kept more of the CPU for tracking on
+    an idle machine, but on a busy one it starved the overlay (a 72-frame clip beside two busy
+    processes: 73 s of waiting for the overlay against 12 s), and an unprivileged process cannot
+    leave it once tracking is done (benchmarks/RESULTS.md)."""
     if not hasattr(os, "setpriority") or (pid is None and not sys.platform.startswith("linux")):
         return False
     target = threading.get_native_id() if pid is None else pid
@@ -48,9 +47,6 @@ def lower_priority(pid: int | None = None, niceness: int = BACKGROUND_NICENESS) 
         os.setpriority(os.PRIO_PROCESS, target, min(os.getpriority(os.PRIO_PROCESS, target) + niceness, 19))
     except OSError:
         return False
-    if hasattr(os, "SCHED_IDLE"):
-        with suppress(OSError):  # some kernels or sandboxes refuse it: the nice value stays
-            os.sched_setscheduler(target, os.SCHED_IDLE, os.sched_param(0))
     return True
 
 
