@@ -21,6 +21,9 @@ from au_face.nn.net import NetConfig
 from dataset_fixtures import face_geometry
 
 SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
+#: AU probabilities of the two implementations agree to float32 rounding through two transformers
+#: (up to 1.3e-5 seen with the packaged model's sharper logits).
+PROB_ATOL = 3e-5
 #: Small models that switch each part of the network on or off.
 CONFIGS = {
     "everything": NetConfig(**SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True),
@@ -73,7 +76,7 @@ def _assert_twins(model: AUFaceRefiner, length: int) -> None:
     refined, probs = twin.refine_windows({"vertices": vertices, "valid": valid}, reference)
     want_refined, want_probs = _torch_windows(model, vertices, valid, reference)
     np.testing.assert_allclose(refined, want_refined, atol=1e-4)
-    np.testing.assert_allclose(probs, want_probs, atol=1e-5)
+    np.testing.assert_allclose(probs, want_probs, atol=PROB_ATOL)
     assert probs.std() > 0.01, "the inputs must move the outputs, or the comparison says little"
     np.testing.assert_array_equal(refined[~valid], vertices[~valid])
 
@@ -84,7 +87,7 @@ def _assert_twins(model: AUFaceRefiner, length: int) -> None:
     )
     np.testing.assert_allclose(references, want_references.numpy(), atol=1e-5)
     np.testing.assert_allclose(photo_refined, want.vertices.numpy(), atol=1e-4)
-    np.testing.assert_allclose(photo_probs, want.au_probs.numpy(), atol=1e-5)
+    np.testing.assert_allclose(photo_probs, want.au_probs.numpy(), atol=PROB_ATOL)
 
 
 @pytest.mark.parametrize("calibrated", [False, True])
@@ -121,7 +124,7 @@ def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -
     want = model.refine(
         CoarseFrames.from_canonical(torch.from_numpy(vertices), torch.from_numpy(valid), 30.0, "mediapipe")
     )
-    np.testing.assert_allclose(store.read("au_probs", 0, 300)[valid], want.au_probs.numpy()[valid], atol=1e-5)
+    np.testing.assert_allclose(store.read("au_probs", 0, 300)[valid], want.au_probs.numpy()[valid], atol=PROB_ATOL)
     np.testing.assert_allclose(store.read("refined", 0, 300), want.vertices.numpy(), atol=1e-4)
 
 
