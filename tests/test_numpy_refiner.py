@@ -21,9 +21,9 @@ from au_face.nn.net import NetConfig
 from dataset_fixtures import face_geometry
 
 SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
-#: AU probabilities of the two implementations agree to float32 rounding through two transformers
-#: (up to 1.3e-5 seen with the packaged model's sharper logits).
-PROB_ATOL = 3e-5
+#: The packaged model's AU probabilities agree to float32 rounding through two transformers (up to
+#: 1.3e-5 seen with its sharper logits); the small test models' to 1e-5.
+PACKAGED_PROB_ATOL = 3e-5
 #: Small models that switch each part of the network on or off.
 CONFIGS = {
     "everything": NetConfig(**SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True),
@@ -65,7 +65,7 @@ def _torch_windows(model: AUFaceRefiner, vertices: np.ndarray, valid: np.ndarray
     return np.stack([o.vertices.numpy() for o in outs]), np.stack([o.au_probs.numpy() for o in outs])
 
 
-def _assert_twins(model: AUFaceRefiner, length: int) -> None:
+def _assert_twins(model: AUFaceRefiner, length: int, prob_atol: float = 1e-5) -> None:
     twin = NumpyRefiner.from_refiner(model)
     assert (twin.aus, twin.topology_name, twin.clip_length) == (model.aus, model.topology_name, model.clip_length)
     vertices, valid = _frames(model, 6, length, seed=1)
@@ -76,7 +76,7 @@ def _assert_twins(model: AUFaceRefiner, length: int) -> None:
     refined, probs = twin.refine_windows({"vertices": vertices, "valid": valid}, reference)
     want_refined, want_probs = _torch_windows(model, vertices, valid, reference)
     np.testing.assert_allclose(refined, want_refined, atol=1e-4)
-    np.testing.assert_allclose(probs, want_probs, atol=PROB_ATOL)
+    np.testing.assert_allclose(probs, want_probs, atol=prob_atol)
     assert probs.std() > 0.01, "the inputs must move the outputs, or the comparison says little"
     np.testing.assert_array_equal(refined[~valid], vertices[~valid])
 
@@ -87,7 +87,7 @@ def _assert_twins(model: AUFaceRefiner, length: int) -> None:
     )
     np.testing.assert_allclose(references, want_references.numpy(), atol=1e-5)
     np.testing.assert_allclose(photo_refined, want.vertices.numpy(), atol=1e-4)
-    np.testing.assert_allclose(photo_probs, want.au_probs.numpy(), atol=PROB_ATOL)
+    np.testing.assert_allclose(photo_probs, want.au_probs.numpy(), atol=prob_atol)
 
 
 @pytest.mark.parametrize("calibrated", [False, True])
@@ -103,7 +103,7 @@ def test_the_packaged_model_gives_the_torch_numbers() -> None:
         pytest.skip("no packaged model in this installation")
     model = load_refiner(path)
     assert model.reference_mode == "neutral"
-    _assert_twins(model, length=model.clip_length)
+    _assert_twins(model, length=model.clip_length, prob_atol=PACKAGED_PROB_ATOL)
 
 
 def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -
     want = model.refine(
         CoarseFrames.from_canonical(torch.from_numpy(vertices), torch.from_numpy(valid), 30.0, "mediapipe")
     )
-    np.testing.assert_allclose(store.read("au_probs", 0, 300)[valid], want.au_probs.numpy()[valid], atol=PROB_ATOL)
+    np.testing.assert_allclose(store.read("au_probs", 0, 300)[valid], want.au_probs.numpy()[valid], atol=1e-5)
     np.testing.assert_allclose(store.read("refined", 0, 300), want.vertices.numpy(), atol=1e-4)
 
 
