@@ -349,3 +349,21 @@ def test_datamodule_reads_au25_from_the_photo_mesh_when_asked(tmp_path: Path) ->
     for record, unfilled in zip(records, unfilled_records, strict=True):
         assert record.labels[0, au25] == wanted[record.name[:-9]], record.name
         assert unfilled.labels[0, au25] == (0 if record.name.startswith("Calm") else -1)
+
+
+def test_the_documented_weak_label_table_is_the_one_in_code() -> None:
+    from au_face.aus import EXPRESSION_AUS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "aus.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in EXPRESSION_AUS:
+            rows[cells[0]] = tuple(
+                frozenset(int(a) for a in c.split(",")) if c[0].isdigit() else None for c in cells[1:3]
+            )
+    assert set(rows) == set(EXPRESSION_AUS)
+    for expression, (ones, zeros) in EXPRESSION_AUS.items():
+        doc_ones, doc_zeros = rows[expression]
+        assert (doc_ones or frozenset()) == ones, expression
+        assert doc_zeros is None or doc_zeros == zeros, expression  # "every AU" for neutral

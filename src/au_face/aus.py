@@ -127,7 +127,7 @@ EXPRESSION_AUS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
     # every AU is absent: FACS scores change from the person's own neutral face, so lips parted at rest
     # are that person's baseline, not AU25 (docs/aus.md)
     "neutral": (frozenset(), frozenset({1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 25, 26, 45})),
-    "happiness": (frozenset({6, 12}), frozenset({1, 2, 4, 9, 10, 15, 18, 20, 23, 24})),
+    "happiness": (frozenset({6, 12}), frozenset({1, 2, 4, 9, 10, 14, 15, 18, 20, 23, 24})),
     "sadness": (frozenset({1, 4, 15}), frozenset({2, 5, 12})),
     "surprise": (frozenset({1, 2, 5, 25, 26}), frozenset({4, 6, 7, 9, 10, 12, 15, 17, 18, 23, 24})),
     "fear": (frozenset({1, 2, 4, 5, 20, 25}), frozenset({6, 9, 12, 15, 18, 24})),
