@@ -29,6 +29,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -36,6 +37,7 @@ from au_face.aus import au_label
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.landmarker import BLENDSHAPE_NAMES
 from au_face.coarse.registry import reconstructor_version
+from au_face.data.appearance import with_appearance
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
 from au_face.io.checkpoints import default_checkpoint
@@ -133,14 +135,21 @@ def landmarker_blendshapes(model: Path, images: dict[str, Path]) -> dict[str, np
     return out
 
 
-def load_records(cache: CoarseCache, root: Path, image_dir: str, photos: list[Photo]) -> dict[str, CoarseFrames]:
-    """The cached one-frame records of the photos that have a face there."""
+def load_records(
+    cache: CoarseCache, root: Path, image_dir: str, photos: list[Photo], appearance: bool = False
+) -> dict[str, CoarseFrames]:
+    """The cached one-frame records of the photos that have a face there; with ``appearance``, with their
+    brow descriptors (what ``au-face reconstruct`` computes for a model with an appearance head)."""
     manifest = cache.manifest()
     out = {}
     for photo in photos:
         path = root / image_dir / photo.image
         if cache.has_face(path, manifest) and cache.is_current(path, manifest[cache.key(path)]):
-            out[photo.image] = CoarseFrames.load(cache.path(path))
+            record = CoarseFrames.load(cache.path(path))
+            if appearance:
+                rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                record = with_appearance(record, [rgb])
+            out[photo.image] = record
     return out
 
 
@@ -166,8 +175,11 @@ def on_rates(probs: np.ndarray, expressions: np.ndarray, aus: list[int], thresho
 
 def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[str, np.ndarray], list[int], np.ndarray]:
     """``{system: [N,K] scores}``, the AU list and the photos' expressions (photos with a face for every system)."""
+    checkpoints = args.ckpt or [f"default={default_checkpoint()}"]
+    refiners = {name or path: load_refiner(path) for name, _, path in (spec.rpartition("=") for spec in checkpoints)}
+    appearance = any("appearance" in refiner.frame_inputs for refiner in refiners.values())
     cache = CoarseCache(args.cache, "mediapipe", reconstructor_version("mediapipe"), args.root)
-    coarse = load_records(cache, args.root, args.image_dir, photos)
+    coarse = load_records(cache, args.root, args.image_dir, photos, appearance)
     blend = None
     if args.landmarker_model is not None:
         blend = landmarker_blendshapes(
@@ -176,18 +188,13 @@ def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[s
         coarse = {name: rec for name, rec in coarse.items() if name in blend}
     kept = [p for p in photos if p.image in coarse]
     print(f"{len(kept)} of {len(photos)} photos with a face for every system", file=sys.stderr)
-    checkpoints = args.ckpt or [f"default={default_checkpoint()}"]
     scores: dict[str, np.ndarray] = {}
-    refiners = {}
-    for spec in checkpoints:
-        name, _, path = spec.rpartition("=")
-        refiner = load_refiner(path)
-        refiners[name or path] = refiner
+    for name, refiner in refiners.items():
         rows = []
         with torch.no_grad():
             for photo in kept:
                 rows.append(refiner.refine(coarse[photo.image]).au_probs[0].numpy())
-        scores[name or path] = np.stack(rows)
+        scores[name] = np.stack(rows)
     first = next(iter(refiners.values()))
     aus = first.aus
     if not args.no_readout:

@@ -18,14 +18,13 @@ validation frames together:
 
 It then stores ``w·exp(b)``. Occurrence stays ``p >= 0.5`` on the calibrated output; the ranking of
 scores (every AUC) does not change. Prints the offsets and each source's F1 and neutral on-rate before
-and after, and writes the checkpoint with ``au_face.io.checkpoints.export_checkpoint``.
+and after, and writes the checkpoint with ``au_face.io.checkpoints.write_checkpoint``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ from au_face.data.datamodules.photos import cap_per_expression, read_expression_
 from au_face.data.labels import read_folder_csv
 from au_face.data.synthetic.config import INDEX_NAME
 from au_face.evaluation.calibration import choose_offsets, f1_at
-from au_face.io.checkpoints import export_checkpoint, load_checkpoint
+from au_face.io.checkpoints import load_checkpoint, write_checkpoint
 from au_face.model.refiner import load_refiner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +58,7 @@ def photo_source(
         split_photos(read_expression_csv(root / "data" / "legend.csv").photos, val_fraction)["val"], cap
     )
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
-    records = load_records(cache, root, "images", photos)
+    records = load_records(cache, root, "images", photos, "appearance" in refiner.frame_inputs)
     logits, labels, neutral = [], [], []
     for photo in photos:
         if photo.image not in records:
@@ -100,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-neutral-aus", type=float, default=0.4, help="bound on AUs on per neutral photo")
     parser.add_argument("--max-offset", type=float, default=3.0, help="largest |offset| tried, in logits")
+    parser.add_argument(
+        "--aus", type=int, nargs="+", help="choose offsets for these AUs only; the others keep theirs (default: all)"
+    )
     args = parser.parse_args(argv)
 
     refiner = load_refiner(args.ckpt)
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_neutral_rate,
         args.max_neutral_aus,
         max_offset=args.max_offset,
+        chosen=None if args.aus is None else np.isin(refiner.aus, args.aus),
     )
     for name, (logits, labels) in sources.items():
         before, after = (
@@ -132,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt["state_dict"][key] = ckpt["state_dict"][key] * torch.exp(
         torch.as_tensor(offsets, dtype=ckpt["state_dict"][key].dtype)
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "calibrated.ckpt"
-        torch.save(ckpt, staged)
-        export_checkpoint(staged, args.out)
+    write_checkpoint(ckpt, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -179,11 +179,13 @@ def test_inference_needs_no_lightning() -> None:
     assert out == ["AUFaceRefiner", "False", "False"], "loading the refiner imported the training stack"
 
 
-#: The packaged model's outputs on ``single_face.mp4``, recorded when it was last replaced (2026-12-04, issue 15):
+#: The packaged model's outputs on ``single_face.mp4``, recorded when it was last replaced (2026-12-05, issue 15: the appearance head):
 #: AU probabilities of every frame, the final mesh of every 8th frame, S̄ and the checkpoint's sha256.
 #: When the packaged model changes, record them anew from ``au-face reconstruct`` output:
 #: ``np.savez_compressed(path, au_probs=..., aus=..., vertices_every_8th=vertices[::8], reference=..., checkpoint_sha256=...)``.
 RECORDED = REPO / "tests" / "data" / "single_face_packaged_model.npz"
+#: Three times the largest difference seen between machines (see the test).
+PROBABILITY_TOLERANCE, VERTEX_TOLERANCE = 0.03, 0.01
 
 
 def test_the_packaged_model_reproduces_its_recorded_outputs(video_dir: Path, tmp_path: Path) -> None:
@@ -200,6 +202,8 @@ def test_the_packaged_model_reproduces_its_recorded_outputs(video_dir: Path, tmp
     result = au_face.reconstruct(video_dir / "single_face.mp4")
     out = np.load(result.save(tmp_path)["meshes"])
     assert out["aus"].tolist() == recorded["aus"].tolist()
-    np.testing.assert_allclose(out["au_probs"], recorded["au_probs"], atol=1e-4, equal_nan=True)
-    np.testing.assert_allclose(out["vertices"][::8], recorded["vertices_every_8th"], atol=1e-4)
-    np.testing.assert_allclose(out["reference"], recorded["reference"], atol=1e-4)
+    # MediaPipe's points differ a little from one CPU to another (its XNNPACK kernels): the same code and
+    # model gave AU probabilities 0.010 and vertices 0.003 apart on two of this project's machines
+    np.testing.assert_allclose(out["au_probs"], recorded["au_probs"], atol=PROBABILITY_TOLERANCE, equal_nan=True)
+    np.testing.assert_allclose(out["vertices"][::8], recorded["vertices_every_8th"], atol=VERTEX_TOLERANCE)
+    np.testing.assert_allclose(out["reference"], recorded["reference"], atol=VERTEX_TOLERANCE)

@@ -18,6 +18,7 @@ from au_face.io.checkpoints import default_checkpoint
 from au_face.model.numpy_refiner import NumpyRefiner, export_path, load_array_refiner
 from au_face.model.refiner import AUFaceRefiner, load_refiner
 from au_face.nn.net import NetConfig
+from checkpoint_fixtures import save_refiner
 from dataset_fixtures import face_geometry
 
 SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
@@ -128,29 +129,12 @@ def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -
     np.testing.assert_allclose(store.read("refined", 0, 300), want.vertices.numpy(), atol=1e-4)
 
 
-def _save(model: AUFaceRefiner, path: Path) -> Path:
-    torch.save(
-        {
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "hyper_parameters": {
-                "net": vars(model.net_config),
-                "clip_length": model.clip_length,
-                "reference": model.reference_mode,
-                "calibrated": model.calibrated,
-            },
-            "geometry": model.geometry.to_state(),
-        },
-        path,
-    )
-    return path
-
-
 def test_a_checkpoint_is_exported_once_then_read_without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import au_face.model.refiner
 
     monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path / "cache"))
     model = _small_model(CONFIGS["everything"], calibrated=True)
-    ckpt = _save(model, tmp_path / "model.ckpt")
+    ckpt = save_refiner(model, tmp_path / "model.ckpt")
     first = load_array_refiner(ckpt)
     assert isinstance(first, NumpyRefiner) and export_path(ckpt).is_file()
 
@@ -177,8 +161,8 @@ def test_a_checkpoint_is_exported_once_then_read_without_torch(tmp_path: Path, m
 
 def test_a_changed_checkpoint_gets_its_own_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path / "cache"))
-    one = _save(_small_model(CONFIGS["everything"], calibrated=False), tmp_path / "one.ckpt")
-    two = _save(_small_model(CONFIGS["everything"], calibrated=True), tmp_path / "two.ckpt")
+    one = save_refiner(_small_model(CONFIGS["everything"], calibrated=False), tmp_path / "one.ckpt")
+    two = save_refiner(_small_model(CONFIGS["everything"], calibrated=True), tmp_path / "two.ckpt")
     assert export_path(one) != export_path(two)
     a, b = load_array_refiner(one), load_array_refiner(two)
     vertices, valid = _frames(_small_model(CONFIGS["everything"], False), 2, 8, seed=5)
@@ -191,7 +175,7 @@ def test_a_model_with_a_video_branch_stays_in_torch(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("AU_FACE_CACHE", str(tmp_path / "cache"))
     config = NetConfig(modality="both", dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1)
     model = AUFaceRefiner(face_geometry([6, 12]), config, clip_length=8).eval()
-    loaded = load_array_refiner(_save(model, tmp_path / "video.ckpt"))
+    loaded = load_array_refiner(save_refiner(model, tmp_path / "video.ckpt"))
     assert isinstance(loaded, AUFaceRefiner) and not list((tmp_path / "cache").rglob("refiners/*"))
 
 

@@ -130,6 +130,26 @@ def test_same_au_list_loads_the_head_too(trained) -> None:
     assert torch.equal(task.model.net.au_weight, source.model.net.au_weight)
 
 
+def test_a_checkpoint_with_an_appearance_head_loads_with_it_and_fine_tuning_starts_without(
+    trained, tmp_path: Path
+) -> None:
+    ckpt, _, _ = trained
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False)
+    source = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")
+    head = source.model.add_appearance_head(12)
+    head.weight.copy_(torch.randn_like(head.weight))
+    stored["state_dict"].update({f"model.appearance.{k}": v for k, v in head.state_dict().items()})
+    with_head = tmp_path / "with_head.ckpt"
+    torch.save(stored, with_head)
+
+    task = AUFaceTask.load_from_checkpoint(with_head, map_location="cpu")  # strict: the head's keys must fit
+    assert task.model.appearance is not None and torch.equal(task.model.appearance.weight, head.weight)
+    assert "appearance" in task.frame_inputs
+    fresh = AUFaceTask(**{**source.hparams, "geometry": source.geometry})
+    loaded, _ = fresh.load_trunk(with_head)
+    assert fresh.model.appearance is None and not any("appearance" in key for key in loaded)
+
+
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path, trained) -> None:
     ckpt, _, _ = trained
     task = AUFaceTask.load_from_checkpoint(ckpt, map_location="cpu")

@@ -23,7 +23,7 @@ else:
     torch = lazy_module("torch")  # the coarse pass of au-face reconstruct runs without it
 
 #: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
-OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence")
+OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence", "appearance")
 
 
 class CoarseFramesError(AUFaceError, ValueError):
@@ -63,6 +63,8 @@ class CoarseFrames:
         crops: ``[T,H,W,3]`` uint8 aligned RGB face crops, else None.
         confidence: ``[T]`` float32 in [0, 1], how well the frame's mesh fits (0 without a
             face), for reconstructors that measure it, else None.
+        appearance: ``[T,D]`` float32 brow descriptors (:mod:`au_face.faces.appearance`; zeros
+            without a face), for a reconstructor asked for them, else None.
     """
 
     vertices: torch.Tensor
@@ -78,6 +80,7 @@ class CoarseFrames:
     features: torch.Tensor | None = None
     crops: torch.Tensor | None = None
     confidence: torch.Tensor | None = None
+    appearance: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.vertices.shape[0]

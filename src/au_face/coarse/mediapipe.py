@@ -12,6 +12,7 @@ import numpy as np
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
+from au_face.faces.appearance import DESCRIPTOR_SIZE, brow_descriptor
 from au_face.faces.mediapipe import (
     NUM_VERTICES,
     STABLE_VERTICES,
@@ -84,6 +85,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
+        appearance: also give each frame's brow descriptor (:mod:`au_face.faces.appearance`), for a
+            model with an appearance head.
         min_detection_confidence, min_tracking_confidence: Face Mesh thresholds.
         max_faces: faces looked for at most. More than one lets the choice (and the warning)
             happen, at one detector run every :data:`DETECT_EVERY` frames; 1 leaves the choice to
@@ -102,9 +105,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         max_faces: int = MAX_FACES,
+        appearance: bool = False,
     ) -> None:
         require_face_mesh()  # fail early with an install hint
         self.crop_size = int(crop_size)
+        self.appearance = bool(appearance)
         self.max_faces = int(max_faces)
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
@@ -330,6 +335,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         }
         if crops is not None:
             arrays["crops"] = crops
+        if self.appearance:
+            arrays["appearance"] = np.zeros((n, DESCRIPTOR_SIZE), dtype=np.float32)
+            for i in np.flatnonzero(valid):
+                arrays["appearance"][i] = brow_descriptor(frames[i], points[i])
         return arrays
 
     def crop_transform(self, scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ def choose_offsets(
     slack: float = 0.01,
     max_offset: float = 3.0,
     step: float = 0.05,
+    chosen: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-AU offsets ``b`` (occurrence: ``logit >= b``) from labelled ``sources`` and neutral faces.
 
@@ -52,6 +53,9 @@ def choose_offsets(
        without positives in any source keeps the smallest allowed ``b >= 0``.
     2. While the neutral faces have more than ``max_neutral_aus`` AUs on on average, the AU whose next
        step up costs the least F1 per false alarm removed is raised.
+
+    ``chosen [K]`` (bool; default all): only these AUs are chosen in step 1, the others start at
+    ``b = 0`` (a calibrated model whose change touched only some AUs); step 2 may raise any AU.
     """
     grid = np.round(np.arange(-max_offset, max_offset + step / 2, step), 6)
     neutral_on = (neutral_logits[None] >= grid[:, None, None]).mean(1)  # [G, K], falls with b
@@ -59,8 +63,9 @@ def choose_offsets(
     score = mean_f1(sources, grid)  # [G, K]
     allowed = neutral_on <= max_neutral_rate
     allowed[-1] = True  # the largest offset is always allowed
-    index = np.empty(len(scored), dtype=int)
-    for k in range(len(index)):
+    chosen = np.ones(len(scored), dtype=bool) if chosen is None else np.asarray(chosen, dtype=bool)
+    index = np.full(len(scored), int(np.argmin(np.abs(grid))))
+    for k in np.flatnonzero(chosen):
         candidates = np.flatnonzero(allowed[:, k] & ((grid >= 0) | scored[k]))
         good = candidates[score[candidates, k] >= score[candidates, k].max() - slack]
         index[k] = good[np.argmin(np.abs(grid[good]))]

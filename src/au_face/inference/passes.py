@@ -49,8 +49,9 @@ class Refiner(Protocol):
         ...
 
 
-#: Per-frame fields only a model with a video branch reads (stored and computed only for one).
-FRAME_INPUTS = ("crops", "features")
+#: Per-frame fields only some models read (stored and computed only for one): a video branch's crops or
+#: features, an appearance head's brow descriptors.
+FRAME_INPUTS = ("crops", "features", "appearance")
 
 
 class ArrayRefiner(Protocol):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, NoFaceError
 from au_face.inference.passes import InferenceRefiner, PipelineError, refine_photos
-from au_face.inference.pipeline import check_refiner
+from au_face.inference.pipeline import check_refiner, frame_inputs_of, only_inputs
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult, output_paths
 from au_face.io.au_csv import AUCsvWriter
@@ -41,8 +41,8 @@ from au_face.utils.concurrency import forked_map
 _NAMED = 5
 #: Photos refined in one call of the model.
 BATCH_PHOTOS = 32
-#: Per-photo fields kept in the outputs (crops and features only feed the model).
-_KEPT = [f for f in FRAME_FIELDS if f not in ("crops", "features", "timestamps")]
+#: Per-photo fields kept in the outputs (crops, features and brow descriptors only feed the model).
+_KEPT = [f for f in FRAME_FIELDS if f not in ("crops", "features", "appearance", "timestamps")]
 
 
 class UnreadablePhotoWarning(UserWarning):
@@ -118,7 +118,10 @@ def reconstruct_photos(
     batches = _Batches(refiner, len(photos), partial(check_refiner, refiner, topology, reconstructor.name, wait=True))
     errors: dict[int, str] = {}
     show = progress and sys.stderr.isatty()
-    with tqdm(total=len(photos), desc="photos", unit="photo", leave=False, disable=not show) as bar:
+    with (
+        only_inputs(reconstructor, frame_inputs_of(refiner)),
+        tqdm(total=len(photos), desc="photos", unit="photo", leave=False, disable=not show) as bar,
+    ):
         for index, (arrays, error) in forked_map(_tracker(photos, reconstructor), len(photos), workers):
             batches.tracked[index] = arrays
             if error is not None:

@@ -190,7 +190,7 @@ def _remove(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _frame_inputs(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[str, ...]:
+def frame_inputs_of(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[str, ...]:
     """The optional per-frame fields (:data:`~au_face.inference.passes.FRAME_INPUTS`) the refiner reads:
     none without one; all of them from a refiner whose needs are not known (a process still loading)."""
     if refiner is None:
@@ -202,18 +202,22 @@ def _frame_inputs(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[st
 
 
 @contextmanager
-def _crops_unless(reconstructor: CoarseReconstructor, needed: bool) -> Iterator[None]:
-    """Meanwhile, a reconstructor that makes face crops (``crop_size``) makes none unless ``needed``
-    (warping them cost 0.5 ms a frame on the thread that tracks)."""
+def only_inputs(reconstructor: CoarseReconstructor, inputs: tuple[str, ...]) -> Iterator[None]:
+    """Meanwhile, a reconstructor makes face crops (``crop_size``; warping them cost 0.5 ms a frame on
+    the thread that tracks) and brow descriptors (``appearance``) only where ``inputs`` name them."""
     size = getattr(reconstructor, "crop_size", 0)
-    if needed or not size:
-        yield
-        return
-    reconstructor.crop_size = 0
+    appearance = getattr(reconstructor, "appearance", None)
+    if size and "crops" not in inputs:
+        reconstructor.crop_size = 0
+    if appearance is not None:
+        reconstructor.appearance = "appearance" in inputs
     try:
         yield
     finally:
-        reconstructor.crop_size = size
+        if size:
+            reconstructor.crop_size = size
+        if appearance is not None:
+            reconstructor.appearance = appearance
 
 
 def check_refiner(
@@ -335,9 +339,9 @@ def reconstruct(
         if overlay and refiner is None:  # the final meshes are the coarse ones: draw them as they come
             stream = start_overlay("vertices", [])
         tick = time.perf_counter()
-        inputs = _frame_inputs(refiner)
+        inputs = frame_inputs_of(refiner)
         fields = tuple(f for f in FRAME_FIELDS if f not in FRAME_INPUTS or f in inputs)
-        with _crops_unless(reconstructor, "crops" in inputs):
+        with only_inputs(reconstructor, inputs):
             fps, reference, num_valid = _coarse_pass(
                 source,
                 reconstructor,

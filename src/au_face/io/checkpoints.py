@@ -112,7 +112,12 @@ def export_checkpoint(source: str | Path, target: str | Path, **hparams: object)
     """Write the inference part of a training checkpoint (weights, buffers, geometry, hyper-parameters; no
     optimiser or callback state) to ``target``, atomically; ``hparams`` override hyper-parameters
     that only change inference (e.g. ``calibrated``). This is how the packaged model is made."""
-    ckpt = load_checkpoint(source)
+    return write_checkpoint(load_checkpoint(source), target, **hparams)
+
+
+def write_checkpoint(ckpt: dict, target: str | Path, **hparams: object) -> Path:
+    """:func:`export_checkpoint` of a checkpoint already read (and perhaps changed, e.g. by
+    ``benchmarks/calibrate.py``)."""
     keys = ("state_dict", "hyper_parameters", "geometry", "pytorch-lightning_version", "epoch", "global_step")
     kept = {key: ckpt[key] for key in keys if key in ckpt}
     kept["hyper_parameters"] = {**kept["hyper_parameters"], **hparams, "init_checkpoint": None}
@@ -134,4 +139,5 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "unreadable",
+    "write_checkpoint",
 ]

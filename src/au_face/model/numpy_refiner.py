@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from au_face.model.refiner import AUFaceRefiner
 
 #: Changes whenever the exported arrays or their meaning change (old cache files are then ignored).
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: an optional appearance head
 #: ``nn.LayerNorm``'s default epsilon, which every layer norm of the network uses.
 _NORM_EPS = 1e-5
 
@@ -91,8 +91,8 @@ class NumpyRefiner:
         self.aus: list[int] = settings["aus"]
         self.topology_name: str = settings["topology"]
         self.clip_length: int = settings["clip_length"]
-        #: the optional per-frame fields it reads (none: it has no video branch)
-        self.frame_inputs: tuple[str, ...] = ()
+        #: the optional per-frame fields it reads: brow descriptors for an appearance head (never a video branch)
+        self.frame_inputs: tuple[str, ...] = ("appearance",) if "appearance.weight" in self._p else ()
         self._settings = settings
         masks, first = self._p["net.tokenizer.masks"], self._p["net.tokenizer.first"]
         # the tokenizer's first layer on each AU's masked displacement (AUTokenizer.forward), restricted to
@@ -179,7 +179,7 @@ class NumpyRefiner:
         vertices = np.asarray(frames["vertices"], dtype=np.float32)
         valid = np.asarray(frames["valid"], dtype=bool)
         references = np.broadcast_to(np.asarray(reference, dtype=np.float32), (len(vertices), *vertices.shape[2:]))
-        return self._forward(vertices, valid, references)
+        return self._forward(vertices, valid, references, frames.get("appearance"))
 
     def refine_each(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each of ``frames["vertices"] [N,V,3]`` alone, as an unrelated photo: its S̄ ``[N,V,3]`` (the
@@ -190,13 +190,17 @@ class NumpyRefiner:
         references = vertices.copy()
         if self._settings["reference"] == "neutral" and valid.any():
             references[valid] = self._neutral_fit_each(vertices[valid])
-        refined, probs = self._forward(vertices[:, None], valid[:, None], references)
+        appearance = frames.get("appearance")
+        refined, probs = self._forward(
+            vertices[:, None], valid[:, None], references, None if appearance is None else appearance[:, None]
+        )
         return references, refined[:, 0], probs[:, 0]
 
     def _forward(
-        self, vertices: np.ndarray, valid: np.ndarray, references: np.ndarray
+        self, vertices: np.ndarray, valid: np.ndarray, references: np.ndarray, appearance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`AUFaceRefiner.forward` (mesh modality): vertices ``[B,T,V,3]``, valid ``[B,T]``, S̄ ``[B,V,3]``."""
+        """:meth:`AUFaceRefiner.forward` (mesh modality): vertices ``[B,T,V,3]``, valid ``[B,T]``, S̄ ``[B,V,3]``,
+        brow descriptors ``[B,T,D]`` if any."""
         p, settings = self._p, self._settings
         b, t, v, _ = vertices.shape
         mask = valid[..., None, None].astype(np.float32)
@@ -227,6 +231,10 @@ class NumpyRefiner:
             delta = _linear(_gelu(_linear(head, p, "net.expression_head.1")), p, "net.expression_head.3")
             smoothed = smoothed + np.einsum("bte,evc->btvc", delta, p["net.expression.basis"])
         refined = np.where(valid[..., None, None], smoothed, vertices).astype(np.float32)
+        if appearance is not None and "appearance.weight" in p:
+            standard = (np.asarray(appearance, dtype=np.float32) - p["appearance.mean"]) / p["appearance.scale"]
+            offsets = standard @ p["appearance.weight"].T
+            logits = logits + np.where(valid[..., None], offsets, np.float32(0))
         if settings["calibrated"]:
             logits = logits - np.log(p["pos_weight"])
         return refined, _sigmoid(logits).astype(np.float32)

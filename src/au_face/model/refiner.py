@@ -21,6 +21,7 @@ from au_face.geometry.neutral import NeutralEstimator
 from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, check_finite, describe_load_error, load_checkpoint
 from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
 from au_face.model.windows import SlidingWindow
+from au_face.nn.appearance import AppearanceHead
 from au_face.nn.net import AUFaceNet, NetConfig
 
 
@@ -76,6 +77,18 @@ class AUFaceRefiner(nn.Module):
         if geometry.neutral is not None:
             self.neutral.install(geometry.neutral)
         self.register_buffer("pos_weight", torch.ones(len(geometry.aus)))
+        self.appearance: AppearanceHead | None = None
+
+    def add_appearance_head(self, dim: int) -> AppearanceHead:
+        """Give the model an appearance head over ``dim``-long brow descriptors (all weights zero)."""
+        self.appearance = AppearanceHead(len(self.geometry.aus), dim).to(self.pos_weight.device)
+        return self.appearance
+
+    def add_heads_of(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Add the optional heads whose weights ``state`` (keys after ``prefix``) holds and this model lacks."""
+        key = f"{prefix}appearance.mean"
+        if key in state and self.appearance is None:
+            self.add_appearance_head(int(state[key].shape[0]))
 
     @property
     def aus(self) -> list[int]:
@@ -87,10 +100,12 @@ class AUFaceRefiner(nn.Module):
 
     @property
     def frame_inputs(self) -> tuple[str, ...]:
-        """The optional per-frame fields the network reads: ``crops`` or ``features`` for a video branch."""
-        if not self.net.uses_video:
-            return ()
-        return ("features",) if self.net.video_from_features else ("crops",)
+        """The optional per-frame fields the model reads: ``crops`` or ``features`` for a video branch,
+        ``appearance`` for an appearance head."""
+        inputs: tuple[str, ...] = ()
+        if self.net.uses_video:
+            inputs = ("features",) if self.net.video_from_features else ("crops",)
+        return (*inputs, "appearance") if self.appearance is not None else inputs
 
     @classmethod
     def load(cls, path: str | Path) -> AUFaceRefiner:
@@ -111,6 +126,7 @@ class AUFaceRefiner(nn.Module):
                 k.removeprefix(MODEL_PREFIX): v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)
             }
             check_finite(path, state)
+            model.add_heads_of(state)
             model.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(
@@ -124,9 +140,12 @@ class AUFaceRefiner(nn.Module):
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
         refined = out.smoothed + self.net.expression.offsets(out.delta_expression)
         refined = torch.where(valid[..., None, None], refined, batch["vertices"])
+        logits = out.au_logits
+        if self.appearance is not None and "appearance" in batch:
+            logits = logits + self.appearance(batch["appearance"], valid)
         return {
-            "logits": out.au_logits,
-            "probs": self.probabilities(out.au_logits),
+            "logits": logits,
+            "probs": self.probabilities(logits),
             "delta": out.delta_expression,
             "refined": refined,
         }
@@ -248,6 +267,8 @@ class AUFaceRefiner(nn.Module):
             batch["crops"] = stack("crops").permute(0, 1, 4, 2, 3).float() / 255.0
         if self.net.uses_video and clips[0].features is not None:
             batch["features"] = stack("features").float()
+        if self.appearance is not None and all(clip.appearance is not None for clip in clips):
+            batch["appearance"] = stack("appearance").float()
         return batch
 
 

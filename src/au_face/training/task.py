@@ -170,9 +170,10 @@ class AUFaceTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint trained with another geometry (a rebuild of the same one, on any
-        machine, is accepted: see :meth:`FaceGeometry.differences`)."""
+        machine, is accepted: see :meth:`FaceGeometry.differences`); add the optional heads it holds."""
         if "geometry" not in checkpoint:
             raise CheckpointError(f"the checkpoint holds no geometry; this model has {self.geometry.describe()}")
+        self.model.add_heads_of(checkpoint.get("state_dict", {}), MODEL_PREFIX)
         stored = FaceGeometry.from_state(checkpoint["geometry"])  # checks the stored hash
         if stored != self.geometry:
             raise CheckpointError(

@@ -1,0 +1,143 @@
+"""Fit a model's appearance head on the training photos: brow descriptors read out per AU, on top of the mesh.
+
+    python benchmarks/fit_appearance.py --ckpt CKPT --out WITH_HEAD.ckpt --photos-root data/facial_expressions \\
+        --photos-cache CACHE [--aus 4] [--max-per-expression 2000]
+
+For the training photos of the expression collection (``split_photos``' train split, at most
+``--max-per-expression`` of each expression as the DataModule takes them; the validation photos and
+the reserved quarter are never read), each photo's brow descriptor (``au_face.faces.appearance``,
+from the image and the cached mesh) is standardised, and per AU of ``--aus`` an L2-regularised
+logistic regression is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
+labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
+weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
+photos (AUC). The head keeps the weights only: its offsets average zero over the photos, so the
+model's calibration still applies; run ``benchmarks/calibrate.py`` on the result all the same, since
+the head changes which photos cross the threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from au_face.aus import au_label, weak_au_labels
+from au_face.coarse.registry import reconstructor_version
+from au_face.data.cache import CoarseCache
+from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
+from au_face.io.checkpoints import load_checkpoint, write_checkpoint
+from au_face.model.refiner import load_refiner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_expressions import load_records, roc_auc
+
+#: L2 strengths tried (on the standardised descriptor, per photo).
+L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+FOLDS = 5
+
+
+def photo_inputs(refiner, root: Path, cache_dir: Path, photos: list[Photo]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Brow descriptors ``[N,D]`` of the photos with a face, the mesh model's logits ``[N,K]`` (any
+    appearance head the model has left out) and those photos."""
+    cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
+    records = load_records(cache, root, "images", photos, appearance=True)
+    refiner.appearance = None
+    kept = [photo for photo in photos if photo.image in records]
+    with torch.no_grad():
+        probs = [refiner.refine(records[photo.image]).au_probs[0].double().clamp(1e-7, 1 - 1e-7) for photo in kept]
+    descriptors = np.stack([records[photo.image].appearance[0].numpy() for photo in kept])
+    return descriptors, torch.logit(torch.stack(probs)).numpy(), kept
+
+
+def fit_weights(x: torch.Tensor, offset: torch.Tensor, y: torch.Tensor, l2: float) -> torch.Tensor:
+    """Weights ``w`` of ``logit = offset + x·w + c`` (balanced BCE, ``l2·|w|²``); the intercept ``c`` is dropped."""
+    w = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
+    c = torch.zeros(1, dtype=x.dtype, requires_grad=True)
+    balance = (1 - y).sum() / y.sum().clamp_min(1)
+    optimiser = torch.optim.LBFGS([w, c], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(offset + x @ w + c, y, pos_weight=balance)
+        loss = loss + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return w.detach()
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    return roc_auc(scores[labels == 1], scores[labels == 0])
+
+
+def person_fold(person: str) -> int:
+    return int(hashlib.sha1(person.encode()).hexdigest(), 16) % FOLDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--photos-root", type=Path, required=True)
+    parser.add_argument("--photos-cache", type=Path, required=True)
+    parser.add_argument("--aus", type=int, nargs="+", default=[4], help="AUs the head reads out")
+    parser.add_argument("--val-fraction", type=float, default=0.25, help="as the DataModule's")
+    parser.add_argument("--max-per-expression", type=int, default=2000, help="as the DataModule's training cap")
+    args = parser.parse_args(argv)
+
+    refiner = load_refiner(args.ckpt)
+    unknown = sorted(set(args.aus) - set(refiner.aus))
+    if unknown:
+        print(f"error: the model has no AU {unknown}; its AUs are {refiner.aus}", file=sys.stderr)
+        return 2
+    table = read_expression_csv(args.photos_root / "data" / "legend.csv")
+    photos = cap_per_expression(split_photos(table.photos, args.val_fraction)["train"], args.max_per_expression)
+    descriptors, logits, kept = photo_inputs(refiner, args.photos_root, args.photos_cache, photos)
+    mean, scale = descriptors.mean(0), descriptors.std(0) + 1e-3
+    x = torch.from_numpy((descriptors - mean) / scale).double()
+    labels = np.array([weak_au_labels(p.expression, refiner.aus) for p in kept])
+    folds = np.array([person_fold(p.person) for p in kept])
+    print(f"{len(kept)} training photos with a face, descriptor length {x.shape[1]}")
+    weight = np.zeros((len(refiner.aus), x.shape[1]), dtype=np.float32)
+    for au in args.aus:
+        k = refiner.aus.index(au)
+        known = labels[:, k] >= 0
+        xs, ys = x[known], torch.from_numpy(labels[known, k]).double()
+        offsets = torch.from_numpy(logits[known, k])
+        scores = {}
+        for l2 in L2_GRID:
+            held = np.zeros(int(known.sum()))
+            for fold in range(FOLDS):
+                test = folds[known] == fold
+                w = fit_weights(xs[~test], offsets[~test], ys[~test], l2)
+                held[test] = (offsets[test] + xs[test] @ w).numpy()
+            scores[l2] = auc(held, ys.numpy())
+        l2 = max(scores, key=scores.get)
+        weight[k] = fit_weights(xs, offsets, ys, l2).float().numpy()
+        alone = auc(offsets.numpy(), ys.numpy())
+        cv = ", ".join(f"{v}: {a:.3f}" for v, a in scores.items())
+        print(
+            f"{au_label(au)}: {int(ys.sum())} positives, {int((1 - ys).sum())} negatives; model alone AUC {alone:.3f};"
+        )
+        print(f"   with the head, cross-validated AUC by L2 strength {cv}; chosen {l2}")
+    ckpt = load_checkpoint(args.ckpt)
+    prefix = "model.appearance."
+    ckpt["state_dict"].update(
+        {
+            f"{prefix}mean": torch.from_numpy(mean.astype(np.float32)),
+            f"{prefix}scale": torch.from_numpy(scale.astype(np.float32)),
+            f"{prefix}weight": torch.from_numpy(weight),
+        }
+    )
+    write_checkpoint(ckpt, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
