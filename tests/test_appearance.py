@@ -17,6 +17,7 @@ import torch
 
 from au_face.coarse.base import CoarseFrames, CoarseFramesError
 from au_face.data.appearance import with_appearance
+from au_face.errors import AppearanceMissingWarning
 from au_face.evaluation.calibration import choose_offsets
 from au_face.faces.appearance import (
     DESCRIPTOR_SIZE,
@@ -297,7 +298,8 @@ def test_the_head_moves_only_covered_logits_of_frames_with_a_face(models) -> Non
     }
     with torch.no_grad():
         base = headless(batch)
-        without = headed(batch)  # no "appearance" in the batch
+        with pytest.warns(AppearanceMissingWarning):
+            without = headed(batch)  # no "appearance" in the batch
         out = headed({**batch, "appearance": torch.from_numpy(descriptors)})
     for name in ("logits", "probs", "delta", "refined"):
         assert torch.equal(without[name], base[name]), name
@@ -318,7 +320,9 @@ def test_a_record_without_descriptors_gets_the_headless_result(models) -> None:
     vertices, valid, descriptors = _frames(headless, 1, 30, seed=2)
     plain, described = _record(vertices[0], valid[0]), _record(vertices[0], valid[0], descriptors[0])
     base = headless.refine(plain)
-    for got in (headed.refine(plain), headless.refine(described)):
+    with pytest.warns(AppearanceMissingWarning, match="no brow descriptors"):
+        headed_plain = headed.refine(plain)
+    for got in (headed_plain, headless.refine(described)):
         assert torch.equal(got.au_probs, base.au_probs) and torch.equal(got.vertices, base.vertices)
     refined = headed.refine(described)  # overlapping windows, blended
     assert torch.equal(refined.vertices, base.vertices)
@@ -328,7 +332,8 @@ def test_a_record_without_descriptors_gets_the_headless_result(models) -> None:
     assert moved.min() > 1e-4 and moved.max() > 0.05
 
     _, photos_base = headless.refine_photos(plain)
-    _, photos_plain = headed.refine_photos(plain)
+    with pytest.warns(AppearanceMissingWarning):
+        _, photos_plain = headed.refine_photos(plain)
     _, photos = headed.refine_photos(described)
     assert torch.equal(photos_plain.au_probs, photos_base.au_probs)
     assert (photos.au_probs - photos_base.au_probs)[torch.from_numpy(valid[0])][:, COVERED].abs().max() > 0.05
@@ -382,8 +387,10 @@ def test_the_numpy_twin_applies_the_head_as_torch_does(models) -> None:
     plain_refined, plain_probs = plain_twin.refine_windows({"vertices": vertices, "valid": valid}, reference)
     assert np.abs(probs - plain_probs)[valid][:, COVERED].max() > 0.05, "the head must matter to the comparison"
     # no descriptors, or a headless twin given them: the headless numbers
+    with pytest.warns(AppearanceMissingWarning):
+        twin_plain = twin.refine_windows({"vertices": vertices, "valid": valid}, reference)
     for got in (
-        twin.refine_windows({"vertices": vertices, "valid": valid}, reference),
+        twin_plain,
         plain_twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference),
     ):
         np.testing.assert_array_equal(got[0], plain_refined)
@@ -399,7 +406,9 @@ def test_the_numpy_twin_applies_the_head_as_torch_does(models) -> None:
     np.testing.assert_allclose(photo_refined, want_photos.vertices.numpy(), atol=1e-4)
     np.testing.assert_allclose(photo_probs, want_photos.au_probs.numpy(), atol=1e-5)
     plain_each = plain_twin.refine_each({"vertices": photos, "valid": photo_valid})
-    for got, want_array in zip(twin.refine_each({"vertices": photos, "valid": photo_valid}), plain_each):
+    with pytest.warns(AppearanceMissingWarning):
+        twin_each = twin.refine_each({"vertices": photos, "valid": photo_valid})
+    for got, want_array in zip(twin_each, plain_each):
         np.testing.assert_array_equal(got, want_array)
     assert np.abs(photo_probs - plain_each[2])[photo_valid][:, COVERED].max() > 0.05
 

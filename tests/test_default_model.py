@@ -11,6 +11,7 @@ import yaml
 
 from au_face.aus import AU_SETS
 from au_face.coarse.base import CoarseFrames
+from au_face.errors import AppearanceMissingWarning
 from au_face.faces.mediapipe import mediapipe_topology
 from au_face.io.checkpoints import default_checkpoint
 from au_face.model.refiner import load_refiner
@@ -40,7 +41,8 @@ def test_packaged_model_gives_finite_outputs_and_keeps_a_still_face_still() -> N
     valid = torch.ones(40, dtype=torch.bool)
     valid[7] = False
     coarse = CoarseFrames.from_canonical(template + noise, valid, 25.0, "mediapipe")
-    out = task.refine(coarse)
+    with pytest.warns(AppearanceMissingWarning):  # a mesh without an image: AU4 from the mesh alone
+        out = task.refine(coarse)
     assert torch.isfinite(out.vertices).all() and torch.isfinite(out.au_probs[valid]).all()
     assert ((out.au_probs[valid] >= 0) & (out.au_probs[valid] <= 1)).all()
     jitter = lambda x: (x[2:] - 2 * x[1:-1] + x[:-2]).norm(dim=-1).mean()  # noqa: E731
@@ -77,6 +79,7 @@ _BUILD = """
 import sys, torch, yaml
 torch.set_num_threads(int(sys.argv[1]))
 from au_face.geometry import GeometrySpec, build
+from au_face.errors import AppearanceMissingWarning
 config = yaml.safe_load(open(sys.argv[2]).read())
 build(GeometrySpec(**config["geometry"], ict_path=sys.argv[3])).save(sys.argv[4])
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,25 @@ def _frames(model: AUFaceRefiner, clips: int, length: int, seed: int) -> tuple[n
     return vertices, valid
 
 
-def _torch_windows(model: AUFaceRefiner, vertices: np.ndarray, valid: np.ndarray, reference: np.ndarray):
+def _descriptors(model: AUFaceRefiner, shape: tuple[int, ...], seed: int) -> np.ndarray | None:
+    """Brow descriptors ``[*shape, D]`` around the head's own mean (None for a model without a head)."""
+    if model.appearance is None:
+        return None
+    head = model.appearance
+    noise = np.random.default_rng(seed).normal(size=(*shape, head.dim)).astype(np.float32)
+    return (head.mean.numpy() + noise * head.scale.numpy()).astype(np.float32)
+
+
+def _coarse(vertices: np.ndarray, valid: np.ndarray, appearance: np.ndarray | None) -> CoarseFrames:
+    frames = CoarseFrames.from_canonical(torch.from_numpy(vertices), torch.from_numpy(valid), 30.0, "mediapipe")
+    return frames if appearance is None else replace(frames, appearance=torch.from_numpy(appearance))
+
+
+def _torch_windows(
+    model: AUFaceRefiner, vertices: np.ndarray, valid: np.ndarray, reference: np.ndarray, appearance=None
+):
     clips = [
-        CoarseFrames.from_canonical(torch.from_numpy(v), torch.from_numpy(m), 30.0, model.topology_name)
-        for v, m in zip(vertices, valid)
+        _coarse(v, m, None if appearance is None else appearance[i]) for i, (v, m) in enumerate(zip(vertices, valid))
     ]
     outs = model.refine_clips(clips, torch.from_numpy(reference))
     return np.stack([o.vertices.numpy() for o in outs]), np.stack([o.au_probs.numpy() for o in outs])
@@ -74,18 +90,24 @@ def _assert_twins(model: AUFaceRefiner, length: int, prob_atol: float = 1e-5) ->
     reference = model.reference(coarse).numpy()
     np.testing.assert_allclose(twin.fit_reference(vertices[0], valid[0]), reference, atol=1e-5)
 
-    refined, probs = twin.refine_windows({"vertices": vertices, "valid": valid}, reference)
-    want_refined, want_probs = _torch_windows(model, vertices, valid, reference)
+    appearance = _descriptors(model, valid.shape, seed=2)
+    frames = {"vertices": vertices, "valid": valid}
+    if appearance is not None:
+        frames["appearance"] = appearance
+    refined, probs = twin.refine_windows(frames, reference)
+    want_refined, want_probs = _torch_windows(model, vertices, valid, reference, appearance)
     np.testing.assert_allclose(refined, want_refined, atol=1e-4)
     np.testing.assert_allclose(probs, want_probs, atol=prob_atol)
     assert probs.std() > 0.01, "the inputs must move the outputs, or the comparison says little"
     np.testing.assert_array_equal(refined[~valid], vertices[~valid])
 
     photos, photo_valid = vertices[:3].reshape(-1, *vertices.shape[2:]), valid[:3].reshape(-1)
-    references, photo_refined, photo_probs = twin.refine_each({"vertices": photos, "valid": photo_valid})
-    want_references, want = model.refine_photos(
-        CoarseFrames.from_canonical(torch.from_numpy(photos), torch.from_numpy(photo_valid), 30.0, "mediapipe")
-    )
+    photo_frames = {"vertices": photos, "valid": photo_valid}
+    photo_appearance = None if appearance is None else appearance[:3].reshape(len(photos), -1)
+    if photo_appearance is not None:
+        photo_frames["appearance"] = photo_appearance
+    references, photo_refined, photo_probs = twin.refine_each(photo_frames)
+    want_references, want = model.refine_photos(_coarse(photos, photo_valid, photo_appearance))
     np.testing.assert_allclose(references, want_references.numpy(), atol=1e-5)
     np.testing.assert_allclose(photo_refined, want.vertices.numpy(), atol=1e-4)
     np.testing.assert_allclose(photo_probs, want.au_probs.numpy(), atol=prob_atol)

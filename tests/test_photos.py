@@ -219,7 +219,7 @@ def test_batched_refinement_gives_each_photo_what_it_gets_alone(two_people: Path
     from au_face.inference.passes import refine_photos
 
     refiner = au_face.load_refiner(au_face.default_checkpoint())
-    reconstructor = MediaPipeReconstructor()
+    reconstructor = MediaPipeReconstructor(appearance="appearance" in refiner.frame_inputs)
     try:
         frames = [
             reconstructor.reconstruct_still(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), 30.0)

@@ -1,8 +1,19 @@
-"""Exception base class: the CLI turns these into a one-line message and exit code 2."""
+"""Exception base class (the CLI turns these into a one-line message and exit code 2) and warnings."""
 
 
 class AUFaceError(Exception):
     """Base class of every error au_face raises for bad input or missing assets."""
+
+
+class AppearanceMissingWarning(UserWarning):
+    """A model with an appearance head was given frames without brow descriptors: its covered AUs read
+    the mesh alone (``au-face reconstruct`` computes the descriptors; cached datasets carry none)."""
+
+
+APPEARANCE_MISSING = (
+    "the model's appearance head is not used: the frames carry no brow descriptors "
+    "(CoarseFrames.appearance), so its AUs read the mesh alone"
+)
 
 
 class Terminated(KeyboardInterrupt):

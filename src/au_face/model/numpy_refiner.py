@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from au_face.errors import AUFaceError
+from au_face.errors import APPEARANCE_MISSING, AppearanceMissingWarning, AUFaceError
 from au_face.utils.files import atomic_save_npz, user_cache_dir
 
 if TYPE_CHECKING:
@@ -231,7 +232,9 @@ class NumpyRefiner:
             delta = _linear(_gelu(_linear(head, p, "net.expression_head.1")), p, "net.expression_head.3")
             smoothed = smoothed + np.einsum("bte,evc->btvc", delta, p["net.expression.basis"])
         refined = np.where(valid[..., None, None], smoothed, vertices).astype(np.float32)
-        if appearance is not None and "appearance.weight" in p:
+        if appearance is None and "appearance.weight" in p:
+            warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=3)
+        elif appearance is not None and "appearance.weight" in p:
             standard = (np.asarray(appearance, dtype=np.float32) - p["appearance.mean"]) / p["appearance.scale"]
             offsets = standard @ p["appearance.weight"].T
             logits = logits + np.where(valid[..., None], offsets, np.float32(0))

@@ -7,6 +7,7 @@ probabilities are calibrated with, for one :class:`~au_face.geometry.FaceGeometr
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from au_face.coarse.base import CoarseFrames
+from au_face.errors import APPEARANCE_MISSING, AppearanceMissingWarning
 from au_face.geometry import FaceGeometry
 from au_face.geometry.neutral import NeutralEstimator
 from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, check_finite, describe_load_error, load_checkpoint
@@ -143,6 +145,8 @@ class AUFaceRefiner(nn.Module):
         logits = out.au_logits
         if self.appearance is not None and "appearance" in batch:
             logits = logits + self.appearance(batch["appearance"], valid)
+        elif self.appearance is not None:
+            warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=2)
         return {
             "logits": logits,
             "probs": self.probabilities(logits),
