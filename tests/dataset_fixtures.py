@@ -178,8 +178,10 @@ def write_coarse_cache(
     crop_size: int = 16,
     seed: int = 0,
     vertices: Sequence[np.ndarray] | None = None,
+    appearance: bool = False,
 ) -> list[Path]:
-    """Cache entries (as ``au-face preprocess`` leaves them) for ``videos`` in the MediaPipe topology.
+    """Cache entries (as ``au-face preprocess`` leaves them) for ``videos`` in the MediaPipe topology;
+    with ``appearance``, random brow descriptors in a cache of that version (``--appearance``).
 
     Missing video files are created as placeholders (the cache keys on path, size and mtime only).
     Meshes are ``vertices[i]`` if given, else the MediaPipe template plus a random smooth drift;
@@ -190,11 +192,12 @@ def write_coarse_cache(
     from au_face.coarse.base import CoarseFrames
     from au_face.coarse.registry import reconstructor_version
     from au_face.data.cache import CoarseCache
+    from au_face.faces.appearance import DESCRIPTOR_SIZE
     from au_face.faces.mediapipe import mediapipe_topology
 
     rng = np.random.default_rng(seed)
     template = mediapipe_topology().template.astype(np.float32)
-    cache = CoarseCache(cache_dir, reconstructor, reconstructor_version(reconstructor), base)
+    cache = CoarseCache(cache_dir, reconstructor, reconstructor_version(reconstructor), base, appearance=appearance)
     counts = [num_frames] * len(videos) if isinstance(num_frames, int) else list(num_frames)
     paths = []
     for i, (video, n) in enumerate(zip(videos, counts)):
@@ -211,8 +214,16 @@ def write_coarse_cache(
         valid[-1] = False
         mesh[~valid] = 0.0
         crops = torch.from_numpy(rng.integers(0, 255, (n, crop_size, crop_size, 3), dtype=np.uint8))
+        descriptors = None
+        if appearance:
+            descriptors = torch.from_numpy(rng.random((n, DESCRIPTOR_SIZE), dtype=np.float32) * valid[:, None])
         frames = CoarseFrames.from_canonical(
-            torch.from_numpy(mesh), torch.from_numpy(valid), fps=25.0, topology="mediapipe", crops=crops
+            torch.from_numpy(mesh),
+            torch.from_numpy(valid),
+            fps=25.0,
+            topology="mediapipe",
+            crops=crops,
+            appearance=descriptors,
         )
         path = cache.prepare(video)
         frames.save(path)

@@ -543,3 +543,27 @@ def test_only_inputs_switches_crops_and_descriptors_and_restores_them() -> None:
     with only_inputs(bare, ("crops", "appearance")):
         assert vars(bare) == {}
     assert vars(bare) == {}
+
+
+def test_a_descriptor_that_is_not_finite_counts_as_absent(models) -> None:
+    """A flipped training item's descriptor is NaN (unknown): no offset, in torch and in NumPy."""
+    headless, headed = models
+    vertices, valid, descriptors = _frames(headless, 2, 6, seed=4)
+    descriptors[0, 1] = np.nan
+    descriptors[1, 2, 0] = np.inf
+    batch = {
+        "vertices": torch.from_numpy(vertices),
+        "valid": torch.from_numpy(valid),
+        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
+    }
+    with torch.no_grad():
+        base = headless(batch)["logits"]
+        out = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
+    assert torch.isfinite(out).all()
+    for b, t in ((0, 1), (1, 2)):
+        assert torch.equal(out[b, t], base[b, t])
+    assert (out[0, 0] - base[0, 0])[COVERED].abs().max() > 1e-3, "finite descriptors still count"
+    twin = NumpyRefiner.from_refiner(headed)
+    reference = vertices[0, 0]
+    _, probs = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference)
+    assert np.isfinite(probs[valid]).all()

@@ -496,3 +496,35 @@ def test_mirror_share_flips_training_items_only(folder: Path) -> None:
     assert (b["vertices"] - a["vertices"]).abs().max() > 1e-3  # a real face is not exactly symmetric
     with pytest.raises(ValueError, match="mirror is a share"):
         module(1.5)
+
+
+def test_a_cache_with_brow_descriptors_serves_them_and_a_plain_one_is_not_taken_for_it(tmp_path: Path) -> None:
+    from au_face.faces.appearance import DESCRIPTOR_SIZE
+
+    names = ["train/anna_1", "train/bob_1", "val/carl_1", "test/dora_1"]
+    for name in names:
+        make_folder_labels(tmp_path / Path(name).parent, videos=(Path(name).name,), aus=("AU04",), num_frames=FRAMES)
+    videos = [tmp_path / f"{n}.mp4" for n in names]
+    write_coarse_cache(tmp_path / "plain", tmp_path, videos, FRAMES)
+    write_coarse_cache(tmp_path / "brows", tmp_path, videos, FRAMES, appearance=True)
+
+    def module(cache: str, appearance: bool, mirror: float = 0.0) -> FolderAUDataModule:
+        dm = FolderAUDataModule(
+            str(tmp_path),
+            str(tmp_path / cache),
+            geometry=tiny_geometry(tmp_path / "plain", ["AU04"]),
+            appearance=appearance,
+            mirror=mirror,
+            **TINY_DATA,
+        )
+        dm.setup("fit")
+        return dm
+
+    item = module("brows", True).datasets["train"][0]
+    assert item["appearance"].shape == (item["vertices"].shape[0], DESCRIPTOR_SIZE)
+    assert torch.isfinite(item["appearance"]).all() and item["appearance"][item["valid"]].abs().sum() > 0
+    assert "appearance" not in module("plain", False).datasets["train"][0]
+    flipped = module("brows", True, mirror=1.0).datasets["train"][0]
+    assert torch.isnan(flipped["appearance"]).all(), "a flipped item's descriptor is unknown"
+    with pytest.raises(CacheMissError, match="--appearance"):
+        module("plain", True)  # records without descriptors are not taken for ones with them

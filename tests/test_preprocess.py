@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("mediapipe")
 
@@ -153,3 +154,27 @@ def test_kill_and_restart(tmp_path: Path, video_dir: Path) -> None:
         assert len(record) == 72 and record.num_valid == 72
     table = done.stdout.splitlines()
     assert sum(" cached" in line for line in table) >= finished_before - 1  # finished videos were not redone
+
+
+def test_appearance_caches_brow_descriptors_in_a_version_of_their_own(tmp_path: Path, video_dir: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy2(video_dir / "single_face.mp4", folder / "a.mp4")
+    out = tmp_path / "cache"
+    assert run_cli([str(folder), "--out", str(out), "--max-frames", "4", "--appearance"]) == 0
+    record = cache_for(out, folder, max_frames=4, appearance=True).load(folder / "a.mp4")
+    assert record.appearance is not None and record.appearance.shape[0] == 4 == record.num_valid
+    assert torch.isfinite(record.appearance).all() and (record.appearance.abs().sum(dim=1) > 0).all()
+    assert cache_for(out, folder, max_frames=4).missing([folder / "a.mp4"]), "the plain version is not there"
+
+
+def test_appearance_needs_a_reconstructor_on_mediapipe_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    class Flame:  # a reconstructor without brow descriptors (DECA's FLAME meshes)
+        name, version = "deca", "1"
+
+    monkeypatch.setattr(preprocess, "build_reconstructor", lambda *args, **kwargs: Flame())
+    (tmp_path / "a.mp4").write_bytes(b"not read")
+    assert run_cli([str(tmp_path / "a.mp4"), "--out", str(tmp_path / "c"), "--appearance"]) == 2
+    assert "--appearance needs a reconstructor on MediaPipe's points" in capsys.readouterr().err

@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accelerator", default="cpu", help="Lightning accelerator (default cpu: MediaPipe runs on CPU)"
     )
     parser.add_argument("--chunk-size", type=positive_int, default=64, help="frames decoded per reconstructor call")
+    parser.add_argument(
+        "--appearance",
+        action="store_true",
+        help="also cache each frame's brow descriptor, for a model with an appearance head (the default "
+        "model); a cache of its own version (DataModules: appearance: true)",
+    )
 
 
 def collect_videos(inputs: Sequence[str | Path]) -> list[Path]:
@@ -164,7 +170,15 @@ def run(args: argparse.Namespace) -> int:
             f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}"
         )
     reconstructor = build_reconstructor(args.reconstructor, args.accelerator, model_path=args.landmarker_model)
-    cache = CoarseCache(args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames)
+    if args.appearance:
+        if not hasattr(reconstructor, "appearance"):
+            raise PreprocessInputError(
+                f"--appearance needs a reconstructor on MediaPipe's points (mediapipe, landmarker), not {args.reconstructor}"
+            )
+        reconstructor.appearance = True
+    cache = CoarseCache(
+        args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames, args.appearance
+    )
     todo = cache.missing(videos) if args.out.is_dir() else videos
     if todo:  # a complete cache is only read: it may be read-only
         check_output_folder(args.out, "--out")

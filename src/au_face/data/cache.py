@@ -49,6 +49,10 @@ class CacheMissError(AUFaceError, FileNotFoundError):
     """A video has no usable entry in the coarse cache."""
 
 
+#: Appended to the reconstructor's version in a cache whose records carry brow descriptors.
+APPEARANCE_VERSION = "+brows"
+
+
 class CoarseCache:
     """Coarse reconstructions of many videos under ``root``, for one reconstructor and version.
 
@@ -58,6 +62,8 @@ class CoarseCache:
         base: folder that video keys are relative to (so a dataset folder can move); videos
             outside it are keyed by their absolute path.
         stride, max_frames: frame selection the cached records were made with.
+        appearance: the records carry brow descriptors (``au-face preprocess --appearance``): a
+            version of its own (:data:`APPEARANCE_VERSION` appended), so records without them are stale.
     """
 
     def __init__(
@@ -68,10 +74,12 @@ class CoarseCache:
         base: str | Path | None = None,
         stride: int = 1,
         max_frames: int | None = None,
+        appearance: bool = False,
     ) -> None:
         self.root = Path(root).expanduser()
         self.reconstructor_name = reconstructor_name
-        self.version = str(version)
+        self.appearance = bool(appearance)
+        self.version = str(version) + (APPEARANCE_VERSION if appearance else "")
         self.base = Path(base).expanduser().resolve() if base is not None else None
         self.stride = int(stride)
         self.max_frames = max_frames
@@ -237,6 +245,8 @@ class CoarseCache:
         if self.max_frames is not None:
             parts += ["--max-frames", str(self.max_frames)]
         parts += ["--reconstructor", self.reconstructor_name]
+        if self.appearance:
+            parts.append("--appearance")
         return shlex.join(parts)
 
     def missing_message(self, videos: Iterable[str | Path]) -> str:

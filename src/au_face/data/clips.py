@@ -57,6 +57,7 @@ class LoadedSequence:
     features: torch.Tensor | None
     gt_vertices: torch.Tensor | None
     gt_reference: torch.Tensor | None = None
+    appearance: torch.Tensor | None = None
 
 
 class SequenceCache:
@@ -115,6 +116,7 @@ def load_sequence(record: SequenceRecord, reference_fn: ReferenceFn | None = Non
         features=coarse.features.float() if coarse.features is not None else None,
         gt_vertices=gt,
         gt_reference=gt_reference,
+        appearance=coarse.appearance.float() if coarse.appearance is not None else None,
     )
 
 
@@ -162,6 +164,8 @@ class Mirror:
                 out[key] = self.vertices(out[key])
         if "crops" in out:
             out["crops"] = out["crops"].flip(-1)
+        if "appearance" in out:  # the descriptor of the flipped image is not known: absent (NaN)
+            out["appearance"] = torch.full_like(out["appearance"], float("nan"))
         return out
 
 
@@ -170,7 +174,8 @@ class ClipDataset(Dataset):
 
     Items are dicts: ``vertices [L,V,3]``, ``valid [L]``, ``reference [V,3]`` (S̄ of the
     whole video), ``labels [L,K]`` int8 (−1 where unknown or padded), ``crops [L,3,H,W]``
-    float in [0,1] and/or ``features [L,F]`` when present and asked for, ``gt_vertices``
+    float in [0,1] and/or ``features [L,F]`` when present and asked for, brow descriptors
+    ``appearance [L,D]`` when the records carry them (NaN in a flipped item), ``gt_vertices``
     when present, and ``sequence``/``start`` indices. Padded frames have ``valid=False``.
 
     ``single_frames`` adds that share of extra items that are one frame alone (the rest of the
@@ -254,6 +259,8 @@ class ClipDataset(Dataset):
             out["crops"] = take(data.crops).permute(0, 3, 1, 2).float() / 255.0
         if data.features is not None:
             out["features"] = take(data.features)
+        if data.appearance is not None:
+            out["appearance"] = take(data.appearance)
         if data.gt_vertices is not None:
             out["gt_vertices"] = take(data.gt_vertices)
         if data.gt_reference is not None:

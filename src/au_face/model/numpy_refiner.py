@@ -235,9 +235,13 @@ class NumpyRefiner:
         if appearance is None and "appearance.weight" in p:
             warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=3)
         elif appearance is not None and "appearance.weight" in p:
-            standard = (np.asarray(appearance, dtype=np.float32) - p["appearance.mean"]) / p["appearance.scale"]
+            appearance = np.asarray(appearance, dtype=np.float32)
+            present = valid & np.isfinite(appearance).all(axis=-1)
+            standard = (np.nan_to_num(appearance, nan=0.0, posinf=0.0, neginf=0.0) - p["appearance.mean"]) / p[
+                "appearance.scale"
+            ]
             offsets = standard @ p["appearance.weight"].T
-            logits = logits + np.where(valid[..., None], offsets, np.float32(0))
+            logits = logits + np.where(present[..., None], offsets, np.float32(0))
         if settings["calibrated"]:
             logits = logits - np.log(p["pos_weight"])
         return refined, _sigmoid(logits).astype(np.float32)

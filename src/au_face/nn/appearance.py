@@ -42,7 +42,10 @@ class AppearanceHead(nn.Module):
         return self.weight.ne(0).any(dim=1)
 
     def forward(self, descriptors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Logit offsets ``[..., K]`` for descriptors ``[..., D]``; zero where ``present [...]`` is False."""
-        standard = (descriptors.float() - self.mean) / self.scale
+        """Logit offsets ``[..., K]`` for descriptors ``[..., D]``; zero where ``present [...]`` is False
+        or the descriptor is not finite (unknown, e.g. for a flipped training item)."""
+        descriptors = descriptors.float()
+        present = present & descriptors.isfinite().all(dim=-1)
+        standard = (descriptors.nan_to_num(0.0, 0.0, 0.0) - self.mean) / self.scale
         offsets = standard @ self.weight.T
         return torch.where(present[..., None], offsets, torch.zeros_like(offsets))

@@ -107,6 +107,8 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         frame_stride, max_frames: ``--stride`` / ``--max-frames`` the cache was made with.
         alignment: ``mask`` (labels missing for a video frame, or for frames not in the video,
             become unknown) or ``error``.
+        appearance: read a cache whose records carry brow descriptors (``au-face preprocess
+            --appearance``), for a model with an appearance head; items then hold ``appearance``.
         Other arguments: see :class:`SequenceDataModule`.
     """
 
@@ -118,6 +120,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         frame_stride: int = 1,
         max_frames: int | None = None,
         alignment: Literal["mask", "error"] = "mask",
+        appearance: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -129,6 +132,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         self.frame_stride = frame_stride
         self.max_frames = max_frames
         self.alignment = alignment
+        self.appearance = appearance
         self._sequences: dict[str, list[VideoSequence]] = {}
         self._records: dict[str, list[SequenceRecord]] = {}
 
@@ -147,7 +151,9 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
     def cache(self) -> CoarseCache:
         base = self.cache_base if self.cache_base is not None else self.root
         version = reconstructor_version(self.reconstructor)
-        return CoarseCache(self.cache_dir, self.reconstructor, version, base, self.frame_stride, self.max_frames)
+        return CoarseCache(
+            self.cache_dir, self.reconstructor, version, base, self.frame_stride, self.max_frames, self.appearance
+        )
 
     def sequences(self, split: str) -> list[VideoSequence]:
         if split not in self._sequences:

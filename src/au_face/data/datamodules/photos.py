@@ -287,7 +287,10 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
 
         videos = [self.image_path(p) for split in splits for p in self.photos(split)]
         if self.cache.missing(videos):
-            fill_cache(self.cache, build_reconstructor(self.reconstructor), videos)
+            reconstructor = build_reconstructor(self.reconstructor)
+            if self.appearance:
+                reconstructor.appearance = True  # type: ignore[attr-defined]
+            fill_cache(self.cache, reconstructor, videos)
 
     def setup(self, stage: str | None = None) -> None:
         for split in STAGE_SPLITS.get(stage, ()) if stage else ():
@@ -335,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe")
     parser.add_argument("--landmarker-model", type=Path, help="the Face Landmarker model (reconstructor landmarker)")
+    parser.add_argument(
+        "--appearance", action="store_true", help="also cache brow descriptors (preprocess --appearance)"
+    )
     args = parser.parse_args(argv)
     try:
         table = read_expression_csv(args.root / args.csv)
@@ -344,8 +350,16 @@ def main(argv: list[str] | None = None) -> int:
             for s in args.splits
             for p in cap_per_expression(splits[s], args.max_per_expression)
         ]
-        cache = CoarseCache(args.cache, args.reconstructor, reconstructor_version(args.reconstructor), args.root)
+        cache = CoarseCache(
+            args.cache,
+            args.reconstructor,
+            reconstructor_version(args.reconstructor),
+            args.root,
+            appearance=args.appearance,
+        )
         reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
+        if args.appearance:
+            reconstructor.appearance = True  # type: ignore[attr-defined]
         start = time.perf_counter()
 
         def progress(done: int, total: int) -> None:
