@@ -5,8 +5,9 @@
 
 For the training photos of the expression collection (``split_photos``' train split, at most
 ``--max-per-expression`` of each expression as the DataModule takes them; the validation photos and
-the reserved quarter are never read), each photo's brow descriptor (``au_face.faces.appearance``,
-from the image and the cached mesh) is standardised, and per AU of ``--aus`` an L2-regularised
+the reserved quarter are never read) that have a descriptor (``au_face.faces.appearance``: none for
+a small face or one at the image's edge), each photo's brow descriptor, from the image and the
+cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised
 logistic regression is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
 labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
 weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
@@ -46,7 +47,8 @@ def photo_inputs(refiner, root: Path, cache_dir: Path, photos: list[Photo]) -> t
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
     records = load_records(cache, root, "images", photos, appearance=True)
     refiner.appearance = None
-    kept = [photo for photo in photos if photo.image in records]
+    # photos whose face is too small or too close to the image's edge have no descriptor: left out
+    kept = [photo for photo in photos if photo.image in records and records[photo.image].appearance.isfinite().all()]
     with torch.no_grad():
         probs = [refiner.refine(records[photo.image]).au_probs[0].double().clamp(1e-7, 1 - 1e-7) for photo in kept]
     descriptors = np.stack([records[photo.image].appearance[0].numpy() for photo in kept])
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.from_numpy((descriptors - mean) / scale).double()
     labels = np.array([weak_au_labels(p.expression, refiner.aus) for p in kept])
     folds = np.array([person_fold(p.person) for p in kept])
-    print(f"{len(kept)} training photos with a face, descriptor length {x.shape[1]}")
+    print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {x.shape[1]}")
     weight = np.zeros((len(refiner.aus), x.shape[1]), dtype=np.float32)
     for au in args.aus:
         k = refiner.aus.index(au)

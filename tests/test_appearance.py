@@ -24,10 +24,14 @@ from au_face.faces.appearance import (
     EYE_DISTANCE,
     EYE_MARGIN,
     LEFT_EYE,
+    MAX_OUTSIDE,
+    MIN_EYE_DISTANCE,
     PATCH_SIZE,
     RIGHT_EYE,
     brow_descriptor,
     brow_patch,
+    eye_distance,
+    outside_share,
     patch_transform,
 )
 from au_face.inference.pipeline import only_inputs
@@ -158,6 +162,35 @@ def test_coincident_or_undefined_eyes_raise_value_error() -> None:
         points[LEFT_EYE[0]] = bad
         with pytest.raises(ValueError, match="not finite"):
             patch_transform(points)
+
+
+def test_a_large_face_reads_as_the_same_face_seen_smaller() -> None:
+    """A face larger than the patch's scale is area-averaged down first, as a camera further away sees it:
+    a fine texture does not alias (a direct warp of a 2.5-times larger face: cosine 0.98 here)."""
+    rng = np.random.default_rng(3)
+    noise = rng.random((200, 266))
+    fine = cv2.GaussianBlur(cv2.resize(noise, (800, 600), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+    image = ((fine - fine.min()) / np.ptp(fine) * 255).astype(np.uint8)
+    points = _points(right=(340.0, 360.0), left=(460.0, 360.0))
+    assert eye_distance(points) == pytest.approx(120.0)
+    small = cv2.resize(image, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    assert _cosine(brow_descriptor(image, points), brow_descriptor(small, points * 0.4)) > 0.99
+
+
+def test_a_small_face_or_one_at_the_edge_has_no_descriptor() -> None:
+    image = _image(0)
+    gap = MIN_EYE_DISTANCE
+    small = _points(right=(160.0 - gap / 2 + 0.5, 140.0), left=(160.0 + gap / 2 - 0.5, 140.0))
+    assert eye_distance(small) < MIN_EYE_DISTANCE and np.isnan(brow_descriptor(image, small)).all()
+    enough = _points(right=(160.0 - gap / 2 - 0.5, 140.0), left=(160.0 + gap / 2 + 0.5, 140.0))
+    assert np.isfinite(brow_descriptor(image, enough)).all()
+    # eyes 60 px apart: the patch reaches 50 / 48 * 60 = 62.5 px above them
+    assert outside_share(image.shape, _points()) == 0.0
+    top = _points(right=(130.0, 40.0), left=(190.0, 40.0))  # 22.5 px of the patch's 80 above the image
+    assert outside_share(image.shape, top) == pytest.approx(22.5 / 80, abs=0.02)
+    assert outside_share(image.shape, top) > MAX_OUTSIDE and np.isnan(brow_descriptor(image, top)).all()
+    near = _points(right=(130.0, 52.0), left=(190.0, 52.0))  # 10.5 px above: kept
+    assert outside_share(image.shape, near) < MAX_OUTSIDE and np.isfinite(brow_descriptor(image, near)).all()
 
 
 def test_an_image_that_is_not_uint8_is_refused() -> None:
