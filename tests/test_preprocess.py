@@ -178,3 +178,50 @@ def test_appearance_needs_a_reconstructor_on_mediapipe_points(
     (tmp_path / "a.mp4").write_bytes(b"not read")
     assert run_cli([str(tmp_path / "a.mp4"), "--out", str(tmp_path / "c"), "--appearance"]) == 2
     assert "--appearance needs a reconstructor on MediaPipe's points" in capsys.readouterr().err
+
+
+def test_brow_descriptors_computed_on_their_thread_are_the_frames_own(tmp_path: Path, video_dir: Path) -> None:
+    """Descriptors come from a thread while the next frames are tracked: each is its own frame's."""
+    from au_face.faces.appearance import brow_descriptor
+
+    cap = cv2.VideoCapture(str(video_dir / "single_face.mp4"))
+    frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(6)]
+    cap.release()
+    reconstructor = MediaPipeReconstructor(crop_size=0, appearance=True)
+    try:
+        record = CoarseFrames.from_numpy(reconstructor.reconstruct_arrays(frames, [i / 25 for i in range(6)], 25.0))
+    finally:
+        reconstructor.close()
+    points = record.posed_vertices().numpy()
+    want = np.stack([brow_descriptor(frame, p) for frame, p in zip(frames, points)])
+    assert record.num_valid == 6
+    got = record.appearance.numpy()
+    # the points come back through the pose in float32: a pixel's rounding may move a few HOG values
+    np.testing.assert_allclose(got, want, atol=0.01)
+    distances = np.linalg.norm(got[:, None] - want[None], axis=-1)
+    assert (distances.argmin(axis=1) == np.arange(6)).all(), "each descriptor is nearest its own frame's"
+
+
+def test_a_forked_copy_of_a_reconstructor_describes_on_its_own_thread() -> None:
+    import multiprocessing
+
+    from au_face.faces.appearance import LEFT_EYE, RIGHT_EYE
+
+    reconstructor = MediaPipeReconstructor(crop_size=0, appearance=True)
+    points = np.zeros((468, 3))
+    points[:, :2] = 150.0
+    points[list(RIGHT_EYE), 0], points[list(LEFT_EYE), 0] = 120.0, 180.0
+    image = np.full((300, 300, 3), 128, np.uint8)
+    parent = reconstructor._describe(image, points).result(timeout=30)  # the parent's thread exists now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(reconstructor._describe(image, points).result(timeout=30)))
+    child.start()
+    child.join(timeout=60)
+    try:
+        assert child.exitcode == 0, "the forked copy hung or failed on the parent's thread"
+        np.testing.assert_array_equal(queue.get(timeout=5), parent)
+    finally:
+        if child.is_alive():
+            child.kill()
+        reconstructor.close()

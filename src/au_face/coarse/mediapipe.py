@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import cv2
@@ -129,6 +131,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
+        self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, brow descriptor thread)
 
     @property
     def topology(self) -> FaceTopology:
@@ -155,16 +158,26 @@ class MediaPipeReconstructor(CoarseReconstructor):
         )
 
     def close(self) -> None:
-        """Free the Face Mesh graphs."""
+        """Free the Face Mesh graphs and the brow descriptors' thread."""
         for name in ("_mesh", "_still_mesh", "_turned_mesh", "_detector"):
             mesh = getattr(self, name)
             if mesh is not None:
                 mesh.close()
                 setattr(self, name, None)
+        if self._describer is not None:
+            self._describer[1].shutdown(wait=False)
+            self._describer = None
+
+    def _describe(self, rgb: np.ndarray, points: np.ndarray) -> Future:
+        """The frame's brow descriptor, computed on a thread of its own while the next frames are tracked
+        (OpenCV releases the interpreter's lock); one thread per process (a forked copy starts its own)."""
+        if self._describer is None or self._describer[0] != os.getpid():
+            self._describer = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="brow-descriptors"))
+        return self._describer[1].submit(brow_descriptor, rgb, points)
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked
-        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_detector": None}
+        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_detector": None, "_describer": None}
         return {**self.__dict__, **graphs, "_mesh_faces": 0, "_frame": 0}
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
@@ -291,10 +304,13 @@ class MediaPipeReconstructor(CoarseReconstructor):
             raise FrameFormatError(f"{n} frames but {len(timestamps)} timestamps")
         points = np.zeros((n, NUM_VERTICES, 3))
         valid = np.zeros(n, dtype=bool)
+        descriptors: dict[int, Future] = {}
         for i, (rgb, timestamp) in enumerate(zip(frames, timestamps)):
             detected = self.detect(rgb, float(timestamp))
             if detected is not None:
                 points[i], valid[i] = detected, True
+                if self.appearance:
+                    descriptors[i] = self._describe(rgb, points[i])  # ours: never written again
         if self._upside_down(frames, points, valid):
             warnings.warn(
                 f"{int(valid.sum())} of {n} frames from {timestamps[0]:.2f} s marked not valid: the face looks upside "
@@ -337,8 +353,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
             arrays["crops"] = crops
         if self.appearance:
             arrays["appearance"] = np.zeros((n, DESCRIPTOR_SIZE), dtype=np.float32)
-            for i in np.flatnonzero(valid):
-                arrays["appearance"][i] = brow_descriptor(frames[i], points[i])
+            for i, descriptor in descriptors.items():
+                if valid[i]:  # (not a face turned upside down)
+                    arrays["appearance"][i] = descriptor.result()
         return arrays
 
     def crop_transform(self, scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
