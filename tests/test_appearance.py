@@ -40,7 +40,7 @@ from au_face.model.numpy_refiner import NumpyRefiner, load_array_refiner
 from au_face.model.refiner import AUFaceRefiner
 from au_face.nn.appearance import AppearanceHead
 from au_face.nn.net import NetConfig
-from checkpoint_fixtures import save_refiner
+from checkpoint_fixtures import noisy_meshes, save_refiner
 from dataset_fixtures import face_geometry
 
 #: Where the patch puts the subject's right and left eye centres (x, y in patch pixels).
@@ -295,11 +295,7 @@ def _frames(model: AUFaceRefiner, clips: int, length: int, seed: int):
     """Meshes ``[B,T,V,3]`` near the template, ``valid [B,T]`` (some frames without a face) and descriptors
     ``[B,T,D]`` (zeros without a face, as a reconstructor gives them)."""
     rng = np.random.default_rng(seed)
-    template = model.geometry.topology.template.astype(np.float32)
-    scale = 0.05 * float(np.ptp(template, axis=0).max())
-    vertices = (template + rng.normal(scale=scale, size=(clips, length, *template.shape))).astype(np.float32)
-    valid = rng.random((clips, length)) > 0.25
-    valid[0] = True
+    vertices, valid = noisy_meshes(model, clips, length, rng)
     valid[-1, 0] = False
     vertices[~valid] = 0.0
     descriptors = rng.normal(size=(clips, length, HEAD_DIM)).astype(np.float32)

@@ -19,7 +19,7 @@ from au_face.io.checkpoints import default_checkpoint
 from au_face.model.numpy_refiner import NumpyRefiner, export_path, load_array_refiner
 from au_face.model.refiner import AUFaceRefiner, load_refiner
 from au_face.nn.net import NetConfig
-from checkpoint_fixtures import save_refiner
+from checkpoint_fixtures import noisy_meshes, save_refiner
 from dataset_fixtures import face_geometry
 
 SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
@@ -47,12 +47,7 @@ def _small_model(config: NetConfig, calibrated: bool) -> AUFaceRefiner:
 
 def _frames(model: AUFaceRefiner, clips: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Meshes near the model's template (``[B,T,V,3]``) with some frames, and one whole clip, without a face."""
-    rng = np.random.default_rng(seed)
-    template = model.geometry.topology.template.astype(np.float32)
-    scale = 0.05 * float(np.ptp(template, axis=0).max())
-    vertices = (template + rng.normal(scale=scale, size=(clips, length, *template.shape))).astype(np.float32)
-    valid = rng.random((clips, length)) > 0.25
-    valid[0] = True
+    vertices, valid = noisy_meshes(model, clips, length, np.random.default_rng(seed))
     valid[-1] = False
     vertices[~valid] = 0.0
     return vertices, valid
