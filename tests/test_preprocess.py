@@ -171,10 +171,16 @@ def test_appearance_caches_brow_descriptors_in_a_version_of_their_own(tmp_path: 
 def test_appearance_needs_a_reconstructor_on_mediapipe_points(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    class Flame:  # a reconstructor without brow descriptors (DECA's FLAME meshes)
-        name, version = "deca", "1"
+    from au_face.coarse import registry
 
-    monkeypatch.setattr(preprocess, "build_reconstructor", lambda *args, **kwargs: Flame())
+    class Flame:  # a reconstructor without brow descriptors (DECA's FLAME meshes)
+        name, version = "mediapipe", "1"
+
+        @classmethod
+        def create(cls, device: str = "cpu") -> Flame:
+            return cls()
+
+    monkeypatch.setattr(registry, "reconstructor_class", lambda name: Flame)
     (tmp_path / "a.mp4").write_bytes(b"not read")
     assert run_cli([str(tmp_path / "a.mp4"), "--out", str(tmp_path / "c"), "--appearance"]) == 2
     assert "--appearance needs a reconstructor on MediaPipe's points" in capsys.readouterr().err

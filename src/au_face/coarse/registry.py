@@ -55,21 +55,30 @@ def reconstructor_version(name: str) -> str:
 
 
 def build_reconstructor(
-    name: str, accelerator: str = "cpu", model_path: str | os.PathLike | None = None
+    name: str, accelerator: str = "cpu", model_path: str | os.PathLike | None = None, appearance: bool = False
 ) -> CoarseReconstructor:
     """A ready reconstructor by name. With a GPU ``accelerator`` it runs on this process's GPU
     (Lightning's multi-GPU launcher sets ``LOCAL_RANK``; the first process has none: 0).
     ``model_path`` is the model file of a reconstructor in :data:`TAKES_MODEL_PATH` (``landmarker``:
-    its ``.task`` file; without it, the reconstructor's environment variable)."""
+    its ``.task`` file; without it, the reconstructor's environment variable). ``appearance``: it also
+    gives brow descriptors (reconstructors on MediaPipe's points only)."""
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if accelerator in ("gpu", "cuda") else "cpu"
     cls = reconstructor_class(name)
     if name in TAKES_MODEL_PATH:
-        return cast(_TakesModelPath, cls).create(device, model_path=model_path)
-    if model_path is not None:
+        reconstructor = cast(_TakesModelPath, cls).create(device, model_path=model_path)
+    elif model_path is not None:
         raise ReconstructorOptionError(
             f"a model file applies to the {', '.join(TAKES_MODEL_PATH)} reconstructor, not {name}"
         )
-    return cls.create(device)
+    else:
+        reconstructor = cls.create(device)
+    if appearance:
+        if not hasattr(reconstructor, "appearance"):
+            raise ReconstructorOptionError(
+                f"--appearance needs a reconstructor on MediaPipe's points (mediapipe, landmarker), not {name}"
+            )
+        reconstructor.appearance = True
+    return reconstructor
 
 
 __all__ = [

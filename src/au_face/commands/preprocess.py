@@ -169,13 +169,9 @@ def run(args: argparse.Namespace) -> int:
         raise PreprocessInputError(
             f"--landmarker-model applies to --reconstructor landmarker, not {args.reconstructor}"
         )
-    reconstructor = build_reconstructor(args.reconstructor, args.accelerator, model_path=args.landmarker_model)
-    if args.appearance:
-        if not hasattr(reconstructor, "appearance"):
-            raise PreprocessInputError(
-                f"--appearance needs a reconstructor on MediaPipe's points (mediapipe, landmarker), not {args.reconstructor}"
-            )
-        reconstructor.appearance = True
+    reconstructor = build_reconstructor(
+        args.reconstructor, args.accelerator, model_path=args.landmarker_model, appearance=args.appearance
+    )
     cache = CoarseCache(
         args.out, reconstructor.name, reconstructor.version, base, args.stride, args.max_frames, args.appearance
     )

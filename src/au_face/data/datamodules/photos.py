@@ -287,10 +287,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
 
         videos = [self.image_path(p) for split in splits for p in self.photos(split)]
         if self.cache.missing(videos):
-            reconstructor = build_reconstructor(self.reconstructor)
-            if self.appearance:
-                reconstructor.appearance = True  # type: ignore[attr-defined]
-            fill_cache(self.cache, reconstructor, videos)
+            fill_cache(self.cache, build_reconstructor(self.reconstructor, appearance=self.appearance), videos)
 
     def setup(self, stage: str | None = None) -> None:
         for split in STAGE_SPLITS.get(stage, ()) if stage else ():
@@ -357,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             args.root,
             appearance=args.appearance,
         )
-        reconstructor = build_reconstructor(args.reconstructor, model_path=args.landmarker_model)
-        if args.appearance:
-            reconstructor.appearance = True  # type: ignore[attr-defined]
+        reconstructor = build_reconstructor(
+            args.reconstructor, model_path=args.landmarker_model, appearance=args.appearance
+        )
         start = time.perf_counter()
 
         def progress(done: int, total: int) -> None:
