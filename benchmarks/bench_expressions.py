@@ -20,6 +20,12 @@ Systems: each ``--ckpt`` (default: the packaged model) through the public refine
 readout (``au_face.evaluation.baselines``, the first checkpoint's neutral fit; needs ``$AU_FACE_ICT``),
 and, with ``--landmarker-model face_landmarker.task``, Face Landmarker's blendshapes (IMAGE mode, one
 face per photo) mapped to AUs (:data:`LANDMARKER_AUS`). Only photos where every system found a face are scored.
+
+``--reference person`` scores the models as they run on video instead: S̄ is fitted over all the
+photos of the photo's person (those where every system found a face), as a video's S̄ is fitted
+over its frames, and only the photos of persons with two or more such photos are scored; beside
+each model, the same model on the same photos with S̄ fitted to each (the readout and Face
+Landmarker on the same photos, as always).
 """
 
 from __future__ import annotations
@@ -188,13 +194,27 @@ def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[s
         coarse = {name: rec for name, rec in coarse.items() if name in blend}
     kept = [p for p in photos if p.image in coarse]
     print(f"{len(kept)} of {len(photos)} photos with a face for every system", file=sys.stderr)
+    persons = person_groups(kept) if args.reference == "person" else {}
+    if args.reference == "person":
+        kept = [p for p in kept if p.person in persons]
+        print(f"{len(kept)} of them by {len(persons)} persons with two or more", file=sys.stderr)
     scores: dict[str, np.ndarray] = {}
     for name, refiner in refiners.items():
-        rows = []
+        references = {
+            person: refiner.neutral(
+                torch.cat([coarse[p.image].vertices for p in group]).float(),
+                torch.cat([coarse[p.image].valid for p in group]),
+            )
+            for person, group in persons.items()
+        }
         with torch.no_grad():
-            for photo in kept:
-                rows.append(refiner.refine(coarse[photo.image]).au_probs[0].numpy())
-        scores[name] = np.stack(rows)
+            scores[name] = np.stack(
+                [refiner.refine(coarse[p.image], references.get(p.person)).au_probs[0].numpy() for p in kept]
+            )
+            if persons:  # the same photos with S̄ fitted to each, beside
+                scores[f"{name} (S̄ per photo)"] = np.stack(
+                    [refiner.refine(coarse[p.image]).au_probs[0].numpy() for p in kept]
+                )
     first = next(iter(refiners.values()))
     aus = first.aus
     if not args.no_readout:
@@ -217,6 +237,14 @@ def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[s
     if blend is not None:
         scores["Face Landmarker"] = landmarker_scores(np.stack([blend[p.image] for p in kept]), aus)
     return scores, aus, np.array([p.expression for p in kept])
+
+
+def person_groups(photos: list[Photo]) -> dict[str, list[Photo]]:
+    """The photos of each person with two or more of ``photos``."""
+    groups: dict[str, list[Photo]] = {}
+    for photo in photos:
+        groups.setdefault(photo.person, []).append(photo)
+    return {person: group for person, group in groups.items() if len(group) >= 2}
 
 
 def auc_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.ndarray, rounds: int) -> dict:
@@ -291,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-readout", action="store_true", help="leave out the analytic readout (it needs $AU_FACE_ICT)"
     )
+    parser.add_argument(
+        "--reference",
+        choices=("photo", "person"),
+        default="photo",
+        help="S̄ of a model: fitted to each photo, or over all photos of its person (as in video)",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
@@ -301,12 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     scores, aus, expressions = score_systems(args, photos)
     table = auc_table(scores, aus, expressions, args.bootstrap)
     rates = {s: on_rates(v, expressions, aus) for s, v in scores.items() if not np.isnan(v).all(1).any()}
-    print(markdown(table, rates, args.split))
+    where = args.split if args.reference == "photo" else f"{args.split} (S̄ over each person's photos)"
+    print(markdown(table, rates, where))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         counts = {e: int((expressions == e).sum()) for e in np.unique(expressions)}
         args.out.write_text(
-            json.dumps({"split": args.split, "photos": counts, "auc": table, "on_rates": rates}, indent=1) + "\n"
+            json.dumps(
+                {"split": args.split, "reference": args.reference, "photos": counts, "auc": table, "on_rates": rates},
+                indent=1,
+            )
+            + "\n"
         )
     return 0
 

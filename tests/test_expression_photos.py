@@ -140,7 +140,7 @@ def test_weak_labels_follow_the_table_and_unknowns_are_masked_from_the_loss() ->
     assert not torch.allclose(masked_bce(logits, labels, valid), masked_bce(changed, labels, valid))
 
 
-def make_collection(root: Path, reconstructed: bool = True) -> ExpressionPhotoDataModule:
+def make_collection(root: Path, reconstructed: bool = True, **kwargs) -> ExpressionPhotoDataModule:
     """The legend fixture with one-byte images and (optionally) cached one-frame meshes, the last photo without a face."""
     (root / "data").mkdir(parents=True)
     (root / "data" / "legend.csv").write_text(LEGEND)
@@ -149,8 +149,9 @@ def make_collection(root: Path, reconstructed: bool = True) -> ExpressionPhotoDa
     for photo in table.photos:
         (root / "images" / photo.image).write_bytes(b"\xff")
     dm = ExpressionPhotoDataModule(
-        str(root), str(root / "cache"), val_fraction=0.34, geometry=photo_geometry(), batch_size=2, clip_length=4
-    )
+        str(root), str(root / "cache"), val_fraction=0.34, geometry=photo_geometry(), batch_size=2, clip_length=4,
+        **kwargs,
+    )  # fmt: skip
     if reconstructed:
         results = []
         for i, photo in enumerate(table.photos):
@@ -196,6 +197,53 @@ def test_datamodule_serves_one_frame_items_with_weak_labels_and_never_the_reserv
     )
     with pytest.raises(DatasetLayoutError, match="reserved quarter is never served"):
         dm.list_sequences("reserved")
+
+
+def test_person_reference_fits_s_bar_over_each_persons_photos_as_over_a_videos_frames(tmp_path: Path) -> None:
+    dm = make_collection(tmp_path / "fe", person_reference=1.0)
+    dm.setup("fit")
+    records = dm.records("train")
+    by_person: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        by_person.setdefault(record.subject, []).append(i)
+    shared = [members for members in by_person.values() if len(members) >= 2]
+    alone = [members[0] for members in by_person.values() if len(members) == 1]
+    assert shared and alone, "the fixture's training split has persons with one photo and with several"
+    dataset = dm.datasets["train"]
+    for members in shared:
+        frames = [CoarseFrames.load(records[i].coarse_path) for i in members]
+        expected = dm.geometry.neutral(
+            torch.cat([f.vertices for f in frames]).float(), torch.cat([f.valid for f in frames])
+        )
+        own = dm.geometry.neutral(frames[0].vertices.float(), frames[0].valid)
+        assert not torch.allclose(expected, own, atol=1e-3), "the person's S̄ differs from the photo's own"
+        for i in members:
+            assert torch.allclose(dataset[i]["reference"], expected, atol=1e-5)
+    for i in alone:
+        coarse = CoarseFrames.load(records[i].coarse_path)
+        assert torch.allclose(
+            dataset[i]["reference"], dm.geometry.neutral(coarse.vertices.float(), coarse.valid), atol=1e-5
+        )
+    validation = dm.datasets["val"]
+    assert not validation.shared_references, "only training items take a person's S̄"
+    with pytest.raises(ValueError, match="person_reference"):
+        make_collection(tmp_path / "bad", person_reference=1.5)
+
+
+def test_a_share_of_items_takes_the_shared_reference_drawn_per_item(tmp_path: Path) -> None:
+    dm = make_collection(tmp_path / "fe")
+    dm.setup("fit")
+    dataset = dm.datasets["train"]
+    own = dataset[0]["reference"]
+    marker = torch.full_like(own, 7.0)
+    dataset.share_references({0: marker}, 0.5)
+    torch.manual_seed(0)
+    references = [dataset[0]["reference"] for _ in range(200)]
+    took = [bool(torch.equal(reference, marker)) for reference in references]
+    assert 0.35 < np.mean(took) < 0.65
+    assert all(t or torch.allclose(reference, own) for t, reference in zip(took, references)), "else its own S̄"
+    with pytest.raises(ValueError, match="no sequences"):
+        dataset.share_references({len(dataset.records): marker}, 0.5)
 
 
 def test_missing_reconstructions_name_the_command(tmp_path: Path) -> None:

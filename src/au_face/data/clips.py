@@ -182,7 +182,8 @@ class ClipDataset(Dataset):
     clip padded), with S̄ estimated from that frame only, as for a still image at inference.
     ``mirror`` (a :class:`Mirror`) flips that share of items left/right: meshes, S̄ and ground
     truth through the topology's vertex symmetry, crops horizontally; labels stay (the AUs are
-    scored for both sides together).
+    scored for both sides together). :meth:`share_references` gives some sequences a second S̄,
+    fitted over a group of them (one person's photos), used for a share of their items.
     """
 
     def __init__(
@@ -209,6 +210,8 @@ class ClipDataset(Dataset):
         self.reference_fn = reference_fn
         self.cache = SequenceCache(cache_size, reference_fn)
         self.index = [(i, s, length) for i, n in enumerate(num_frames) for s in clip_starts(n, length, stride)]
+        self.shared_references: dict[int, torch.Tensor] = {}
+        self.shared_share = 0.0
         if single_frames > 0:
             frames = [(i, t, 1) for i, n in enumerate(num_frames) for t in range(n)]
             chosen = np.random.default_rng(seed).choice(
@@ -218,6 +221,17 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def share_references(self, references: dict[int, torch.Tensor], share: float) -> None:
+        """Serve ``references[i]`` (``[V,3]``, e.g. S̄ fitted over all photos of sequence ``i``'s person,
+        as a video's S̄ is fitted over its frames) instead of sequence ``i``'s own S̄ in ``share`` of its
+        items, drawn per item (before any mirroring, which flips it with the item)."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        unknown = sorted(set(references) - set(range(len(self.records))))
+        if unknown:
+            raise ValueError(f"no sequences {unknown[:5]} among the {len(self.records)} of this dataset")
+        self.shared_references, self.shared_share = dict(references), share
 
     def clip_labels(self, item: int) -> np.ndarray:
         """``[L,K]`` labels of a clip without loading its meshes (for sampling weights)."""
@@ -247,6 +261,8 @@ class ClipDataset(Dataset):
         if span < self.length:  # a lone frame: S̄ from that frame only
             alone = data.vertices[start:stop]
             reference = self.reference_fn(alone, data.valid[start:stop]).float() if self.reference_fn else alone.mean(0)
+        if seq in self.shared_references and torch.rand(()) < self.shared_share:
+            reference = self.shared_references[seq]
         out = {
             "vertices": take(data.vertices),
             "valid": take(data.valid, False),

@@ -14,7 +14,9 @@ with two different expressions (dropped, and named in :attr:`PhotoTable.conflict
 * **Items.** Each photo is a one-frame sequence from the coarse cache; S̄ is fitted to that photo
   (``reference='neutral'``); its labels are :func:`~au_face.aus.weak_au_labels` of its expression,
   and with ``lips_part_from_mesh`` AU25 where the expression leaves it unknown is read from the
-  photo's mesh (:func:`~au_face.data.lips.fill_lips_part`).
+  photo's mesh (:func:`~au_face.data.lips.fill_lips_part`). With ``person_reference``, a share of
+  the training items of a person with several photos takes S̄ fitted over that person's photos, as
+  in video (:meth:`ExpressionPhotoDataModule.person_references`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from au_face.aus import (
     EXPRESSIONS,
@@ -36,7 +39,7 @@ from au_face.aus import (
     weak_au_labels,
 )
 from au_face.coarse.base import CoarseFrames
-from au_face.data.clips import SequenceRecord
+from au_face.data.clips import ClipDataset, SequenceRecord
 from au_face.data.datamodules.cached import (
     STAGE_SPLITS,
     CachedVideoDataModule,
@@ -194,6 +197,11 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
             first in SHA-1 order of their names; None: all). Validation is never capped.
         lips_part_from_mesh: where the expression leaves AU25 unknown, label it from the inner-lip
             gap of the photo's cached mesh (:mod:`au_face.data.lips`).
+        person_reference: share of the training items of a person with two or more training photos
+            whose S̄ is fitted over all of that person's photos (:meth:`person_references`), as a
+            video's S̄ is fitted over its frames, instead of to the photo alone. A photo's own S̄ takes
+            up what the expression shapes cannot express, so the network would see a real face's
+            change from its person's neutral (as in video) only this way.
         Other arguments: see :class:`CachedVideoDataModule` (``reference`` must be ``neutral``).
     """
 
@@ -208,6 +216,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         val_fraction: float = 0.2,
         max_train_per_expression: int | None = None,
         lips_part_from_mesh: bool = False,
+        person_reference: float = 0.0,
         **kwargs,
     ) -> None:
         kwargs.setdefault("reference", "neutral")
@@ -224,6 +233,9 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         self.val_fraction = val_fraction
         self.max_train_per_expression = max_train_per_expression
         self.lips_part_from_mesh = lips_part_from_mesh
+        if not 0.0 <= person_reference <= 1.0:
+            raise ValueError(f"person_reference is a share of training items in [0, 1], got {person_reference}")
+        self.person_reference = person_reference
 
     @property
     def root(self) -> Path:
@@ -274,6 +286,31 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         vertices = CoarseFrames.load(record.coarse_path).vertices.numpy()
         labels = fill_lips_part(record.labels, self.aus, vertices, self.geometry.topology.landmarks68)
         return replace(record, labels=labels)
+
+    def person_references(self, split: str) -> dict[int, torch.Tensor]:
+        """S̄ ``[V,3]`` fitted over all photos of each person with two or more photos (with a face) in
+        ``split``, for each of those photos by its index in :meth:`records`."""
+        neutral = self.geometry.neutral
+        if neutral is None:
+            raise DatasetLayoutError("person_reference needs a geometry with a neutral estimator (the ICT model)")
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(self.records(split)):
+            groups.setdefault(record.subject, []).append(i)
+        references: dict[int, torch.Tensor] = {}
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            frames = [CoarseFrames.load(self.records(split)[i].coarse_path) for i in members]
+            vertices = torch.cat([f.vertices for f in frames]).float()
+            reference = neutral(vertices, torch.cat([f.valid for f in frames])).float()
+            references.update(dict.fromkeys(members, reference))
+        return references
+
+    def make_dataset(self, split: str) -> ClipDataset:
+        dataset = super().make_dataset(split)
+        if split == "train" and self.person_reference > 0:
+            dataset.share_references(self.person_references(split), self.person_reference)
+        return dataset
 
     def expressions(self, split: str) -> list[str]:
         """The expression of each of :meth:`records`' photos, in their order."""
