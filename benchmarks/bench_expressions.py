@@ -194,8 +194,9 @@ def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[s
         coarse = {name: rec for name, rec in coarse.items() if name in blend}
     kept = [p for p in photos if p.image in coarse]
     print(f"{len(kept)} of {len(photos)} photos with a face for every system", file=sys.stderr)
-    persons = person_groups(kept) if args.reference == "person" else {}
+    persons: dict[str, list[Photo]] = {}
     if args.reference == "person":
+        persons = person_groups(kept)
         kept = [p for p in kept if p.person in persons]
         print(f"{len(kept)} of them by {len(persons)} persons with two or more", file=sys.stderr)
     scores: dict[str, np.ndarray] = {}
