@@ -1,14 +1,15 @@
-"""Fit a model's appearance head on the training photos: brow descriptors read out per AU, on top of the mesh.
+"""Fit a model's appearance head on the training photos: appearance descriptors read out per AU, on top of the mesh.
 
     python benchmarks/fit_appearance.py --ckpt CKPT --out WITH_HEAD.ckpt --photos-root data/facial_expressions \\
-        --photos-cache CACHE [--aus 4] [--max-per-expression 2000]
+        --photos-cache CACHE [--aus 4 6 9 10 12 15] [--max-per-expression 2000]
 
 For the training photos of the expression collection (``split_photos``' train split, at most
 ``--max-per-expression`` of each expression as the DataModule takes them; the validation photos and
-the reserved quarter are never read) that have a descriptor (``au_face.faces.appearance``: none for
-a small face or one at the image's edge), each photo's brow descriptor, from the image and the
-cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised
-logistic regression is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
+the reserved quarter are never read), each photo's appearance descriptor, from the image and the
+cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised logistic regression on the
+part of the descriptor from the AU's region (``au_face.faces.appearance.region_of``: the brow patch
+for AU1/2/4, the mouth patch for AU6/9/10/12/15), over the photos that have that part (none for a
+small face or a patch at the image's edge), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
 labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
 weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
 photos (AUC). The head keeps the weights only: its offsets average zero over the photos, so the
@@ -30,6 +31,7 @@ from au_face.aus import au_label, weak_au_labels
 from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
+from au_face.faces.appearance import REGIONS, region_of, region_part
 from au_face.io.checkpoints import load_checkpoint, write_checkpoint
 from au_face.model.refiner import load_refiner
 
@@ -42,13 +44,14 @@ FOLDS = 5
 
 
 def photo_inputs(refiner, root: Path, cache_dir: Path, photos: list[Photo]) -> tuple[np.ndarray, np.ndarray, list]:
-    """Brow descriptors ``[N,D]`` of the photos with a face, the mesh model's logits ``[N,K]`` (any
-    appearance head the model has left out) and those photos."""
+    """Appearance descriptors ``[N,D]`` (NaN where a part is absent) of the photos with a face and a
+    descriptor part, the mesh model's logits ``[N,K]`` (any appearance head the model has left out) and
+    those photos."""
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
     records = load_records(cache, root, "images", photos, appearance=True)
     refiner.appearance = None
     # photos whose face is too small or too close to the image's edge have no descriptor: left out
-    kept = [photo for photo in photos if photo.image in records and records[photo.image].appearance.isfinite().all()]
+    kept = [photo for photo in photos if photo.image in records and records[photo.image].appearance.isfinite().any()]
     with torch.no_grad():
         probs = [refiner.refine(records[photo.image]).au_probs[0].double().clamp(1e-7, 1 - 1e-7) for photo in kept]
     descriptors = np.stack([records[photo.image].appearance[0].numpy() for photo in kept])
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--photos-root", type=Path, required=True)
     parser.add_argument("--photos-cache", type=Path, required=True)
-    parser.add_argument("--aus", type=int, nargs="+", default=[4], help="AUs the head reads out")
+    parser.add_argument("--aus", type=int, nargs="+", default=[4, 6, 9, 10, 12, 15], help="AUs the head reads out")
     parser.add_argument("--val-fraction", type=float, default=0.25, help="as the DataModule's")
     parser.add_argument("--max-per-expression", type=int, default=2000, help="as the DataModule's training cap")
     args = parser.parse_args(argv)
@@ -97,20 +100,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: the model has no AU {unknown}; its AUs are {refiner.aus}", file=sys.stderr)
         return 2
+    unseen = [au for au in args.aus if region_of(au) is None]
+    if unseen:
+        shown = "; ".join(f"{region.name}: {list(region.aus)}" for region in REGIONS)
+        print(f"error: no region of the descriptor shows AU {unseen} ({shown})", file=sys.stderr)
+        return 2
     table = read_expression_csv(args.photos_root / "data" / "legend.csv")
     photos = cap_per_expression(split_photos(table.photos, args.val_fraction)["train"], args.max_per_expression)
     descriptors, logits, kept = photo_inputs(refiner, args.photos_root, args.photos_cache, photos)
-    mean, scale = descriptors.mean(0), descriptors.std(0) + 1e-3
-    x = torch.from_numpy((descriptors - mean) / scale).double()
+    with np.errstate(invalid="ignore"):
+        mean, scale = np.nanmean(descriptors, axis=0), np.nanstd(descriptors, axis=0) + 1e-3
+    standard = (descriptors - mean) / scale
     labels = np.array([weak_au_labels(p.expression, refiner.aus) for p in kept])
     folds = np.array([person_fold(p.person) for p in kept])
-    print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {x.shape[1]}")
-    weight = np.zeros((len(refiner.aus), x.shape[1]), dtype=np.float32)
+    print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {descriptors.shape[1]}")
+    weight = np.zeros((len(refiner.aus), descriptors.shape[1]), dtype=np.float32)
     for au in args.aus:
-        k = refiner.aus.index(au)
-        known = labels[:, k] >= 0
-        xs, ys = x[known], torch.from_numpy(labels[known, k]).double()
-        offsets = torch.from_numpy(logits[known, k])
+        k, part = refiner.aus.index(au), region_part(region_of(au))  # type: ignore[arg-type]
+        known = (labels[:, k] >= 0) & np.isfinite(descriptors[:, part]).all(axis=1)
+        xs = torch.from_numpy(standard[known][:, part]).double()
+        ys, offsets = torch.from_numpy(labels[known, k]).double(), torch.from_numpy(logits[known, k])
         scores = {}
         for l2 in L2_GRID:
             held = np.zeros(int(known.sum()))
@@ -120,19 +129,20 @@ def main(argv: list[str] | None = None) -> int:
                 held[test] = (offsets[test] + xs[test] @ w).numpy()
             scores[l2] = auc(held, ys.numpy())
         l2 = max(scores, key=scores.get)
-        weight[k] = fit_weights(xs, offsets, ys, l2).float().numpy()
+        weight[k, part] = fit_weights(xs, offsets, ys, l2).float().numpy()
         alone = auc(offsets.numpy(), ys.numpy())
         cv = ", ".join(f"{v}: {a:.3f}" for v, a in scores.items())
         print(
-            f"{au_label(au)}: {int(ys.sum())} positives, {int((1 - ys).sum())} negatives; model alone AUC {alone:.3f};"
+            f"{au_label(au)} ({region_of(au).name} patch): {int(ys.sum())} positives, {int((1 - ys).sum())} "  # type: ignore[union-attr]
+            f"negatives; model alone AUC {alone:.3f};"
         )
         print(f"   with the head, cross-validated AUC by L2 strength {cv}; chosen {l2}")
     ckpt = load_checkpoint(args.ckpt)
     prefix = "model.appearance."
     ckpt["state_dict"].update(
         {
-            f"{prefix}mean": torch.from_numpy(mean.astype(np.float32)),
-            f"{prefix}scale": torch.from_numpy(scale.astype(np.float32)),
+            f"{prefix}mean": torch.from_numpy(np.nan_to_num(mean).astype(np.float32)),
+            f"{prefix}scale": torch.from_numpy(np.nan_to_num(scale, nan=1.0).astype(np.float32)),
             f"{prefix}weight": torch.from_numpy(weight),
         }
     )

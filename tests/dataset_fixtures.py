@@ -181,7 +181,7 @@ def write_coarse_cache(
     appearance: bool = False,
 ) -> list[Path]:
     """Cache entries (as ``au-face preprocess`` leaves them) for ``videos`` in the MediaPipe topology;
-    with ``appearance``, random brow descriptors in a cache of that version (``--appearance``).
+    with ``appearance``, random appearance descriptors in a cache of that version (``--appearance``).
 
     Missing video files are created as placeholders (the cache keys on path, size and mtime only).
     Meshes are ``vertices[i]`` if given, else the MediaPipe template plus a random smooth drift;

@@ -20,19 +20,24 @@ from au_face.data.appearance import with_appearance
 from au_face.errors import AppearanceMissingWarning
 from au_face.evaluation.calibration import choose_offsets
 from au_face.faces.appearance import (
+    BROW,
     DESCRIPTOR_SIZE,
     EYE_DISTANCE,
     EYE_MARGIN,
     LEFT_EYE,
     MAX_OUTSIDE,
     MIN_EYE_DISTANCE,
+    MOUTH,
     PATCH_SIZE,
+    REGIONS,
     RIGHT_EYE,
-    brow_descriptor,
-    brow_patch,
+    appearance_descriptor,
     eye_distance,
+    face_patch,
     outside_share,
     patch_transform,
+    region_of,
+    region_part,
 )
 from au_face.inference.pipeline import only_inputs
 from au_face.io.checkpoints import export_checkpoint
@@ -46,6 +51,15 @@ from dataset_fixtures import face_geometry
 #: Where the patch puts the subject's right and left eye centres (x, y in patch pixels).
 RIGHT_IN_PATCH = (PATCH_SIZE[0] / 2 - EYE_DISTANCE / 2, PATCH_SIZE[1] - EYE_MARGIN)
 LEFT_IN_PATCH = (PATCH_SIZE[0] / 2 + EYE_DISTANCE / 2, PATCH_SIZE[1] - EYE_MARGIN)
+
+
+def brow_descriptor(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The brow part of the descriptor."""
+    return appearance_descriptor(image, points)[region_part(BROW)]
+
+
+def brow_patch(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return face_patch(image, points, BROW)
 
 
 # -- synthetic faces ---------------------------------------------------------------------------
@@ -84,13 +98,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 # -- the descriptor ----------------------------------------------------------------------------
 def test_the_descriptor_is_a_finite_float32_vector_of_the_documented_size() -> None:
-    descriptor = brow_descriptor(_image(0), _points())
-    assert descriptor.shape == (DESCRIPTOR_SIZE,) == (3780,)
+    descriptor = appearance_descriptor(_image(0), _points())
+    assert descriptor.shape == (DESCRIPTOR_SIZE,) == (3780 + 3276,)
+    assert (region_part(BROW), region_part(MOUTH)) == (slice(0, 3780), slice(3780, 7056)), "the brow part first"
     assert descriptor.dtype == np.float32
     assert np.isfinite(descriptor).all() and descriptor.min() >= 0 and descriptor.max() > 0
-    patch = brow_patch(_image(0), _points())
-    assert patch.shape == (PATCH_SIZE[1], PATCH_SIZE[0]) and patch.dtype == np.uint8
-    assert patch.min() < 20 and patch.max() > 235, "the patch is histogram-equalised"
+    for region in REGIONS:
+        patch = face_patch(_image(0), _points(), region)
+        assert patch.shape == (region.size[1], region.size[0]) and patch.dtype == np.uint8
+        assert patch.min() < 20 and patch.max() > 235, "the patch is histogram-equalised"
+    assert BROW.size == PATCH_SIZE
+    assert [region_of(au) for au in (1, 4, 6, 12, 15, 25)] == [BROW, BROW, MOUTH, MOUTH, MOUTH, None]
 
 
 @pytest.mark.parametrize(("angle", "scale", "shift"), [(10.0, 1.3, (60.0, 40.0)), (-15.0, 0.8, (-20.0, 30.0))])
@@ -134,6 +152,30 @@ def test_the_patch_is_cut_from_the_image_in_the_direction_of_the_transform() -> 
     patch = brow_patch(image, points)
     y, x = np.unravel_index(np.argmax(patch), patch.shape)
     assert abs(x - RIGHT_IN_PATCH[0]) <= 3 and abs(y - RIGHT_IN_PATCH[1]) <= 3
+
+
+def test_the_mouth_patch_lies_below_the_eyes_at_its_documented_place() -> None:
+    """A bright spot 40 px (patch scale) below the eyes' midpoint, perpendicular to the eye line, is the
+    brightest pixel of the mouth patch at (width / 2, 40 + MOUTH.eyes[1])."""
+    image = np.full((320, 320), 60, dtype=np.uint8)
+    image[:, ::9] = 90
+    points = _points(right=(120.0, 110.0), left=(185.0, 98.0))
+    right, left = points[list(RIGHT_EYE)].mean(0), points[list(LEFT_EYE)].mean(0)
+    axis = (left - right) / np.linalg.norm(left - right)
+    below = (right + left) / 2 + 40.0 / EYE_DISTANCE * np.linalg.norm(left - right) * np.array([-axis[1], axis[0]])
+    cv2.circle(image, (round(below[0]), round(below[1])), 3, 255, -1)
+    patch = face_patch(image, points, MOUTH)
+    y, x = np.unravel_index(np.argmax(patch), patch.shape)
+    assert abs(x - MOUTH.size[0] / 2) <= 3 and abs(y - (40.0 + MOUTH.eyes[1])) <= 3
+
+
+def test_a_part_whose_patch_leaves_the_image_is_absent_alone() -> None:
+    """A tight crop cut below the mouth: the brow part stays, the mouth part is NaN."""
+    image = _image(0, (150, 320))
+    points = _points(right=(130.0, 100.0), left=(190.0, 100.0))  # the mouth patch reaches 90 px below the eyes
+    assert outside_share(image.shape, points, MOUTH) > MAX_OUTSIDE >= outside_share(image.shape, points, BROW)
+    descriptor = appearance_descriptor(image, points)
+    assert np.isfinite(descriptor[region_part(BROW)]).all() and np.isnan(descriptor[region_part(MOUTH)]).all()
 
 
 @pytest.mark.parametrize(
@@ -349,7 +391,7 @@ def test_a_record_without_descriptors_gets_the_headless_result(models) -> None:
     vertices, valid, descriptors = _frames(headless, 1, 30, seed=2)
     plain, described = _record(vertices[0], valid[0]), _record(vertices[0], valid[0], descriptors[0])
     base = headless.refine(plain)
-    with pytest.warns(AppearanceMissingWarning, match="no brow descriptors"):
+    with pytest.warns(AppearanceMissingWarning, match="no appearance descriptors"):
         headed_plain = headed.refine(plain)
     for got in (headed_plain, headless.refine(described)):
         assert torch.equal(got.au_probs, base.au_probs) and torch.equal(got.vertices, base.vertices)
@@ -490,11 +532,12 @@ def test_with_appearance_describes_each_frame_with_a_face_at_its_posed_points() 
     np.testing.assert_allclose(posed[valid], points[valid], atol=1e-3)
     for i in (0, 2):
         got = described.appearance[i].numpy()
-        np.testing.assert_array_equal(got, brow_descriptor(images[i], posed[i]))
-        assert _cosine(got, brow_descriptor(images[i], points[i])) > 0.99
-    assert _cosine(described.appearance[0].numpy(), brow_descriptor(grey, frames.vertices[0].numpy())) < 0.9, (
-        "the canonical vertices are not where the face is in the image"
-    )
+        np.testing.assert_array_equal(got, appearance_descriptor(images[i], posed[i]))
+        assert _cosine(got[region_part(BROW)], brow_descriptor(images[i], points[i])) > 0.99
+    assert (
+        _cosine(described.appearance[0, region_part(BROW)].numpy(), brow_descriptor(grey, frames.vertices[0].numpy()))
+        < 0.9
+    ), "the canonical vertices are not where the face is in the image"
     assert torch.equal(described.vertices, frames.vertices) and torch.equal(described.valid, frames.valid)
 
 
@@ -574,25 +617,57 @@ def test_only_inputs_switches_crops_and_descriptors_and_restores_them() -> None:
     assert vars(bare) == {}
 
 
-def test_a_descriptor_that_is_not_finite_counts_as_absent(models) -> None:
-    """A flipped training item's descriptor is NaN (unknown): no offset, in torch and in NumPy."""
+def test_entries_that_are_not_finite_count_as_absent(models) -> None:
+    """A flipped training item's descriptor is NaN (unknown): no offset; an absent part (NaN entries) adds
+    nothing, as if those entries were at the head's mean; in torch and in NumPy."""
     headless, headed = models
     vertices, valid, descriptors = _frames(headless, 2, 6, seed=4)
     descriptors[0, 1] = np.nan
-    descriptors[1, 2, 0] = np.inf
+    descriptors[1, 2, :5] = np.inf
+    batch = {
+        "vertices": torch.from_numpy(vertices),
+        "valid": torch.from_numpy(valid),
+        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
+    }
+    at_mean = descriptors.copy()
+    at_mean[1, 2, :5] = headed.appearance.mean[:5].numpy()
+    with torch.no_grad():
+        base = headless(batch)["logits"]
+        out = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
+        want = headed({**batch, "appearance": torch.from_numpy(at_mean)})["logits"]
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[0, 1], base[0, 1])
+    torch.testing.assert_close(out[1, 2], want[1, 2])
+    assert (out[1, 2] - base[1, 2])[COVERED].abs().max() > 1e-3, "the finite entries still count"
+    twin = NumpyRefiner.from_refiner(headed)
+    reference = vertices[0, 0]
+    _, probs = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference)
+    _, want_probs = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": at_mean}, reference)
+    assert np.isfinite(probs[valid]).all()
+    np.testing.assert_allclose(probs, want_probs, atol=1e-6)
+
+
+def test_a_head_fitted_on_the_brow_part_alone_reads_the_first_entries(models) -> None:
+    """Heads made before the mouth part (3,780 long) read the brow part of a longer descriptor; a
+    descriptor shorter than the head is a clear error, in torch and in NumPy."""
+    headless, headed = models
+    vertices, valid, descriptors = _frames(headless, 2, 6, seed=5)
+    extra = np.random.default_rng(6).normal(size=(*descriptors.shape[:2], 7)).astype(np.float32)
+    longer = np.concatenate([descriptors, extra], -1)
     batch = {
         "vertices": torch.from_numpy(vertices),
         "valid": torch.from_numpy(valid),
         "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
     }
     with torch.no_grad():
-        base = headless(batch)["logits"]
-        out = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
-    assert torch.isfinite(out).all()
-    for b, t in ((0, 1), (1, 2)):
-        assert torch.equal(out[b, t], base[b, t])
-    assert (out[0, 0] - base[0, 0])[COVERED].abs().max() > 1e-3, "finite descriptors still count"
+        want = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
+        torch.testing.assert_close(headed({**batch, "appearance": torch.from_numpy(longer)})["logits"], want)
+        with pytest.raises(ValueError, match="older au_face"):
+            headed({**batch, "appearance": torch.from_numpy(descriptors[..., :-1].copy())})
     twin = NumpyRefiner.from_refiner(headed)
     reference = vertices[0, 0]
-    _, probs = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference)
-    assert np.isfinite(probs[valid]).all()
+    _, short = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference)
+    _, long = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": longer}, reference)
+    np.testing.assert_allclose(long, short, atol=1e-6)
+    with pytest.raises(ValueError, match="older au_face"):
+        twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors[..., :-1]}, reference)

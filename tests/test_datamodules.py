@@ -498,7 +498,7 @@ def test_mirror_share_flips_training_items_only(folder: Path) -> None:
         module(1.5)
 
 
-def test_a_cache_with_brow_descriptors_serves_them_and_a_plain_one_is_not_taken_for_it(tmp_path: Path) -> None:
+def test_a_cache_with_appearance_descriptors_serves_them_and_a_plain_one_is_not_taken_for_it(tmp_path: Path) -> None:
     from au_face.faces.appearance import DESCRIPTOR_SIZE
 
     names = ["train/anna_1", "train/bob_1", "val/carl_1", "test/dora_1"]

@@ -156,7 +156,7 @@ def test_kill_and_restart(tmp_path: Path, video_dir: Path) -> None:
     assert sum(" cached" in line for line in table) >= finished_before - 1  # finished videos were not redone
 
 
-def test_appearance_caches_brow_descriptors_in_a_version_of_their_own(tmp_path: Path, video_dir: Path) -> None:
+def test_appearance_caches_descriptors_in_a_version_of_their_own(tmp_path: Path, video_dir: Path) -> None:
     folder = tmp_path / "videos"
     folder.mkdir()
     shutil.copy2(video_dir / "single_face.mp4", folder / "a.mp4")
@@ -173,7 +173,7 @@ def test_appearance_needs_a_reconstructor_on_mediapipe_points(
 ) -> None:
     from au_face.coarse import registry
 
-    class Flame:  # a reconstructor without brow descriptors (DECA's FLAME meshes)
+    class Flame:  # a reconstructor without appearance descriptors (DECA's FLAME meshes)
         name, version = "mediapipe", "1"
 
         @classmethod
@@ -186,9 +186,9 @@ def test_appearance_needs_a_reconstructor_on_mediapipe_points(
     assert "--appearance needs a reconstructor on MediaPipe's points" in capsys.readouterr().err
 
 
-def test_brow_descriptors_computed_on_their_thread_are_the_frames_own(tmp_path: Path, video_dir: Path) -> None:
+def test_descriptors_computed_on_their_thread_are_the_frames_own(tmp_path: Path, video_dir: Path) -> None:
     """Descriptors come from a thread while the next frames are tracked: each is its own frame's."""
-    from au_face.faces.appearance import brow_descriptor
+    from au_face.faces.appearance import appearance_descriptor
 
     cap = cv2.VideoCapture(str(video_dir / "single_face.mp4"))
     frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(6)]
@@ -199,7 +199,7 @@ def test_brow_descriptors_computed_on_their_thread_are_the_frames_own(tmp_path: 
     finally:
         reconstructor.close()
     points = record.posed_vertices().numpy()
-    want = np.stack([brow_descriptor(frame, p) for frame, p in zip(frames, points)])
+    want = np.stack([appearance_descriptor(frame, p) for frame, p in zip(frames, points)])
     assert record.num_valid == 6
     got = record.appearance.numpy()
     # the points come back through the pose in float32: a pixel's rounding may move a few HOG values

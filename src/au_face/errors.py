@@ -6,13 +6,13 @@ class AUFaceError(Exception):
 
 
 class AppearanceMissingWarning(UserWarning):
-    """A model with an appearance head was given frames without brow descriptors: its covered AUs read
+    """A model with an appearance head was given frames without appearance descriptors: its covered AUs read
     the mesh alone (``au-face reconstruct`` computes the descriptors; a dataset's cache carries them
     when made with ``au-face preprocess --appearance``)."""
 
 
 APPEARANCE_MISSING = (
-    "the model's appearance head is not used: the frames carry no brow descriptors "
+    "the model's appearance head is not used: the frames carry no appearance descriptors "
     "(CoarseFrames.appearance), so its AUs read the mesh alone; for a dataset, cache them with "
     "`au-face preprocess --appearance` and set the DataModule's appearance: true"
 )

@@ -63,7 +63,7 @@ class CoarseFrames:
         crops: ``[T,H,W,3]`` uint8 aligned RGB face crops, else None.
         confidence: ``[T]`` float32 in [0, 1], how well the frame's mesh fits (0 without a
             face), for reconstructors that measure it, else None.
-        appearance: ``[T,D]`` float32 brow descriptors (:mod:`au_face.faces.appearance`; zeros
+        appearance: ``[T,D]`` float32 appearance descriptors (:mod:`au_face.faces.appearance`; zeros
             without a face), for a reconstructor asked for them, else None.
     """
 

@@ -14,7 +14,7 @@ import numpy as np
 from au_face.coarse.base import CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
-from au_face.faces.appearance import DESCRIPTOR_SIZE, brow_descriptor
+from au_face.faces.appearance import DESCRIPTOR_SIZE, appearance_descriptor
 from au_face.faces.mediapipe import (
     NUM_VERTICES,
     STABLE_VERTICES,
@@ -87,7 +87,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     Args:
         crop_size: side of the aligned crops in pixels (0 for none).
-        appearance: also give each frame's brow descriptor (:mod:`au_face.faces.appearance`), for a
+        appearance: also give each frame's appearance descriptor (:mod:`au_face.faces.appearance`), for a
             model with an appearance head.
         min_detection_confidence, min_tracking_confidence: Face Mesh thresholds.
         max_faces: faces looked for at most. More than one lets the choice (and the warning)
@@ -131,7 +131,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
-        self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, brow descriptor thread)
+        self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, appearance descriptor thread)
 
     @property
     def topology(self) -> FaceTopology:
@@ -158,7 +158,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         )
 
     def close(self) -> None:
-        """Free the Face Mesh graphs and the brow descriptors' thread."""
+        """Free the Face Mesh graphs and the appearance descriptors' thread."""
         for name in ("_mesh", "_still_mesh", "_turned_mesh", "_detector"):
             mesh = getattr(self, name)
             if mesh is not None:
@@ -169,11 +169,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
             self._describer = None
 
     def _describe(self, rgb: np.ndarray, points: np.ndarray) -> Future:
-        """The frame's brow descriptor, computed on a thread of its own while the next frames are tracked
+        """The frame's appearance descriptor, computed on a thread of its own while the next frames are tracked
         (OpenCV releases the interpreter's lock); one thread per process (a forked copy starts its own)."""
         if self._describer is None or self._describer[0] != os.getpid():
-            self._describer = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="brow-descriptors"))
-        return self._describer[1].submit(brow_descriptor, rgb, points)
+            self._describer = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="appearance-descriptors"))
+        return self._describer[1].submit(appearance_descriptor, rgb, points)
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked

@@ -61,7 +61,7 @@ def build_reconstructor(
     (Lightning's multi-GPU launcher sets ``LOCAL_RANK``; the first process has none: 0).
     ``model_path`` is the model file of a reconstructor in :data:`TAKES_MODEL_PATH` (``landmarker``:
     its ``.task`` file; without it, the reconstructor's environment variable). ``appearance``: it also
-    gives brow descriptors (reconstructors on MediaPipe's points only)."""
+    gives appearance descriptors (reconstructors on MediaPipe's points only)."""
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if accelerator in ("gpu", "cuda") else "cpu"
     cls = reconstructor_class(name)
     if name in TAKES_MODEL_PATH:

@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--appearance",
         action="store_true",
-        help="also cache each frame's brow descriptor, for a model with an appearance head (the default "
+        help="also cache each frame's appearance descriptor, for a model with an appearance head (the default "
         "model); a cache of its own version (DataModules: appearance: true)",
     )
 

@@ -49,8 +49,8 @@ class CacheMissError(AUFaceError, FileNotFoundError):
     """A video has no usable entry in the coarse cache."""
 
 
-#: Appended to the reconstructor's version in a cache whose records carry brow descriptors.
-APPEARANCE_VERSION = "+brows"
+#: Appended to the reconstructor's version in a cache whose records carry appearance descriptors.
+APPEARANCE_VERSION = "+brows+mouth"
 
 
 class CoarseCache:
@@ -62,7 +62,7 @@ class CoarseCache:
         base: folder that video keys are relative to (so a dataset folder can move); videos
             outside it are keyed by their absolute path.
         stride, max_frames: frame selection the cached records were made with.
-        appearance: the records carry brow descriptors (``au-face preprocess --appearance``): a
+        appearance: the records carry appearance descriptors (``au-face preprocess --appearance``): a
             version of its own (:data:`APPEARANCE_VERSION` appended), so records without them are stale.
     """
 

@@ -174,7 +174,7 @@ class ClipDataset(Dataset):
 
     Items are dicts: ``vertices [L,V,3]``, ``valid [L]``, ``reference [V,3]`` (S̄ of the
     whole video), ``labels [L,K]`` int8 (−1 where unknown or padded), ``crops [L,3,H,W]``
-    float in [0,1] and/or ``features [L,F]`` when present and asked for, brow descriptors
+    float in [0,1] and/or ``features [L,F]`` when present and asked for, appearance descriptors
     ``appearance [L,D]`` when the records carry them (NaN in a flipped item), ``gt_vertices``
     when present, and ``sequence``/``start`` indices. Padded frames have ``valid=False``.
 

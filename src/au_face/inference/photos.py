@@ -41,7 +41,7 @@ from au_face.utils.concurrency import forked_map
 _NAMED = 5
 #: Photos refined in one call of the model.
 BATCH_PHOTOS = 32
-#: Per-photo fields kept in the outputs (crops, features and brow descriptors only feed the model).
+#: Per-photo fields kept in the outputs (crops, features and appearance descriptors only feed the model).
 _KEPT = [f for f in FRAME_FIELDS if f not in ("crops", "features", "appearance", "timestamps")]
 
 

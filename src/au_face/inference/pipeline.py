@@ -204,7 +204,7 @@ def frame_inputs_of(refiner: InferenceRefiner | RefinerProcess | None) -> tuple[
 @contextmanager
 def only_inputs(reconstructor: CoarseReconstructor, inputs: tuple[str, ...]) -> Iterator[None]:
     """Meanwhile, a reconstructor makes face crops (``crop_size``; warping them cost 0.5 ms a frame on
-    the thread that tracks) and brow descriptors (``appearance``) only where ``inputs`` name them."""
+    the thread that tracks) and appearance descriptors (``appearance``) only where ``inputs`` name them."""
     size = getattr(reconstructor, "crop_size", 0)
     appearance = getattr(reconstructor, "appearance", None)
     if size and "crops" not in inputs:

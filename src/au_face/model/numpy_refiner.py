@@ -92,7 +92,7 @@ class NumpyRefiner:
         self.aus: list[int] = settings["aus"]
         self.topology_name: str = settings["topology"]
         self.clip_length: int = settings["clip_length"]
-        #: the optional per-frame fields it reads: brow descriptors for an appearance head (never a video branch)
+        #: the optional per-frame fields it reads: appearance descriptors for an appearance head (never a video branch)
         self.frame_inputs: tuple[str, ...] = ("appearance",) if "appearance.weight" in self._p else ()
         self._settings = settings
         masks, first = self._p["net.tokenizer.masks"], self._p["net.tokenizer.first"]
@@ -201,7 +201,7 @@ class NumpyRefiner:
         self, vertices: np.ndarray, valid: np.ndarray, references: np.ndarray, appearance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`AUFaceRefiner.forward` (mesh modality): vertices ``[B,T,V,3]``, valid ``[B,T]``, S̄ ``[B,V,3]``,
-        brow descriptors ``[B,T,D]`` if any."""
+        appearance descriptors ``[B,T,D]`` if any."""
         p, settings = self._p, self._settings
         b, t, v, _ = vertices.shape
         mask = valid[..., None, None].astype(np.float32)
@@ -235,13 +235,18 @@ class NumpyRefiner:
         if appearance is None and "appearance.weight" in p:
             warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=3)
         elif appearance is not None and "appearance.weight" in p:
-            appearance = np.asarray(appearance, dtype=np.float32)
-            present = valid & np.isfinite(appearance).all(axis=-1)
-            standard = (np.nan_to_num(appearance, nan=0.0, posinf=0.0, neginf=0.0) - p["appearance.mean"]) / p[
-                "appearance.scale"
-            ]
+            dim = len(p["appearance.mean"])
+            if appearance.shape[-1] < dim:
+                raise ValueError(
+                    f"appearance descriptors of length {appearance.shape[-1]}, but the head reads {dim}: they "
+                    "were made by an older au_face; compute them again (au-face preprocess --appearance)"
+                )
+            appearance = np.asarray(appearance[..., :dim], dtype=np.float32)
+            with np.errstate(invalid="ignore"):
+                standard = (appearance - p["appearance.mean"]) / p["appearance.scale"]
+            standard = np.where(np.isfinite(standard), standard, np.float32(0))
             offsets = standard @ p["appearance.weight"].T
-            logits = logits + np.where(present[..., None], offsets, np.float32(0))
+            logits = logits + np.where(valid[..., None], offsets, np.float32(0))
         if settings["calibrated"]:
             logits = logits - np.log(p["pos_weight"])
         return refined, _sigmoid(logits).astype(np.float32)

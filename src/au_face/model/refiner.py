@@ -82,7 +82,7 @@ class AUFaceRefiner(nn.Module):
         self.appearance: AppearanceHead | None = None
 
     def add_appearance_head(self, dim: int) -> AppearanceHead:
-        """Give the model an appearance head over ``dim``-long brow descriptors (all weights zero)."""
+        """Give the model an appearance head over ``dim``-long appearance descriptors (all weights zero)."""
         self.appearance = AppearanceHead(len(self.geometry.aus), dim).to(self.pos_weight.device)
         return self.appearance
 

@@ -1,9 +1,11 @@
-"""AppearanceHead: a linear read-out of each frame's brow descriptor, added to the AU logits.
+"""AppearanceHead: a linear read-out of each frame's appearance descriptor, added to the AU logits.
 
 The descriptor (:mod:`au_face.faces.appearance`) is standardised with the mean and spread of the
 photos the head was fitted on, then weighted per AU; AUs the head does not cover have zero
-weights. Frames without a descriptor (no face, or a record made without descriptors) get no
-offset, so the head never changes what the mesh network alone gives them.
+weights, and an AU's weights read one region of the face (``benchmarks/fit_appearance.py``). Frames
+without a descriptor (no face, or a record made without descriptors) get no offset, and an absent
+part (NaN: a patch outside the image) adds nothing, so the head never changes what the mesh network
+alone gives an AU whose region it cannot see.
 """
 
 from __future__ import annotations
@@ -42,10 +44,16 @@ class AppearanceHead(nn.Module):
         return self.weight.ne(0).any(dim=1)
 
     def forward(self, descriptors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Logit offsets ``[..., K]`` for descriptors ``[..., D]``; zero where ``present [...]`` is False
-        or the descriptor is not finite (unknown, e.g. for a flipped training item)."""
-        descriptors = descriptors.float()
-        present = present & descriptors.isfinite().all(dim=-1)
-        standard = (descriptors.nan_to_num(0.0, 0.0, 0.0) - self.mean) / self.scale
+        """Logit offsets ``[..., K]`` for descriptors ``[..., D]``; zero where ``present [...]`` is False,
+        and no contribution from entries that are not finite (an absent part, or a flipped training
+        item's unknown descriptor). A head shorter than the descriptor reads its first ``dim`` entries
+        (a head fitted on the brow part alone, which comes first)."""
+        if descriptors.shape[-1] < self.dim:
+            raise ValueError(
+                f"appearance descriptors of length {descriptors.shape[-1]}, but the head reads {self.dim}: "
+                "they were made by an older au_face; compute them again (au-face preprocess --appearance)"
+            )
+        descriptors = descriptors[..., : self.dim].float()
+        standard = torch.where(descriptors.isfinite(), (descriptors - self.mean) / self.scale, 0.0)
         offsets = standard @ self.weight.T
         return torch.where(present[..., None], offsets, torch.zeros_like(offsets))

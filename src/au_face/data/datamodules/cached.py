@@ -107,7 +107,7 @@ class CachedVideoDataModule(SequenceDataModule, abc.ABC):
         frame_stride, max_frames: ``--stride`` / ``--max-frames`` the cache was made with.
         alignment: ``mask`` (labels missing for a video frame, or for frames not in the video,
             become unknown) or ``error``.
-        appearance: read a cache whose records carry brow descriptors (``au-face preprocess
+        appearance: read a cache whose records carry appearance descriptors (``au-face preprocess
             --appearance``), for a model with an appearance head; items then hold ``appearance``.
         Other arguments: see :class:`SequenceDataModule`.
     """

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconstructor", choices=RECONSTRUCTORS, default="mediapipe")
     parser.add_argument("--landmarker-model", type=Path, help="the Face Landmarker model (reconstructor landmarker)")
     parser.add_argument(
-        "--appearance", action="store_true", help="also cache brow descriptors (preprocess --appearance)"
+        "--appearance", action="store_true", help="also cache appearance descriptors (preprocess --appearance)"
     )
     args = parser.parse_args(argv)
     try:
