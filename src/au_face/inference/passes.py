@@ -50,7 +50,7 @@ class Refiner(Protocol):
 
 
 #: Per-frame fields only some models read (stored and computed only for one): a video branch's crops or
-#: features, an appearance head's appearance descriptors.
+#: features, an appearance head's descriptors.
 FRAME_INPUTS = ("crops", "features", "appearance")
 
 
