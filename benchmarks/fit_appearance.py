@@ -9,11 +9,13 @@ the reserved quarter are never read), each photo's appearance descriptor, from t
 cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised logistic regression on the
 part of the descriptor from the AU's region (``au_face.faces.appearance.region_of``: the brow patch
 for AU1/2/4, the mouth patch for AU6/9/10/12/15), over the photos that have that part (none for a
-small face or a patch at the image's edge), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
+small face or a patch at the image's edge) and within the part's limit (below), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
 labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
 weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
-photos (AUC). The head keeps the weights only: its offsets average zero over the photos, so the
-model's calibration still applies; run ``benchmarks/calibrate.py`` on the result all the same, since
+photos (AUC). Each part's limit is the 99th percentile, over the training photos with that part, of
+the root mean square of its standardised entries: a part above it (a hand over the mouth, a patch
+unlike any training face) is left out of the fit and, in the head, counts as absent. The head keeps
+the weights only: its offsets average zero over the photos, so the model's calibration still applies; run ``benchmarks/calibrate.py`` on the result all the same, since
 the head changes which photos cross the threshold.
 """
 
@@ -41,6 +43,9 @@ from bench_expressions import load_records, roc_auc
 #: L2 strengths tried (on the standardised descriptor, per photo).
 L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 FOLDS = 5
+#: A part whose standardised entries' root mean square is above this quantile of the training photos'
+#: is unlike them (a hand over the mouth, say): the head leaves it out, and so does the fit.
+USUAL_QUANTILE = 0.99
 
 
 def photo_inputs(refiner, root: Path, cache_dir: Path, photos: list[Photo]) -> tuple[np.ndarray, np.ndarray, list]:
@@ -80,6 +85,20 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return roc_auc(scores[labels == 1], scores[labels == 0])
 
 
+def part_limits(standard: np.ndarray) -> tuple[dict, dict]:
+    """Each region's limit on its part's root-mean-square standardised value (:data:`USUAL_QUANTILE` of
+    the photos that have the part), and which photos have the part within it."""
+    limits, usual = {}, {}
+    for region in REGIONS:
+        part = standard[:, region_part(region)]
+        present = np.isfinite(part).all(axis=1)
+        rms = np.sqrt(np.square(np.where(present[:, None], part, 0.0)).mean(axis=1))
+        limits[region] = float(np.quantile(rms[present], USUAL_QUANTILE))
+        usual[region] = present & (rms <= limits[region])
+        print(f"{region.name} part: {int(present.sum())} photos, limit {limits[region]:.3f}")
+    return limits, usual
+
+
 def person_fold(person: str) -> int:
     return int(hashlib.sha1(person.encode()).hexdigest(), 16) % FOLDS
 
@@ -111,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     with np.errstate(invalid="ignore"):
         mean, scale = np.nanmean(descriptors, axis=0), np.nanstd(descriptors, axis=0) + 1e-3
     standard = (descriptors - mean) / scale
+    limits, usual = part_limits(standard)
     labels = np.array([weak_au_labels(p.expression, refiner.aus) for p in kept])
     folds = np.array([person_fold(p.person) for p in kept])
     print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {descriptors.shape[1]}")
     weight = np.zeros((len(refiner.aus), descriptors.shape[1]), dtype=np.float32)
     for au in args.aus:
         k, part = refiner.aus.index(au), region_part(region_of(au))  # type: ignore[arg-type]
-        known = (labels[:, k] >= 0) & np.isfinite(descriptors[:, part]).all(axis=1)
+        known = (labels[:, k] >= 0) & usual[region_of(au)]  # type: ignore[index]
         xs = torch.from_numpy(standard[known][:, part]).double()
         ys, offsets = torch.from_numpy(labels[known, k]).double(), torch.from_numpy(logits[known, k])
         scores = {}
@@ -144,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{prefix}mean": torch.from_numpy(np.nan_to_num(mean).astype(np.float32)),
             f"{prefix}scale": torch.from_numpy(np.nan_to_num(scale, nan=1.0).astype(np.float32)),
             f"{prefix}weight": torch.from_numpy(weight),
+            f"{prefix}part_bounds": torch.tensor([[p.start, p.stop] for p in map(region_part, REGIONS)]),
+            f"{prefix}part_limits": torch.tensor([limits[region] for region in REGIONS], dtype=torch.float32),
         }
     )
     write_checkpoint(ckpt, args.out)

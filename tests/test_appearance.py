@@ -671,3 +671,48 @@ def test_a_head_fitted_on_the_brow_part_alone_reads_the_first_entries(models) ->
     np.testing.assert_allclose(long, short, atol=1e-6)
     with pytest.raises(ValueError, match="older au_face"):
         twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors[..., :-1]}, reference)
+
+
+def test_a_part_over_its_limit_counts_as_absent(models, tmp_path: Path) -> None:
+    """A head with part limits reads a part whose standardised root mean square exceeds its limit as
+    absent (as if NaN), and the others as before; the limits survive a checkpoint and the NumPy twin."""
+    headless, headed = models
+    gated = copy.deepcopy(headed)
+    head = gated.add_appearance_head(HEAD_DIM, parts=2)
+    head.load_state_dict(
+        {**headed.appearance.state_dict(), "part_bounds": head.part_bounds, "part_limits": head.part_limits}
+    )
+    with torch.no_grad():
+        head.part_bounds.copy_(torch.tensor([[0, 5], [5, HEAD_DIM]]))
+        head.part_limits.copy_(torch.tensor([1.5, 1.5]))
+    vertices, valid, descriptors = _frames(headless, 2, 6, seed=7)
+    mean, scale = head.mean.numpy(), head.scale.numpy()
+    descriptors = (mean + 0.5 * scale * np.sign(descriptors - mean)).astype(np.float32)  # RMS 0.5: usual
+    descriptors[0, 2, 5:] = mean[5:] + 3.0 * scale[5:]  # RMS 3 on the second part: unusual
+    absent = descriptors.copy()
+    absent[0, 2, 5:] = np.nan
+    batch = {
+        "vertices": torch.from_numpy(vertices),
+        "valid": torch.from_numpy(valid),
+        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
+    }
+    with torch.no_grad():
+        out = gated({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
+        want = gated({**batch, "appearance": torch.from_numpy(absent)})["logits"]
+        ungated = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
+    torch.testing.assert_close(out, want)
+    assert (out[0, 2] - ungated[0, 2]).abs().max() > 1e-3, "the unusual part was dropped"
+    usual = torch.ones_like(out[..., 0], dtype=torch.bool)
+    usual[0, 2] = False
+    torch.testing.assert_close(out[usual], ungated[usual])
+
+    export_checkpoint(save_refiner(gated, tmp_path / "training.ckpt"), tmp_path / "gated.ckpt")
+    loaded = AUFaceRefiner.load(tmp_path / "gated.ckpt")
+    assert torch.equal(loaded.appearance.part_limits, head.part_limits)
+    assert torch.equal(loaded.appearance.part_bounds, head.part_bounds)
+    twin = NumpyRefiner.from_refiner(loaded)
+    reference = vertices[0, 0]
+    _, probs = twin.refine_windows({"vertices": vertices, "valid": valid, "appearance": descriptors}, reference)
+    with torch.no_grad():
+        torch_probs = loaded.probabilities(out)
+    np.testing.assert_allclose(probs[valid], torch_probs.numpy()[valid], atol=1e-5)

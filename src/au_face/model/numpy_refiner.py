@@ -245,6 +245,10 @@ class NumpyRefiner:
             with np.errstate(invalid="ignore"):
                 standard = (appearance - p["appearance.mean"]) / p["appearance.scale"]
             standard = np.where(np.isfinite(standard), standard, np.float32(0))
+            for (start, stop), limit in zip(p.get("appearance.part_bounds", ()), p.get("appearance.part_limits", ())):
+                part = standard[..., int(start) : int(stop)]
+                unusual = np.sqrt(np.square(part).mean(axis=-1, keepdims=True)) > limit
+                standard[..., int(start) : int(stop)] = np.where(unusual, np.float32(0), part)
             offsets = standard @ p["appearance.weight"].T
             logits = logits + np.where(valid[..., None], offsets, np.float32(0))
         if settings["calibrated"]:

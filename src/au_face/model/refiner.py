@@ -81,16 +81,17 @@ class AUFaceRefiner(nn.Module):
         self.register_buffer("pos_weight", torch.ones(len(geometry.aus)))
         self.appearance: AppearanceHead | None = None
 
-    def add_appearance_head(self, dim: int) -> AppearanceHead:
-        """Give the model an appearance head over ``dim``-long appearance descriptors (all weights zero)."""
-        self.appearance = AppearanceHead(len(self.geometry.aus), dim).to(self.pos_weight.device)
+    def add_appearance_head(self, dim: int, parts: int = 0) -> AppearanceHead:
+        """Give the model an appearance head over ``dim``-long appearance descriptors (all weights zero;
+        ``parts`` parts with limits, none reached)."""
+        self.appearance = AppearanceHead(len(self.geometry.aus), dim, parts).to(self.pos_weight.device)
         return self.appearance
 
     def add_heads_of(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
         """Add the optional heads whose weights ``state`` (keys after ``prefix``) holds and this model lacks."""
-        key = f"{prefix}appearance.mean"
+        key, limits = f"{prefix}appearance.mean", f"{prefix}appearance.part_limits"
         if key in state and self.appearance is None:
-            self.add_appearance_head(int(state[key].shape[0]))
+            self.add_appearance_head(int(state[key].shape[0]), int(state[limits].shape[0]) if limits in state else 0)
 
     @property
     def aus(self) -> list[int]:
