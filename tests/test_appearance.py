@@ -345,6 +345,15 @@ def _frames(model: AUFaceRefiner, clips: int, length: int, seed: int):
     return vertices, valid, descriptors
 
 
+def _batch(vertices: np.ndarray, valid: np.ndarray) -> dict[str, torch.Tensor]:
+    """Clips ``[B,T,V,3]`` as a refiner batch, every clip with the first frame as S̄."""
+    return {
+        "vertices": torch.from_numpy(vertices),
+        "valid": torch.from_numpy(valid),
+        "reference": torch.from_numpy(vertices[0, 0]).expand(len(vertices), -1, -1),
+    }
+
+
 def _record(vertices, valid, descriptors=None) -> CoarseFrames:
     optional = {} if descriptors is None else {"appearance": torch.from_numpy(descriptors)}
     return CoarseFrames.from_canonical(
@@ -624,11 +633,7 @@ def test_entries_that_are_not_finite_count_as_absent(models) -> None:
     vertices, valid, descriptors = _frames(headless, 2, 6, seed=4)
     descriptors[0, 1] = np.nan
     descriptors[1, 2, :5] = np.inf
-    batch = {
-        "vertices": torch.from_numpy(vertices),
-        "valid": torch.from_numpy(valid),
-        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
-    }
+    batch = _batch(vertices, valid)
     at_mean = descriptors.copy()
     at_mean[1, 2, :5] = headed.appearance.mean[:5].numpy()
     with torch.no_grad():
@@ -654,11 +659,7 @@ def test_a_head_fitted_on_the_brow_part_alone_reads_the_first_entries(models) ->
     vertices, valid, descriptors = _frames(headless, 2, 6, seed=5)
     extra = np.random.default_rng(6).normal(size=(*descriptors.shape[:2], 7)).astype(np.float32)
     longer = np.concatenate([descriptors, extra], -1)
-    batch = {
-        "vertices": torch.from_numpy(vertices),
-        "valid": torch.from_numpy(valid),
-        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
-    }
+    batch = _batch(vertices, valid)
     with torch.no_grad():
         want = headed({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
         torch.testing.assert_close(headed({**batch, "appearance": torch.from_numpy(longer)})["logits"], want)
@@ -691,11 +692,7 @@ def test_a_part_over_its_limit_counts_as_absent(models, tmp_path: Path) -> None:
     descriptors[0, 2, 5:] = mean[5:] + 3.0 * scale[5:]  # RMS 3 on the second part: unusual
     absent = descriptors.copy()
     absent[0, 2, 5:] = np.nan
-    batch = {
-        "vertices": torch.from_numpy(vertices),
-        "valid": torch.from_numpy(valid),
-        "reference": torch.from_numpy(vertices[0, 0]).expand(2, -1, -1),
-    }
+    batch = _batch(vertices, valid)
     with torch.no_grad():
         out = gated({**batch, "appearance": torch.from_numpy(descriptors)})["logits"]
         want = gated({**batch, "appearance": torch.from_numpy(absent)})["logits"]
