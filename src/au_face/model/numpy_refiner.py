@@ -235,7 +235,7 @@ class NumpyRefiner:
         if appearance is None and "appearance.weight" in p:
             warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=3)
         elif appearance is not None and "appearance.weight" in p:
-            dim = len(p["appearance.mean"])
+            dim, appearance = len(p["appearance.mean"]), np.asarray(appearance)
             if appearance.shape[-1] < dim:
                 raise ValueError(
                     f"appearance descriptors of length {appearance.shape[-1]}, but the head reads {dim}: they "

@@ -56,8 +56,8 @@ class AppearanceHead(nn.Module):
     def forward(self, descriptors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Logit offsets ``[..., K]`` for descriptors ``[..., D]``; zero where ``present [...]`` is False,
         and no contribution from entries that are not finite (an absent part, or a flipped training
-        item's unknown descriptor) nor from a part over its limit. A head shorter than the descriptor reads its first ``dim`` entries
-        (a head fitted on the brow part alone, which comes first)."""
+        item's unknown descriptor) nor from a part over its limit. A head shorter than the descriptor
+        reads its first ``dim`` entries (a head fitted on the brow part alone, which comes first)."""
         if descriptors.shape[-1] < self.dim:
             raise ValueError(
                 f"appearance descriptors of length {descriptors.shape[-1]}, but the head reads {self.dim}: "
