@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: the model has no AU {unknown}; its AUs are {refiner.aus}", file=sys.stderr)
         return 2
-    unseen = [au for au in args.aus if region_of(au) is None]
+    regions = {au: region for au in args.aus if (region := region_of(au)) is not None}
+    unseen = [au for au in args.aus if au not in regions]
     if unseen:
         shown = "; ".join(f"{region.name}: {list(region.aus)}" for region in REGIONS)
         print(f"error: no region of the descriptor shows AU {unseen} ({shown})", file=sys.stderr)
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {descriptors.shape[1]}")
     weight = np.zeros((len(refiner.aus), descriptors.shape[1]), dtype=np.float32)
     for au in args.aus:
-        k, part = refiner.aus.index(au), region_part(region_of(au))  # type: ignore[arg-type]
-        known = (labels[:, k] >= 0) & usual[region_of(au)]  # type: ignore[index]
+        k, part = refiner.aus.index(au), region_part(regions[au])
+        known = (labels[:, k] >= 0) & usual[regions[au]]
         xs = torch.from_numpy(standard[known][:, part]).double()
         ys, offsets = torch.from_numpy(labels[known, k]).double(), torch.from_numpy(logits[known, k])
         scores = {}
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         alone = auc(offsets.numpy(), ys.numpy())
         cv = ", ".join(f"{v}: {a:.3f}" for v, a in scores.items())
         print(
-            f"{au_label(au)} ({region_of(au).name} patch): {int(ys.sum())} positives, {int((1 - ys).sum())} "  # type: ignore[union-attr]
+            f"{au_label(au)} ({regions[au].name} patch): {int(ys.sum())} positives, {int((1 - ys).sum())} "
             f"negatives; model alone AUC {alone:.3f};"
         )
         print(f"   with the head, cross-validated AUC by L2 strength {cv}; chosen {l2}")

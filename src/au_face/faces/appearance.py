@@ -130,10 +130,10 @@ def appearance_descriptor(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     :data:`REGIONS` order. All NaN for a face whose eye centres are closer than :data:`MIN_EYE_DISTANCE`
     pixels; a region's part NaN where its patch lies more than :data:`MAX_OUTSIDE` outside the image."""
     descriptor = np.full(DESCRIPTOR_SIZE, np.nan, dtype=np.float32)
-    if eye_distance(points) < MIN_EYE_DISTANCE:
+    transforms = [patch_transform(points, region) for region in REGIONS]  # one zoom: the eyes' distance
+    if EYE_DISTANCE / _zoom(transforms[0]) < MIN_EYE_DISTANCE:
         return descriptor
-    for region in REGIONS:
-        transform = patch_transform(points, region)
+    for region, transform in zip(REGIONS, transforms):
         if _outside(image.shape, transform, region.size) <= MAX_OUTSIDE:
             patch = _patch(image, transform, region.size)
             descriptor[region_part(region)] = np.asarray(_hog(region.size).compute(patch)).reshape(-1)
