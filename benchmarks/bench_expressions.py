@@ -13,7 +13,9 @@ measured apart, never used to choose anything), at most ``--max-per-expression``
   apart);
 * on-rates at ``p >= 0.5``: AU12 on happy vs neutral faces, AU4 on angry vs neutral faces, the mean
   number of AUs on per neutral face, the share of neutral faces with none, and the AUs most often
-  on in neutral faces.
+  on in neutral faces;
+* per expression, how often each AU that belongs to it (``au_face.aus.EXPRESSION_AUS``) is on in
+  its photos: what a user reading one photo sees.
 
 Systems: each ``--ckpt`` (default: the packaged model) through the public refiner
 (:meth:`AUFaceRefiner.refine` on the photo's one-frame coarse record, S̄ fitted to it), the analytic
@@ -39,7 +41,7 @@ import cv2
 import numpy as np
 import torch
 
-from au_face.aus import au_label
+from au_face.aus import EXPRESSION_AUS, au_label
 from au_face.coarse.base import CoarseFrames
 from au_face.coarse.landmarker import BLENDSHAPE_NAMES
 from au_face.coarse.registry import reconstructor_version
@@ -176,6 +178,15 @@ def on_rates(probs: np.ndarray, expressions: np.ndarray, aus: list[int], thresho
         "neutral_false_aus": {
             au_label(aus[k]): round(float(per_au[k]), 3) for k in np.argsort(-per_au)[:5] if per_au[k] > 0
         },
+        "expression_aus_on": {
+            expression: {
+                au_label(au): float(on[expressions == expression, aus.index(au)].mean())
+                for au in sorted(own)
+                if au in aus
+            }
+            for expression, (own, _) in EXPRESSION_AUS.items()
+            if own and (expressions == expression).any()
+        },
     }
 
 
@@ -292,6 +303,12 @@ def markdown(table: dict, rates: dict[str, dict], split: str) -> str:
             f"| {s} | {r['AU12_on_happy']:.1%} | {r['AU12_on_neutral']:.1%} | {r['AU4_on_angry']:.1%} | {r['AU4_on_neutral']:.1%} | "
             f"{r['neutral_mean_aus_on']:.2f} | {r['neutral_none_on']:.1%} | {r['neutral_max_au_rate']:.1%} | {false} |"
         )
+    shown = list(next(iter(rates.values()))["expression_aus_on"]) if rates else []
+    lines += ["", "Each expression's own AUs on (p >= 0.5) in its photos", "",
+              "| system | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]  # fmt: skip
+    for s, r in rates.items():
+        cells = [", ".join(f"{au} {v:.0%}" for au, v in row.items()) for row in r["expression_aus_on"].values()]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

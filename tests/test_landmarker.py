@@ -236,6 +236,18 @@ def test_blendshape_scores_are_the_expression(landmarker, photo: np.ndarray) -> 
     assert not out.expression[1].any()  # no face: zeros
 
 
+def test_small_face_found_in_tiles_keeps_its_blendshapes(landmarker, photo: np.ndarray) -> None:
+    """A face too small for the detector's view of the whole frame is found in a tile, with its scores."""
+    frame = np.full((720, 1280, 3), 100, np.uint8)
+    small = cv2.resize(photo, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    frame[400 : 400 + small.shape[0], 900 : 900 + small.shape[1]] = small
+    out = _one_frame(landmarker, frame)
+    assert out.valid.tolist() == [True]
+    x = out.posed_vertices()[0, :, 0]
+    assert 900 < float(x.min()) and float(x.max()) < 900 + small.shape[1]  # on the small face, in the frame's pixels
+    np.testing.assert_allclose(out.expression[0].numpy(), TEST_SCORES, atol=1e-6)
+
+
 def test_bundle_without_blendshapes_has_no_expression(
     tmp_path: Path, bundle_files: dict[str, bytes], photo: np.ndarray
 ) -> None:

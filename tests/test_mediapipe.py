@@ -306,6 +306,79 @@ def test_looking_for_faces_less_often_changes_no_mesh(single_face_frames: list) 
     one.close()
 
 
+# ----------------------------------------------------------------------------------- small faces
+def _pasted(rgb: np.ndarray, scale: float, x: int, y: int, size: tuple[int, int] = (720, 1280)) -> np.ndarray:
+    """``rgb`` shrunk by ``scale`` with its top left at (x, y) on a grey ``size`` frame."""
+    canvas = np.full((*size, 3), 100, np.uint8)
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return canvas
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (360, 640), (1080, 1920), (1280, 720), (600, 601)])
+def test_tiles_hold_every_face_up_to_half_a_tile(size: tuple[int, int]) -> None:
+    from au_face.coarse.mediapipe import tiles
+
+    height, width = size
+    found = tiles(height, width)
+    side = min(400, height, width)
+    if max(height, width) < 1.5 * side:
+        assert found == []
+        return
+    assert found and all(s == side and 0 <= x <= width - s and 0 <= y <= height - s for x, y, s in found)
+    half = side // 2
+    for top in range(0, height - half + 1, 7):
+        for left in range(0, width - half + 1, 7):  # every square of half a side lies whole in a tile
+            assert any(x <= left and left + half <= x + s and y <= top and top + half <= y + s for x, y, s in found)
+
+
+def test_small_face_in_a_large_photo_is_found_in_tiles(video_dir: Path) -> None:
+    """A face 46 px wide in a 1280×720 photo: Face Mesh alone sees none; the tiles find it, with the
+    points of the same face photographed large, shrunk."""
+    from au_face.faces.mediapipe import require_face_mesh
+
+    photo = cv2.cvtColor(cv2.imread(str(video_dir / "single_face.jpg")), cv2.COLOR_BGR2RGB)
+    scale, x, y = 0.25, 900, 400
+    frame = _pasted(photo, scale, x, y)
+    with require_face_mesh().FaceMesh(static_image_mode=True) as face_mesh:
+        assert face_mesh.process(frame).multi_face_landmarks is None
+    reconstructor = MediaPipeReconstructor()
+    large, small = reconstructor.reconstruct_still(photo, 30.0), reconstructor.reconstruct_still(frame, 30.0)
+    assert small["valid"].tolist() == [True] and large["valid"].tolist() == [True]
+    expected = large["landmarks2d"][0] * scale + np.array([x, y])
+    assert np.ptp(expected[:, 0]) > 40
+    assert float(np.abs(small["landmarks2d"][0] - expected).mean()) < 1.5  # pixels
+    reconstructor.close()
+
+
+def test_small_face_in_a_video_is_followed(single_face_frames: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face 55 px wide moving across a 1280×720 video: found in the tiles once, then followed, every
+    frame valid, with the canonical meshes of the same video at full size."""
+    from au_face.coarse import mediapipe as module
+
+    searches: list[int] = []
+    tiles = module.tiles
+    monkeypatch.setattr(module, "tiles", lambda *size: searches.append(1) or tiles(*size))
+    rgb = [f.rgb for f in single_face_frames[:40]]
+    moving = [_pasted(f, 0.3, 200 + 4 * i, 300 + 2 * i) for i, f in enumerate(rgb)]
+    times = [i / 30 for i in range(40)]
+    small = MediaPipeReconstructor(crop_size=0).reconstruct(moving, times, 30.0)
+    large = MediaPipeReconstructor(crop_size=0).reconstruct(rgb, times, 30.0)
+    assert small.num_valid == large.num_valid == 40 and len(searches) == 1
+    assert float((small.vertices - large.vertices).abs().mean()) < 0.1  # template units (cm)
+
+
+def test_frames_without_a_face_search_the_tiles_every_n_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from au_face.coarse import mediapipe as module
+
+    searched: list[int] = []
+    tiles = module.tiles
+    monkeypatch.setattr(module, "tiles", lambda *size: searched.append(len(searched)) or tiles(*size))
+    blank = np.full((720, 1280, 3), 90, np.uint8)
+    out = MediaPipeReconstructor(crop_size=0).reconstruct([blank] * 65, [i / 30 for i in range(65)], 30.0)
+    assert out.num_valid == 0 and len(searched) == 3  # frames 0, 30 and 60 (DETECT_EVERY)
+
+
 def test_landmark_points_reads_the_serialised_list_exactly_and_falls_back_on_other_layouts() -> None:
     from mediapipe.framework.formats import landmark_pb2
 

@@ -201,7 +201,7 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
     """
 
     name = "landmarker"
-    version = "1"
+    version = "2"  # 2: small faces looked for in tiles
     engine = "the Face Landmarker"
     # MediaPipe Tasks ``FaceLandmarker`` graphs (untyped), None until first built
     _mesh: Any
@@ -276,8 +276,8 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
                     if 0 <= category.index < len(scores):
                         scores[category.index] = category.score
             found.append((points, scores))
-        if graph is not self._turned_mesh:
-            self._found = found
+        if graph is not self._turned_mesh:  # every face looked at for this frame (the whole frame, then tiles)
+            self._found += found
         return [points for points, _ in found]
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:

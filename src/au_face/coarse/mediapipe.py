@@ -48,6 +48,13 @@ UPSIDE_DOWN_RATIO = 0.75
 #: faces fit with a median of 0.25; of 1,600 muxspace photos, upright and turned, those the check found upside
 #: down all fitted worse than 0.29.
 UPRIGHT_RESIDUAL = 0.25
+#: Side in pixels of the square tiles a frame is searched in when Face Mesh finds no face in it
+#: whole: its detector sees the frame shrunk to 128 px and misses faces narrower than a tenth to a
+#: sixth of the frame (in 1280×720: 100-200 px); in a tile, faces from about 60 px wide are found
+#: (benchmarks/bench_small_faces.py).
+SMALL_FACE_TILE = 400
+#: A small face found in the tiles is followed in a square this many times its size around where it was.
+SMALL_FACE_MARGIN = 3.0
 
 #: What a Face Mesh graph is for: tracking a video, single photos, or the upside-down check.
 GraphMode = Literal["track", "still", "turned"]
@@ -96,7 +103,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
     """
 
     name = "mediapipe"
-    version = "2"  # 2: pose fitted without the forehead (brows keep their motion)
+    version = "3"  # 2: pose fitted without the forehead (brows keep their motion); 3: small faces looked for in tiles
     #: what finds the points, in messages
     engine = "Face Mesh"
     one_core = True
@@ -129,6 +136,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._last_found = 0  # faces it found on the previous frame
         self._frame = 0  # frames tracked since the last reset
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
+        self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
+        self._since_search = DETECT_EVERY  # frames since the tiles were last searched
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
         self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, appearance descriptor thread)
@@ -145,6 +154,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
             self._mesh = None
         self._mesh_faces = self._last_found = self._frame = 0
         self._followed = None
+        self._small_box = None
+        self._since_search = DETECT_EVERY
         self._warned_faces = False
 
     def _face_mesh(self, mode: GraphMode, faces: int = 1):
@@ -187,9 +198,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
         if self._still:
-            if self._still_mesh is None:
-                self._still_mesh = self._face_mesh("still", self.max_faces)
-            graph = self._still_mesh
+            graph = self._still_graph()
         else:
             if self._mesh is None or (self.max_faces > 1 and self._frame % DETECT_EVERY == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
@@ -197,10 +206,14 @@ class MediaPipeReconstructor(CoarseReconstructor):
             graph = self._mesh
         faces = self._find_faces(graph, rgb, timestamp)
         self._last_found = len(faces)
+        small = not faces
+        if small:
+            faces = self._find_small_faces(rgb)
         if not faces:
-            self._followed = None
+            self._followed = self._small_box = None
             return None
         points = self.choose_face(faces, rgb.shape[:2])
+        self._small_box = _box_around(points) if small else None
         if len(faces) > 1 and not self._warned_faces:
             self._warned_faces = True
             x, y = points[:, :2].mean(axis=0)
@@ -212,6 +225,40 @@ class MediaPipeReconstructor(CoarseReconstructor):
             )
         self._followed = points[:, :2].mean(axis=0)
         return points
+
+    def _still_graph(self):
+        if self._still_mesh is None:
+            self._still_mesh = self._face_mesh("still", self.max_faces)
+        return self._still_mesh
+
+    def _find_small_faces(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Faces Face Mesh missed in the whole frame: looked for where a small face was followed, else
+        in the frame's :func:`tiles` (photos: always; video: see the class docstring)."""
+        graph = self._still_graph()
+        if self._small_box is not None:
+            faces = self._find_faces_in(graph, rgb, self._small_box)
+            if faces:
+                return faces
+        if not self._still and self._followed is None and self._since_search < DETECT_EVERY:
+            self._since_search += 1
+            return []
+        self._since_search = 1
+        faces: list[np.ndarray] = []
+        for box in tiles(*rgb.shape[:2]):
+            faces += [face for face in self._find_faces_in(graph, rgb, box) if not _seen(face, faces)]
+        return faces
+
+    def _find_faces_in(self, graph, rgb: np.ndarray, box: tuple[int, int, int]) -> list[np.ndarray]:
+        """The faces ``graph`` finds in the square ``box`` (x, y, side; parts outside the frame black),
+        in the frame's pixels (the arrays are moved in place)."""
+        x, y, side = box
+        shift = np.array([[1.0, 0.0, -x], [0.0, 1.0, -y]])
+        square = cv2.warpAffine(rgb, shift, (side, side), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        faces = self._find_faces(graph, square)
+        for points in faces:
+            points[:, 0] += x
+            points[:, 1] += y
+        return faces
 
     def count_faces(self, rgb: np.ndarray) -> int:
         """Faces MediaPipe's (short-range) face detector finds in a frame, at most ``max_faces``."""
@@ -386,6 +433,35 @@ def _face_detection():
     from mediapipe.python.solutions import face_detection
 
     return face_detection
+
+
+def tiles(height: int, width: int, side: int = SMALL_FACE_TILE) -> list[tuple[int, int, int]]:
+    """Squares ``(x, y, side)`` that cover a ``height`` × ``width`` frame, half a side apart (so a face up
+    to half a side wide lies whole in one); none for a frame less than 1.5 sides long (Face Mesh's view
+    of it whole is as good). ``side`` shrinks to the frame's shorter side."""
+    side = min(side, height, width)
+    if max(height, width) < 1.5 * side:
+        return []
+
+    def starts(length: int) -> np.ndarray:
+        count = int(np.ceil((length - side) / (side / 2))) + 1
+        return np.linspace(0, length - side, count).round().astype(int)
+
+    return [(int(x), int(y), side) for y in starts(height) for x in starts(width)]
+
+
+def _box_around(points: np.ndarray) -> tuple[int, int, int]:
+    """The square (x, y, side) :data:`SMALL_FACE_MARGIN` times a face's size, centred on it."""
+    low, high = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    side = int(np.ceil(SMALL_FACE_MARGIN * float((high - low).max())))
+    x, y = ((low + high) / 2 - side / 2).round().astype(int)
+    return int(x), int(y), side
+
+
+def _seen(face: np.ndarray, faces: list[np.ndarray]) -> bool:
+    """Whether ``face`` is one of ``faces`` (found again in an overlapping tile): centres closer than half its width."""
+    centre = face[:, :2].mean(axis=0)
+    return any(np.linalg.norm(other[:, :2].mean(axis=0) - centre) < _width(face) / 2 for other in faces)
 
 
 def _faces(mesh, rgb: np.ndarray) -> list[np.ndarray]:
