@@ -10,7 +10,9 @@ gets, and what the reconstructor did before it searched tiles):
 
 * the share of photos where each finds the face, and the reconstructor's ms per photo;
 * the reconstructor's landmark error: mean distance (px) between its iBUG-68 points and those it
-  gives on the photo before shrinking, shrunk likewise (only for photos found both ways).
+  gives on the photo before shrinking, shrunk likewise; and the packaged default model's AU
+  probabilities' mean absolute change against the photo before shrinking; both without and with the
+  close look at a small face (``CLOSE_LOOK_SHARE``).
 
 Then a clip (``--video``, default the shared ``single_face.mp4``) at full size and shrunk to a face
 about 55 px wide moving across a 1280×720 frame: frames with a face and ms per frame; and 90 frames
@@ -21,15 +23,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
+from au_face.coarse import mediapipe
+from au_face.coarse.base import CoarseFrames
 from au_face.coarse.mediapipe import MediaPipeReconstructor
 from au_face.data.datamodules.photos import is_reserved
 from au_face.faces.mediapipe import require_face_mesh
+from au_face.io.checkpoints import default_checkpoint
 from au_face.io.video import VideoReader
+from au_face.model.refiner import load_refiner
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 FRAME = (720, 1280)
@@ -57,34 +66,61 @@ def face_photos(folder: Path | None, count: int, rng: np.random.Generator) -> li
     return crops
 
 
+@contextmanager
+def without_close_look() -> Iterator[None]:
+    """The reconstructor as it was before it looked at a photo's small face again up close."""
+    share = mediapipe.CLOSE_LOOK_SHARE
+    mediapipe.CLOSE_LOOK_SHARE = 0.0
+    try:
+        yield
+    finally:
+        mediapipe.CLOSE_LOOK_SHARE = share
+
+
+def au_probabilities(refiner, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return refiner.refine(CoarseFrames.from_numpy(arrays)).au_probs[0].numpy()
+
+
 def photo_table(photos: list[np.ndarray], rng: np.random.Generator) -> None:
-    reconstructor = MediaPipeReconstructor(crop_size=0)
+    reconstructor = MediaPipeReconstructor(crop_size=0, appearance=True)
+    refiner = load_refiner(default_checkpoint())
     face_mesh = require_face_mesh().FaceMesh(static_image_mode=True)
     large = [reconstructor.reconstruct_still(p, 30.0) for p in photos]
-    kept = [(p, r) for p, r in zip(photos, large) if r["valid"][0]]
+    kept = [(p, r, au_probabilities(refiner, r)) for p, r in zip(photos, large) if r["valid"][0]]
     print(f"{len(kept)} of {len(photos)} photos with a face at full size; frame {FRAME[1]}×{FRAME[0]}")
-    print("| face width | Face Mesh, whole frame | reconstructor (tiles) | ms per photo | landmark error px |")
-    print("|---|---|---|---|---|")
+    print("landmark error: px from the full-size photo's points, shrunk; AU |Δp|: the default model's mean")
+    print("absolute change over its AUs against the full-size photo; each without → with the close look")
+    print(
+        "| face width | Face Mesh alone finds | reconstructor finds | ms per photo | landmark error px | AU abs(Δp) |"
+    )
+    print("|---|---|---|---|---|---|")
     for width in WIDTHS:
         plain = found = 0
-        seconds, errors = 0.0, []
-        for photo, reference in kept:
+        seconds, errors, changes = 0.0, [], []
+        for photo, reference, probs in kept:
             landmarks = reference["landmarks2d"][0]
             scale = width / float(np.ptp(landmarks[:, 0]))
             size = np.array(photo.shape[1::-1]) * scale
             x, y = (rng.integers(0, FRAME[1] - size[0]), rng.integers(0, FRAME[0] - size[1]))
             frame = paste(photo, scale, int(x), int(y))
             plain += face_mesh.process(frame).multi_face_landmarks is not None
+            with without_close_look():
+                first = reconstructor.reconstruct_still(frame, 30.0)
             start = time.perf_counter()
             out = reconstructor.reconstruct_still(frame, 30.0)
             seconds += time.perf_counter() - start
-            if out["valid"][0]:
+            if out["valid"][0] and first["valid"][0]:
                 found += 1
                 expected = landmarks * scale + np.array([x, y])
-                errors.append(float(np.linalg.norm(out["landmarks2d"][0] - expected, axis=-1).mean()))
+                errors.append(
+                    [float(np.linalg.norm(r["landmarks2d"][0] - expected, axis=-1).mean()) for r in (first, out)]
+                )
+                changes.append([float(np.abs(au_probabilities(refiner, r) - probs).mean()) for r in (first, out)])
         n = len(kept)
-        error = f"{np.mean(errors):.2f}" if errors else "–"
-        print(f"| {width} px | {plain / n:.0%} | {found / n:.0%} | {1000 * seconds / n:.0f} | {error} |")
+        error = "{:.2f} → {:.2f}".format(*np.mean(errors, axis=0)) if errors else "–"
+        change = "{:.3f} → {:.3f}".format(*np.mean(changes, axis=0)) if changes else "–"
+        print(f"| {width} px | {plain / n:.0%} | {found / n:.0%} | {1000 * seconds / n:.0f} | {error} | {change} |")
     face_mesh.close()
     reconstructor.close()
 

@@ -351,6 +351,33 @@ def test_small_face_in_a_large_photo_is_found_in_tiles(video_dir: Path) -> None:
     reconstructor.close()
 
 
+def test_a_small_face_in_a_photo_is_looked_at_again_up_close(video_dir: Path, topology: FaceTopology) -> None:
+    """A face 130 px wide in a 1280×720 photo: Face Mesh finds it in the whole photo but places its points
+    from its detector's coarse box, pixels off; the second look, in a square around it, places them as
+    on the large photo."""
+    from au_face.faces.mediapipe import landmark_points, require_face_mesh
+
+    photo = cv2.cvtColor(cv2.imread(str(video_dir / "single_face.jpg")), cv2.COLOR_BGR2RGB)
+    reconstructor = MediaPipeReconstructor(crop_size=0)
+    large = reconstructor.reconstruct_still(photo, 30.0)["landmarks2d"][0]
+    scale = 130 / float(np.ptp(large[:, 0]))
+    first_errors, closer_errors = [], []
+    with require_face_mesh().FaceMesh(static_image_mode=True) as face_mesh:
+        for x, y in ((100, 100), (600, 300), (300, 200)):
+            frame = _pasted(photo, scale, x, y)
+            expected = large * scale + np.array([x, y])
+            (face,) = face_mesh.process(frame).multi_face_landmarks
+            first = landmark_points(face)[topology.landmarks68, :2] * np.array([1280, 720])
+            closer = reconstructor.reconstruct_still(frame, 30.0)["landmarks2d"][0]
+            first_errors.append(float(np.linalg.norm(first - expected, axis=-1).mean()))
+            closer_errors.append(float(np.linalg.norm(closer - expected, axis=-1).mean()))
+    assert max(closer_errors) < 1.5 and np.mean(first_errors) > 3 * np.mean(closer_errors), (
+        first_errors,
+        closer_errors,
+    )
+    reconstructor.close()
+
+
 def test_small_face_in_a_video_is_followed(single_face_frames: list, monkeypatch: pytest.MonkeyPatch) -> None:
     """A face 55 px wide moving across a 1280×720 video: found in the tiles once, then followed, every
     frame valid, with the canonical meshes of the same video at full size."""
