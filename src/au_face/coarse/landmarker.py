@@ -201,7 +201,7 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
     """
 
     name = "landmarker"
-    version = "2"  # 2: small faces looked for in tiles
+    version = "2"  # 2: small faces looked for in tiles and looked at again up close
     engine = "the Face Landmarker"
     # MediaPipe Tasks ``FaceLandmarker`` graphs (untyped), None until first built
     _mesh: Any

@@ -89,6 +89,15 @@ class MediaPipeReconstructor(CoarseReconstructor):
     that way the chunk's frames are marked not valid (:class:`ImplausibleFitWarning` with the
     count). :meth:`reconstruct_still` takes single photos without tracking.
 
+    Small faces: a frame where Face Mesh finds no face is searched again in overlapping squares
+    (:func:`tiles`), for a face too small for its detector's view of the whole frame. In a video that
+    search runs on the first frame without a face and then every :data:`DETECT_EVERY` frames while
+    none is found, and a face found so is followed in a square :data:`SMALL_FACE_MARGIN` times its
+    size around its last place, until it is lost or Face Mesh finds it in the whole frame. Where a
+    face is first seen (a photo, or a frame after one without a face) Face Mesh placed its points from
+    its detector's coarse box; a face narrower than :data:`CLOSE_LOOK_SHARE` of the frame is then
+    looked at again in such a square. Tracked frames, and larger faces, are not changed.
+
     Per frame: the 468 points in pixels (x, y, and depth in x's pixel units); a similarity pose
     fitted to the template over :data:`~au_face.faces.mediapipe.STABLE_VERTICES`; canonical
     ``vertices`` = the points with that pose removed (so ``posed_vertices()`` gives the points
@@ -107,7 +116,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
     """
 
     name = "mediapipe"
-    version = "3"  # 2: pose fitted without the forehead (brows keep their motion); 3: small faces looked for in tiles
+    # 2: pose fitted without the forehead (brows keep their motion); 3: small faces looked for in tiles and
+    # looked at again up close
+    version = "3"
     #: what finds the points, in messages
     engine = "Face Mesh"
     one_core = True
