@@ -15,8 +15,9 @@ gets, and what the reconstructor did before it searched tiles):
   close look at a small face (``CLOSE_LOOK_SHARE``).
 
 Then a clip (``--video``, default the shared ``single_face.mp4``) at full size and shrunk to a face
-about 55 px wide moving across a 1280×720 frame: frames with a face and ms per frame; and 90 frames
-without a face (1280×720): ms per frame against the bare Face Mesh loop.
+55 and 80 px wide moving across a 1280×720 frame: frames with a face, ms per frame, and the default
+model's AU probabilities' mean absolute difference from those at full size; and 90 frames without a
+face (1280×720): ms per frame against the bare Face Mesh loop.
 """
 
 from __future__ import annotations
@@ -130,17 +131,34 @@ def clip_figures(video: Path) -> None:
     width = float(
         np.ptp(MediaPipeReconstructor(crop_size=0).reconstruct_still(frames[0], 30.0)["landmarks2d"][0][:, 0])
     )
-    scale = 55 / width
-    moving = [paste(f, scale, 200 + (4 * i) % 800, 300 + (2 * i) % 300) for i, f in enumerate(frames)]
     blank = [np.full((*FRAME, 3), 90, np.uint8)] * 90
+    refiner = load_refiner(default_checkpoint())
     MediaPipeReconstructor(crop_size=0).reconstruct(frames[:2], [0.0, 1 / 30], 30.0)  # start-up, not timed
-    for name, clip in (("full size", frames), ("face 55 px in 1280×720", moving), ("no face, 1280×720", blank)):
-        reconstructor = MediaPipeReconstructor(crop_size=0)
+    clips = {"full size": frames, "no face, 1280×720": blank}
+    for face in (55, 80):  # moving across the frame; kept inside it
+        scale = face / width
+        room = np.array(FRAME[::-1]) - np.ceil(np.array(frames[0].shape[1::-1]) * scale) - 1
+        clips[f"face {face} px in 1280×720"] = [
+            paste(f, scale, int((200 + 4 * i) % room[0]), int((300 + 2 * i) % room[1])) for i, f in enumerate(frames)
+        ]
+    full = None
+    for name, clip in clips.items():
+        reconstructor = MediaPipeReconstructor(crop_size=0, appearance=True)
         start = time.perf_counter()
         out = reconstructor.reconstruct(clip, [i / 30 for i in range(len(clip))], 30.0)
         seconds = time.perf_counter() - start
         reconstructor.close()
-        print(f"{name}: {out.num_valid}/{len(clip)} frames with a face, {1000 * seconds / len(clip):.1f} ms a frame")
+        line = f"{name}: {out.num_valid}/{len(clip)} frames with a face, {1000 * seconds / len(clip):.1f} ms a frame"
+        if out.num_valid:
+            with torch.no_grad():
+                probs = refiner.refine(out).au_probs.numpy()
+            if full is None:
+                full = probs
+            else:
+                line += (
+                    f"; the default model's AU probabilities {np.nanmean(np.abs(probs - full)):.3f} from full size's"
+                )
+        print(line)
     face_mesh = require_face_mesh().FaceMesh(static_image_mode=False)
     start = time.perf_counter()
     for frame in blank:
