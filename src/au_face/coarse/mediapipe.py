@@ -59,6 +59,9 @@ SMALL_FACE_MARGIN = 3.0
 #: square: Face Mesh places its points in the box its detector drew on the shrunk photo, which is the
 #: coarser the smaller the face (a face 130 px wide in 1280×720: 5.5 px off, 0.6 px after the second look).
 CLOSE_LOOK_SHARE = 0.25
+#: The tracker, which goes on from its own first points, agrees with a closer look once its points lie
+#: within this share of the face's width of the closer look's on average (a settled track: under 1 %).
+AGREEMENT = 0.03
 
 #: What a Face Mesh graph is for: tracking a video, single photos, or the upside-down check.
 GraphMode = Literal["track", "still", "turned"]
@@ -96,7 +99,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
     size around its last place, until it is lost or Face Mesh finds it in the whole frame. Where a
     face is first seen (a photo, or a frame after one without a face) Face Mesh placed its points from
     its detector's coarse box; a face narrower than :data:`CLOSE_LOOK_SHARE` of the frame is then
-    looked at again in such a square. Tracked frames, and larger faces, are not changed.
+    looked at again in such a square, and so are the next frames until Face Mesh's tracking, which
+    goes on from its own first points, agrees with it (:data:`AGREEMENT`). Tracked frames that agree,
+    and larger faces, are not changed.
 
     Per frame: the 468 points in pixels (x, y, and depth in x's pixel units); a similarity pose
     fitted to the template over :data:`~au_face.faces.mediapipe.STABLE_VERTICES`; canonical
@@ -153,6 +158,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
         self._since_search = DETECT_EVERY  # frames since the tiles were last searched
+        self._settling = False  # a closer look was taken and the tracker does not agree with it yet
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
         self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, appearance descriptor thread)
@@ -171,6 +177,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._followed = None
         self._small_box = None
         self._since_search = DETECT_EVERY
+        self._settling = False
         self._warned_faces = False
 
     def _face_mesh(self, mode: GraphMode, faces: int = 1):
@@ -229,8 +236,13 @@ class MediaPipeReconstructor(CoarseReconstructor):
             return None
         points = self.choose_face(faces, rgb.shape[:2])
         first_sight = self._still or self._followed is None  # placed from a detector's box, not from tracking
-        if first_sight and _width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
-            points = self._closer_look(rgb, points)
+        if (first_sight or self._settling) and _width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
+            closer = self._closer_look(rgb, points)
+            # the tracker goes on from its own first points: until it agrees, the closer look's are kept
+            self._settling = not self._still and not _agree(points, closer)
+            points = closer
+        else:
+            self._settling = False
         self._small_box = _box_around(points) if small else None
         if len(faces) > 1 and not self._warned_faces:
             self._warned_faces = True
@@ -481,6 +493,11 @@ def _box_around(points: np.ndarray) -> tuple[int, int, int]:
     side = int(np.ceil(SMALL_FACE_MARGIN * float((high - low).max())))
     x, y = ((low + high) / 2 - side / 2).round().astype(int)
     return int(x), int(y), side
+
+
+def _agree(points: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two placements of a face agree: mean 2D distance under :data:`AGREEMENT` of its width."""
+    return float(np.linalg.norm(points[:, :2] - other[:, :2], axis=-1).mean()) < AGREEMENT * _width(points)
 
 
 def _seen(face: np.ndarray, faces: list[np.ndarray]) -> bool:
