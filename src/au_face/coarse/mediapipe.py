@@ -55,9 +55,10 @@ UPRIGHT_RESIDUAL = 0.25
 SMALL_FACE_TILE = 400
 #: A small face found in the tiles is followed in a square this many times its size around where it was.
 SMALL_FACE_MARGIN = 3.0
-#: A face in a photo narrower than this share of the photo's larger side is looked at again in such a
-#: square: Face Mesh places its points in the box its detector drew on the shrunk photo, which is the
-#: coarser the smaller the face (a face 130 px wide in 1280×720: 5.5 px off, 0.6 px after the second look).
+#: A face narrower than this share of the frame's larger side is looked at again in such a square where
+#: it is first seen: Face Mesh places its points in the box its detector drew on the shrunk frame, which
+#: is the coarser the smaller the face (a face 130 px wide in 1280×720: 5.5 px off, 0.6 px after the
+#: second look).
 CLOSE_LOOK_SHARE = 0.25
 #: The tracker, which goes on from its own first points, agrees with a closer look once its points lie
 #: within this share of the face's width of the closer look's on average (a settled track: under 1 %).
@@ -280,10 +281,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def _closer_look(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The face at ``points`` as Face Mesh finds it in a square around it (``points`` if it does not)."""
-        closer = [
+        centre = points[:, :2].mean(axis=0)
+        found = [
             face for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points)) if _seen(face, [points])
         ]
-        return closer[0] if closer else points
+        return min(found, key=lambda face: float(np.linalg.norm(face[:, :2].mean(axis=0) - centre)), default=points)
 
     def _find_faces_in(self, graph, rgb: np.ndarray, box: tuple[int, int, int]) -> list[np.ndarray]:
         """The faces ``graph`` finds in the square ``box`` (x, y, side; parts outside the frame black),
