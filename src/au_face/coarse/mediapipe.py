@@ -53,6 +53,9 @@ UPRIGHT_RESIDUAL = 0.25
 #: sixth of the frame (in 1280×720: 100-200 px); in a tile, faces from about 60 px wide are found
 #: (benchmarks/bench_small_faces.py).
 SMALL_FACE_TILE = 400
+#: No tiles smaller than this (a frame whose shorter side is under it is not tiled): a face small enough
+#: to need them would be too small to read.
+MIN_TILE = 128
 #: A small face found in the tiles is followed in a square this many times its size around where it was.
 SMALL_FACE_MARGIN = 3.0
 #: A face narrower than this share of the frame's larger side is looked at again in such a square where
@@ -477,9 +480,10 @@ def _face_detection():
 def tiles(height: int, width: int, side: int = SMALL_FACE_TILE) -> list[tuple[int, int, int]]:
     """Squares ``(x, y, side)`` that cover a ``height`` × ``width`` frame, half a side apart (so a face up
     to half a side wide lies whole in one); none for a frame less than 1.5 sides long (Face Mesh's view
-    of it whole is as good). ``side`` shrinks to the frame's shorter side."""
+    of it whole is as good). ``side`` shrinks to the frame's shorter side, but not below
+    :data:`MIN_TILE` (a strip narrower than that is not tiled)."""
     side = min(side, height, width)
-    if max(height, width) < 1.5 * side:
+    if side < MIN_TILE or max(height, width) < 1.5 * side:
         return []
 
     def starts(length: int) -> np.ndarray:
