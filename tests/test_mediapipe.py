@@ -410,6 +410,20 @@ def test_small_face_in_a_video_is_followed(single_face_frames: list, monkeypatch
     assert float((small.vertices - large.vertices).abs().mean()) < 0.1  # template units (cm)
 
 
+def test_a_face_that_comes_and_goes_is_searched_for_once_in_n_frames(
+    single_face_frames: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from au_face.coarse import mediapipe as module
+
+    searched: list[int] = []
+    tiles = module.tiles
+    monkeypatch.setattr(module, "tiles", lambda *size: searched.append(1) or tiles(*size))
+    blank = np.full((360, 640, 3), 90, np.uint8)
+    frames = [f.rgb if i % 2 == 0 else blank for i, f in enumerate(single_face_frames[:40])]
+    out = MediaPipeReconstructor(crop_size=0).reconstruct(frames, [i / 30 for i in range(40)], 30.0)
+    assert out.num_valid == 20 and len(searched) == 2  # frames 1 and 31, not every blank frame
+
+
 def test_frames_without_a_face_search_the_tiles_every_n_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     from au_face.coarse import mediapipe as module
 

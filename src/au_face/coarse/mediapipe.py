@@ -98,9 +98,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     Small faces: a frame where Face Mesh finds no face is searched again in overlapping squares
     (:func:`tiles`), for a face too small for its detector's view of the whole frame. In a video that
-    search runs on the first frame without a face and then every :data:`DETECT_EVERY` frames while
-    none is found, and a face found so is followed in a square :data:`SMALL_FACE_MARGIN` times its
-    size around its last place, until it is lost or Face Mesh finds it in the whole frame. Where a
+    search runs on a frame without a face at most once every :data:`DETECT_EVERY` frames (so a face
+    that comes and goes costs one search in that many frames, not one a frame), and a face found so is followed
+    in a square :data:`SMALL_FACE_MARGIN` times its size around its last place, until it is lost or
+    Face Mesh finds it in the whole frame. Where a
     face is first seen (a photo, or a frame after one without a face) Face Mesh placed its points from
     its detector's coarse box; a face narrower than :data:`CLOSE_LOOK_SHARE` of the frame is then
     looked at again in such a square, and so are the next frames until Face Mesh's tracking, which
@@ -161,7 +162,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._frame = 0  # frames tracked since the last reset
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
-        self._since_search = DETECT_EVERY  # frames since the tiles were last searched
+        self._since_search = DETECT_EVERY  # video frames since the tiles were last searched
         self._settling = False  # a closer look was taken and the tracker does not agree with it yet
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
@@ -229,6 +230,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
             if self._mesh is None or (self.max_faces > 1 and self._frame % DETECT_EVERY == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
             self._frame += 1
+            self._since_search += 1
             graph = self._mesh
         faces = self._find_faces(graph, rgb, timestamp)
         self._last_found = len(faces)
@@ -273,10 +275,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
             faces = self._find_faces_in(graph, rgb, self._small_box)
             if faces:
                 return faces
-        if not self._still and self._followed is None and self._since_search < DETECT_EVERY:
-            self._since_search += 1
+        if not self._still and self._since_search < DETECT_EVERY:
             return []
-        self._since_search = 1
+        self._since_search = 0
         faces: list[np.ndarray] = []
         for box in tiles(*rgb.shape[:2]):
             faces += [face for face in self._find_faces_in(graph, rgb, box) if not _seen(face, faces)]
