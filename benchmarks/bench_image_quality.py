@@ -30,7 +30,7 @@ from au_face.io.checkpoints import default_checkpoint
 from au_face.model.refiner import load_refiner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_expressions import AUC_TABLE, roc_auc
+from bench_expressions import AUC_TABLE, on_rates, roc_auc
 
 
 def _jpeg(bgr: np.ndarray, quality: int) -> np.ndarray:
@@ -95,15 +95,14 @@ def row(change: str, name: str, values: np.ndarray, expressions: np.ndarray, aus
     for au, (positive, negative) in AUC_TABLE.items():
         column = values[:, aus.index(au)]
         aucs.append(f"{roc_auc(column[np.isin(expressions, positive)], column[np.isin(expressions, negative)]):.3f}")
-    on = values >= 0.5
-    neutral = on[expressions == "neutral"]
-    most = int(neutral.mean(0).argmax())
-    rates = [
-        f"{neutral.sum(1).mean():.2f} ({neutral.mean(0)[most]:.1%} {au_label(aus[most])})",
-        f"{on[expressions == 'happiness', aus.index(12)].mean():.1%}",
-        f"{on[expressions == 'anger', aus.index(4)].mean():.1%}",
+    rates = on_rates(values, expressions, aus)
+    most = next(iter(rates["neutral_false_aus"]), "none")
+    cells = [
+        f"{rates['neutral_mean_aus_on']:.2f} ({rates['neutral_max_au_rate']:.1%} {most})",
+        f"{rates['AU12_on_happy']:.1%}",
+        f"{rates['AU4_on_angry']:.1%}",
     ]
-    return f"| {change} | {name} | {len(values)} | " + " | ".join(aucs + rates) + " |"
+    return f"| {change} | {name} | {len(values)} | " + " | ".join(aucs + cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
