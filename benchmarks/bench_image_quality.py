@@ -1,12 +1,14 @@
 """AU scores on the expression-labelled validation photos after changes to the images: blur, JPEG, light, noise, size, roll, mirror.
 
     python benchmarks/bench_image_quality.py --root data/facial_expressions [--ckpt NAME=PATH ...] \\
-        [--changes none blur jpeg15 light noise small roll20 mirror] [--max-per-expression 300]
+        [--landmarker-model face_landmarker.task] [--changes none blur ...] [--max-per-expression 300]
 
 The validation photos of ``bench_expressions.py`` (contempt left out; the reserved quarter is never
 read), each changed (:data:`CHANGES`) and then reconstructed afresh (no cache; the MediaPipe
-reconstructor with appearance descriptors, each photo on its own). Only photos where a face is found
-after the change are scored, so the count can differ per change. Per change and model: the AUC of
+reconstructor with appearance descriptors, each photo on its own). With ``--landmarker-model``, Face
+Landmarker's blendshapes on the same changed photo (au_face's Face Landmarker reconstructor, IMAGE
+mode) mapped to AUs as in ``bench_expressions.py`` stand beside. Only photos where every system finds a
+face after the change are scored, so the count can differ per change. Per change and model: the AUC of
 each AU of issue 15's table (:data:`bench_expressions.AUC_TABLE`) and the on-rates at ``p >= 0.5``
 (AUs on per neutral face and the most frequent one, AU12 on happy faces, AU4 on angry faces).
 """
@@ -24,13 +26,14 @@ import torch
 
 from au_face.aus import au_label
 from au_face.coarse.base import CoarseFrames
+from au_face.coarse.landmarker import FaceLandmarkerReconstructor
 from au_face.coarse.mediapipe import MediaPipeReconstructor
 from au_face.data.datamodules.photos import cap_per_expression, read_expression_csv, split_photos
 from au_face.io.checkpoints import default_checkpoint
 from au_face.model.refiner import load_refiner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_expressions import AUC_TABLE, on_rates, roc_auc
+from bench_expressions import AUC_TABLE, landmarker_scores, on_rates, roc_auc
 
 
 def _jpeg(bgr: np.ndarray, quality: int) -> np.ndarray:
@@ -67,26 +70,38 @@ CHANGES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 
 
 def scores(
-    change: str, photos: list, root: Path, refiners: dict, seed: int
+    change: str, photos: list, root: Path, refiners: dict, seed: int, landmarker_model: Path | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``{model: [N,K] probabilities}`` and the expressions of the photos with a face after ``change``."""
+    """``{system: [N,K] scores}`` and the expressions of the photos where every system finds a face after
+    ``change``: each model, and with ``landmarker_model`` Face Landmarker's blendshapes mapped to AUs."""
     rng = np.random.default_rng(seed)
     reconstructor = MediaPipeReconstructor(crop_size=0, appearance=True)
-    probs: dict[str, list[np.ndarray]] = {name: [] for name in refiners}
+    landmarker = FaceLandmarkerReconstructor(landmarker_model, crop_size=0) if landmarker_model else None
+    probs: dict[str, list[np.ndarray]] = {
+        name: [] for name in [*refiners, *(["Face Landmarker"] if landmarker else [])]
+    }
     expressions = []
     for photo in photos:
         bgr = cv2.imread(str(root / "images" / photo.image))
         if bgr is None:
             continue
-        arrays = reconstructor.reconstruct_still(cv2.cvtColor(CHANGES[change](bgr, rng), cv2.COLOR_BGR2RGB), 30.0)
-        if not arrays["valid"][0]:
+        rgb = cv2.cvtColor(CHANGES[change](bgr, rng), cv2.COLOR_BGR2RGB)
+        arrays = reconstructor.reconstruct_still(rgb, 30.0)
+        blendshapes = landmarker.reconstruct_still(rgb, 30.0) if landmarker else None
+        if not arrays["valid"][0] or (blendshapes is not None and not blendshapes["valid"][0]):
             continue
         record = CoarseFrames.from_numpy(arrays)
         with torch.no_grad():
             for name, refiner in refiners.items():
                 probs[name].append(refiner.refine(record).au_probs[0].numpy())
+        if blendshapes is not None:
+            probs["Face Landmarker"].append(
+                landmarker_scores(blendshapes["expression"], list(refiners.values())[0].aus)[0]
+            )
         expressions.append(photo.expression)
     reconstructor.close()
+    if landmarker:
+        landmarker.close()
     return {name: np.stack(values) for name, values in probs.items()}, np.array(expressions)
 
 
@@ -110,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True, help="the facial_expressions clone")
     parser.add_argument("--ckpt", action="append", metavar="NAME=PATH", help="a model (repeatable; default: packaged)")
     parser.add_argument("--changes", nargs="+", choices=list(CHANGES), default=list(CHANGES))
+    parser.add_argument(
+        "--landmarker-model", type=Path, help="face_landmarker.task: add Face Landmarker's blendshapes mapped to AUs"
+    )
     parser.add_argument("--max-per-expression", type=int, default=300)
     parser.add_argument("--val-fraction", type=float, default=0.25, help="as the DataModule's")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| change | model | photos | " + " | ".join(header) + " |")
     print("|---|---|---|" + "---|" * len(header))
     for change in args.changes:
-        probs, expressions = scores(change, photos, args.root, refiners, args.seed)
+        probs, expressions = scores(change, photos, args.root, refiners, args.seed, args.landmarker_model)
         for name, values in probs.items():
             print(row(change, name, values, expressions, aus), flush=True)
     return 0
