@@ -14,7 +14,11 @@ validation frames together:
   may be on per neutral photo on average;
 - **objective**: the best mean F1 over the sources where the AU has positives (synthetic frames, and
   photos for the AUs the expressions label), each source's F1 counted once however large it is;
-  ``au_face.evaluation.calibration.choose_offsets`` says how the bounds and the objective meet.
+  ``au_face.evaluation.calibration.choose_offsets`` says how the bounds and the objective meet;
+- **bagging**: each AU's offset is the median choice over ``--resamples`` (default 100) bootstrap
+  resamples of persons (photos) and sequences (synthetic frames), then held to the bounds on all the
+  data (``bagged_offsets``; ``--resamples 0``: the single choice). ``benchmarks/bench_calibration.py``
+  measures how far either moves when the data are resampled.
 
 It then stores ``w·exp(b)``. Occurrence stays ``p >= 0.5`` on the calibrated output; the ranking of
 scores (every AUC) does not change. Prints the offsets and each source's F1 and neutral on-rate before
@@ -37,7 +41,7 @@ from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import cap_per_expression, read_expression_csv, split_photos
 from au_face.data.labels import read_folder_csv
 from au_face.data.synthetic.config import INDEX_NAME
-from au_face.evaluation.calibration import choose_offsets, f1_at
+from au_face.evaluation.calibration import bagged_offsets, choose_offsets, f1_at
 from au_face.io.checkpoints import load_checkpoint, write_checkpoint
 from au_face.model.refiner import load_refiner
 
@@ -52,14 +56,14 @@ def logits_of(probs: np.ndarray) -> np.ndarray:
 
 def photo_source(
     refiner, root: Path, cache_dir: Path, val_fraction: float, cap: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits, weak labels and a neutral flag of the validation photos with a face."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, weak labels, a neutral flag and the person of the validation photos with a face."""
     photos = cap_per_expression(
         split_photos(read_expression_csv(root / "data" / "legend.csv").photos, val_fraction)["val"], cap
     )
     cache = CoarseCache(cache_dir, "mediapipe", reconstructor_version("mediapipe"), root)
     records = load_records(cache, root, "images", photos, "appearance" in refiner.frame_inputs)
-    logits, labels, neutral = [], [], []
+    logits, labels, neutral, persons = [], [], [], []
     for photo in photos:
         if photo.image not in records:
             continue
@@ -67,14 +71,16 @@ def photo_source(
         logits.append(logits_of(probs))
         labels.append(weak_au_labels(photo.expression, refiner.aus))
         neutral.append(parse_expression(photo.expression) == "neutral")
-    return np.stack(logits), np.array(labels), np.array(neutral)
+        persons.append(photo.person)
+    return np.stack(logits), np.array(labels), np.array(neutral), np.array(persons)
 
 
-def synthetic_source(refiner, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_source(refiner, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, labels and the sequence of the synthetic validation frames with a face."""
     import json
 
     index = json.loads((root / INDEX_NAME).read_text())
-    logits, labels = [], []
+    logits, labels, sequences = [], [], []
     for seq_id in index["splits"]["val"]:
         coarse = CoarseFrames.load(root / "coarse" / f"{seq_id}.npz")
         probs = refiner.refine(coarse).au_probs.numpy()
@@ -82,7 +88,8 @@ def synthetic_source(refiner, root: Path) -> tuple[np.ndarray, np.ndarray]:
         keep = coarse.valid.numpy()
         logits.append(logits_of(probs[keep]))
         labels.append(track.labels[keep])
-    return np.concatenate(logits), np.concatenate(labels)
+        sequences += [seq_id] * int(keep.sum())
+    return np.concatenate(logits), np.concatenate(labels), np.array(sequences)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--aus", type=int, nargs="+", help="choose offsets for these AUs only; the others keep theirs (default: all)"
     )
+    parser.add_argument("--resamples", type=int, default=100, help="bootstrap resamples bagged (0: one choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resamples")
     args = parser.parse_args(argv)
 
     refiner = load_refiner(args.ckpt)
@@ -110,18 +119,24 @@ def main(argv: list[str] | None = None) -> int:
             "error: the checkpoint is not calibrated (calibrated: true); its offsets are not applied", file=sys.stderr
         )
         return 2
-    photo_logits, photo_labels, neutral = photo_source(
+    photo_logits, photo_labels, neutral, persons = photo_source(
         refiner, args.photos_root, args.photos_cache, args.val_fraction, args.max_per_expression
     )
-    sources = {"photos": (photo_logits, photo_labels), "synthetic": synthetic_source(refiner, args.synthetic_root)}
-    offsets = choose_offsets(
-        list(sources.values()),
-        photo_logits[neutral],
-        args.max_neutral_rate,
-        args.max_neutral_aus,
+    grouped = {
+        "photos": (photo_logits, photo_labels, persons),
+        "synthetic": synthetic_source(refiner, args.synthetic_root),
+    }
+    rule = dict(
+        max_neutral_rate=args.max_neutral_rate,
+        max_neutral_aus=args.max_neutral_aus,
         max_offset=args.max_offset,
         chosen=None if args.aus is None else np.isin(refiner.aus, args.aus),
     )
+    sources = {name: (logits, labels) for name, (logits, labels, _) in grouped.items()}
+    if args.resamples > 0:
+        offsets = bagged_offsets(list(grouped.values()), neutral, args.resamples, args.seed, **rule)
+    else:
+        offsets = choose_offsets(list(sources.values()), photo_logits[neutral], **rule)
     for name, (logits, labels) in sources.items():
         before, after = (
             np.nanmean(f1_at(logits, labels, np.atleast_1d(b)[None])[0]) for b in (np.zeros_like(offsets), offsets)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from au_face.evaluation.calibration import choose_offsets, f1_at, mean_f1
+from au_face.evaluation.calibration import bagged_offsets, choose_offsets, f1_at, mean_f1, resample_groups
 
 
 def test_f1_counts_known_labels_only_and_is_nan_without_positives() -> None:
@@ -72,3 +72,55 @@ def test_a_source_counts_only_for_the_aus_it_has_positives_of() -> None:
     f1 = mean_f1([both, wrong], np.array([0.0]))[0]
     assert f1[0] == pytest.approx(0.5) and f1[1] == pytest.approx(1.0)  # AU1: only `both` counts
     assert mean_f1([first_only], np.array([0.0]))[0].tolist() == [1.0, 0.0]  # no source with AU1 positives
+
+
+def _grouped(logits: np.ndarray, labels: np.ndarray, size: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return logits, labels, np.arange(len(logits)) // size  # consecutive rows: one person's photos
+
+
+def test_bagged_offsets_agree_with_one_choice_where_the_data_leave_no_doubt() -> None:
+    rng = np.random.default_rng(2)
+    labels = (rng.random((400, 2)) < 0.4).astype(int)
+    logits = np.where(labels == 1, 2.0, -2.0) + rng.uniform(-0.2, 0.2, labels.shape)
+    neutral = labels.sum(1) == 0  # the rows with no AU are the neutral faces
+    one = choose_offsets([(logits, labels)], logits[neutral], slack=0.0)
+    bagged = bagged_offsets([_grouped(logits, labels)], neutral, resamples=20, slack=0.0)
+    np.testing.assert_allclose(bagged, one, atol=1e-9)
+
+
+def test_bagged_offsets_hold_the_bounds_on_all_the_data_and_repeat_with_the_seed() -> None:
+    rng = np.random.default_rng(3)
+    labels = (rng.random((600, 3)) < 0.3).astype(int)
+    logits = np.where(labels == 1, 0.8, -0.8) + rng.normal(0, 0.8, labels.shape)
+    neutral = rng.random(600) < 0.3
+    labels[neutral] = 0
+    logits[neutral] += 0.6  # neutral faces that look a little like every AU
+    args = ([_grouped(logits, labels)], neutral)
+    first = bagged_offsets(*args, resamples=25, seed=5, max_neutral_rate=0.10, max_neutral_aus=0.2)
+    on = (logits[neutral] >= first).mean(0)
+    assert (on <= 0.10 + 1e-9).all() and on.sum() <= 0.2 + 1e-9
+    np.testing.assert_array_equal(
+        bagged_offsets(*args, resamples=25, seed=5, max_neutral_rate=0.10, max_neutral_aus=0.2), first
+    )
+
+
+def test_bagged_offsets_leave_unchosen_aus_at_zero_without_a_budget() -> None:
+    rng = np.random.default_rng(5)
+    labels = (rng.random((300, 2)) < 0.3).astype(int)
+    logits = np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 0.7, labels.shape)
+    neutral = labels.sum(1) == 0
+    logits[neutral, 1] += 2.0  # AU1 would need raising for the rate bound, but it is not chosen
+    b = bagged_offsets([_grouped(logits, labels)], neutral, resamples=10, max_neutral_aus=2.0, chosen=[True, False])
+    assert b[1] == 0.0 and b[0] != 0.0
+
+
+def test_a_resample_draws_whole_groups_with_replacement() -> None:
+    groups = np.array(["ann", "bob", "ann", "cy", "bob", "ann", "dee"])
+    rng = np.random.default_rng(6)
+    draws = [groups[resample_groups(groups, rng)] for _ in range(30)]
+    for drawn in draws:
+        names, counts = np.unique(drawn, return_counts=True)
+        size = dict(zip(*np.unique(groups, return_counts=True)))
+        assert all(count % size[name] == 0 for name, count in zip(names, counts))  # whole groups only
+        assert sum(count // size[name] for name, count in zip(names, counts)) == 4  # as many groups as there are
+    assert any(len(set(drawn)) < 4 for drawn in draws)  # with replacement: some draws miss a group
