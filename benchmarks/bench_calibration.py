@@ -50,15 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = np.ones(len(refiner.aus), dtype=bool) if args.aus is None else np.isin(refiner.aus, args.aus)
 
     def both_rules(photo_rows: np.ndarray, synthetic_rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = photo_rows[neutral[photo_rows]]
-        single = choose_offsets(
-            [(logits[photo_rows], labels[photo_rows]), tuple(a[synthetic_rows] for a in synthetic[:2])],
-            logits[rows],
-            chosen=chosen,
-        )
         sources = [(logits[photo_rows], labels[photo_rows], persons[photo_rows])]
         sources.append(tuple(a[synthetic_rows] for a in synthetic))
-        bagged = bagged_offsets(sources, neutral[photo_rows], args.resamples, seed, chosen=chosen)
+        drawn_neutral = neutral[photo_rows]
+        single = choose_offsets([(x, y) for x, y, _ in sources], sources[0][0][drawn_neutral], chosen=chosen)
+        bagged = bagged_offsets(sources, drawn_neutral, args.resamples, seed, chosen=chosen)
         return single, bagged
 
     start = time.perf_counter()

@@ -63,14 +63,11 @@ def choose_offsets(
     ``b = 0`` (a calibrated model whose change touched only some AUs); step 2 may raise any AU.
     """
     grid = _grid(max_offset, step)
-    neutral_on = (neutral_logits[None] >= grid[:, None, None]).mean(1)  # [G, K], falls with b
+    neutral_on, allowed = _neutral_rates(neutral_logits, grid, max_neutral_rate)
     scored = np.stack([(labels == 1).any(0) for _, labels in sources]).any(0)  # [K]
     score = mean_f1(sources, grid)  # [G, K]
-    allowed = neutral_on <= max_neutral_rate
-    allowed[-1] = True  # the largest offset is always allowed
-    chosen = np.ones(len(scored), dtype=bool) if chosen is None else np.asarray(chosen, dtype=bool)
     index = np.full(len(scored), int(np.argmin(np.abs(grid))))
-    for k in np.flatnonzero(chosen):
+    for k in np.flatnonzero(_chosen_mask(chosen, len(scored))):
         candidates = np.flatnonzero(allowed[:, k] & ((grid >= 0) | scored[k]))
         good = candidates[score[candidates, k] >= score[candidates, k].max() - slack]
         index[k] = good[np.argmin(np.abs(grid[good]))]
@@ -79,6 +76,22 @@ def choose_offsets(
 
 def _grid(max_offset: float, step: float) -> np.ndarray:
     return np.round(np.arange(-max_offset, max_offset + step / 2, step), 6)
+
+
+def _neutral_rates(
+    neutral_logits: np.ndarray, grid: np.ndarray, max_neutral_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each AU's on-rate over the neutral faces at each grid offset ``[G, K]`` (it falls with ``b``),
+    and where it is within ``max_neutral_rate`` (the largest offset is always allowed)."""
+    neutral_on = (neutral_logits[None] >= grid[:, None, None]).mean(1)
+    allowed = neutral_on <= max_neutral_rate
+    allowed[-1] = True
+    return neutral_on, allowed
+
+
+def _chosen_mask(chosen: np.ndarray | None, count: int) -> np.ndarray:
+    """``chosen`` as a ``[K]`` bool mask (None: every AU)."""
+    return np.ones(count, dtype=bool) if chosen is None else np.asarray(chosen, dtype=bool)
 
 
 def _within_budget(index: np.ndarray, neutral_on: np.ndarray, score: np.ndarray, max_neutral_aus: float) -> np.ndarray:
@@ -139,12 +152,9 @@ def bagged_offsets(
         choices.append(rule(drawn, sources[0][0][rows[0][neutral[rows[0]]]]))
     grid = _grid(max_offset, step)
     index = np.searchsorted(grid, np.median(choices, axis=0) + 1e-9, side="right") - 1
-    neutral_on = (sources[0][0][neutral][None] >= grid[:, None, None]).mean(1)  # [G, K]
-    allowed = neutral_on <= max_neutral_rate
-    allowed[-1] = True
+    neutral_on, allowed = _neutral_rates(sources[0][0][neutral], grid, max_neutral_rate)
     lowest = allowed.argmax(axis=0)  # the neutral rate falls with b: the first allowed offset
-    picked = np.ones(len(index), dtype=bool) if chosen is None else np.asarray(chosen, dtype=bool)
-    index = np.where(picked, np.maximum(index, lowest), index)
+    index = np.where(_chosen_mask(chosen, len(index)), np.maximum(index, lowest), index)
     score = mean_f1([(logits, labels) for logits, labels, _ in sources], grid)
     return grid[_within_budget(index, neutral_on, score, max_neutral_aus)]
 
