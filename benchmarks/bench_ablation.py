@@ -2,8 +2,9 @@
 
     python benchmarks/bench_ablation.py [--epochs 5] [--seeds 0] [--out outputs/ablation]
 
-Every variant is `au-face fit --config configs/default.yaml` plus one override, trained for the same
-number of epochs (shorter than the shipped model's, and stated in the output) on the same
+Every variant is `au-face fit --config configs/simreal.yaml` (the default model's first stage, on the
+synthetic sequences alone: the photos carry no mesh ground truth) plus one override, trained for the
+same number of epochs (shorter than the shipped model's, and stated in the output) on the same
 sim-to-real data, then evaluated on the held-out test identities with
 `bench_simreal.quick_summary`: mean AU F1 over the 19 AUs, expression error, its ratio to the
 Gaussian filter at equal smoothness, acceleration and peak AU-region amplitude relative to ground
@@ -26,7 +27,7 @@ from au_face import load_refiner
 from au_face.cli import main as au_face
 from bench_simreal import load_datamodule, load_split, quick_summary
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "simreal.yaml"
 VARIANTS: dict[str, list[str]] = {
     "default (mesh, AU masks, both transformers, neutral S̄, smoothing only)": [],
     "mesh + video (both)": ["--model.init_args.net.modality=both", "--data.init_args.use_crops=true"],

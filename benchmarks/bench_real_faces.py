@@ -1,6 +1,7 @@
 """Real-face checks of a model beside the analytic readout baseline, on the shared real media.
 
-    python benchmarks/bench_real_faces.py [--ckpt CKPT] [--shared ../shared] [--out outputs/bench_real_faces]
+    python benchmarks/bench_real_faces.py [--ckpt CKPT] [--shared ../shared] [--out outputs/bench_real_faces] \\
+        [--videos CLIP ...]
 
 For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the demo clip it runs
 `au-face reconstruct` (the model: `--ckpt`, default the packaged model), then the checks of
@@ -10,7 +11,9 @@ mouth, lip-corner and brow tracks of the real clip: `benchmarks/wolf_tracks.png`
 on the analytic readout's (`au_face.evaluation.baselines`: the model's own neutral fit, non-negative ICT expression
 weights mapped to AUs through the FACS table; nothing learned), and for the photo the Pearson r of
 each with the three peer tools' AU outputs beside the peers' r with each other. Needs the ICT model
-(`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0.
+(`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0. With ``--videos``, any
+further clips (no labels needed) get the whole-clip motion figures (jitter and inner-lip opening kept,
+beside the same two filters) and AU25's Pearson r with the inner-lip distance.
 """
 
 from __future__ import annotations
@@ -124,6 +127,39 @@ def baseline_folders(model_out: Path, out: Path) -> dict[str, Path]:
     return folders
 
 
+def motion_figures(folder: Path) -> tuple[float, float]:
+    """On a whole clip (no segments needed), as ``check_real_faces.py motion`` defines them: the mean
+    vertex acceleration of ``vertices`` over the coarse track's, and the 98th percentile of the inner-lip
+    distance over the coarse track's."""
+    with np.load(next(folder.glob("*.npz"))) as z:
+        x, coarse, valid = z["vertices"].astype(float), z["coarse_vertices"].astype(float), z["valid"].astype(bool)
+
+    def jitter(m: np.ndarray) -> float:
+        acceleration = np.linalg.norm(m[2:] - 2 * m[1:-1] + m[:-2], axis=-1).mean(-1)
+        return float(acceleration[valid[2:] & valid[1:-1] & valid[:-2]].mean())
+
+    def lip_opening(m: np.ndarray) -> float:
+        return float(np.percentile(np.linalg.norm(m[:, LIPS[0]] - m[:, LIPS[1]], axis=-1)[valid], 98))
+
+    return jitter(x) / jitter(coarse), lip_opening(x) / lip_opening(coarse)
+
+
+def lips_part_r(folder: Path) -> float:
+    """Pearson r of AU25 with the refined inner-lip distance over the frames with a face (the wolf check's
+    definition, on the whole clip)."""
+    au25 = read_au(folder, 25)
+    with np.load(next(folder.glob("*.npz"))) as z:
+        lips = np.linalg.norm(z["vertices"][:, LIPS[0]] - z["vertices"][:, LIPS[1]], axis=-1)
+        keep = z["valid"].astype(bool) & np.isfinite(au25)
+    return float(np.corrcoef(au25[keep], lips[keep])[0, 1])
+
+
+def read_au(folder: Path, au: int) -> np.ndarray:
+    """Column ``AUxx_p`` of the CSV in ``folder``, NaN where empty."""
+    with open(next(folder.glob("*.csv")), newline="") as f:
+        return np.array([float(row[f"{au_label(au)}_p"] or "nan") for row in csv.DictReader(f)])
+
+
 def plot_tracks(model_out: Path, folders: dict[str, Path], path: Path) -> None:
     """Mouth opening, lip-corner distance and brow height over time: coarse, refined and the filters."""
     import matplotlib
@@ -187,6 +223,29 @@ def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
     return float(np.corrcoef([a[k] for k in shared], [b[k] for k in shared])[0, 1]), len(shared)
 
 
+def print_video_figures(videos: list[Path], out: Path, ckpt: Path) -> None:
+    """The whole-clip motion figures of each video's refinement beside the coarse track filtered."""
+    rows = []
+    for video in videos:
+        model_out = out / video.stem / "model"
+        reconstruct(str(video), model_out, ckpt)
+        folders = [model_out, *baseline_folders(model_out, out / video.stem).values()]
+        jitters, lips = zip(*(motion_figures(folder) for folder in folders))
+        with np.load(next(model_out.glob("*.npz"))) as z:
+            frames = f"{int(z['valid'].sum())} / {len(z['valid'])}"
+        rows.append(
+            f"| {video.name} | {frames} | {' / '.join(f'{j:.2f}' for j in jitters)} | "
+            f"{' / '.join(f'{x:.0%}' for x in lips)} | {lips_part_r(model_out):.2f} |"
+        )
+    print("\nMore clips, whole clip (jitter: × the coarse track's; lip opening: 98th percentile, × the coarse's):\n")
+    print(
+        "| clip | frames with a face | jitter: model / Gaussian σ=1 / One-Euro "
+        "| lip opening kept: model / Gaussian σ=1 / One-Euro | AU25 r with the lips |"
+    )
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, default=None, help="model checkpoint (default: the packaged model)")
@@ -197,6 +256,13 @@ def main() -> int:
         type=Path,
         default=Path(__file__).resolve().parent / "wolf_tracks.png",
         help="track plot of the real clip",
+    )
+    parser.add_argument(
+        "--videos",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more real clips (any, no labels): jitter, lip opening kept and AU25's r with the lips, beside the filters",
     )
     args = parser.parse_args()
     ckpt = args.ckpt or default_checkpoint()
@@ -232,6 +298,9 @@ def main() -> int:
         print(f"| {case} | {mode} | {'pass' if ok_model else 'FAIL'} | {readout} | {seconds:.1f} |")
     print()
     print("\n".join(details))
+
+    if args.videos:
+        print_video_figures(args.videos, args.out / "videos", ckpt)
 
     peers = peer_outputs(args.shared / "data" / "reference")
     ours = {

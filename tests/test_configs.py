@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,18 @@ def test_run_configs_saved_before_the_re_layout_still_load(capsys, tmp_path: Pat
         assert au_face.tasks.AUFaceTask is AUFaceTask
     with pytest.raises(AttributeError):
         au_face.tasks.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "simreal.yaml"])
+def test_the_synthetic_benchmarks_read_the_synthetic_part_of_a_training_config(name: str) -> None:
+    """``bench_simreal.load_datamodule`` (also ``bench_ablation``'s) gives the synthetic sequences of a
+    config, photo-mixed (the default's) or not: both stages' configs name the same synthetic data."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from au_face.data.datamodules.mixed import SyntheticPhotoDataModule
+    from au_face.data.datamodules.synthetic import SyntheticDataModule
+    from bench_simreal import load_datamodule
+
+    dm = load_datamodule(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert type(dm) is SyntheticDataModule and not isinstance(dm, SyntheticPhotoDataModule)
+    assert dm.root == Path("outputs/simreal") and dm.generator.coarse_source == "mediapipe"
+    assert tuple(dm.generator.num_identities) == (90, 8, 12) and dm.generator.frames_per_sequence == 48
