@@ -18,6 +18,7 @@ from au_face.evaluation.sequences import (
 )
 from au_face.geometry.neutral import NeutralEstimator, fit_shape_indices
 from au_face.nn.smoother import AdaptiveSmoother, filter_sequences
+from dataset_fixtures import face_geometry
 
 V = 60
 
@@ -143,6 +144,43 @@ def test_adaptive_smoother_mixes_to_one_and_keeps_a_held_shape() -> None:
     valid = torch.ones(2, 10, dtype=torch.bool)
     out = smoother(held, valid, torch.randn(2, 10, 2, 8), torch.randn(2, 10, 8))
     assert torch.allclose(out, held, atol=1e-5), "whatever the mix, a shape held still is kept at full amplitude"
+
+
+def test_a_limited_region_never_mixes_the_wide_copies() -> None:
+    """``limit`` keeps the copies above ``max_sigma`` out of that region's mix however strongly the heads
+    pick them; the other regions still get them."""
+    smoother = AdaptiveSmoother(num_aus=2, num_vertices=4, dim=8, sigmas=(0.0, 1.0, 4.0))
+    smoother.set_masks(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+    with torch.no_grad():
+        for head in (smoother.au_mix, smoother.rest_mix):  # every region all but certain of σ = 4, then σ = 1
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([0.0, 20.0, 40.0]))
+    smoother.limit([0], max_sigma=2.0)
+    track = torch.randn(1, 24, 4, 3)
+    valid = torch.ones(1, 24, dtype=torch.bool)
+    out = smoother(track, valid, torch.randn(1, 24, 2, 8), torch.randn(1, 24, 8))
+    copies = filter_sequences(track, valid, smoother.sigmas)  # [1,T,S,V,3]
+    share = smoother.regions  # [R,V]: each vertex's shares of the AU regions and of the rest of the face
+    # region 0 takes σ = 1, the widest it may use; region 1 and the rest of the face still take σ = 4
+    expected = share[0, :, None] * copies[:, :, 1] + share[1:, :, None].sum(0) * copies[:, :, 2]
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert share[0, 0] > 0.9 and not torch.allclose(copies[:, :, 1, 0], copies[:, :, 2, 0], atol=1e-2)
+    with pytest.raises(ValueError, match="below every"):
+        smoother.limit([1], max_sigma=-1.0)
+
+
+def test_lip_max_sigma_limits_the_speech_aus_regions_only() -> None:
+    from au_face.aus import SPEECH_AUS
+    from au_face.nn.net import AUFaceNet, NetConfig
+
+    geometry = face_geometry([1, 12, 25, 26, 45])
+    config = NetConfig(modality="mesh", dim=8, token_hidden=8, heads=2, lip_max_sigma=2.0)
+    allowed = AUFaceNet.from_geometry(geometry, config).smoother.allowed
+    for k, au in enumerate(geometry.aus):
+        assert allowed[k].tolist() == ([True, True, True, False] if au in SPEECH_AUS else [True] * 4), au
+    assert allowed[-1].all(), "the rest of the face keeps every copy"
+    unlimited = AUFaceNet.from_geometry(geometry, NetConfig(modality="mesh", dim=8, token_hidden=8, heads=2))
+    assert unlimited.smoother.allowed.all()
 
 
 def test_metrics_separate_pose_static_offsets_and_fast_frames() -> None:

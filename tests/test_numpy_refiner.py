@@ -28,7 +28,9 @@ SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
 PACKAGED_PROB_ATOL = 3e-5
 #: Small models that switch each part of the network on or off.
 CONFIGS = {
-    "everything": NetConfig(**SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True),
+    "everything": NetConfig(
+        **SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True, lip_max_sigma=2.0
+    ),
     "no transformers, smoother or masks": NetConfig(
         **SMALL, spatial_layers=0, temporal_layers=0, smoothing_sigmas=(), expression_correction=False, au_masks=False
     ),
@@ -37,7 +39,8 @@ CONFIGS = {
 
 def _small_model(config: NetConfig, calibrated: bool) -> AUFaceRefiner:
     torch.manual_seed(0)
-    model = AUFaceRefiner(face_geometry([1, 4, 6, 12], expression_dim=6), config, clip_length=8, calibrated=calibrated)
+    geometry = face_geometry([1, 4, 6, 12, 25], expression_dim=6)  # AU25: a region lip_max_sigma limits
+    model = AUFaceRefiner(geometry, config, clip_length=8, calibrated=calibrated)
     with torch.no_grad():
         for parameter in model.parameters():  # trained-looking weights: the zero-initialised heads too
             parameter.add_(0.3 * torch.randn_like(parameter))

@@ -44,6 +44,12 @@ AU_NAMES: dict[int, str] = {
     64: "Eyes Down",
 }
 
+#: AUs that open, close, press, round and stretch the lips in speech, several times a second (the
+#: visemes: lips part and the jaw drops on vowels, press and tighten on /m b p/, pucker on /u w/,
+#: stretch on /i/); the refinement keeps its widest temporal filters off their regions
+#: (:class:`~au_face.nn.net.NetConfig`'s ``lip_max_sigma``).
+SPEECH_AUS: tuple[int, ...] = (18, 20, 23, 24, 25, 26)
+
 #: AU sets used by the benchmarks (order is the order of the label columns we emit).
 AU_SETS: dict[str, tuple[int, ...]] = {
     "bp4d": (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24),

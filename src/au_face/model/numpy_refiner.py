@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from au_face.model.refiner import AUFaceRefiner
 
 #: Changes whenever the exported arrays or their meaning change (old cache files are then ignored).
-EXPORT_VERSION = 2  # 2: an optional appearance head
+EXPORT_VERSION = 3  # 2: an optional appearance head; 3: the copies each smoother region may mix
 #: ``nn.LayerNorm``'s default epsilon, which every layer norm of the network uses.
 _NORM_EPS = 1e-5
 
@@ -63,6 +63,7 @@ def export_arrays(refiner: AUFaceRefiner) -> dict[str, np.ndarray]:
         "spatial_layers": int(config.spatial_layers),
         "temporal_layers": int(config.temporal_layers),
         "smoothing_sigmas": [float(s) for s in config.smoothing_sigmas],
+        "smoothing_allowed": [] if refiner.net.smoother is None else refiner.net.smoother.allowed.tolist(),
         "expression_correction": refiner.net.expression_head is not None,
         "neutral": {
             "identity_ridge": neutral.identity_ridge,
@@ -285,6 +286,7 @@ class NumpyRefiner:
             [_linear(au_state, p, "net.smoother.au_mix"), _linear(context, p, "net.smoother.rest_mix")[:, :, None]],
             axis=2,
         )  # [B,T,R,S]
+        logits = np.where(np.asarray(self._settings["smoothing_allowed"], dtype=bool), logits, -np.inf)
         mix = np.swapaxes(_softmax(logits), 2, 3) @ p["net.smoother.regions"]  # [B,T,S,V]
         filtered = _filter_sequences(vertices, valid, tuple(self._settings["smoothing_sigmas"]))  # [B,T,S,V,3]
         return (mix[..., None] * filtered).sum(axis=2)

@@ -5,7 +5,8 @@ and the whole video. Here the coarse meshes are filtered at a few widths (``sigm
 0 = untouched), and the network mixes these copies per frame and per region: one region per AU
 mask plus the rest of the face. The mixing weights come from the AU states, so a region whose AU
 is starting or peaking can stay sharp while a still region is smoothed hard. The mixture weights
-sum to one, so a held expression is kept at its full amplitude.
+sum to one, so a held expression is kept at its full amplitude. A region may be kept off the widest
+copies (:meth:`AdaptiveSmoother.limit`): the lips', whose speech movements a wide filter flattens.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class AdaptiveSmoother(nn.Module):
     """
 
     regions: torch.Tensor
+    allowed: torch.Tensor
 
     def __init__(self, num_aus: int, num_vertices: int, dim: int, sigmas: tuple[float, ...] = DEFAULT_SIGMAS) -> None:
         super().__init__()
@@ -67,6 +69,8 @@ class AdaptiveSmoother(nn.Module):
         regions = torch.zeros(num_aus + 1, num_vertices)
         regions[-1] = 1.0
         self.register_buffer("regions", regions)
+        #: which copies each region may mix (:meth:`limit`); set from the config, so not saved
+        self.register_buffer("allowed", torch.ones(num_aus + 1, len(self.sigmas), dtype=torch.bool), persistent=False)
 
     def set_masks(self, masks: torch.Tensor) -> None:
         """Regions from the AU masks ``[K,V]``: each AU's mask and the rest of the face, as shares
@@ -75,12 +79,20 @@ class AdaptiveSmoother(nn.Module):
         regions = torch.cat([masks, rest[None]], dim=0)
         self.regions.copy_(regions / regions.sum(dim=0, keepdim=True))
 
+    def limit(self, regions: list[int], max_sigma: float) -> None:
+        """Keep the copies filtered wider than ``max_sigma`` out of the mix of ``regions`` (AU indices)."""
+        if max_sigma < min(self.sigmas):
+            raise ValueError(f"max_sigma {max_sigma} is below every σ of {self.sigmas}")
+        wide = torch.tensor([s > max_sigma for s in self.sigmas], device=self.allowed.device)
+        self.allowed[regions] &= ~wide
+
     def forward(
         self, vertices: torch.Tensor, valid: torch.Tensor, au_state: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
         """Smoothed meshes ``[B,T,V,3]`` from coarse ``vertices [B,T,V,3]``, ``valid [B,T]``, AU
         states ``[B,T,K,D]`` and frame context ``[B,T,D]``."""
         logits = torch.cat([self.au_mix(au_state), self.rest_mix(context)[:, :, None]], dim=2)  # [B,T,K+1,S]
+        logits = logits.masked_fill(~self.allowed, float("-inf"))
         mix = torch.einsum("btrs,rv->btvs", logits.softmax(dim=-1), self.regions)  # [B,T,V,S]
         filtered = filter_sequences(vertices, valid, self.sigmas)  # [B,T,S,V,3]
         return torch.einsum("btvs,btsvc->btvc", mix, filtered)
