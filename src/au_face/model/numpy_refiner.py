@@ -96,6 +96,8 @@ class NumpyRefiner:
         #: the optional per-frame fields it reads: appearance descriptors for an appearance head (never a video branch)
         self.frame_inputs: tuple[str, ...] = ("appearance",) if "appearance.weight" in self._p else ()
         self._settings = settings
+        #: the copies each smoother region may mix (``[K+1,S]``; AdaptiveSmoother.allowed)
+        self._smoothing_allowed = np.asarray(settings["smoothing_allowed"], dtype=bool)
         masks, first = self._p["net.tokenizer.masks"], self._p["net.tokenizer.first"]
         # the tokenizer's first layer on each AU's masked displacement (AUTokenizer.forward), restricted to
         # the coordinates its mask covers: a fifth of the face for the packaged model's masks
@@ -286,7 +288,7 @@ class NumpyRefiner:
             [_linear(au_state, p, "net.smoother.au_mix"), _linear(context, p, "net.smoother.rest_mix")[:, :, None]],
             axis=2,
         )  # [B,T,R,S]
-        logits = np.where(np.asarray(self._settings["smoothing_allowed"], dtype=bool), logits, -np.inf)
+        logits = np.where(self._smoothing_allowed, logits, -np.inf)
         mix = np.swapaxes(_softmax(logits), 2, 3) @ p["net.smoother.regions"]  # [B,T,S,V]
         filtered = _filter_sequences(vertices, valid, tuple(self._settings["smoothing_sigmas"]))  # [B,T,S,V,3]
         return (mix[..., None] * filtered).sum(axis=2)
