@@ -169,15 +169,15 @@ def test_a_limited_region_never_mixes_the_wide_copies() -> None:
         smoother.limit([1], max_sigma=-1.0)
 
 
-def test_lip_max_sigma_limits_the_speech_aus_regions_only() -> None:
-    from au_face.aus import SPEECH_AUS
+def test_fast_max_sigma_limits_the_fast_aus_regions_only() -> None:
+    from au_face.aus import FAST_AUS
     from au_face.nn.net import AUFaceNet, NetConfig
 
     geometry = face_geometry([1, 12, 25, 26, 45])
-    config = NetConfig(modality="mesh", dim=8, token_hidden=8, heads=2, lip_max_sigma=2.0)
+    config = NetConfig(modality="mesh", dim=8, token_hidden=8, heads=2, fast_max_sigma=2.0)
     allowed = AUFaceNet.from_geometry(geometry, config).smoother.allowed
     for k, au in enumerate(geometry.aus):
-        assert allowed[k].tolist() == ([True, True, True, False] if au in SPEECH_AUS else [True] * 4), au
+        assert allowed[k].tolist() == ([True, True, True, False] if au in FAST_AUS else [True] * 4), au
     assert allowed[-1].all(), "the rest of the face keeps every copy"
     unlimited = AUFaceNet.from_geometry(geometry, NetConfig(modality="mesh", dim=8, token_hidden=8, heads=2))
     assert unlimited.smoother.allowed.all()

@@ -29,7 +29,7 @@ PACKAGED_PROB_ATOL = 3e-5
 #: Small models that switch each part of the network on or off.
 CONFIGS = {
     "everything": NetConfig(
-        **SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True, lip_max_sigma=2.0
+        **SMALL, spatial_layers=1, temporal_layers=2, expression_correction=True, fast_max_sigma=2.0
     ),
     "no transformers, smoother or masks": NetConfig(
         **SMALL, spatial_layers=0, temporal_layers=0, smoothing_sigmas=(), expression_correction=False, au_masks=False
@@ -39,7 +39,7 @@ CONFIGS = {
 
 def _small_model(config: NetConfig, calibrated: bool) -> AUFaceRefiner:
     torch.manual_seed(0)
-    geometry = face_geometry([1, 4, 6, 12, 25], expression_dim=6)  # AU25: a region lip_max_sigma limits
+    geometry = face_geometry([1, 4, 6, 12, 25], expression_dim=6)  # AU25: a region fast_max_sigma limits
     model = AUFaceRefiner(geometry, config, clip_length=8, calibrated=calibrated)
     with torch.no_grad():
         for parameter in model.parameters():  # trained-looking weights: the zero-initialised heads too

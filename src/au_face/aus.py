@@ -44,11 +44,12 @@ AU_NAMES: dict[int, str] = {
     64: "Eyes Down",
 }
 
-#: AUs that open, close, press, round and stretch the lips in speech, several times a second (the
-#: visemes: lips part and the jaw drops on vowels, press and tighten on /m b p/, pucker on /u w/,
-#: stretch on /i/); the refinement keeps its widest temporal filters off their regions
-#: (:class:`~au_face.nn.net.NetConfig`'s ``lip_max_sigma``).
-SPEECH_AUS: tuple[int, ...] = (18, 20, 23, 24, 25, 26)
+#: AUs whose movements last a few frames: those that open, close, press, round and stretch the lips
+#: in speech, several times a second (the visemes: lips part and the jaw drops on vowels, press and
+#: tighten on /m b p/, pucker on /u w/, stretch on /i/), and the blink (100–400 ms). The refinement
+#: keeps its widest temporal filters off their regions (:class:`~au_face.nn.net.NetConfig`'s
+#: ``fast_max_sigma``).
+FAST_AUS: tuple[int, ...] = (18, 20, 23, 24, 25, 26, 45)
 
 #: AU sets used by the benchmarks (order is the order of the label columns we emit).
 AU_SETS: dict[str, tuple[int, ...]] = {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from au_face.aus import SPEECH_AUS
+from au_face.aus import FAST_AUS
 from au_face.nn.image_encoder import build_image_encoder
 from au_face.nn.smoother import DEFAULT_SIGMAS, AdaptiveSmoother
 from au_face.nn.spatial import SpatialTransformer
@@ -76,8 +76,8 @@ class NetConfig:
         image_encoder, image_size: the video branch on face crops; feature_dim: per-frame features
             of that size instead of crops.
         smoothing_sigmas: σ (frames) of the adaptive smoother's filtered copies; empty: no smoother.
-        lip_max_sigma: the widest σ the regions of :data:`~au_face.aus.SPEECH_AUS` may mix (the lips
-            open and close several times a second in speech); None: every σ.
+        fast_max_sigma: the widest σ the regions of :data:`~au_face.aus.FAST_AUS` may mix (the lips
+            in speech and the blink move within a few frames); None: every σ.
         expression_correction: add ``B Δψ``; au_masks: False gives every token the whole face (ablation).
     """
 
@@ -92,7 +92,7 @@ class NetConfig:
     image_size: int = 64
     feature_dim: int | None = None
     smoothing_sigmas: tuple[float, ...] = DEFAULT_SIGMAS
-    lip_max_sigma: float | None = None
+    fast_max_sigma: float | None = None
     expression_correction: bool = True
     au_masks: bool = True
 
@@ -180,9 +180,9 @@ class AUFaceNet(nn.Module):
         """A network sized for ``geometry`` with its masks and basis installed."""
         net = cls(len(geometry.aus), geometry.num_vertices, geometry.expression_dim, config, geometry.vertex_scale)
         net.set_geometry(torch.as_tensor(geometry.masks), torch.as_tensor(geometry.basis))
-        if net.smoother is not None and config is not None and config.lip_max_sigma is not None:
-            lips = [k for k, au in enumerate(geometry.aus) if au in SPEECH_AUS]
-            net.smoother.limit(lips, config.lip_max_sigma)
+        if net.smoother is not None and config is not None and config.fast_max_sigma is not None:
+            fast = [k for k, au in enumerate(geometry.aus) if au in FAST_AUS]
+            net.smoother.limit(fast, config.fast_max_sigma)
         return net
 
     def set_geometry(self, masks: torch.Tensor, basis: torch.Tensor) -> None:

@@ -6,7 +6,8 @@ and the whole video. Here the coarse meshes are filtered at a few widths (``sigm
 mask plus the rest of the face. The mixing weights come from the AU states, so a region whose AU
 is starting or peaking can stay sharp while a still region is smoothed hard. The mixture weights
 sum to one, so a held expression is kept at its full amplitude. A region may be kept off the widest
-copies (:meth:`AdaptiveSmoother.limit`): the lips', whose speech movements a wide filter flattens.
+copies (:meth:`AdaptiveSmoother.limit`): the lips' and eyelids', whose speech movements and blinks
+a wide filter flattens.
 """
 
 from __future__ import annotations
