@@ -23,6 +23,9 @@ readout (``au_face.evaluation.baselines``, the first checkpoint's neutral fit; n
 and, with ``--landmarker-model face_landmarker.task``, Face Landmarker's blendshapes (IMAGE mode, one
 face per photo) mapped to AUs (:data:`LANDMARKER_AUS`). Only photos where every system found a face are scored.
 
+``--by-yaw`` adds AU12 and AU6 by the head's |yaw| (the CSV's ``pose_Ry``): AUC, on-rate in happy
+photos and in neutral ones, per system.
+
 ``--reference person`` scores the models as they run on video instead: S̄ is fitted over all the
 photos of the photo's person (those where every system found a face), as a video's S̄ is fitted
 over its frames, and only the photos of persons with two or more such photos are scored; beside
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -48,6 +52,7 @@ from au_face.coarse.registry import reconstructor_version
 from au_face.data.appearance import with_appearance
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
+from au_face.io.au_csv import HEAD_TO_CAMERA, euler_angles
 from au_face.io.checkpoints import default_checkpoint
 from au_face.model.refiner import load_refiner
 
@@ -63,6 +68,8 @@ AUC_TABLE: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     10: (("disgust",), ("neutral", "happiness")),
     15: (("sadness",), ("neutral", "happiness")),
 }
+#: Edges (degrees of |yaw|) of ``--by-yaw``'s bands.
+YAW_BINS = (0, 5, 10, 15, 20, 25, 90)
 #: AU -> Face Landmarker (ARKit) blendshapes whose mean is its score.
 LANDMARKER_AUS: dict[int, tuple[str, ...]] = {
     1: ("browInnerUp",), 2: ("browOuterUpLeft", "browOuterUpRight"), 4: ("browDownLeft", "browDownRight"),
@@ -190,8 +197,11 @@ def on_rates(probs: np.ndarray, expressions: np.ndarray, aus: list[int], thresho
     }
 
 
-def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[str, np.ndarray], list[int], np.ndarray]:
-    """``{system: [N,K] scores}``, the AU list and the photos' expressions (photos with a face for every system)."""
+def score_systems(
+    args: argparse.Namespace, photos: list[Photo]
+) -> tuple[dict[str, np.ndarray], list[int], np.ndarray, np.ndarray]:
+    """``{system: [N,K] scores}``, the AU list, the photos' expressions and their head yaw (|degrees|, the
+    CSV's ``pose_Ry``) — the photos with a face for every system."""
     checkpoints = args.ckpt or [f"default={default_checkpoint()}"]
     refiners = {name or path: load_refiner(path) for name, _, path in (spec.rpartition("=") for spec in checkpoints)}
     appearance = any("appearance" in refiner.frame_inputs for refiner in refiners.values())
@@ -248,7 +258,34 @@ def score_systems(args: argparse.Namespace, photos: list[Photo]) -> tuple[dict[s
         )
     if blend is not None:
         scores["Face Landmarker"] = landmarker_scores(np.stack([blend[p.image] for p in kept]), aus)
-    return scores, aus, np.array([p.expression for p in kept])
+    yaw = np.array(
+        [abs(math.degrees(euler_angles(coarse[p.image].rotation[:1].numpy() @ HEAD_TO_CAMERA)[0, 1])) for p in kept]
+    )
+    return scores, aus, np.array([p.expression for p in kept]), yaw
+
+
+def yaw_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.ndarray, yaw: np.ndarray) -> str:
+    """AU12 and AU6 by |yaw| (:data:`YAW_BINS`): each system's AUC with issue 15's sets, and how often
+    the AU is on (p ≥ 0.5) in the happy photos and in the neutral ones."""
+    lines = [
+        "| AU | \\|yaw\\| | happy photos | system | AUC | on, happy | on, neutral |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for au in (12, 6):
+        if au not in aus:
+            continue
+        k, (positive, negative) = aus.index(au), AUC_TABLE[au]
+        for low, high in zip(YAW_BINS[:-1], YAW_BINS[1:]):
+            band = (yaw >= low) & (yaw < high)
+            pos, neg = band & np.isin(expressions, positive), band & np.isin(expressions, negative)
+            neutral = band & (expressions == "neutral")
+            for name, values in scores.items():
+                x = values[:, k]
+                lines.append(
+                    f"| {au_label(au)} | {low}–{high}° | {int(pos.sum())} | {name} | {roc_auc(x[pos], x[neg]):.3f} | "
+                    f"{np.mean(x[pos] >= 0.5):.0%} | {np.mean(x[neutral] >= 0.5):.1%} |"
+                )
+    return "\n".join(lines)
 
 
 def person_groups(photos: list[Photo]) -> dict[str, list[Photo]]:
@@ -344,17 +381,21 @@ def main(argv: list[str] | None = None) -> int:
         help="S̄ of a model: fitted to each photo, or over all photos of its person (as in video)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
+    parser.add_argument("--by-yaw", action="store_true", help="also AU12 and AU6 by |head yaw| (turned heads)")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
 
     table_csv = read_expression_csv(args.root / args.csv)
     chosen = cap_per_expression(split_photos(table_csv.photos, args.val_fraction)[args.split], args.max_per_expression)
     photos = [p for p in chosen if p.expression != "contempt"]
-    scores, aus, expressions = score_systems(args, photos)
+    scores, aus, expressions, yaw = score_systems(args, photos)
     table = auc_table(scores, aus, expressions, args.bootstrap)
     rates = {s: on_rates(v, expressions, aus) for s, v in scores.items() if not np.isnan(v).all(1).any()}
     where = args.split if args.reference == "photo" else f"{args.split} (S̄ over each person's photos)"
     print(markdown(table, rates, where))
+    if args.by_yaw:
+        print("\n### AU12 and AU6 by head yaw\n")
+        print(yaw_table(scores, aus, expressions, yaw))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         counts = {e: int((expressions == e).sum()) for e in np.unique(expressions)}
