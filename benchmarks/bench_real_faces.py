@@ -39,6 +39,7 @@ from au_face.evaluation.baselines import analytic_readout, gaussian_filter, one_
 from au_face.faces.ict import ICTFaceModel
 from au_face.geometry.basis import ict_expression_basis
 from au_face.geometry.neutral import fit_shape_indices
+from au_face.io.au_csv import read_au_csv
 from au_face.utils.assets import ICT_MODEL
 
 #: Affectiva's metric names → AUs (its API documentation's mapping).
@@ -147,17 +148,12 @@ def motion_figures(folder: Path) -> tuple[float, float]:
 def lips_part_r(folder: Path) -> float:
     """Pearson r of AU25 with the refined inner-lip distance over the frames with a face (the wolf check's
     definition, on the whole clip)."""
-    au25 = read_au(folder, 25)
+    table = read_au_csv(next(folder.glob("*.csv")))
+    au25 = table.probs[:, table.aus.index(25)]
     with np.load(next(folder.glob("*.npz"))) as z:
         lips = np.linalg.norm(z["vertices"][:, LIPS[0]] - z["vertices"][:, LIPS[1]], axis=-1)
         keep = z["valid"].astype(bool) & np.isfinite(au25)
     return float(np.corrcoef(au25[keep], lips[keep])[0, 1])
-
-
-def read_au(folder: Path, au: int) -> np.ndarray:
-    """Column ``AUxx_p`` of the CSV in ``folder``, NaN where empty."""
-    with open(next(folder.glob("*.csv")), newline="") as f:
-        return np.array([float(row[f"{au_label(au)}_p"] or "nan") for row in csv.DictReader(f)])
 
 
 def plot_tracks(model_out: Path, folders: dict[str, Path], path: Path) -> None:
