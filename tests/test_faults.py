@@ -23,8 +23,9 @@ import pytest
 import torch
 import yaml
 
-from au_face.cli import main
+from au_face.cli import main, signals_as_interrupt
 from au_face.coarse.registry import reconstructor_version
+from au_face.errors import PendingSignal, Terminated
 from dataset_fixtures import face_geometry, make_folder_labels, tiny_geometry, write_coarse_cache
 
 REPO = Path(__file__).resolve().parents[1]
@@ -340,6 +341,26 @@ def test_sigterm_during_fit_exits_non_zero_and_says_how_to_resume(
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
     err = capsys.readouterr().err
     assert f"au-face: terminated; resume from {last} with the same command and --ckpt_path last" in err
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("sig, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_lost_inside_a_del_is_raised_again(sig: int, raised: type[BaseException]) -> None:
+    """Python ignores an exception raised in a ``__del__``: the signal must still stop the next step."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("the test runner handles SIGINT itself")
+
+    class SignalledWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)  # the handler runs here, inside __del__, and its exception is dropped
+
+    with signals_as_interrupt():
+        SignalledWhenCollected()
+        with pytest.raises(raised):
+            PendingSignal.reraise()
+    PendingSignal.reraise()  # forgotten once the command is over
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _wait_for(condition, proc: subprocess.Popen, seconds: float = 120) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from au_face.errors import AUFaceError, Terminated
+from au_face.errors import AUFaceError, PendingSignal, Terminated
 
 #: non-training subcommands → module in ``au_face.commands``
 COMMANDS = {
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_shell = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             if not args or args[0] in ("-h", "--help"):
                 _print_help()
                 return 0 if args else 2
@@ -91,23 +91,28 @@ RESUME = {"preprocess": "; run the same command again to resume (finished videos
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """Within the block SIGTERM (``kill``, a job scheduler, a closing container) raises
-    :class:`~au_face.errors.Terminated`, a ``KeyboardInterrupt``: the clean-up of Ctrl-C runs."""
+    :class:`~au_face.errors.Terminated`, a ``KeyboardInterrupt``, so the clean-up of Ctrl-C runs;
+    both signals are kept in :class:`~au_face.errors.PendingSignal` in case their exception is lost.
+    A SIGINT the shell set to be ignored (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum: int, frame: object) -> None:
-        Terminated.pending = True
-        raise Terminated("SIGTERM")
+    def interrupt(signum: int, frame: object) -> None:
+        PendingSignal.caught = signum
+        raise Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        Terminated.pending = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        PendingSignal.caught = None
 
 
 #: errors of the system, not of au_face: reported in one line (no space left, permission denied)

@@ -1,5 +1,7 @@
 """Exception base class (the CLI turns these into a one-line message and exit code 2) and warnings."""
 
+import signal
+
 
 class AUFaceError(Exception):
     """Base class of every error au_face raises for bad input or missing assets."""
@@ -20,9 +22,21 @@ APPEARANCE_MISSING = (
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as a ``KeyboardInterrupt`` by the ``au-face`` command (see
-    :func:`au_face.cli.sigterm_as_interrupt`), so it is cleaned up after like Ctrl-C.
+    :func:`au_face.cli.signals_as_interrupt`), so it is cleaned up after like Ctrl-C."""
 
-    ``pending`` stays True once the signal came: long loops check it between steps, in case the
-    exception was raised where Python ignores exceptions (in a ``__del__``)."""
 
-    pending = False
+class PendingSignal:
+    """The SIGINT or SIGTERM the ``au-face`` command caught, kept after its exception was raised.
+
+    Python ignores an exception raised inside a ``__del__`` (a file lock's, say), so a signal that
+    lands there is lost; long loops call :meth:`reraise` between steps to stop all the same."""
+
+    caught: int | None = None
+
+    @classmethod
+    def reraise(cls) -> None:
+        """Raise the interrupt for a caught signal (:class:`Terminated` for SIGTERM); nothing if none came."""
+        if cls.caught == signal.SIGTERM:
+            raise Terminated("SIGTERM")
+        if cls.caught is not None:
+            raise KeyboardInterrupt

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import reconstruct_video_to_file
 from au_face.data.cache import CoarseCache, source_stat
-from au_face.errors import AUFaceError, Terminated
+from au_face.errors import AUFaceError, PendingSignal
 
 
 class VideoPathDataset(Dataset):
@@ -53,8 +53,7 @@ class CoarseTask(L.LightningModule):
     def predict_step(self, batch: str, batch_idx: int) -> dict[str, Any]:
         """Reconstruct and record one video under its cache lock (a video another run has just
         finished is taken from the cache)."""
-        if Terminated.pending:  # SIGTERM came, and its exception was lost (raised inside a __del__)
-            raise Terminated("SIGTERM")
+        PendingSignal.reraise()  # a Ctrl-C or SIGTERM whose exception was lost (raised inside a __del__)
         video = Path(batch)
         with self.cache.lock(video):
             entry = self.cache.entry(video)
