@@ -28,7 +28,7 @@ import numpy as np
 
 from au_face.coarse.base import CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, STORE_CHUNK, FrameStore, reconstruct_video_arrays
-from au_face.errors import AUFaceError
+from au_face.errors import AUFaceError, PendingSignal
 from au_face.inference.frame_tee import FrameTee
 from au_face.inference.overlay import OverlayStream
 from au_face.inference.passes import (
@@ -92,6 +92,7 @@ def _coarse_pass(
                 num_valid += int(valid.sum())
                 bar.update(len(valid))
                 on_chunk(store.shape("vertices")[0], fps)
+                PendingSignal.reraise()  # a signal whose exception fell into a __del__ stops the run here
         finally:
             if tee is not None:
                 tee.close()
