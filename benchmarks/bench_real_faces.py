@@ -36,6 +36,7 @@ from au_face import default_checkpoint, load_refiner
 from au_face.aus import au_label
 from au_face.cli import main as cli_main
 from au_face.evaluation.baselines import analytic_readout, gaussian_filter, one_euro_filter
+from au_face.evaluation.sequences import mean_acceleration
 from au_face.faces.ict import ICTFaceModel
 from au_face.geometry.basis import ict_expression_basis
 from au_face.geometry.neutral import fit_shape_indices
@@ -128,6 +129,11 @@ def baseline_folders(model_out: Path, out: Path) -> dict[str, Path]:
     return folders
 
 
+def lip_distance(vertices: np.ndarray) -> np.ndarray:
+    """Inner-lip distance ``[T]`` of meshes ``[T,V,3]`` (:data:`LIPS`)."""
+    return np.linalg.norm(vertices[:, LIPS[0]] - vertices[:, LIPS[1]], axis=-1)
+
+
 def motion_figures(folder: Path) -> tuple[float, float]:
     """On a whole clip (no segments needed), as ``check_real_faces.py motion`` defines them: the mean
     vertex acceleration of ``vertices`` over the coarse track's, and the 98th percentile of the inner-lip
@@ -136,11 +142,10 @@ def motion_figures(folder: Path) -> tuple[float, float]:
         x, coarse, valid = z["vertices"].astype(float), z["coarse_vertices"].astype(float), z["valid"].astype(bool)
 
     def jitter(m: np.ndarray) -> float:
-        acceleration = np.linalg.norm(m[2:] - 2 * m[1:-1] + m[:-2], axis=-1).mean(-1)
-        return float(acceleration[valid[2:] & valid[1:-1] & valid[:-2]].mean())
+        return mean_acceleration(torch.from_numpy(m), torch.from_numpy(valid))
 
     def lip_opening(m: np.ndarray) -> float:
-        return float(np.percentile(np.linalg.norm(m[:, LIPS[0]] - m[:, LIPS[1]], axis=-1)[valid], 98))
+        return float(np.percentile(lip_distance(m)[valid], 98))
 
     return jitter(x) / jitter(coarse), lip_opening(x) / lip_opening(coarse)
 
@@ -151,7 +156,7 @@ def lips_part_r(folder: Path) -> float:
     table = read_au_csv(next(folder.glob("*.csv")))
     au25 = table.probs[:, table.aus.index(25)]
     with np.load(next(folder.glob("*.npz"))) as z:
-        lips = np.linalg.norm(z["vertices"][:, LIPS[0]] - z["vertices"][:, LIPS[1]], axis=-1)
+        lips = lip_distance(z["vertices"])
         keep = z["valid"].astype(bool) & np.isfinite(au25)
     return float(np.corrcoef(au25[keep], lips[keep])[0, 1])
 
@@ -175,7 +180,7 @@ def plot_tracks(model_out: Path, folders: dict[str, Path], path: Path) -> None:
             return np.linalg.norm(x[:, a] - x[:, b], axis=-1)
 
         brow = (dist(BROWS[0], EYES[0]) + dist(BROWS[1], EYES[1])) / 2
-        return [dist(*LIPS), dist(*CORNERS), brow]
+        return [lip_distance(x), dist(*CORNERS), brow]
 
     fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True)
     frames = np.arange(len(valid))
