@@ -1,7 +1,7 @@
-"""Real-face checks of a model beside the analytic readout baseline, on the shared real media.
+"""Real-face checks of a model beside the analytic readout and Face Landmarker, on the shared real media.
 
     python benchmarks/bench_real_faces.py [--ckpt CKPT] [--shared ../shared] [--out outputs/bench_real_faces] \\
-        [--videos CLIP ...]
+        [--landmarker-model face_landmarker.task] [--videos CLIP ...]
 
 For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the demo clip it runs
 `au-face reconstruct` (the model: `--ckpt`, default the packaged model), then the checks of
@@ -9,9 +9,12 @@ For `single_face.jpg`, `WolfgangLanger_Pexels.mp4`, `single_face.mp4` and the de
 motion checks also on the coarse track smoothed by a Gaussian and by One-Euro, with a plot of the
 mouth, lip-corner and brow tracks of the real clip: `benchmarks/wolf_tracks.png`) and
 on the analytic readout's (`au_face.evaluation.baselines`: the model's own neutral fit, non-negative ICT expression
-weights mapped to AUs through the FACS table; nothing learned), and for the photo the Pearson r of
-each with the three peer tools' AU outputs beside the peers' r with each other. Needs the ICT model
-(`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0. With ``--videos``, any
+weights mapped to AUs through the FACS table; nothing learned) and on Face Landmarker's (the
+peer a user would otherwise pick: `au-face reconstruct --reconstructor landmarker` on the same
+input, its blendshapes mapped to AUs as in `bench_expressions.py`; the model is
+`--landmarker-model`, else `$AU_FACE_LANDMARKER`, else the shared copy, else the column is left
+out), and for the photo the Pearson r of each with the three peer tools' AU outputs beside the
+peers' r with each other. Needs the ICT model (`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0. With ``--videos``, any
 further clips (no labels needed) get the whole-clip motion figures (jitter and inner-lip opening kept,
 beside the same two filters) and AU25's Pearson r with the inner-lip distance.
 """
@@ -25,6 +28,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +39,7 @@ import torch
 from au_face import default_checkpoint, load_refiner
 from au_face.aus import au_label
 from au_face.cli import main as cli_main
+from au_face.coarse.landmarker import MODEL_ENV
 from au_face.evaluation.baselines import analytic_readout, gaussian_filter, one_euro_filter
 from au_face.evaluation.sequences import mean_acceleration
 from au_face.faces.ict import ICTFaceModel
@@ -42,6 +47,9 @@ from au_face.geometry.basis import ict_expression_basis
 from au_face.geometry.neutral import fit_shape_indices
 from au_face.io.au_csv import read_au_csv
 from au_face.utils.assets import ICT_MODEL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_expressions import LANDMARKER_AUS, landmarker_scores
 
 #: Affectiva's metric names → AUs (its API documentation's mapping).
 AFFECTIVA_AUS = {
@@ -76,13 +84,43 @@ def run_check(checks, mode: str, folder: Path) -> tuple[bool, list[str]]:
     return bool(ok), buffer.getvalue().splitlines()
 
 
-def reconstruct(source: str, out: Path, ckpt: Path) -> float:
+def reconstruct(source: str, out: Path, ckpt: Path | None, *options: str) -> float:
+    """``au-face reconstruct`` of ``source`` (a path or ``--demo``) into ``out``; its wall time in seconds.
+    Without ``ckpt``, coarse only (``--no-refine``)."""
     args = ["reconstruct", "--demo"] if source == "--demo" else ["reconstruct", source]
+    args += ["--out", str(out), *(["--ckpt", str(ckpt)] if ckpt else ["--no-refine"]), *options]
     start = time.perf_counter()
-    status = cli_main([*args, "--out", str(out), "--ckpt", str(ckpt)])
+    status = cli_main(args)
     if status:
         raise SystemExit(f"au-face reconstruct {source} failed with status {status}")
     return time.perf_counter() - start
+
+
+def landmarker_model(given: Path | None, shared: Path) -> Path | None:
+    """The Face Landmarker bundle: ``given``, else ``$AU_FACE_LANDMARKER``, else the shared copy, else None."""
+    candidates = [given, os.environ.get(MODEL_ENV), shared / "data" / "mediapipe" / "face_landmarker.task"]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def write_landmarker(source: str, run_out: Path, landmarker_out: Path, model: Path) -> None:
+    """Face Landmarker on ``source`` (its own tracking, in ``run_out``), its blendshapes mapped to AUs as a
+    CSV of ``AUxx_p`` in ``landmarker_out`` (empty cells where it found no face), beside its meshes (the
+    npz the lip checks read)."""
+    reconstruct(
+        source, run_out, None, "--reconstructor", "landmarker", "--landmarker-model", str(model), "--no-overlay"
+    )
+    with np.load(next(run_out.glob("*.npz"))) as z:
+        arrays = {k: z[k] for k in z.files}
+    valid, blendshapes = arrays["valid"].astype(bool), arrays["expression"]
+    aus = sorted(LANDMARKER_AUS)
+    scores = landmarker_scores(blendshapes, aus)
+    landmarker_out.mkdir(parents=True, exist_ok=True)
+    with open(landmarker_out / "landmarker.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["frame", *(f"{au_label(a)}_p" for a in aus)])
+        for t, (row, found) in enumerate(zip(scores, valid)):
+            writer.writerow([t + 1, *(f"{p:.4f}" if found else "" for p in row)])
+    np.savez(landmarker_out / "landmarker.npz", **arrays)
 
 
 def write_readout(model_out: Path, readout_out: Path, task, shape_names: list[str]) -> None:
@@ -259,6 +297,12 @@ def main() -> int:
         help="track plot of the real clip",
     )
     parser.add_argument(
+        "--landmarker-model",
+        type=Path,
+        default=None,
+        help=f"Face Landmarker bundle for its column (default ${MODEL_ENV}, else SHARED/data/mediapipe/face_landmarker.task)",
+    )
+    parser.add_argument(
         "--videos",
         type=Path,
         nargs="*",
@@ -273,6 +317,7 @@ def main() -> int:
     task = load_refiner(ckpt)
     basis_names = ict_expression_basis(ICTFaceModel.load(ICT_MODEL.resolve(None)).restrict("narrow"))[1]
     shape_names = [basis_names[i] for i in fit_shape_indices(basis_names)]
+    landmarker = landmarker_model(args.landmarker_model, args.shared)
 
     rows, details = [], []
     for case, (source, modes) in CASES.items():
@@ -280,6 +325,9 @@ def main() -> int:
         model_out, readout_out = args.out / case / "model", args.out / case / "readout"
         seconds = reconstruct(path, model_out, ckpt)
         write_readout(model_out, readout_out, task, shape_names)
+        landmarker_out = args.out / case / "landmarker"
+        if landmarker:
+            write_landmarker(path, args.out / case / "landmarker_run", landmarker_out, landmarker)
         baselines = baseline_folders(model_out, args.out / case) if any("motion" in m for m in modes) else {}
         if case == "wolf":
             plot_tracks(model_out, baselines, args.plot)
@@ -289,14 +337,21 @@ def main() -> int:
                     details += [f"[{case}/{mode}] {name}: {line}" for line in run_check(checks, mode, folder)[1]]
             ok_model, lines_model = run_check(checks, mode, model_out)
             ok_readout, lines_readout = ("motion" not in mode and run_check(checks, mode, readout_out)) or (None, [])
-            rows.append((case, mode, ok_model, ok_readout, seconds))
+            ok_landmarker, lines_landmarker = (
+                landmarker and "motion" not in mode and run_check(checks, mode, landmarker_out)
+            ) or (None, [])
+            rows.append((case, mode, ok_model, ok_readout, ok_landmarker, seconds))
             details += [f"[{case}/{mode}] model:   {line}" for line in lines_model]
             details += [f"[{case}/{mode}] readout: {line}" for line in lines_readout]
+            details += [f"[{case}/{mode}] Face Landmarker: {line}" for line in lines_landmarker]
 
-    print("| input | check | model | analytic readout | reconstruct wall time (s) |\n|---|---|---|---|---|")
-    for case, mode, ok_model, ok_readout, seconds in rows:
-        readout = "—" if ok_readout is None else ("pass" if ok_readout else "FAIL")
-        print(f"| {case} | {mode} | {'pass' if ok_model else 'FAIL'} | {readout} | {seconds:.1f} |")
+    if not landmarker:
+        print(f"(no Face Landmarker bundle: --landmarker-model or ${MODEL_ENV}; its column is left empty)\n")
+    print("| input | check | model | analytic readout | Face Landmarker | reconstruct wall time (s) |")
+    print("|---|---|---|---|---|---|")
+    for case, mode, ok_model, ok_readout, ok_landmarker, seconds in rows:
+        readout, peer = ("—" if ok is None else ("pass" if ok else "FAIL") for ok in (ok_readout, ok_landmarker))
+        print(f"| {case} | {mode} | {'pass' if ok_model else 'FAIL'} | {readout} | {peer} | {seconds:.1f} |")
     print()
     print("\n".join(details))
 
@@ -307,6 +362,7 @@ def main() -> int:
     ours = {
         "au_face model": first_row(args.out / "image" / "model"),
         "analytic readout": first_row(args.out / "image" / "readout"),
+        **({"Face Landmarker": first_row(args.out / "image" / "landmarker")} if landmarker else {}),
     }
     print("\nPearson r over shared AUs on single_face.jpg (AUs in brackets):\n")
     names = list(peers)
