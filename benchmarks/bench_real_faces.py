@@ -16,7 +16,8 @@ input, its blendshapes mapped to AUs as in `bench_expressions.py`; the model is
 out), and for the photo the Pearson r of each with the three peer tools' AU outputs beside the
 peers' r with each other. Needs the ICT model (`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0. With ``--videos``, any
 further clips (no labels needed) get the whole-clip motion figures (jitter and inner-lip opening kept,
-beside the same two filters) and AU25's Pearson r with the inner-lip distance.
+beside the same two filters), AU25's Pearson r with the inner-lip distance and each AU's on-rate
+beside Face Landmarker's.
 """
 
 from __future__ import annotations
@@ -262,12 +263,40 @@ def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
     return float(np.corrcoef([a[k] for k in shared], [b[k] for k in shared])[0, 1]), len(shared)
 
 
-def print_video_figures(videos: list[Path], out: Path, ckpt: Path) -> None:
-    """The whole-clip motion figures of each video's refinement beside the coarse track filtered."""
-    rows = []
+def on_rates(folder: Path) -> tuple[dict[int, float], float]:
+    """Each AU's share of frames with ``p >= 0.5`` in ``folder``'s CSV (frames with a face), and the mean
+    number of AUs on per frame."""
+    rows = list(csv.DictReader(open(next(folder.glob("*.csv")))))
+    columns = {int(name[2:4]): name for name in rows[0] if name.startswith("AU") and name.endswith("_p")}
+    faces = [row for row in rows if row[columns[min(columns)]]]
+    if not faces:
+        return dict.fromkeys(columns, math.nan), math.nan
+    on = np.array([[float(row[c]) >= 0.5 for c in columns.values()] for row in faces])
+    return dict(zip(columns, on.mean(axis=0).tolist())), float(on.sum(axis=1).mean())
+
+
+def print_on_rates(clips: dict[str, tuple[Path, Path]]) -> None:
+    """Per clip, each AU's on-rate from the model / from Face Landmarker (``clips``: name -> their folders)."""
+    rates = {name: (on_rates(model), on_rates(peer)) for name, (model, peer) in clips.items()}
+    aus = sorted(set.intersection(*(set(m[0]) & set(f[0]) for m, f in rates.values())))
+    print("\nAUs on (p >= 0.5), share of the frames with a face: model / Face Landmarker:\n")
+    print("| clip | AUs on per frame | " + " | ".join(au_label(a) for a in aus) + " |")
+    print("|---|---|" + "---|" * len(aus))
+    for name, ((model, model_mean), (peer, peer_mean)) in rates.items():
+        cells = " | ".join(f"{model[a]:.0%} / {peer[a]:.0%}" for a in aus)
+        print(f"| {name} | {model_mean:.1f} / {peer_mean:.1f} | {cells} |")
+
+
+def print_video_figures(videos: list[Path], out: Path, ckpt: Path, landmarker: Path | None = None) -> None:
+    """The whole-clip motion figures of each video's refinement beside the coarse track filtered, and
+    with a Face Landmarker bundle each AU's on-rate beside its."""
+    rows, clips = [], {}
     for video in videos:
         model_out = out / video.stem / "model"
         reconstruct(str(video), model_out, ckpt)
+        if landmarker:
+            clips[video.name] = (model_out, out / video.stem / "landmarker")
+            write_landmarker(str(video), out / video.stem / "landmarker_run", clips[video.name][1], landmarker)
         folders = [model_out, *baseline_folders(model_out, out / video.stem).values()]
         jitters, lips = zip(*(motion_figures(folder) for folder in folders))
         with np.load(next(model_out.glob("*.npz"))) as z:
@@ -283,6 +312,8 @@ def print_video_figures(videos: list[Path], out: Path, ckpt: Path) -> None:
     )
     print("|---|---|---|---|---|")
     print("\n".join(rows))
+    if clips:
+        print_on_rates(clips)
 
 
 def main() -> int:
@@ -307,7 +338,8 @@ def main() -> int:
         type=Path,
         nargs="*",
         default=[],
-        help="more real clips (any, no labels): jitter, lip opening kept and AU25's r with the lips, beside the filters",
+        help="more real clips (any, no labels): jitter, lip opening kept and AU25's r with the lips, beside the filters; "
+        "each AU's on-rate beside Face Landmarker's",
     )
     args = parser.parse_args()
     ckpt = args.ckpt or default_checkpoint()
@@ -356,7 +388,7 @@ def main() -> int:
     print("\n".join(details))
 
     if args.videos:
-        print_video_figures(args.videos, args.out / "videos", ckpt)
+        print_video_figures(args.videos, args.out / "videos", ckpt, landmarker)
 
     peers = peer_outputs(args.shared / "data" / "reference")
     ours = {

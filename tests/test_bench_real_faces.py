@@ -48,3 +48,12 @@ def test_face_landmarker_on_the_smiling_photo_is_written_as_the_checks_read_it(
     assert scores[12] > 0.5 > scores[4], scores  # the peer consensus on this photo: a smile, no frown
     with np.load(out / "landmarker.npz") as z:  # its own meshes, for the lip checks
         assert z["vertices"].shape == (1, 468, 3) and bool(z["valid"][0])
+
+
+def test_on_rates_count_the_frames_with_a_face_only(tmp_path: Path) -> None:
+    (tmp_path / "clip_aus.csv").write_text(
+        "frame,success,AU12_p,AU45_p\n1,1,0.9,0.1\n2,0,,\n3,1,0.5,0.2\n4,1,0.2,0.7\n5,1,0.6,0.49\n"
+    )
+    rates, per_frame = bench.on_rates(tmp_path)
+    assert rates == pytest.approx({12: 0.75, 45: 0.25})
+    assert per_frame == pytest.approx(1.0)
