@@ -14,10 +14,10 @@ peer a user would otherwise pick: `au-face reconstruct --reconstructor landmarke
 input, its blendshapes mapped to AUs as in `bench_expressions.py`; the model is
 `--landmarker-model`, else `$AU_FACE_LANDMARKER`, else the shared copy, else the column is left
 out), and for the photo the Pearson r of each with the three peer tools' AU outputs beside the
-peers' r with each other. Needs the ICT model (`AU_FACE_ICT`) for the readout's shape names. Prints one table; exit status 0. With ``--videos``, any
-further clips (no labels needed) get the whole-clip motion figures (jitter and inner-lip opening kept,
-beside the same two filters), AU25's Pearson r with the inner-lip distance and each AU's on-rate
-beside Face Landmarker's.
+peers' r with each other. Needs the ICT model (`AU_FACE_ICT`) for the readout's shape names. Prints
+one table; exit status 0. With ``--videos``, any further clips (no labels needed) get the
+whole-clip motion figures (jitter and inner-lip opening kept, beside the same two filters), AU25's
+Pearson r with the inner-lip distance and each AU's on-rate beside Face Landmarker's.
 """
 
 from __future__ import annotations
@@ -266,7 +266,8 @@ def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
 def on_rates(folder: Path) -> tuple[dict[int, float], float]:
     """Each AU's share of frames with ``p >= 0.5`` in ``folder``'s CSV (frames with a face), and the mean
     number of AUs on per frame."""
-    rows = list(csv.DictReader(open(next(folder.glob("*.csv")))))
+    with open(next(folder.glob("*.csv")), newline="") as f:
+        rows = list(csv.DictReader(f))
     columns = {int(name[2:4]): name for name in rows[0] if name.startswith("AU") and name.endswith("_p")}
     faces = [row for row in rows if row[columns[min(columns)]]]
     if not faces:
