@@ -250,7 +250,8 @@ def peer_outputs(reference: Path) -> dict[str, dict[int, float]]:
 
 
 def first_row(folder: Path) -> dict[int, float]:
-    row = next(csv.DictReader(open(next(folder.glob("*.csv")))))
+    with open(next(folder.glob("*.csv")), newline="") as f:
+        row = next(csv.DictReader(f))
     return {
         int(k[2:4]): float(v) for k, v in row.items() if k.startswith("AU") and k.endswith("_p") and v not in ("", None)
     }
