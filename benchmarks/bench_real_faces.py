@@ -46,7 +46,7 @@ from au_face.evaluation.sequences import mean_acceleration
 from au_face.faces.ict import ICTFaceModel
 from au_face.geometry.basis import ict_expression_basis
 from au_face.geometry.neutral import fit_shape_indices
-from au_face.io.au_csv import read_au_csv
+from au_face.io.au_csv import AUCsvWriter, read_au_csv
 from au_face.utils.assets import ICT_MODEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,23 +104,23 @@ def landmarker_model(given: Path | None, shared: Path) -> Path | None:
 
 
 def write_landmarker(source: str, run_out: Path, landmarker_out: Path, model: Path) -> None:
-    """Face Landmarker on ``source`` (its own tracking, in ``run_out``), its blendshapes mapped to AUs as a
-    CSV of ``AUxx_p`` in ``landmarker_out`` (empty cells where it found no face), beside its meshes (the
-    npz the lip checks read)."""
+    """Face Landmarker on ``source`` (its own tracking, in ``run_out``), its blendshapes mapped to AUs as
+    an AU CSV (:class:`~au_face.io.au_csv.AUCsvWriter`, as the model's) in ``landmarker_out``, beside its
+    meshes (the npz the lip checks read)."""
     reconstruct(
         source, run_out, None, "--reconstructor", "landmarker", "--landmarker-model", str(model), "--no-overlay"
     )
     with np.load(next(run_out.glob("*.npz"))) as z:
         arrays = {k: z[k] for k in z.files}
-    valid, blendshapes = arrays["valid"].astype(bool), arrays["expression"]
     aus = sorted(LANDMARKER_AUS)
-    scores = landmarker_scores(blendshapes, aus)
-    landmarker_out.mkdir(parents=True, exist_ok=True)
-    with open(landmarker_out / "landmarker.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", *(f"{au_label(a)}_p" for a in aus)])
-        for t, (row, found) in enumerate(zip(scores, valid)):
-            writer.writerow([t + 1, *(f"{p:.4f}" if found else "" for p in row)])
+    with AUCsvWriter(landmarker_out / "landmarker.csv", aus) as writer:
+        writer.write(
+            arrays["frames"],
+            arrays["timestamps"],
+            arrays["valid"],
+            landmarker_scores(arrays["expression"], aus),
+            arrays["confidence"],
+        )
     np.savez(landmarker_out / "landmarker.npz", **arrays)
 
 
@@ -264,22 +264,19 @@ def pearson(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
     return float(np.corrcoef([a[k] for k in shared], [b[k] for k in shared])[0, 1]), len(shared)
 
 
-def on_rates(folder: Path) -> tuple[dict[int, float], float]:
-    """Each AU's share of frames with ``p >= 0.5`` in ``folder``'s CSV (frames with a face), and the mean
-    number of AUs on per frame."""
-    with open(next(folder.glob("*.csv")), newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = {int(name[2:4]): name for name in rows[0] if name.startswith("AU") and name.endswith("_p")}
-    faces = [row for row in rows if row[columns[min(columns)]]]
-    if not faces:
-        return dict.fromkeys(columns, math.nan), math.nan
-    on = np.array([[float(row[c]) >= 0.5 for c in columns.values()] for row in faces])
-    return dict(zip(columns, on.mean(axis=0).tolist())), float(on.sum(axis=1).mean())
+def clip_on_rates(folder: Path) -> tuple[dict[int, float], float]:
+    """Each AU's share of frames with ``p >= 0.5`` in ``folder``'s AU CSV (frames with a face), and the
+    mean number of AUs on per frame."""
+    table = read_au_csv(next(folder.glob("*.csv")))
+    if not table.success.any():
+        return dict.fromkeys(table.aus, math.nan), math.nan
+    on = table.probs[table.success] >= 0.5
+    return dict(zip(table.aus, on.mean(axis=0).tolist())), float(on.sum(axis=1).mean())
 
 
 def print_on_rates(clips: dict[str, tuple[Path, Path]]) -> None:
     """Per clip, each AU's on-rate from the model / from Face Landmarker (``clips``: name -> their folders)."""
-    rates = {name: (on_rates(model), on_rates(peer)) for name, (model, peer) in clips.items()}
+    rates = {name: (clip_on_rates(model), clip_on_rates(peer)) for name, (model, peer) in clips.items()}
     aus = sorted(set.intersection(*(set(m[0]) & set(f[0]) for m, f in rates.values())))
     print("\nAUs on (p >= 0.5), share of the frames with a face: model / Face Landmarker:\n")
     print("| clip | AUs on per frame | " + " | ".join(au_label(a) for a in aus) + " |")

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_real_faces as bench
+from au_face.io.au_csv import AUCsvWriter
 
 
 def test_the_landmarker_bundle_is_the_given_one_then_the_environments_then_the_shared_one(
@@ -51,9 +52,9 @@ def test_face_landmarker_on_the_smiling_photo_is_written_as_the_checks_read_it(
 
 
 def test_on_rates_count_the_frames_with_a_face_only(tmp_path: Path) -> None:
-    (tmp_path / "clip_aus.csv").write_text(
-        "frame,success,AU12_p,AU45_p\n1,1,0.9,0.1\n2,0,,\n3,1,0.5,0.2\n4,1,0.2,0.7\n5,1,0.6,0.49\n"
-    )
-    rates, per_frame = bench.on_rates(tmp_path)
+    probs = np.array([[0.9, 0.1], [0.0, 0.0], [0.5, 0.2], [0.2, 0.7], [0.6, 0.49]])
+    with AUCsvWriter(tmp_path / "clip_aus.csv", [12, 45]) as writer:
+        writer.write(np.arange(1, 6), np.arange(5) / 30, np.array([1, 0, 1, 1, 1], dtype=bool), probs)
+    rates, per_frame = bench.clip_on_rates(tmp_path)
     assert rates == pytest.approx({12: 0.75, 45: 0.25})
     assert per_frame == pytest.approx(1.0)
