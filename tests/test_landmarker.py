@@ -302,6 +302,17 @@ def test_largest_of_several_faces_is_used(landmarker, photo: np.ndarray) -> None
     assert out.num_valid == 1 and float(centre) < photo.shape[1]  # the large face on the left
 
 
+def test_every_face_of_a_photo_keeps_its_blendshapes(landmarker, photo: np.ndarray) -> None:
+    small = cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2))
+    canvas = np.zeros((photo.shape[0], photo.shape[1] + small.shape[1] + 20, 3), np.uint8)
+    canvas[:, small.shape[1] + 20 :] = photo
+    canvas[: small.shape[0], : small.shape[1]] = small
+    out = landmarker.reconstruct_faces(canvas, 25.0)
+    assert out["valid"].tolist() == [True, True]
+    assert out["translation"][0, 0] < small.shape[1] < out["translation"][1, 0]  # left to right
+    np.testing.assert_allclose(out["expression"], np.stack([TEST_SCORES] * 2), atol=1e-6)  # each row its own face's
+
+
 def test_pickles_without_its_graphs(landmarker, photo: np.ndarray) -> None:
     _one_frame(landmarker, photo)
     copy = pickle.loads(pickle.dumps(landmarker))

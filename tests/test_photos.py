@@ -15,8 +15,9 @@ import pytest
 
 import au_face
 from au_face.cli import main
+from au_face.coarse.mediapipe import MediaPipeReconstructor, MultipleFacesWarning
 from au_face.inference.api import UsageError
-from au_face.inference.photos import UnreadablePhotoWarning
+from au_face.inference.photos import UnreadablePhotoWarning, reconstruct_photos
 from au_face.io.meshes import load_mesh_sequence_npz
 from au_face.io.sources import FrameRateAssumedWarning
 
@@ -277,3 +278,98 @@ def test_two_tracking_processes_give_the_rows_of_one(two_people: Path, tmp_path:
     meshes = [load_mesh_sequence_npz(tmp_path / run / "photos_meshes.npz") for run in ("one", "two")]
     np.testing.assert_array_equal(meshes[0].vertices, meshes[1].vertices)
     np.testing.assert_array_equal(meshes[0].extra["reference"], meshes[1].extra["reference"])
+
+
+@pytest.fixture(scope="module")
+def group_photo(two_people: Path) -> Path:
+    """The two people of ``two_people`` side by side in one photo, on grey (the single face on the left)."""
+    left, right = (cv2.imread(str(p)) for p in sorted(two_people.iterdir()))
+    height = max(left.shape[0], right.shape[0])
+    padded = [
+        cv2.copyMakeBorder(x, 0, height - x.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(128,) * 3)
+        for x in (left, right)
+    ]
+    path = two_people.parent / "group.png"
+    cv2.imwrite(str(path), np.concatenate(padded, axis=1))
+    return path
+
+
+def test_every_face_of_a_photo_gets_its_own_row_as_if_alone(
+    group_photo: Path, two_people: Path, tmp_path: Path, reconstructor
+) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
+    people = sorted(two_people.iterdir())
+    photos = [group_photo, *people, blank]
+    with pytest.warns(UserWarning, match="no face found in blank.png"):
+        every = reconstructor(photos, all_faces=True)
+    table = every.aus
+    assert list(table["file"]) == ["group.png", "group.png", people[0].name, people[1].name, "blank.png"]
+    assert list(table["frame"]) == [1, 1, 2, 3, 4] and list(table["face_id"]) == [0, 1, 0, 0, 0]
+    assert list(table["success"]) == [1, 1, 1, 1, 0]
+    assert (every.num_frames, every.num_valid, every.num_faces) == (4, 3, 4) and "(4 faces)" in every.summary()
+    assert list(every.meshes.extra["face_id"]) == list(table["face_id"])
+    probs = table.filter(like="_p").to_numpy()
+    # each face of the group reads as that person's photo alone (the same pixels, elsewhere in the frame)
+    for row, alone in ((0, 2), (1, 3)):
+        assert np.abs(probs[row] - probs[alone]).mean() < 0.05
+    assert table.loc[0, "pose_Tx"] < table.loc[1, "pose_Tx"]  # numbered from the left
+    assert table.loc[0, "AU12_c"] == table.loc[2, "AU12_c"] == 1  # the smiling photo's smile
+    # a photo with one face gives the row it gives without all_faces
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the group's second face is ignored there)
+        plain = reconstructor(photos)
+    np.testing.assert_allclose(plain.aus.filter(like="_p").to_numpy()[1:3], probs[2:4], atol=1e-6)
+    assert plain.num_faces == plain.num_valid == 3 and list(plain.aus["face_id"]) == [0, 0, 0, 0]
+
+
+def test_the_all_faces_command_names_each_face(group_photo: Path, video_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(group_photo), "--all-faces", "--out", str(out), "--mesh-format", "obj"]) == 0
+    assert pd.read_csv(out / "group_aus.csv")["face_id"].tolist() == [0, 1]
+    assert sorted(p.name for p in (out / "group_meshes").iterdir()) == ["group.png_face0.obj", "group.png_face1.obj"]
+    capsys.readouterr()
+    assert main(["reconstruct", str(group_photo), "--all-faces", "--max-faces", "2", "--out", str(out)]) == 2
+    assert "--all-faces keeps every face" in capsys.readouterr().err
+    assert main(["reconstruct", str(video_dir / "single_face.mp4"), "--all-faces", "--out", str(out)]) == 2
+    assert "photo mode reads images only" in capsys.readouterr().err
+
+
+def test_a_face_found_only_in_a_tile_must_be_found_again() -> None:
+    """In a tile Face Mesh's detector can take a spacesuit for a face; looked at again around it, that is
+    not found, and the real faces are (they were not found in the whole frame either)."""
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+    astronaut = pytest.importorskip("skimage.data").astronaut()
+    pair = np.ascontiguousarray(np.concatenate([astronaut, astronaut[:, ::-1]], axis=1))
+    reconstructor = MediaPipeReconstructor()
+    try:
+        faces = reconstructor.reconstruct_faces(pair, 30.0)
+        assert faces["valid"].tolist() == [True, True]
+        np.testing.assert_allclose(faces["translation"][:, 0], [224, 1024 - 224], atol=5)  # the two faces
+        with pytest.warns(MultipleFacesWarning, match="2 faces in view"):
+            chosen = reconstructor.reconstruct_still(pair, 30.0)
+        assert chosen["valid"].tolist() == [True] and abs(chosen["translation"][0, 1] - 124) < 5  # a face, not the suit
+    finally:
+        reconstructor.close()
+
+
+def test_a_photo_with_one_face_or_none_gives_the_still_row(two_people: Path) -> None:
+    reconstructor = MediaPipeReconstructor(appearance=True)
+    try:
+        photo = cv2.cvtColor(cv2.imread(str(two_people / "a_single_face.jpg")), cv2.COLOR_BGR2RGB)
+        for rgb in (photo, np.full((700, 1300, 3), 90, np.uint8)):  # (the blank one is searched in squares)
+            every, still = reconstructor.reconstruct_faces(rgb, 30.0), reconstructor.reconstruct_still(rgb, 30.0)
+            assert every.keys() == still.keys()
+            for key in still:
+                np.testing.assert_array_equal(every[key], still[key], err_msg=key)
+    finally:
+        reconstructor.close()
+
+
+def test_every_face_needs_a_reconstructor_that_finds_them(two_people: Path) -> None:
+    class OneFace(MediaPipeReconstructor):
+        finds_every_face = False
+
+    with pytest.raises(au_face.AUFaceError, match="gives one face per photo"):
+        reconstruct_photos(two_people, two_people.parent / "unused", OneFace(), all_faces=True)

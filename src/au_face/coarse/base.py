@@ -30,6 +30,10 @@ class CoarseFramesError(AUFaceError, ValueError):
     """Raised for a malformed coarse-frames record."""
 
 
+#: Faces kept at most in one photo by :meth:`CoarseReconstructor.reconstruct_faces` (every face, not a choice).
+EVERY_FACE = 16
+
+
 def read_npz_array(path: str | Path, name: str) -> np.ndarray:
     """One array of a coarse-frames npz (without reading the others); :class:`CoarseFramesError`
     naming the file if it is unreadable, lacks the array, or holds it as Python objects."""
@@ -231,6 +235,8 @@ class CoarseReconstructor(abc.ABC):
     version: str = "0"
     #: runs on one core, so ``au-face reconstruct --photos`` tracks photos in one process per core.
     one_core: bool = False
+    #: :meth:`reconstruct_faces` gives every face of a photo (``au-face reconstruct --all-faces``).
+    finds_every_face: bool = False
 
     @classmethod
     def create(cls, device: str = "cpu") -> CoarseReconstructor:
@@ -265,3 +271,9 @@ class CoarseReconstructor(abc.ABC):
         gives a one-frame video; reconstructors with a cheaper way for single images override it."""
         self.reset()
         return self.reconstruct_arrays([rgb], [0.0], fps)
+
+    def reconstruct_faces(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+        """Every face of one photo (at most :data:`EVERY_FACE`), one row each (as :meth:`reconstruct_still`
+        gives one), left to right; one row without a face where there is none. Only reconstructors with
+        :attr:`finds_every_face` do this; the others raise :class:`~au_face.errors.AUFaceError`."""
+        raise AUFaceError(f"the {self.name} reconstructor reconstructs one face per photo, not every face")

@@ -304,5 +304,19 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
                 expression[i] = row
         return {**out, "expression": expression}
 
+    def reconstruct_faces(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+        self._found = []
+        out = super().reconstruct_faces(rgb, fps)
+        if not self.blendshapes or "expression" in out:  # (one face or none: reconstruct_still's rows)
+            return out
+        return {**out, "expression": np.stack([self._scores_at(marks) for marks in out["landmarks2d"]])}
+
+    def _scores_at(self, landmarks2d: np.ndarray) -> np.ndarray:
+        """The blendshape scores of the face found with these iBUG-68 points (zeros if it had none)."""
+        marks = self._topology.landmarks68
+        found = (s for p, s in self._found if np.allclose(p[marks, :2], landmarks2d, atol=1e-2))
+        scores = next(found, None)
+        return np.zeros(len(BLENDSHAPE_NAMES), dtype=np.float32) if scores is None else scores
+
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_found": [], "_chunk_scores": None}

@@ -11,7 +11,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from au_face.coarse.base import CoarseFrames, CoarseReconstructor
+from au_face.coarse.base import EVERY_FACE, CoarseFrames, CoarseReconstructor
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
 from au_face.faces.appearance import DESCRIPTOR_SIZE, appearance_descriptor
@@ -127,11 +127,12 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     name = "mediapipe"
     # 2: pose fitted without the forehead (brows keep their motion); 3: small faces looked for in tiles and
-    # looked at again up close
-    version = "3"
+    # looked at again up close; 4: a face found in a tile is kept only if found again around it
+    version = "4"
     #: what finds the points, in messages
     engine = "Face Mesh"
     one_core = True
+    finds_every_face = True
 
     def __init__(
         self,
@@ -156,6 +157,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._mesh = None
         self._still_mesh = None  # single photos (reconstruct_still)
         self._turned_mesh = None
+        self._every_mesh = None  # every face of a photo (reconstruct_faces)
         self._detector = None  # looks for further faces every DETECT_EVERY frames
         self._mesh_faces = 0  # faces the tracking graph follows at most
         self._last_found = 0  # faces it found on the previous frame
@@ -197,7 +199,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def close(self) -> None:
         """Free the Face Mesh graphs and the appearance descriptors' thread."""
-        for name in ("_mesh", "_still_mesh", "_turned_mesh", "_detector"):
+        for name in ("_mesh", "_still_mesh", "_turned_mesh", "_every_mesh", "_detector"):
             mesh = getattr(self, name)
             if mesh is not None:
                 mesh.close()
@@ -215,7 +217,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked
-        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_detector": None, "_describer": None}
+        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_every_mesh": None, "_detector": None}
+        graphs["_describer"] = None
         return {**self.__dict__, **graphs, "_mesh_faces": 0, "_frame": 0}
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
@@ -253,9 +256,13 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if len(faces) > 1 and not self._warned_faces:
             self._warned_faces = True
             x, y = points[:, :2].mean(axis=0)
+            if self._still:
+                rest = "; the others are ignored (--all-faces keeps every face of a photo)"
+            else:
+                rest = ", and following it; the others are ignored"
             warnings.warn(
                 f"{len(faces)} faces in view; using the largest (most central of equals), centred at "
-                f"x={x:.0f}, y={y:.0f} px, and following it; the others are ignored",
+                f"x={x:.0f}, y={y:.0f} px{rest}",
                 MultipleFacesWarning,
                 stacklevel=2,
             )
@@ -278,10 +285,20 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if not self._still and self._since_search < DETECT_EVERY:
             return []
         self._since_search = 0
-        faces: list[np.ndarray] = []
+        return self._tile_faces(graph, rgb, [])
+
+    def _tile_faces(self, graph, rgb: np.ndarray, known: list[np.ndarray]) -> list[np.ndarray]:
+        """The faces ``graph`` finds in the frame's :func:`tiles` besides ``known`` ones, each kept only
+        where Face Mesh finds it again in a square around it: in a tile its detector also takes parts
+        of a body or of clothing for a face, which then is not found again."""
+        found: list[np.ndarray] = []
         for box in tiles(*rgb.shape[:2]):
-            faces += [face for face in self._find_faces_in(graph, rgb, box) if not _seen(face, faces)]
-        return faces
+            found += [face for face in self._find_faces_in(graph, rgb, box) if not _seen(face, known + found)]
+        return [face for face in found if self._found_again(rgb, face)]
+
+    def _found_again(self, rgb: np.ndarray, points: np.ndarray) -> bool:
+        """Whether Face Mesh finds the face at ``points`` again in a square around it."""
+        return any(_seen(face, [points]) for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points)))
 
     def _closer_look(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The face at ``points`` as Face Mesh finds it in a square around it (``points`` if it does not)."""
@@ -409,6 +426,45 @@ class MediaPipeReconstructor(CoarseReconstructor):
                 stacklevel=2,
             )
             valid[:] = False
+        return self._arrays(frames, points, valid, timestamps, fps, descriptors)
+
+    def reconstruct_faces(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+        """Every face of one photo (at most :data:`EVERY_FACE`), one row each, left to right: those Face Mesh
+        finds in the whole photo and in its :func:`tiles` (so small faces beside large ones too), small
+        ones looked at again up close as in :meth:`reconstruct_still`. With one face or none, exactly
+        what :meth:`reconstruct_still` gives (the upside-down check included; with several it is not made)."""
+        self.reset()
+        if self._every_mesh is None:
+            self._every_mesh = self._face_mesh("still", EVERY_FACE)
+        faces = self._find_faces(self._every_mesh, rgb)
+        faces += self._tile_faces(self._every_mesh, rgb, faces)
+        if not faces:  # (the row reconstruct_still gives, without searching again)
+            return self._arrays([rgb], np.zeros((1, NUM_VERTICES, 3)), np.zeros(1, dtype=bool), [0.0], fps, {})
+        if len(faces) == 1:
+            return self.reconstruct_still(rgb, fps)
+        if len(faces) > EVERY_FACE:
+            warnings.warn(
+                f"{len(faces)} faces found; the {EVERY_FACE} largest are kept", MultipleFacesWarning, stacklevel=2
+            )
+            faces = sorted(faces, key=_area, reverse=True)[:EVERY_FACE]
+        faces.sort(key=lambda face: float(face[:, 0].mean()))
+        limit = CLOSE_LOOK_SHARE * max(rgb.shape[:2])
+        points = np.stack([self._closer_look(rgb, face) if _width(face) < limit else face for face in faces])
+        n = len(points)
+        descriptors = {i: self._describe(rgb, points[i]) for i in range(n)} if self.appearance else {}
+        return self._arrays([rgb] * n, points, np.ones(n, dtype=bool), [0.0] * n, fps, descriptors)
+
+    def _arrays(
+        self,
+        frames: Sequence[np.ndarray],
+        points: np.ndarray,
+        valid: np.ndarray,
+        timestamps: Sequence[float],
+        fps: float,
+        descriptors: dict[int, Future],
+    ) -> dict[str, np.ndarray]:
+        """The coarse fields of rows whose pixel ``points [N,468,3]`` were found (``valid``) in ``frames``."""
+        n = len(frames)
         vertices = np.zeros((n, NUM_VERTICES, 3))
         rotation = np.zeros((n, 3, 3))
         translation = np.zeros((n, 3))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from au_face.coarse.base import EVERY_FACE
 from au_face.coarse.registry import RECONSTRUCTORS
 from au_face.commands import non_negative_int, path_arg, positive_float, positive_int
 from au_face.errors import AUFaceError
@@ -45,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="INPUT (a folder of images, or one image) is a photo collection: every image on its own (its own S̄, no "
         "tracking), one CSV row each named by its file, one mesh npz for the collection; no overlay or AU plot",
+    )
+    parser.add_argument(
+        "--all-faces",
+        action="store_true",
+        help="with photos (implies --photos): every face of a photo gets its own row, S̄ and mesh, numbered from the "
+        f"left in face_id (up to {EVERY_FACE}; mediapipe and landmarker). Without it a photo's largest face is used",
     )
     parser.add_argument(
         "--fps",
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             reconstructor.max_faces = args.max_faces
         return reconstructor
 
-    if args.photos:
+    if args.photos or args.all_faces:
         return _run_photos(args, make_reconstructor)
     options = {
         "mesh_format": args.mesh_format,
@@ -168,7 +175,7 @@ def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], Coars
     from au_face.utils.quiet import native_logs_silenced
 
     if args.demo:
-        raise UsageError("--photos reads a folder of images or an image, not --demo")
+        raise UsageError("--photos and --all-faces read a folder of images or an image, not --demo")
     given = [
         flag
         for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames))
@@ -176,13 +183,24 @@ def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], Coars
     ]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
+    if args.all_faces and args.max_faces is not None:
+        raise UsageError(
+            f"--max-faces chooses one face among several; --all-faces keeps every face (up to {EVERY_FACE})"
+        )
     with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
         reconstructor = make_reconstructor()
         forking = args.fresh_process and reconstructor.one_core
         workers = min(len(os.sched_getaffinity(0)), MAX_PHOTO_WORKERS) if forking else 1
         with native_logs_silenced(not args.verbose), output_folder(args.out, "--out") as out:
             result = reconstruct_photos(
-                args.input, out, reconstructor, refiner, args.mesh_format, progress=True, workers=workers
+                args.input,
+                out,
+                reconstructor,
+                refiner,
+                args.mesh_format,
+                progress=True,
+                workers=workers,
+                all_faces=args.all_faces,
             )
     print(f"{result.name}:")
     print(result.summary())

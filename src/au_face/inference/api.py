@@ -168,6 +168,7 @@ class Reconstructor:
         source: str | Path | Sequence[str | Path],
         *,
         photos: bool = False,
+        all_faces: bool = False,
         fps: float | None = None,
         out: str | Path | None = None,
         overlay: bool = False,
@@ -183,7 +184,8 @@ class Reconstructor:
         A folder of videos gives a list of results, anything else one result. A list of image
         paths, or a folder or image with ``photos=True``, is a photo collection
         (:func:`~au_face.inference.photos.reconstruct_photos`): every photo on its own, with its own S̄ and
-        one row (named by its file) of one result. ``fps`` is the frame rate of a folder of image
+        one row (named by its file) of one result; ``all_faces`` (photos only) gives every face of a photo
+        its own row, numbered from the left in ``face_id``. ``fps`` is the frame rate of a folder of image
         frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
         that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
         ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``; ``overlay_max_side``
@@ -195,12 +197,12 @@ class Reconstructor:
         if self._closed:
             raise UsageError("this Reconstructor is closed")
         _check_overlay_has_out(overlay, out)
-        if photos or not isinstance(source, (str, Path)):
+        if photos or all_faces or not isinstance(source, (str, Path)):
             if overlay or stride != 1 or max_frames is not None or fps is not None:
                 raise UsageError(
                     "photos are each on their own: overlay, stride, max_frames and fps apply to videos and frames"
                 )
-            return self._photos(source, out, mesh_format, progress)
+            return self._photos(source, out, mesh_format, progress, all_faces)
         options: dict[str, Any] = {
             "overlay": overlay, "overlay_style": overlay_style, "overlay_max_side": overlay_max_side, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
         }  # fmt: skip
@@ -215,7 +217,12 @@ class Reconstructor:
         return results[0] if single else results
 
     def _photos(
-        self, source: str | Path | Sequence[str | Path], out: str | Path | None, mesh_format: str | None, progress: bool
+        self,
+        source: str | Path | Sequence[str | Path],
+        out: str | Path | None,
+        mesh_format: str | None,
+        progress: bool,
+        all_faces: bool,
     ) -> ReconstructionResult:
         """A photo collection (see :meth:`__call__`)."""
         from au_face.inference.photos import reconstruct_photos
@@ -223,7 +230,13 @@ class Reconstructor:
 
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
             result = reconstruct_photos(
-                source, out if out is not None else scratch, self.coarse, self.refiner, mesh_format, progress
+                source,
+                out if out is not None else scratch,
+                self.coarse,
+                self.refiner,
+                mesh_format,
+                progress,
+                all_faces=all_faces,
             )
             return result if out is not None else _in_memory(result)
 
@@ -255,6 +268,7 @@ def reconstruct(
     refine: bool = True,
     reconstructor: str | CoarseReconstructor = "mediapipe",
     photos: bool = False,
+    all_faces: bool = False,
     fps: float | None = None,
     out: str | Path | None = None,
     overlay: bool = False,
@@ -274,6 +288,7 @@ def reconstruct(
         return run(
             source,
             photos=photos,
+            all_faces=all_faces,
             fps=fps,
             out=out,
             overlay=overlay,

@@ -1,4 +1,5 @@
-"""Photo collections: every image reconstructed on its own, with one CSV row and one mesh each.
+"""Photo collections: every image reconstructed on its own, with one CSV row and one mesh each (or, with
+``all_faces``, one for each face in it).
 
 A folder of images is otherwise one video (:mod:`au_face.io.sources`): the frames share one
 ``S̄`` and the model smooths them over time. Unrelated photos must not: here each photo is
@@ -96,6 +97,7 @@ def reconstruct_photos(
     progress: bool = False,
     name: str | None = None,
     workers: int = 1,
+    all_faces: bool = False,
 ) -> ReconstructionResult:
     """Reconstruct each photo of ``source`` on its own (see :func:`find_photos`) into ``out_dir``.
 
@@ -107,12 +109,20 @@ def reconstruct_photos(
     keeps an empty row; :class:`~au_face.coarse.stream.NoFaceError` when no photo has a face.
     ``workers`` processes track the photos (this one and forked ones: only from a fresh process,
     see :func:`~au_face.utils.concurrency.forked_map`); the outputs are the same for any number.
+    With ``all_faces`` (a reconstructor that :attr:`~au_face.coarse.base.CoarseReconstructor.finds_every_face`)
+    every face of a photo gets its own row, S̄ and mesh, numbered left to right in ``face_id`` (CSV and
+    npz; a photo with one face or none keeps the row it has without); mesh files are then named
+    ``<file>_face<id>``.
     """
     start_time = time.perf_counter()
     photos, names = find_photos(source)
     name = name or collection_name(source)
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise PipelineError(f"unknown mesh format {mesh_format!r}; choose from {', '.join(MESH_FORMATS)}")
+    if all_faces and not reconstructor.finds_every_face:
+        raise PipelineError(
+            f"the {reconstructor.name} reconstructor gives one face per photo; every face needs mediapipe or landmarker"
+        )
     topology = reconstructor.topology
     check_refiner(refiner, topology, reconstructor.name, wait=False)
     batches = _Batches(refiner, len(photos), partial(check_refiner, refiner, topology, reconstructor.name, wait=True))
@@ -122,16 +132,16 @@ def reconstruct_photos(
         only_inputs(reconstructor, frame_inputs_of(refiner)),
         tqdm(total=len(photos), desc="photos", unit="photo", leave=False, disable=not show) as bar,
     ):
-        for index, (arrays, error) in forked_map(_tracker(photos, reconstructor), len(photos), workers):
+        for index, (arrays, error) in forked_map(_tracker(photos, reconstructor, all_faces), len(photos), workers):
             batches.tracked[index] = arrays
             if error is not None:
                 errors[index] = error
             bar.update()
             while batches.ready():
                 batches.refine()
-    while len(batches.rows) < len(photos):
+    while batches.done < len(photos):
         batches.refine()
-    rows, aus = batches.rows, batches.aus
+    rows, aus, owners = batches.rows, batches.aus, np.asarray(batches.owners)
     unreadable = [names[i] for i in sorted(errors)]
     if unreadable:
         warnings.warn(
@@ -145,30 +155,44 @@ def reconstruct_photos(
         )
     arrays = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
     valid = arrays.pop("valid").astype(bool)
-    missing = [label for i, (label, ok) in enumerate(zip(names, valid)) if not ok and i not in errors]
+    with_face = np.zeros(len(photos), dtype=bool)
+    with_face[owners[valid]] = True
+    missing = [label for i, (label, ok) in enumerate(zip(names, with_face)) if not ok and i not in errors]
     if missing:
         warnings.warn(f"no face found in {_listed(missing)}", stacklevel=2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(name, out_dir)
-    _write(paths, arrays, valid, names, topology.triangles, topology.name, aus, refiner is not None)
+    face_ids = _face_ids(owners)
+    labels = [names[i] for i in owners]
+    _write(
+        paths, arrays, valid, labels, owners + 1, face_ids, topology.triangles, topology.name, aus, refiner is not None
+    )
     written = {"meshes": paths["meshes"], "au_csv": paths["au_csv"]}
     if mesh_format is not None:
-        stems = [label.replace("/", "_") for label in names]
+        stems = [label.replace("/", "_") + (f"_face{k}" if all_faces else "") for label, k in zip(labels, face_ids)]
         write_frame_meshes(
             paths["frame_meshes"], arrays["vertices"], topology.triangles, mesh_format, valid=valid, names=stems
         )
         written["frame_meshes"] = paths["frame_meshes"]
     timings = {"total": time.perf_counter() - start_time}
     return ReconstructionResult(
-        written, len(photos), int(valid.sum()), timings, refined=refiner is not None, name=name, photos=True
+        written,
+        len(photos),
+        int(with_face.sum()),
+        timings,
+        refined=refiner is not None,
+        name=name,
+        photos=True,
+        num_faces=int(valid.sum()),
     )
 
 
 def _tracker(
-    photos: list[Path], reconstructor: CoarseReconstructor
+    photos: list[Path], reconstructor: CoarseReconstructor, all_faces: bool
 ) -> Callable[[int], tuple[dict[str, np.ndarray], str | None]]:
-    """Photo ``i``'s coarse arrays (one frame) and, if it cannot be read, why (it then has no face)."""
+    """Photo ``i``'s coarse arrays (one row, or with ``all_faces`` one per face) and, if it cannot be
+    read, why (it then has no face)."""
 
     def track(i: int) -> tuple[dict[str, np.ndarray], str | None]:
         error = None
@@ -177,14 +201,17 @@ def _tracker(
         except VideoError as err:
             error = str(err)
             rgb = np.zeros((32, 32, 3), dtype=np.uint8)  # a frame without a face: an empty row
+        if all_faces:
+            return reconstructor.reconstruct_faces(rgb, DEFAULT_FPS), error
         return reconstructor.reconstruct_still(rgb, DEFAULT_FPS), error
 
     return track
 
 
 class _Batches:
-    """The output rows of ``count`` photos as they are tracked (``tracked[i]``: photo i's coarse arrays),
-    refined :data:`BATCH_PHOTOS` at a time in name order; ``check()`` runs before the first refinement."""
+    """The output rows of ``count`` photos as they are tracked (``tracked[i]``: photo i's coarse arrays,
+    one row per face), refined :data:`BATCH_PHOTOS` photos at a time in name order (``done`` so far;
+    ``owners``: each row's photo); ``check()`` runs before the first refinement."""
 
     def __init__(
         self, refiner: InferenceRefiner | RefinerProcess | None, count: int, check: Callable[[], None]
@@ -192,18 +219,20 @@ class _Batches:
         self.refiner, self.check = refiner, check
         self.tracked: list[dict[str, np.ndarray] | None] = [None] * count
         self.rows: list[dict[str, np.ndarray]] = []
+        self.owners: list[int] = []
+        self.done = 0
         self.aus: list[int] = []
 
     def ready(self) -> bool:
         """Whether the next batch is tracked and the refiner loaded (never waits)."""
-        batch = self.tracked[len(self.rows) : len(self.rows) + BATCH_PHOTOS]
+        batch = self.tracked[self.done : self.done + BATCH_PHOTOS]
         loaded = not isinstance(self.refiner, RefinerProcess) or self.refiner.check()
         return bool(batch) and all(arrays is not None for arrays in batch) and loaded
 
     def refine(self) -> None:
         """Turn the next batch (all tracked) into rows: with a refiner each photo's S̄ and refinement,
         without one its coarse mesh as S̄."""
-        first = len(self.rows)
+        first = self.done
         batch: list[dict[str, np.ndarray]] = self.tracked[first : first + BATCH_PHOTOS]  # type: ignore[assignment]
         self.tracked[first : first + len(batch)] = [None] * len(batch)
         frames = {key: np.concatenate([a[key] for a in batch]) for key in batch[0] if batch[0][key].ndim}
@@ -220,7 +249,10 @@ class _Batches:
             else:
                 out.update(refine_photos(self.refiner, frames))
             self.aus = out.pop("aus").tolist()
-        self.rows += [{key: value[i] for key, value in out.items()} for i in range(len(batch))]
+        counts = [len(arrays["valid"]) for arrays in batch]
+        self.rows += [{key: value[i] for key, value in out.items()} for i in range(sum(counts))]
+        self.owners += [first + j for j, count in enumerate(counts) for _ in range(count)]
+        self.done += len(batch)
 
 
 def _write(
@@ -228,14 +260,15 @@ def _write(
     arrays: dict[str, np.ndarray],
     valid: np.ndarray,
     names: list[str],
+    frames: np.ndarray,
+    face_ids: np.ndarray,
     triangles: np.ndarray,
     topology: str,
     aus: list[int],
     refined: bool,
 ) -> None:
-    """The collection's npz and CSV."""
+    """The collection's npz and CSV: one row per face (``names``, ``frames`` 1-based photo numbers, ``face_ids``)."""
     n = len(names)
-    frames = np.arange(1, n + 1, dtype=np.int64)
     extra = {
         k: v for k, v in arrays.items() if k != "vertices" and (refined or k not in ("coarse_vertices", "au_probs"))
     }
@@ -249,6 +282,7 @@ def _write(
         np.zeros(n),
         files=np.asarray(names),
         frames=frames,
+        face_id=face_ids,
         topology=np.asarray(topology),
         refined=np.asarray(refined),
         **extra,
@@ -263,7 +297,14 @@ def _write(
             rotation=arrays["rotation"],
             translation=arrays["translation"],
             labels=names,
+            face_ids=face_ids,
         )
+
+
+def _face_ids(owners: np.ndarray) -> np.ndarray:
+    """Each row's number among its photo's rows (0, 1, ...): ``owners`` lists the rows' photos in order."""
+    starts = np.searchsorted(owners, owners)  # the first row of each row's photo
+    return (np.arange(len(owners)) - starts).astype(np.int64)
 
 
 def _listed(names: list[str]) -> str:

@@ -52,8 +52,10 @@ class ReconstructionResult:
         num_frames, num_valid: frames processed and frames with a face.
         timings: seconds per stage. refined: whether a trained model refined the meshes.
         name: the input's name (the stem of every output file).
-        photos: a photo collection (:mod:`au_face.photos`): one row per photo, each on its own;
+        photos: a photo collection (:mod:`au_face.inference.photos`): one row per photo, each on its own;
             the CSV's first column ``file`` names them, and there is no AU plot.
+        num_faces: a collection's rows with a face (with every face of each photo, more than
+            ``num_valid``, the photos with a face); None for a video.
 
     :attr:`meshes` and :attr:`aus` are read from the files on first use (:meth:`load` reads
     them at once, so the files may then go).
@@ -66,6 +68,7 @@ class ReconstructionResult:
     refined: bool = False
     name: str = "video"
     photos: bool = False
+    num_faces: int | None = None
     _meshes: MeshSequence | None = field(default=None, repr=False)
     _aus: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -151,6 +154,8 @@ class ReconstructionResult:
         """A few lines for the terminal."""
         unit = "photos (each on its own)" if self.photos else "frames"
         lines = [f"{self.num_frames} {unit}, face found in {self.num_valid}"]
+        if self.num_faces is not None and self.num_faces != self.num_valid:
+            lines[0] += f" ({self.num_faces} faces)"
         lines += [f"  {OUTPUT_NAMES[key]:<31} {path}" for key, path in self.paths.items()]
         if not self.refined:
             lines.append("  AU probabilities and the refined mesh need a trained model (--ckpt)")

@@ -43,8 +43,8 @@ def euler_angles(rotation: np.ndarray) -> np.ndarray:
 class AUCsvWriter(AtomicStreamWriter):
     """Stream per-frame pose and AU probabilities to an OpenFace-style CSV.
 
-    Columns follow OpenFace where they apply: ``frame`` (1-based), ``face_id`` (0: one face is
-    tracked), ``timestamp`` (seconds), ``confidence`` (fit quality in [0, 1]), ``success`` (1 when
+    Columns follow OpenFace where they apply: ``frame`` (1-based), ``face_id`` (0 in video, where one
+    face is tracked; in a photo, each face's number from the left), ``timestamp`` (seconds), ``confidence`` (fit quality in [0, 1]), ``success`` (1 when
     a face was found), ``pose_Tx..pose_Tz`` (translation in image pixels, depth in x's pixel
     units) and ``pose_Rx..pose_Rz`` (:func:`euler_angles` of the head rotation in camera axes,
     zero when facing the camera; see :data:`HEAD_TO_CAMERA`), then one probability column per AU (``AU12_p``, our analogue of OpenFace's
@@ -76,22 +76,25 @@ class AUCsvWriter(AtomicStreamWriter):
         rotation: np.ndarray | None = None,
         translation: np.ndarray | None = None,
         labels: Sequence[str] | None = None,
+        face_ids: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         """Append rows: 1-based frame numbers, seconds, face found, ``[N,K]`` probabilities (None
         without AUs), confidence (default: 1 with a face, 0 without), pose ``[N,3,3]`` and ``[N,3]``
-        (None: pose cells empty), and the ``labels`` column's values (needed when it has one)."""
+        (None: pose cells empty), the ``labels`` column's values (needed when it has one) and each
+        row's ``face_id`` (default 0)."""
         frames = np.asarray(frames, dtype=np.int64)
         n = len(frames)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         success = np.asarray(success, dtype=bool)
         probs = np.zeros((n, 0)) if probs is None else np.asarray(probs, dtype=np.float64)
         conf = success.astype(np.float64) if confidence is None else np.asarray(confidence, dtype=np.float64)
+        ids = np.zeros(n, dtype=np.int64) if face_ids is None else np.asarray(face_ids, dtype=np.int64)
         if self.label is not None and (labels is None or len(labels) != n):
             raise MeshIOError(f"AU rows: {n} frames need {n} values of the {self.label!r} column")
         lead = [[str(x)] for x in labels] if self.label is not None and labels is not None else [[]] * n
-        if not (len(timestamps) == len(success) == len(conf) == n) or probs.shape != (n, len(self.aus)):
+        if not (len(timestamps) == len(success) == len(conf) == len(ids) == n) or probs.shape != (n, len(self.aus)):
             raise MeshIOError(
-                f"AU rows: {n} frames, {len(timestamps)} timestamps, {len(success)} flags, "
+                f"AU rows: {n} frames, {len(timestamps)} timestamps, {len(success)} flags, {len(ids)} face ids, "
                 f"probabilities {probs.shape} for {len(self.aus)} AUs"
             )
         pose = None
@@ -99,7 +102,7 @@ class AUCsvWriter(AtomicStreamWriter):
             angles = euler_angles(np.asarray(rotation, dtype=np.float64) @ HEAD_TO_CAMERA)
             pose = np.concatenate([np.asarray(translation, dtype=np.float64), angles], axis=1)
         for i in range(n):
-            row = [*lead[i], int(frames[i]), 0, f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
+            row = [*lead[i], int(frames[i]), int(ids[i]), f"{timestamps[i]:.3f}", f"{conf[i]:.2f}", int(success[i])]
             if success[i]:
                 row += (
                     [""] * len(POSE_COLUMNS)
