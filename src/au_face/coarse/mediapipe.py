@@ -256,13 +256,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if len(faces) > 1 and not self._warned_faces:
             self._warned_faces = True
             x, y = points[:, :2].mean(axis=0)
-            if self._still:
-                rest = "; the others are ignored (--all-faces keeps every face of a photo)"
-            else:
-                rest = ", and following it; the others are ignored"
             warnings.warn(
                 f"{len(faces)} faces in view; using the largest (most central of equals), centred at "
-                f"x={x:.0f}, y={y:.0f} px{rest}",
+                f"x={x:.0f}, y={y:.0f} px, and following it; the others are ignored (in photos, --all-faces "
+                "keeps every face)",
                 MultipleFacesWarning,
                 stacklevel=2,
             )
