@@ -273,6 +273,36 @@ def _assert_same_outputs(got: ReconstructionResult, want: ReconstructionResult) 
 _CSV_UNITS = {"pose_T": 0.1, "pose_R": 1e-3, "_p": 1e-4, "confidence": 0.01, "timestamp": 1e-3}
 
 
+def test_the_command_from_the_shell_refines_every_video_of_a_folder(single_face: Path, tmp_path: Path) -> None:
+    """One forked refiner process serves the videos of a folder one after another (the second once hit a
+    finished refinement and a broken pipe); the second, 320×240, is lower than the AU panel of its overlay."""
+    from au_face.inference.api import reconstruct as api_reconstruct
+    from au_face.io.checkpoints import default_checkpoint
+
+    if default_checkpoint() is None:
+        pytest.skip("no packaged model")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(single_face.read_bytes())
+    capture = cv2.VideoCapture(str(single_face))
+    writer = cv2.VideoWriter(str(folder / "b.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240))
+    while (frame := capture.read())[0]:
+        writer.write(cv2.resize(frame[1][:, 80:560], (320, 240), interpolation=cv2.INTER_AREA))
+    writer.release()
+    capture.release()
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(folder), "--out", str(tmp_path / "cli")]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    for name in ("a", "b"):
+        cli = ReconstructionResult(output_paths(name, tmp_path / "cli"), 72, 72, refined=True, name=name)
+        cli.paths.pop("frame_meshes")
+        api = api_reconstruct(folder / f"{name}.mp4", out=tmp_path / "api", overlay=True)
+        _assert_same_outputs(cli, api)
+    overlay = cv2.VideoCapture(str(tmp_path / "cli" / "b_overlay.mp4"))
+    assert overlay.read()[1].shape == (272, 520, 3)  # the 320×240 picture, black below it, and the panel
+    overlay.release()
+
+
 def _stand_in_after(seconds: float, topology_name: str = "mediapipe") -> StandInRefiner:
     time.sleep(seconds)
     return StandInRefiner(topology_name=topology_name)

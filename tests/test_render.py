@@ -127,6 +127,24 @@ def test_overlay_video_frames_size_and_panel(tmp_path: Path, sphere) -> None:
     assert np.abs(frames[0][:, SIZE[0] :].astype(int) - frames[2][:, SIZE[0] :]).mean() > 1
 
 
+def test_a_picture_too_low_for_the_panel_gets_black_below_it(tmp_path: Path, sphere) -> None:
+    """19 AUs need 272 px of panel; a 160×120 video (or a 320×240 one) once broke the overlay."""
+    vertices, faces = sphere
+    aus = [1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 23, 24, 25, 26, 45]
+    rgb = np.full((SIZE[1], SIZE[0], 3), 200, dtype=np.uint8)
+    with OverlayWriter(tmp_path / "o.mp4", 25, SIZE, faces, aus=aus) as writer:
+        assert writer.frame_size == (SIZE[0] + 200, AUPanel.least_height(len(aus))) == (360, 272)
+        for value in (0.9, 0.1):
+            writer.write(rgb, vertices, np.full(len(aus), value), 0.0)
+    high, low = _read_all(tmp_path / "o.mp4")
+    assert high.shape == (272, 360, 3)
+    assert high[SIZE[1] + 4 :, : SIZE[0]].mean() < 25 < high[: SIZE[1] - 20, : SIZE[0]].mean()  # black below
+    last_row = slice(272 - 8 - AUPanel.MIN_ROW, 272 - 8)  # AU45's bar, drawn in full
+    assert np.abs(high[last_row, SIZE[0] :].astype(int) - low[last_row, SIZE[0] :]).mean() > 5
+    with pytest.raises(ValueError, match="19 AUs need a panel 272 px high"):
+        AUPanel(aus, 240)
+
+
 def test_overlay_without_aus_keeps_video_size_and_is_atomic(tmp_path: Path, sphere) -> None:
     vertices, faces = sphere
     rgb = np.zeros((SIZE[1], SIZE[0], 3), dtype=np.uint8)

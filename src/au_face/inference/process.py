@@ -60,7 +60,7 @@ class RefinerProcess:
         child.close()
         self._topology_name: str | None = None
         self._frame_inputs: tuple[str, ...] = FRAME_INPUTS
-        self._begun = False  # the coarse store has been sent
+        self._store: FrameStore | None = None  # the coarse store last sent (the video being refined)
 
     def check(self) -> bool:
         """Whether the refiner is loaded; raises the error of ``make()`` if it has failed. Never waits."""
@@ -98,9 +98,9 @@ class RefinerProcess:
         Refined rows that are ready meanwhile are reported to ``on_rows(rows, aus)`` without waiting
         (once the refiner has loaded). With ``final``, waits for the last row and returns ``S̄`` (the
         latest used) and the AU numbers; else returns None."""
-        if not self._begun:
+        if store is not self._store:  # a new video (the last one may have finished or failed)
             self._conn.send(("begin", store, threads))
-            self._begun = True
+            self._store = store
         layout = {name: (store.dtype(name).str, store.shape(name)) for name in FRAME_FIELDS if name in store}
         self._conn.send(("end" if final else "frames", layout))
         while final or (self.check() and self._conn.poll()):

@@ -21,7 +21,7 @@ import numpy as np
 from au_face.aus import au_label
 from au_face.errors import AUFaceError
 from au_face.io.video_writer import Mp4Writer, VideoWriteError
-from au_face.io.yuv import edit_as_bgr, even_size, i420_size, paste, to_i420
+from au_face.io.yuv import edit_as_bgr, even_size, i420_size, paste, planes, to_i420
 from au_face.utils.files import AtomicStreamWriter, publish, temporary_sibling
 from au_face.viz import MESH_STYLES, OVERLAY_MAX_SIDE
 
@@ -147,12 +147,22 @@ def _label_i420(i420: np.ndarray, text: str, org: tuple[int, int], colour: tuple
 class AUPanel:
     """Side panel with one horizontal probability bar per AU."""
 
+    #: Pixels above the first AU's row (the title), below the last, and the least and most a row takes.
+    TOP, BOTTOM, MIN_ROW, MAX_ROW = 36, 8, 12, 30
+
+    @classmethod
+    def least_height(cls, num_aus: int) -> int:
+        """The height the panel needs for ``num_aus`` rows of the least height."""
+        return cls.TOP + num_aus * cls.MIN_ROW + cls.BOTTOM
+
     def __init__(self, aus: Sequence[int], height: int, width: int = 200, threshold: float = 0.5) -> None:
         self.aus = list(aus)
+        if height < self.least_height(len(self.aus)):
+            raise ValueError(f"{len(self.aus)} AUs need a panel {self.least_height(len(self.aus))} px high, not {height}")
         self.width = width
         self.threshold = threshold
-        self.top = 36
-        self.row = max(12, min(30, (height - self.top - 8) // max(len(self.aus), 1)))
+        self.top = self.TOP
+        self.row = max(self.MIN_ROW, min(self.MAX_ROW, (height - self.TOP - self.BOTTOM) // max(len(self.aus), 1)))
         self.scale = min(0.5, self.row / 40)
         self.bar_x0, self.bar_x1 = 58, width - 52
         base = np.full((height, width, 3), PANEL_COLOUR, dtype=np.uint8)
@@ -209,7 +219,8 @@ class OverlayWriter(AtomicStreamWriter):
     posed mesh drawn on it and, given AUs, a side panel.
 
     ``size`` is the video's ``(width, height)`` (an odd one gains an edge pixel: 4:2:0 needs even
-    sizes); with ``aus`` the output is ``panel_width`` wider (rounded up to even). ``style`` is one of
+    sizes); with ``aus`` the output is ``panel_width`` wider (rounded up to even), and at least as high as
+    the panel needs (:meth:`AUPanel.least_height`: a picture less high has black below it). ``style`` is one of
     :data:`MESH_STYLES`; ``alpha`` the mesh's opacity (default per style). Frames are composed and
     encoded as I420 (:mod:`au_face.io.yuv`); only the mesh's and the labels' boxes are drawn in BGR.
     ``niceness`` lowers the encoder process's priority (:class:`~au_face.io.video_writer.Mp4Writer`).
@@ -237,9 +248,12 @@ class OverlayWriter(AtomicStreamWriter):
         self.triangles = np.asarray(triangles, dtype=np.int64)
         self.style, self.alpha = style, alpha
         panel_width += panel_width % 2
-        self.panel = AUPanel(aus, self.picture_size[1], panel_width, threshold) if aus else None
+        height = self.picture_size[1]
+        if aus:
+            height = max(height, even_size((0, AUPanel.least_height(len(aus))))[1])
+        self.panel = AUPanel(aus, height, panel_width, threshold) if aus else None
         width = self.picture_size[0] + (panel_width if self.panel else 0)
-        self.frame_size = (width, self.picture_size[1])
+        self.frame_size = (width, height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
         try:
@@ -276,6 +290,11 @@ class OverlayWriter(AtomicStreamWriter):
                 f"{self.picture_size[0]}x{self.picture_size[1]}"
             )
         canvas = np.empty((self.frame_size[1] * 3 // 2, self.frame_size[0]), dtype=np.uint8)
+        if self.frame_size[1] > self.picture_size[1]:  # black below the picture
+            luma, *chroma = planes(canvas)
+            luma[self.picture_size[1] :] = 16
+            for plane in chroma:
+                plane[self.picture_size[1] // 2 :] = 128
         paste(canvas, i420, 0)
         if posed is None:
             _label_i420(canvas, "no face", (10, 28), NO_FACE_COLOUR, 0.7)
