@@ -158,7 +158,9 @@ class AUPanel:
     def __init__(self, aus: Sequence[int], height: int, width: int = 200, threshold: float = 0.5) -> None:
         self.aus = list(aus)
         if height < self.least_height(len(self.aus)):
-            raise ValueError(f"{len(self.aus)} AUs need a panel {self.least_height(len(self.aus))} px high, not {height}")
+            raise ValueError(
+                f"{len(self.aus)} AUs need a panel {self.least_height(len(self.aus))} px high, not {height}"
+            )
         self.width = width
         self.threshold = threshold
         self.top = self.TOP
