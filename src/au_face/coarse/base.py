@@ -6,6 +6,7 @@ import abc
 import zipfile
 import zlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from au_face.utils.lazy import lazy_module
 
 if TYPE_CHECKING:
     import torch
+
+    from au_face.coarse.tracks import FaceTrack
 else:
     torch = lazy_module("torch")  # the coarse pass of au-face reconstruct runs without it
 
@@ -277,3 +280,19 @@ class CoarseReconstructor(abc.ABC):
         gives one), left to right; one row without a face where there is none. Only reconstructors with
         :attr:`finds_every_face` do this; the others raise :class:`~au_face.errors.AUFaceError`."""
         raise AUFaceError(f"the {self.name} reconstructor reconstructs one face per photo, not every face")
+
+    def faces_in_frame(self, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
+        """Every face found on the next frame of a video (tracked as :meth:`reconstruct` tracks), without
+        choosing one: pixel points ``[V,3]`` each. Only reconstructors with :attr:`finds_every_face`."""
+        raise AUFaceError(f"the {self.name} reconstructor follows one face per video, not every face")
+
+    def every_face(self) -> AbstractContextManager[None]:
+        """Meanwhile a video's frames are tracked for up to :data:`EVERY_FACE` faces (for
+        :meth:`faces_in_frame` and :meth:`following`). Only reconstructors with :attr:`finds_every_face`."""
+        raise AUFaceError(f"the {self.name} reconstructor follows one face per video, not every face")
+
+    def following(self, track: FaceTrack) -> AbstractContextManager[None]:
+        """Meanwhile :meth:`reconstruct` gives the face of ``track`` (from
+        :func:`~au_face.coarse.tracks.scan_face_tracks`), not the one it would choose. Only reconstructors
+        with :attr:`finds_every_face`."""
+        raise AUFaceError(f"the {self.name} reconstructor follows one face per video, not every face")

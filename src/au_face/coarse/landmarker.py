@@ -304,6 +304,10 @@ class FaceLandmarkerReconstructor(MediaPipeReconstructor):
                 expression[i] = row
         return {**out, "expression": expression}
 
+    def faces_in_frame(self, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
+        self._found = []
+        return super().faces_in_frame(rgb, timestamp)
+
     def reconstruct_faces(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
         self._found = []
         out = super().reconstruct_faces(rgb, fps)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from au_face.coarse.base import EVERY_FACE, CoarseFrames, CoarseReconstructor
+from au_face.coarse.tracks import FaceTrack
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
 from au_face.faces.appearance import DESCRIPTOR_SIZE, appearance_descriptor
@@ -168,6 +170,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._settling = False  # a closer look was taken and the tracker does not agree with it yet
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
+        self._track: FaceTrack | None = None  # the face detect() gives while following()
         self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, appearance descriptor thread)
 
     @property
@@ -224,7 +227,70 @@ class MediaPipeReconstructor(CoarseReconstructor):
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
         """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face.
 
-        ``timestamp`` (seconds in the video) is for graphs that need one; Face Mesh ignores it."""
+        ``timestamp`` (seconds in the video) is for graphs that need one; Face Mesh ignores it. While
+        :meth:`following` a track, its face is taken (None where it is not found)."""
+        faces, small = self._frame_faces(rgb, timestamp)
+        points = None
+        if faces:
+            points = (
+                self.choose_face(faces, rgb.shape[:2])
+                if self._track is None
+                else self._track.pick(self._frame - 1, faces)
+            )
+        if points is None:
+            self._followed = self._small_box = None
+            return None
+        first_sight = self._still or self._followed is None  # placed from a detector's box, not from tracking
+        if (first_sight or self._settling) and _width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
+            closer = self._closer_look(rgb, points)
+            # the tracker goes on from its own first points: until it agrees, the closer look's are kept
+            self._settling = not self._still and not _agree(points, closer)
+            points = closer
+        else:
+            self._settling = False
+        self._small_box = _box_around(points) if small else None
+        if len(faces) > 1 and not self._warned_faces and self._track is None:
+            self._warned_faces = True
+            x, y = points[:, :2].mean(axis=0)
+            warnings.warn(
+                f"{len(faces)} faces in view; using the largest (most central of equals), centred at "
+                f"x={x:.0f}, y={y:.0f} px, and following it; the others are ignored (in photos, --all-faces "
+                "keeps every face)",
+                MultipleFacesWarning,
+                stacklevel=2,
+            )
+        self._followed = points[:, :2].mean(axis=0)
+        return points
+
+    def faces_in_frame(self, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]:
+        """Track one frame as :meth:`detect` does, without choosing: ``[468,3]`` pixel points of every
+        face found (small ones looked for as there; a small one found is looked for around its place next)."""
+        faces, small = self._frame_faces(rgb, timestamp)
+        self._small_box = _box_around(faces[0]) if small and faces else None
+        return faces
+
+    @contextmanager
+    def every_face(self) -> Iterator[None]:
+        """Meanwhile up to :data:`EVERY_FACE` faces are tracked (``max_faces``)."""
+        limit, self.max_faces = self.max_faces, EVERY_FACE
+        try:
+            yield
+        finally:
+            self.max_faces = limit
+
+    @contextmanager
+    def following(self, track: FaceTrack) -> Iterator[None]:
+        """Meanwhile :meth:`detect` gives the face of ``track`` (found by :meth:`faces_in_frame` over the
+        same frames) on each frame, not the largest: one face of a video with several."""
+        self._track = track
+        try:
+            yield
+        finally:
+            self._track = None
+
+    def _frame_faces(self, rgb: np.ndarray, timestamp: float | None) -> tuple[list[np.ndarray], bool]:
+        """Every face found in a frame (tracked in video, with a still-image graph in photos) and whether
+        they are small ones found only in squares (:meth:`_find_small_faces`)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameFormatError(f"frames must be RGB uint8 [H,W,3], got {rgb.dtype} {rgb.shape}")
         if self._still:
@@ -237,34 +303,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
             graph = self._mesh
         faces = self._find_faces(graph, rgb, timestamp)
         self._last_found = len(faces)
-        small = not faces
-        if small:
-            faces = self._find_small_faces(rgb)
-        if not faces:
-            self._followed = self._small_box = None
-            return None
-        points = self.choose_face(faces, rgb.shape[:2])
-        first_sight = self._still or self._followed is None  # placed from a detector's box, not from tracking
-        if (first_sight or self._settling) and _width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
-            closer = self._closer_look(rgb, points)
-            # the tracker goes on from its own first points: until it agrees, the closer look's are kept
-            self._settling = not self._still and not _agree(points, closer)
-            points = closer
-        else:
-            self._settling = False
-        self._small_box = _box_around(points) if small else None
-        if len(faces) > 1 and not self._warned_faces:
-            self._warned_faces = True
-            x, y = points[:, :2].mean(axis=0)
-            warnings.warn(
-                f"{len(faces)} faces in view; using the largest (most central of equals), centred at "
-                f"x={x:.0f}, y={y:.0f} px, and following it; the others are ignored (in photos, --all-faces "
-                "keeps every face)",
-                MultipleFacesWarning,
-                stacklevel=2,
-            )
-        self._followed = points[:, :2].mean(axis=0)
-        return points
+        if faces:
+            return faces, False
+        return self._find_small_faces(rgb), True
 
     def _still_graph(self):
         if self._still_mesh is None:

@@ -50,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all-faces",
         action="store_true",
-        help="with photos (implies --photos): every face of a photo gets its own row, S̄ and mesh, numbered from the "
-        f"left in face_id (up to {EVERY_FACE}; mediapipe and landmarker). Without it a photo's largest face is used",
+        help=f"keep every face (up to {EVERY_FACE}; mediapipe and landmarker), not only the largest. An image or a folder "
+        "of images is then a photo collection (--photos): each face gets its own row, S̄ and mesh, numbered from the "
+        "left in face_id. A video: its faces are found and followed first, then each is reconstructed as its own "
+        "sequence (outputs NAME_face0_*, NAME_face1_*, ... numbered by first sight; one more pass over the video "
+        "per face)",
     )
     parser.add_argument(
         "--fps",
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the reconstruction and print where the outputs went."""
     from au_face.coarse.registry import build_reconstructor
     from au_face.inference.api import UsageError, open_refiner, reconstruct_all
+    from au_face.io.sources import are_photos
     from au_face.utils.quiet import native_logs_silenced
 
     if args.demo == (args.input is not None):
@@ -135,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
             reconstructor.max_faces = args.max_faces
         return reconstructor
 
-    if args.photos or args.all_faces:
+    if args.all_faces and args.max_faces is not None:
+        raise UsageError(
+            f"--max-faces chooses one face among several; --all-faces keeps every face (up to {EVERY_FACE})"
+        )
+    if args.photos or (args.all_faces and args.input is not None and are_photos(args.input)):
         return _run_photos(args, make_reconstructor)
     options = {
         "mesh_format": args.mesh_format,
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "stride": args.stride,
         "max_frames": args.max_frames,
         "fps": args.fps,
+        "all_faces": args.all_faces,
     }
     failed: list[str] = []
 
@@ -175,7 +184,7 @@ def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], Coars
     from au_face.utils.quiet import native_logs_silenced
 
     if args.demo:
-        raise UsageError("--photos and --all-faces read a folder of images or an image, not --demo")
+        raise UsageError("--photos reads a folder of images or an image, not --demo")
     given = [
         flag
         for flag, on in (("--fps", args.fps), ("--stride", args.stride != 1), ("--max-frames", args.max_frames))
@@ -183,10 +192,6 @@ def _run_photos(args: argparse.Namespace, make_reconstructor: Callable[[], Coars
     ]
     if given:
         raise UsageError(f"{', '.join(given)} apply to videos and frames; --photos reads every image on its own")
-    if args.all_faces and args.max_faces is not None:
-        raise UsageError(
-            f"--max-faces chooses one face among several; --all-faces keeps every face (up to {EVERY_FACE})"
-        )
     with open_refiner(args.ckpt, refine=not args.no_refine, fork=args.fresh_process) as refiner:
         reconstructor = make_reconstructor()
         forking = args.fresh_process and reconstructor.one_core

@@ -26,7 +26,7 @@ from au_face.inference.passes import InferenceRefiner
 from au_face.inference.process import RefinerProcess
 from au_face.inference.result import ReconstructionResult
 from au_face.io.checkpoints import default_checkpoint
-from au_face.io.sources import find_inputs, sequence_name
+from au_face.io.sources import are_photos, find_inputs, sequence_name
 from au_face.model.numpy_refiner import load_array_refiner
 from au_face.viz import OVERLAY_MAX_SIDE
 
@@ -102,23 +102,69 @@ def reconstruct_all(
     refiner: InferenceRefiner | RefinerProcess | None,
     name: str | None = None,
     on_error: Callable[[Path, AUFaceError], None] | None = None,
+    all_faces: bool = False,
     **options,
 ) -> Iterator[ReconstructionResult]:
     """Reconstruct every sequence of ``source`` (see :func:`~au_face.io.sources.find_inputs`) into ``out``,
     one result per sequence as it finishes; ``options`` go to :func:`au_face.inference.pipeline.reconstruct`.
-    Nothing in ``out`` is an input. With ``on_error``, an input of several that fails is passed to it
-    (with its error) and the others still run; else the error ends the run."""
+    With ``all_faces``, one result per face of each sequence (:func:`reconstruct_every_face`). Nothing
+    in ``out`` is an input. With ``on_error``, an input of several that fails is passed to it (with its
+    error) and the others still run; else the error ends the run."""
     from au_face.inference.pipeline import reconstruct as run_pipeline
 
     inputs = find_inputs(source, exclude=out)
     names = [name] if name is not None and len(inputs) == 1 else input_names(source, inputs)
     for path, stem in zip(inputs, names):
         try:
-            yield run_pipeline(path, out, reconstructor, refiner=refiner, name=stem, **options)
+            if all_faces:
+                yield from reconstruct_every_face(path, out, reconstructor, refiner, name=stem, **options)
+            else:
+                yield run_pipeline(path, out, reconstructor, refiner=refiner, name=stem, **options)
         except AUFaceError as err:
             if on_error is None or len(inputs) == 1:
                 raise
             on_error(path, err)
+
+
+def reconstruct_every_face(
+    source: Path,
+    out: str | Path,
+    reconstructor: CoarseReconstructor,
+    refiner: InferenceRefiner | RefinerProcess | None,
+    name: str,
+    **options,
+) -> Iterator[ReconstructionResult]:
+    """Every face of one video (or folder of frames): its faces found and linked into tracks first
+    (:func:`~au_face.coarse.tracks.scan_face_tracks`, a pass of the reconstructor alone), then each track
+    reconstructed as its own sequence with the reconstructor following it: files ``<name>_face<k>_*``
+    and ``face_id`` k, numbered by first sight (then from the left). ``options`` as for
+    :func:`au_face.inference.pipeline.reconstruct`; :class:`~au_face.coarse.stream.NoFaceError` without a face."""
+    from au_face.coarse.stream import NoFaceError
+    from au_face.coarse.tracks import MIN_TRACK_FRAMES, scan_face_tracks
+    from au_face.inference.pipeline import reconstruct as run_pipeline
+
+    if not reconstructor.finds_every_face:
+        raise UsageError(
+            f"the {reconstructor.name} reconstructor follows one face; every face needs mediapipe or landmarker"
+        )
+    scan = {key: options.get(key) for key in ("max_frames", "fps")}
+    with reconstructor.every_face():  # the same faces found in the scan and in each run
+        tracks = scan_face_tracks(source, reconstructor, stride=options.get("stride", 1), **scan)
+        if not tracks:
+            raise NoFaceError(
+                f"no face found in {source}, or none on enough frames to follow (at least {MIN_TRACK_FRAMES})"
+            )
+        for face_id, track in enumerate(tracks):
+            with reconstructor.following(track):
+                yield run_pipeline(
+                    source,
+                    out,
+                    reconstructor,
+                    refiner=refiner,
+                    name=f"{name}_face{face_id}",
+                    face_id=face_id,
+                    **options,
+                )
 
 
 class Reconstructor:
@@ -181,11 +227,12 @@ class Reconstructor:
     ) -> ReconstructionResult | list[ReconstructionResult]:
         """Reconstruct a video, an image, a folder of videos or of image frames, or photos.
 
-        A folder of videos gives a list of results, anything else one result. A list of image
+        A folder of videos, or a video with ``all_faces``, gives a list of results, anything else one result. A list of image
         paths, or a folder or image with ``photos=True``, is a photo collection
         (:func:`~au_face.inference.photos.reconstruct_photos`): every photo on its own, with its own S̄ and
-        one row (named by its file) of one result; ``all_faces`` (photos only) gives every face of a photo
-        its own row, numbered from the left in ``face_id``. ``fps`` is the frame rate of a folder of image
+        one row (named by its file) of one result. ``all_faces`` keeps every face: of a photo (an image or a
+        folder of images is then a photo collection), each its own row, numbered from the left in
+        ``face_id``; of a video, each its own sequence and result (:func:`reconstruct_every_face`). ``fps`` is the frame rate of a folder of image
         frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
         that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
         ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``; ``overlay_max_side``
@@ -197,14 +244,14 @@ class Reconstructor:
         if self._closed:
             raise UsageError("this Reconstructor is closed")
         _check_overlay_has_out(overlay, out)
-        if photos or all_faces or not isinstance(source, (str, Path)):
+        if photos or not isinstance(source, (str, Path)) or (all_faces and are_photos(source)):
             if overlay or stride != 1 or max_frames is not None or fps is not None:
                 raise UsageError(
                     "photos are each on their own: overlay, stride, max_frames and fps apply to videos and frames"
                 )
             return self._photos(source, out, mesh_format, progress, all_faces)
         options: dict[str, Any] = {
-            "overlay": overlay, "overlay_style": overlay_style, "overlay_max_side": overlay_max_side, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps,
+            "overlay": overlay, "overlay_style": overlay_style, "overlay_max_side": overlay_max_side, "mesh_format": mesh_format, "stride": stride, "max_frames": max_frames, "progress": progress, "fps": fps, "all_faces": all_faces,
         }  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="au_face_") as scratch, native_logs_silenced(not self.verbose):
             results = [
@@ -213,7 +260,7 @@ class Reconstructor:
                     source, out if out is not None else scratch, self.coarse, self.refiner, **options
                 )
             ]
-        single = find_inputs(source) == [Path(source)]
+        single = find_inputs(source) == [Path(source)] and not all_faces
         return results[0] if single else results
 
     def _photos(
@@ -315,5 +362,6 @@ __all__ = [
     "open_refiner",
     "reconstruct",
     "reconstruct_all",
+    "reconstruct_every_face",
     "resolve_refiner",
 ]

@@ -141,7 +141,7 @@ def _write_npz(
             npz.add("aus", np.asarray(aus, dtype=np.int64))
 
 
-def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]) -> None:
+def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int], face_id: int) -> None:
     """The OpenFace-style CSV: pose and confidence for every frame, AUs when a model ran."""
     with AUCsvWriter(path, aus) as writer:
         for start in range(0, len(frames), STORE_CHUNK):
@@ -155,6 +155,7 @@ def _write_csv(path: Path, store: FrameStore, frames: np.ndarray, aus: list[int]
                 confidence=store.read("confidence", start, stop) if "confidence" in store else None,
                 rotation=store.read("rotation", start, stop),
                 translation=store.read("translation", start, stop),
+                face_ids=np.full(len(valid), face_id),
             )
 
 
@@ -252,6 +253,7 @@ def reconstruct(
     fps: float | None = None,
     overlay_style: str = "wire",
     overlay_max_side: int | None = OVERLAY_MAX_SIDE,
+    face_id: int = 0,
 ) -> ReconstructionResult:
     """Reconstruct every processed frame of one input and write the results to ``out_dir``.
 
@@ -267,6 +269,7 @@ def reconstruct(
     waited for after pass 1. The refinement runs as the frames arrive (:class:`~au_face.inference.passes.WindowStream`);
     ``refine_threads`` is torch's thread count while refining. ``fps`` is the frame rate of image
     frames (default :data:`~au_face.video.DEFAULT_FPS`, with a warning); a video has its own.
+    ``face_id`` fills the CSV's column (the face's number where a video's faces are reconstructed one by one).
     """
     start_time = time.perf_counter()
     source = Path(source)
@@ -371,7 +374,7 @@ def reconstruct(
         tick = time.perf_counter()
         _write_npz(paths["meshes"], store, topology.triangles, reference, frames, fps, topology.name, aus)
         written["meshes"] = paths["meshes"]
-        _write_csv(paths["au_csv"], store, frames, aus)
+        _write_csv(paths["au_csv"], store, frames, aus, face_id)
         written["au_csv"] = paths["au_csv"]
         if mesh_format is not None:  # all files or none: written in the work folder, then moved
             _write_frame_meshes(work / "frame_meshes", store, topology.triangles, frames, mesh_format)

@@ -91,6 +91,14 @@ def _listing(folder: Path, entries: Callable[[], Iterable[Path]]) -> list[Path]:
         raise InputNotFoundError(f"{err.filename or folder}: permission denied (cannot list the folder)") from err
 
 
+def are_photos(path: str | Path) -> bool:
+    """Whether ``path`` is an image, or a folder with images and no videos."""
+    path = Path(path)
+    if path.is_dir():
+        return bool(list_images(path)) and not list_videos(path)
+    return is_image(path)
+
+
 def find_inputs(path: str | Path, exclude: str | Path | None = None) -> list[Path]:
     """The sequences ``path`` holds: a file is one sequence (a video or a single image); a folder
     with videos gives each video; a folder of images is one sequence of frames. Nothing in the

@@ -1,0 +1,102 @@
+"""Every face of a video: faces linked into tracks, each reconstructed on its own (``--all-faces``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import au_face
+from au_face.cli import main
+from au_face.coarse.tracks import MIN_TRACK_FRAMES, TRACK_GAP, FaceTrack, link_faces
+
+
+def _face(x: float, y: float, width: float = 100.0) -> np.ndarray:
+    """A stand-in face: points spanning ``width`` px around the centre ``(x, y)``."""
+    return np.array([[x - width / 2, y, 0.0], [x + width / 2, y, 0.0]])
+
+
+def test_faces_are_linked_by_nearness_through_short_gaps() -> None:
+    frames: list[list[np.ndarray]] = []
+    for i in range(40):
+        faces = [_face(600 - 2 * i, 200)]  # first seen, on the right, moving left
+        if i >= 3 and not 10 <= i < 20:  # seen from frame 3, then lost for 10 frames
+            faces.append(_face(100 + 3 * i, 220))
+        if i == 5:
+            faces.append(_face(900, 500))  # glimpsed once: not a track
+        frames.append(faces)
+    right, left = link_faces(frames)
+    assert right.frames.tolist() == list(range(40))
+    assert left.frames[0] == 3 and len(left) == 40 - 3 - 10  # one track across the gap
+    np.testing.assert_allclose(left.centres[-1], [100 + 3 * 39, 220])
+    # first seen first; faces first seen on one frame are numbered from the left
+    a, b = link_faces([[_face(500, 0), _face(100, 0)]] * MIN_TRACK_FRAMES)
+    assert a.centres[0, 0] == 100 and b.centres[0, 0] == 500
+    # a face more than half its width from where a track was is another face
+    assert len(link_faces([[_face(100, 0)]] * 10 + [[_face(160, 0)]] * 10)) == 2
+    # in a video shorter than MIN_TRACK_FRAMES a face seen throughout is kept
+    assert len(link_faces([[_face(100, 0)]] * 3)) == 1
+
+
+def test_a_track_picks_its_face_near_where_it_was_seen() -> None:
+    track = FaceTrack(np.array([0, 1, 2, 100]), np.array([[100.0, 0], [104, 0], [108, 0], [300, 0]]), np.full(4, 100.0))
+    ours, other = _face(110, 0), _face(400, 0)
+    assert track.pick(3, [other, ours]) is ours
+    assert track.pick(2 + TRACK_GAP + 1, [other, ours]) is None  # not seen within TRACK_GAP frames
+    assert track.pick(99, [other, _face(310, 0)])[0, 0] == 260  # seen again soon after: where it was then
+    assert track.pick(3, [_face(170, 0)]) is None  # another face, not this one
+
+
+@pytest.fixture(scope="module")
+def pair_video(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 36 frames of single_face.mp4 beside their mirror image (two faces, 1280×360)."""
+    capture = cv2.VideoCapture(str(video_dir / "single_face.mp4"))
+    path = tmp_path_factory.mktemp("videos") / "pair.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 360))
+    for _ in range(36):
+        frame = capture.read()[1]
+        writer.write(np.concatenate([frame, frame[:, ::-1]], axis=1))
+    writer.release()
+    capture.release()
+    return path
+
+
+def test_every_face_of_a_video_is_reconstructed_as_if_alone(pair_video: Path, video_dir: Path) -> None:
+    pytest.importorskip("mediapipe")
+    with au_face.Reconstructor() as reconstruct, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (two faces in view)
+        faces = reconstruct(pair_video, all_faces=True)
+        alone = reconstruct(video_dir / "single_face.mp4", max_frames=36)
+        one = reconstruct(video_dir / "single_face.mp4", max_frames=36, all_faces=True)
+    assert [r.name for r in faces] == ["pair_face0", "pair_face1"]
+    assert [r.aus["face_id"].unique().tolist() for r in faces] == [[0], [1]]
+    assert all(r.num_frames == r.num_valid == 36 for r in faces)
+    left, right = (r.aus["pose_Tx"].mean() for r in faces)
+    assert left < 640 < right
+    # the left face is the clip's own: it reads as the clip alone does
+    assert np.abs(faces[0].aus.filter(like="_p").to_numpy() - alone.aus.filter(like="_p").to_numpy()).mean() < 0.03
+    # a video with one face gives what it gives without all_faces
+    assert len(one) == 1 and one[0].name == "single_face_face0"
+    np.testing.assert_array_equal(one[0].vertices, alone.vertices)
+
+
+def test_the_all_faces_command_on_a_video(pair_video: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("mediapipe")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(pair_video), "--all-faces", "--no-overlay", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"pair_face{k}_{kind}" for k in (0, 1) for kind in ("aus.csv", "aus.png", "meshes.npz")
+    ]
+    assert pd.read_csv(out / "pair_face1_aus.csv")["face_id"].eq(1).all()
+    blank = tmp_path / "blank.mp4"
+    writer = cv2.VideoWriter(str(blank), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240))
+    for _ in range(10):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    capsys.readouterr()
+    assert main(["reconstruct", str(blank), "--all-faces", "--out", str(out)]) == 2
+    assert "no face found" in capsys.readouterr().err
