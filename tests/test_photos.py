@@ -323,7 +323,7 @@ def test_every_face_of_a_photo_gets_its_own_row_as_if_alone(
     assert plain.num_faces == plain.num_valid == 3 and list(plain.aus["face_id"]) == [0, 0, 0, 0]
 
 
-def test_the_all_faces_command_names_each_face(group_photo: Path, video_dir: Path, tmp_path: Path, capsys) -> None:
+def test_the_all_faces_command_names_each_face(group_photo: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert main(["reconstruct", str(group_photo), "--all-faces", "--out", str(out), "--mesh-format", "obj"]) == 0
     assert pd.read_csv(out / "group_aus.csv")["face_id"].tolist() == [0, 1]
@@ -331,8 +331,6 @@ def test_the_all_faces_command_names_each_face(group_photo: Path, video_dir: Pat
     capsys.readouterr()
     assert main(["reconstruct", str(group_photo), "--all-faces", "--max-faces", "2", "--out", str(out)]) == 2
     assert "--all-faces keeps every face" in capsys.readouterr().err
-    assert main(["reconstruct", str(video_dir / "single_face.mp4"), "--all-faces", "--out", str(out)]) == 2
-    assert "photo mode reads images only" in capsys.readouterr().err
 
 
 def test_a_face_found_only_in_a_tile_must_be_found_again() -> None:
