@@ -661,7 +661,7 @@ def test_a_bad_video_does_not_stop_the_others(tmp_path: Path) -> None:
     outcome = run_cli(reconstruct(videos, tmp_path), tmp_path / "out")
     assert outcome.code == 1 and not outcome.traceback, outcome.output
     assert _outputs(tmp_path / "out") == ["a", "c"]
-    assert "b.mp4" in outcome.first_line and "1 inputs failed" in outcome.output
+    assert "b.mp4" in outcome.first_line and "1 input failed" in outcome.output
 
 
 @pytest.mark.parametrize("kind", ["folder", "video", "photo"])

@@ -275,7 +275,9 @@ _CSV_UNITS = {"pose_T": 0.1, "pose_R": 1e-3, "_p": 1e-4, "confidence": 0.01, "ti
 
 def test_the_command_from_the_shell_refines_every_video_of_a_folder(single_face: Path, tmp_path: Path) -> None:
     """One forked refiner process serves the videos of a folder one after another (the second once hit a
-    finished refinement and a broken pipe); the second, 320×240, is lower than the AU panel of its overlay."""
+    finished refinement and a broken pipe), also after one without a face failed between them (its
+    work folder went while the process read it, which ended the process); the last, 320×240, is lower
+    than the AU panel of its overlay."""
     from au_face.inference.api import reconstruct as api_reconstruct
     from au_face.io.checkpoints import default_checkpoint
 
@@ -290,9 +292,14 @@ def test_the_command_from_the_shell_refines_every_video_of_a_folder(single_face:
         writer.write(cv2.resize(frame[1][:, 80:560], (320, 240), interpolation=cv2.INTER_AREA))
     writer.release()
     capture.release()
+    blank = cv2.VideoWriter(str(folder / "a_blank.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240))
+    for _ in range(40):
+        blank.write(np.full((240, 320, 3), 90, np.uint8))
+    blank.release()
     env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "au_face.cli", "reconstruct", str(folder), "--out", str(tmp_path / "cli")]
-    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "1 input failed" in run.stderr and "a_blank.mp4: no face found" in run.stderr
     for name in ("a", "b"):
         cli = ReconstructionResult(output_paths(name, tmp_path / "cli"), 72, 72, refined=True, name=name)
         cli.paths.pop("frame_meshes")

@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{result.name}:")
                 print(result.summary())
     if failed:
-        print(f"au-face: {len(failed)} inputs failed (the others are done): {', '.join(failed)}", file=sys.stderr)
+        inputs = "input" if len(failed) == 1 else "inputs"
+        print(f"au-face: {len(failed)} {inputs} failed (the others are done): {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

@@ -61,6 +61,7 @@ class RefinerProcess:
         self._topology_name: str | None = None
         self._frame_inputs: tuple[str, ...] = FRAME_INPUTS
         self._store: FrameStore | None = None  # the coarse store last sent (the video being refined)
+        self._video = 0  # its number: answers about an earlier one are passed over
 
     def check(self) -> bool:
         """Whether the refiner is loaded; raises the error of ``make()`` if it has failed. Never waits."""
@@ -99,12 +100,17 @@ class RefinerProcess:
         (once the refiner has loaded). With ``final``, waits for the last row and returns ``S̄`` (the
         latest used) and the AU numbers; else returns None."""
         if store is not self._store:  # a new video (the last one may have finished or failed)
-            self._conn.send(("begin", store, threads))
+            self._video += 1
+            self._conn.send(("begin", self._video, store, threads))
             self._store = store
         layout = {name: (store.dtype(name).str, store.shape(name)) for name in FRAME_FIELDS if name in store}
         self._conn.send(("end" if final else "frames", layout))
         while final or (self.check() and self._conn.poll()):
-            kind, payload = self._receive("rows", "done")
+            kind, (video, *payload) = self._receive("rows", "done", "failed")
+            if video != self._video:  # about a video that failed here (its work folder is gone)
+                continue
+            if kind == "failed":
+                raise payload[0]
             if kind == "done":
                 reference, aus = payload
                 return reference, aus
@@ -149,8 +155,11 @@ class RefinerProcess:
 
 
 def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherited: Connection | None) -> None:
-    """The process: build the refiner, then refine the store the parent sends as its frames arrive
-    (``begin``, then ``frames`` after each chunk and ``end``), until the parent sends None.
+    """The process: build the refiner, then refine each store the parent sends as its frames arrive
+    (``begin`` with the video's number, then ``frames`` after each chunk and ``end``), until the parent
+    sends None. Answers about a video carry its number. A video whose refinement fails here (for one,
+    its work folder deleted when it failed in the parent) is answered ``failed`` and the process goes
+    on to the next.
 
     ``inherited`` is the parent's end of the pipe as a fork copies it: closed first, so that the
     pipe ends (and this process with it) when the parent dies, even by ``kill -9``.
@@ -162,24 +171,31 @@ def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherit
         conn.send(("loaded", refiner.topology_name, array_refiner(refiner).frame_inputs))
         stream: WindowStream | None = None
         store: FrameStore | None = None
+        video = 0
         while (request := conn.recv()) is not None:
             kind, *payload = request
             if kind == "photos":
                 conn.send(("photos", refine_photos(refiner, payload[0])))
                 continue
             if kind == "begin":
-                store, threads = payload
-                stream = WindowStream(refiner, store, threads, partial(_rows_ready, conn, store))
+                video, store, threads = payload
+                stream = WindowStream(refiner, store, threads, partial(_rows_ready, conn, video, store))
                 continue
             while kind == "frames" and conn.poll():  # only the latest count matters
                 kind, *payload = conn.recv()
-            (layout,) = payload
-            for name, (dtype, shape) in layout.items():
-                store.note_rows(name, np.dtype(dtype), shape[1:], shape[0])
-            rows = store.shape("valid")[0]
-            stream.advance(rows, final=kind == "end")
+            if stream is None:  # this video failed here already
+                continue
+            try:
+                (layout,) = payload
+                for name, (dtype, shape) in layout.items():
+                    store.note_rows(name, np.dtype(dtype), shape[1:], shape[0])
+                stream.advance(store.shape("valid")[0], final=kind == "end")
+            except Exception as err:  # the parent raises it, for this video only
+                conn.send(("failed", video, picklable(err)))
+                stream = None
+                continue
             if kind == "end":
-                conn.send(("done", stream.reference, stream.aus))
+                conn.send(("done", video, stream.reference, stream.aus))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C or the parent has gone: just end
         pass
     except BaseException as err:
@@ -189,10 +205,10 @@ def _serve(conn: Connection, make: Callable[[], Refiner | ArrayRefiner], inherit
         conn.close()
 
 
-def _rows_ready(conn: Connection, store: FrameStore, rows: int, aus: list[int]) -> None:
-    """Tell the parent that ``rows`` refined rows are in ``store``'s files, and their layout."""
+def _rows_ready(conn: Connection, video: int, store: FrameStore, rows: int, aus: list[int]) -> None:
+    """Tell the parent that ``rows`` refined rows of video number ``video`` are in ``store``'s files, and their layout."""
     layout = {name: (store.dtype(name).str, store.shape(name)[1:]) for name in REFINED_FIELDS}
-    conn.send(("rows", rows, aus, layout))
+    conn.send(("rows", video, rows, aus, layout))
 
 
 __all__ = ["REFINED_FIELDS", "RefinerProcess", "RefinerProcessError"]
