@@ -40,6 +40,8 @@ def test_faces_are_linked_by_nearness_through_short_gaps() -> None:
     assert len(link_faces([[_face(100, 0)]] * 10 + [[_face(160, 0)]] * 10)) == 2
     # in a video shorter than MIN_TRACK_FRAMES a face seen throughout is kept
     assert len(link_faces([[_face(100, 0)]] * 3)) == 1
+    # one face found twice on each frame is one track
+    assert len(link_faces([[_face(100, 0), _face(104, 2)]] * 10)) == 1
 
 
 def test_a_track_picks_its_face_near_where_it_was_seen() -> None:

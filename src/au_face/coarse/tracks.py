@@ -62,13 +62,18 @@ class FaceFinder(Protocol):
 def link_faces(frames: Sequence[Sequence[np.ndarray]]) -> list[FaceTrack]:
     """Tracks of the faces found on each frame (``frames[i]``: ``[468,3]`` pixel points of each face).
 
-    A face continues the track whose last centre is nearest to its own, within half its width, among
+    Faces of one frame closer than half a width are one face. A face continues the track whose last
+    centre is nearest to its own, within half its width, among
     those seen in the last :data:`TRACK_GAP` frames (the nearest pairs first; one face per track and
     frame); any other face starts a track. Tracks seen on fewer than :data:`MIN_TRACK_FRAMES` frames
     (or fewer than the video has) are dropped; the rest are ordered by first sight, then left to right.
     """
     tracks: list[tuple[list[int], list[np.ndarray], list[float]]] = []
-    for index, faces in enumerate(frames):
+    for index, found in enumerate(frames):
+        faces: list[np.ndarray] = []
+        for face in found:  # one face found twice on a frame (two meshes on it) counts once
+            if not any(_near(face, other) for other in faces):
+                faces.append(face)
         centres = [face[:, :2].mean(axis=0) for face in faces]
         widths = [_width(face) for face in faces]
         open_tracks = [t for t in tracks if index - t[0][-1] <= TRACK_GAP]
@@ -118,6 +123,11 @@ def _outline(points: np.ndarray) -> np.ndarray:
     centre = points[:, :2].mean(axis=0)
     half = _width(points) / 2
     return np.array([[centre[0] - half, centre[1]], [centre[0] + half, centre[1]]])
+
+
+def _near(face: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two faces' centres are closer than half the first one's width."""
+    return float(np.linalg.norm(face[:, :2].mean(axis=0) - other[:, :2].mean(axis=0))) < _width(face) / 2
 
 
 def _width(points: np.ndarray) -> float:
