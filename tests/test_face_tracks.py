@@ -12,6 +12,7 @@ import pytest
 
 import au_face
 from au_face.cli import main
+from au_face.coarse.shots import shot_change, thumbnail
 from au_face.coarse.tracks import MIN_TRACK_FRAMES, TRACK_GAP, FaceTrack, link_faces
 
 
@@ -42,6 +43,61 @@ def test_faces_are_linked_by_nearness_through_short_gaps() -> None:
     assert len(link_faces([[_face(100, 0)]] * 3)) == 1
     # one face found twice on each frame is one track
     assert len(link_faces([[_face(100, 0), _face(104, 2)]] * 10)) == 1
+
+
+def test_no_track_goes_on_across_a_shot_change() -> None:
+    frames = [[_face(300, 200)]] * 20
+    first, second = link_faces(frames, shots=[12])
+    assert first.frames.tolist() == list(range(12)) and second.frames.tolist() == list(range(12, 20))
+    assert first.pick(14, [_face(300, 200)]) is None  # (past its last sight: the other track's face)
+
+
+def test_a_cut_is_a_shot_change_and_a_face_coming_into_view_is_not(video_dir: Path) -> None:
+    capture = cv2.VideoCapture(str(video_dir / "WolfgangLanger_Pexels.mp4"))
+    frames = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(3)]
+    capture.release()
+    face, moved = thumbnail(frames[0]), thumbnail(frames[2])
+    assert not shot_change(face, moved)  # two frames on
+    grey = np.full_like(frames[0], 60)
+    half = frames[0].copy()
+    half[:, : half.shape[1] // 2] = 60  # a person coming into view on one half
+    assert not shot_change(thumbnail(grey), thumbnail(half))
+    other = np.ascontiguousarray(frames[0][::-1, ::-1, ::-1])  # another picture, as after a cut
+    assert shot_change(face, thumbnail(other)) and shot_change(thumbnail(grey), face)
+
+
+def _frames(video: Path, start: int, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(video))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(count)]
+    capture.release()
+    return frames
+
+
+def test_tracking_starts_again_at_a_cut(video_dir: Path, tmp_path: Path) -> None:
+    """Face Mesh's tracker carried the last shot's points over a cut: a laughing face read with its
+    mouth closed for most of a second. Now the frames after a cut are tracked as the shot alone."""
+    pytest.importorskip("mediapipe")
+    from au_face.coarse.mediapipe import MediaPipeReconstructor
+
+    before = _frames(video_dir / "single_face.mp4", 0, 10)
+    after = _frames(video_dir / "WolfgangLanger_Pexels.mp4", 270, 16)
+    reconstructor = MediaPipeReconstructor()
+    try:
+        both = reconstructor.reconstruct_arrays(before + after, [i / 30 for i in range(26)], 30.0)
+        reconstructor.reset()
+        alone = reconstructor.reconstruct_arrays(after, [i / 30 for i in range(16)], 30.0)
+    finally:
+        reconstructor.close()
+    np.testing.assert_allclose(both["vertices"][10:], alone["vertices"], atol=1e-5)
+    path = tmp_path / "cut.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    for frame in before + after:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    with au_face.Reconstructor(refine=False) as reconstruct:
+        faces = reconstruct(path, all_faces=True)
+    assert [np.flatnonzero(r.meshes.valid).tolist() for r in faces] == [list(range(10)), list(range(10, 26))]
 
 
 def test_a_track_picks_its_face_near_where_it_was_seen() -> None:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from au_face.coarse.base import EVERY_FACE, CoarseFrames, CoarseReconstructor
+from au_face.coarse.shots import shot_change, thumbnail
 from au_face.coarse.tracks import FaceTrack
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
@@ -132,8 +133,9 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     name = "mediapipe"
     # 2: pose fitted without the forehead (brows keep their motion); 3: small faces looked for in tiles and
-    # looked at again up close; 4: a face found in a tile is kept only if found again around it
-    version = "4"
+    # looked at again up close; 4: a face found in a tile is kept only if found again around it; 5: tracking
+    # starts again at a shot change
+    version = "5"
     #: what finds the points, in messages
     engine = "Face Mesh"
     one_core = True
@@ -172,6 +174,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
         self._since_search = DETECT_EVERY  # video frames since the tiles were last searched
         self._settling = False  # a closer look was taken and the tracker does not agree with it yet
+        self._shot: np.ndarray | None = None  # the last video frame's thumbnail (shot changes)
         self._warned_faces = False
         self._still = False  # detect() takes single photos with the still-image graph
         self._track: FaceTrack | None = None  # the face detect() gives while following()
@@ -184,15 +187,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
     def reset(self) -> None:
         """Forget the tracked face: the next frame starts a new tracking graph. The still-image graphs
         (photos, the upside-down check) and the face detector hold no state between frames and are kept."""
-        if self._mesh is not None:
-            self._mesh.close()
-            self._mesh = None
-        self._mesh_faces = self._last_found = self._frame = 0
-        self._followed = None
-        self._small_box = None
+        self._new_shot()
+        self._frame = 0
         self._since_search = DETECT_EVERY
-        self._settling = False
         self._warned_faces = False
+        self._shot = None
 
     def _face_mesh(self, mode: GraphMode, faces: int = 1):
         """A Face Mesh graph for ``mode`` that finds up to ``faces`` faces (tracked from frame to frame with ``track``)."""
@@ -302,6 +301,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if self._still:
             graph = self._still_graph()
         else:
+            shot = thumbnail(rgb)
+            if self._shot is not None and shot_change(self._shot, shot):
+                self._new_shot()
+            self._shot = shot
             if self._mesh is None or (self.max_faces > 1 and self._frame % self._detect_every == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
             self._frame += 1
@@ -312,6 +315,17 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if faces:
             return faces, False
         return self._find_small_faces(rgb), True
+
+    def _new_shot(self) -> None:
+        """Start tracking again, as on a video's first frame (but counting frames on, and searching the
+        tiles no more often): after a cut Face Mesh's tracker goes on from the last shot's points and
+        gives a wrong mesh for up to a second."""
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+        self._mesh_faces = self._last_found = 0
+        self._followed = self._small_box = None
+        self._settling = False
 
     def _still_graph(self):
         if self._still_mesh is None:

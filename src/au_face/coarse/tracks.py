@@ -1,8 +1,9 @@
-"""Every face of a video: the faces found on each frame linked into tracks, one per person.
+"""Every face of a video: the faces found on each frame linked into tracks, one per person and shot.
 
-:func:`scan_face_tracks` runs a reconstructor's :meth:`faces_in_frame` over a video and links the
-faces frame to frame (:func:`link_faces`); each :class:`FaceTrack` is then reconstructed on its own,
-the reconstructor :meth:`following` it (``au-face reconstruct --all-faces``).
+:func:`scan_face_tracks` runs a reconstructor's :meth:`faces_in_frame` over a video, notes where the
+shot changes (:func:`shot_change`) and links the faces frame to frame within each shot
+(:func:`link_faces`); each :class:`FaceTrack` is then reconstructed on its own, the reconstructor
+:meth:`following` it (``au-face reconstruct --all-faces``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from au_face.coarse.shots import shot_change, thumbnail
 from au_face.io.sources import open_frames
 from au_face.utils.concurrency import read_ahead
 
@@ -37,7 +39,10 @@ class FaceTrack:
     def pick(self, index: int, faces: Sequence[np.ndarray]) -> np.ndarray | None:
         """Of ``faces`` (``[468,3]`` pixel points) on processed frame ``index``, this track's: the one
         nearest the track's centre on the frame nearest ``index`` where it was seen, if within half that
-        face's width; None when the track was not seen within :data:`TRACK_GAP` frames of ``index``."""
+        face's width; None outside the frames from its first sight to its last, and where it was not
+        seen within :data:`TRACK_GAP` frames of ``index``."""
+        if not self.frames[0] <= index <= self.frames[-1]:
+            return None
         seen = int(np.searchsorted(self.frames, index, side="right")) - 1
         near = [i for i in (seen, seen + 1) if 0 <= i < len(self.frames) and abs(self.frames[i] - index) <= TRACK_GAP]
         if not near:
@@ -59,24 +64,28 @@ class FaceFinder(Protocol):
     def faces_in_frame(self, rgb: np.ndarray, timestamp: float | None = None) -> list[np.ndarray]: ...
 
 
-def link_faces(frames: Sequence[Sequence[np.ndarray]]) -> list[FaceTrack]:
+def link_faces(frames: Sequence[Sequence[np.ndarray]], shots: Sequence[int] = ()) -> list[FaceTrack]:
     """Tracks of the faces found on each frame (``frames[i]``: ``[468,3]`` pixel points of each face).
 
     Faces of one frame closer than half a width are one face. A face continues the track whose last
-    centre is nearest to its own, within half its width, among
-    those seen in the last :data:`TRACK_GAP` frames (the nearest pairs first; one face per track and
-    frame); any other face starts a track. Tracks seen on fewer than :data:`MIN_TRACK_FRAMES` frames
-    (or fewer than the video has) are dropped; the rest are ordered by first sight, then left to right.
+    centre is nearest to its own, within half its width, among those seen in the last
+    :data:`TRACK_GAP` frames of the same shot (``shots``: the frames that start a new one; the nearest
+    pairs first; one face per track and frame); any other face starts a track. Tracks seen on fewer
+    than :data:`MIN_TRACK_FRAMES` frames (or fewer than the video has) are dropped; the rest are
+    ordered by first sight, then left to right.
     """
     tracks: list[tuple[list[int], list[np.ndarray], list[float]]] = []
+    shot_start, starts = 0, set(shots)
     for index, found in enumerate(frames):
+        if index in starts:
+            shot_start = index
         faces: list[np.ndarray] = []
         for face in found:  # one face found twice on a frame (two meshes on it) counts once
             if not any(_near(face, other) for other in faces):
                 faces.append(face)
         centres = [face[:, :2].mean(axis=0) for face in faces]
         widths = [_width(face) for face in faces]
-        open_tracks = [t for t in tracks if index - t[0][-1] <= TRACK_GAP]
+        open_tracks = [t for t in tracks if index - t[0][-1] <= TRACK_GAP and t[0][-1] >= shot_start]
         pairs = sorted(
             (float(np.linalg.norm(track[1][-1] - centre)), j, f)
             for j, track in enumerate(open_tracks)
@@ -108,14 +117,21 @@ def scan_face_tracks(
 ) -> list[FaceTrack]:
     """The face tracks of a video (or image frames): ``finder``'s faces on each processed frame
     (``stride``, ``max_frames``, ``fps`` as for the reconstruction that will follow them), linked by
-    :func:`link_faces`. Only the faces' centres and widths are kept, so memory stays small."""
+    :func:`link_faces` within each shot (:func:`shot_change`). Only the faces' centres and widths and
+    one thumbnail are kept, so memory stays small."""
     found: list[list[np.ndarray]] = []
+    shots: list[int] = []
+    previous: np.ndarray | None = None
     with open_frames(Path(source), stride=stride, max_frames=max_frames, fps=fps) as reader:
         finder.reset()
-        for frame in read_ahead(reader):
+        for index, frame in enumerate(read_ahead(reader)):
             faces = finder.faces_in_frame(frame.rgb, frame.timestamp)
             found.append([_outline(face) for face in faces])
-    return link_faces(found)
+            current = thumbnail(frame.rgb)
+            if previous is not None and shot_change(previous, current):
+                shots.append(index)
+            previous = current
+    return link_faces(found, shots)
 
 
 def _outline(points: np.ndarray) -> np.ndarray:
