@@ -371,3 +371,18 @@ def test_every_face_needs_a_reconstructor_that_finds_them(two_people: Path) -> N
 
     with pytest.raises(au_face.AUFaceError, match="gives one face per photo"):
         reconstruct_photos(two_people, two_people.parent / "unused", OneFace(), all_faces=True)
+
+
+def test_the_every_face_example_names_each_face_and_its_aus(group_photo: Path, capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "every_face.py"
+    spec = importlib.util.spec_from_file_location("every_face", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lines = example.main(str(group_photo))
+    assert [line.split(" (")[0] for line in lines] == ["face 0", "face 1"]
+    assert "AU12" in lines[0] and lines[0] in capsys.readouterr().out  # the smiling photo's face, on the left
