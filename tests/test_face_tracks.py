@@ -78,13 +78,14 @@ def test_tracking_starts_again_at_a_cut(video_dir: Path, tmp_path: Path) -> None
     """Face Mesh's tracker carried the last shot's points over a cut: a laughing face read with its
     mouth closed for most of a second. Now the frames after a cut are tracked as the shot alone."""
     pytest.importorskip("mediapipe")
-    from au_face.coarse.mediapipe import MediaPipeReconstructor
+    from au_face.coarse.mediapipe import MediaPipeReconstructor, ShotChangeWarning
 
     before = _frames(video_dir / "single_face.mp4", 0, 10)
     after = _frames(video_dir / "WolfgangLanger_Pexels.mp4", 270, 16)
     reconstructor = MediaPipeReconstructor()
     try:
-        both = reconstructor.reconstruct_arrays(before + after, [i / 30 for i in range(26)], 30.0)
+        with pytest.warns(ShotChangeWarning, match="cuts to another shot at 0.33 s"):
+            both = reconstructor.reconstruct_arrays(before + after, [i / 30 for i in range(26)], 30.0)
         reconstructor.reset()
         alone = reconstructor.reconstruct_arrays(after, [i / 30 for i in range(16)], 30.0)
     finally:
@@ -95,9 +96,11 @@ def test_tracking_starts_again_at_a_cut(video_dir: Path, tmp_path: Path) -> None
     for frame in before + after:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
-    with au_face.Reconstructor(refine=False) as reconstruct:
+    with au_face.Reconstructor(refine=False) as reconstruct, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         faces = reconstruct(path, all_faces=True)
     assert [np.flatnonzero(r.meshes.valid).tolist() for r in faces] == [list(range(10)), list(range(10, 26))]
+    assert not [w for w in caught if issubclass(w.category, ShotChangeWarning)]  # each shot is read apart
 
 
 def test_a_track_picks_its_face_near_where_it_was_seen() -> None:

@@ -81,6 +81,10 @@ class MultipleFacesWarning(UserWarning):
     """Several faces in view: one is used, the others are ignored."""
 
 
+class ShotChangeWarning(UserWarning):
+    """A video cuts from shot to shot: the one face followed may be different people across them."""
+
+
 class ImplausibleFitWarning(UserWarning):
     """Frames whose mesh does not fit the face (e.g. an upside-down face) were marked not valid."""
 
@@ -167,6 +171,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._every_mesh = None  # every face of a photo (reconstruct_faces)
         self._detector = None  # looks for further faces every DETECT_EVERY frames
         self._detect_every = DETECT_EVERY
+        self._every_face = False  # within every_face()
         self._mesh_faces = 0  # faces the tracking graph follows at most
         self._last_found = 0  # faces it found on the previous frame
         self._frame = 0  # frames tracked since the last reset
@@ -176,6 +181,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._settling = False  # a closer look was taken and the tracker does not agree with it yet
         self._shot: np.ndarray | None = None  # the last video frame's thumbnail (shot changes)
         self._warned_faces = False
+        self._warned_cut = False  # a ShotChangeWarning was given for this video
         self._still = False  # detect() takes single photos with the still-image graph
         self._track: FaceTrack | None = None  # the face detect() gives while following()
         self._describer: tuple[int, ThreadPoolExecutor] | None = None  # (process id, appearance descriptor thread)
@@ -190,7 +196,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._new_shot()
         self._frame = 0
         self._since_search = DETECT_EVERY
-        self._warned_faces = False
+        self._warned_faces = self._warned_cut = False
         self._shot = None
 
     def _face_mesh(self, mode: GraphMode, faces: int = 1):
@@ -277,11 +283,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         """Meanwhile up to :data:`EVERY_FACE` faces are tracked (``max_faces``), looked for every
         :data:`DETECT_EVERY_FACE` frames."""
         limit, self.max_faces = self.max_faces, EVERY_FACE
-        self._detect_every = DETECT_EVERY_FACE
+        self._detect_every, self._every_face = DETECT_EVERY_FACE, True
         try:
             yield
         finally:
-            self.max_faces, self._detect_every = limit, DETECT_EVERY
+            self.max_faces, self._detect_every, self._every_face = limit, DETECT_EVERY, False
 
     @contextmanager
     def following(self, track: FaceTrack) -> Iterator[None]:
@@ -304,6 +310,15 @@ class MediaPipeReconstructor(CoarseReconstructor):
             shot = thumbnail(rgb)
             if self._shot is not None and shot_change(self._shot, shot):
                 self._new_shot()
+                if not self._warned_cut and not self._every_face:  # (every face is read shot by shot)
+                    self._warned_cut = True
+                    warnings.warn(
+                        f"the video cuts to another shot at {timestamp or 0.0:.2f} s; tracking starts again there, "
+                        "but the face followed after a cut may be another person, and S̄ is fitted over all of "
+                        "them (--all-faces reads each shot's faces apart)",
+                        ShotChangeWarning,
+                        stacklevel=2,
+                    )
             self._shot = shot
             if self._mesh is None or (self.max_faces > 1 and self._frame % self._detect_every == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
