@@ -365,6 +365,27 @@ def test_a_photo_with_one_face_or_none_gives_the_still_row(two_people: Path) -> 
         reconstructor.close()
 
 
+def test_one_face_found_twice_apart_is_one_row_after_the_closer_look(video_dir: Path) -> None:
+    """On a large photo Face Mesh can place a face's points low in the whole photo and right in a square:
+    two finds too far apart to be seen as one until both are looked at closer (here 2 faces, once 3 rows)."""
+    photo = cv2.cvtColor(cv2.imread(str(video_dir / "single_face.jpg")), cv2.COLOR_BGR2RGB)
+    capture = cv2.VideoCapture(str(video_dir / "WolfgangLanger_Pexels.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 300)
+    frame = cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB)
+    capture.release()
+    left, right = cv2.resize(photo, None, fx=2.5, fy=2.5), cv2.resize(frame, None, fx=4, fy=4)
+    canvas = np.full((max(left.shape[0], right.shape[0]) + 200, left.shape[1] + right.shape[1] + 300, 3), 120, np.uint8)
+    canvas[100 : 100 + left.shape[0], 100 : 100 + left.shape[1]] = left
+    canvas[100 : 100 + right.shape[0], 200 + left.shape[1] : 200 + left.shape[1] + right.shape[1]] = right
+    reconstructor = MediaPipeReconstructor()
+    try:
+        every = reconstructor.reconstruct_faces(canvas, 30.0)
+    finally:
+        reconstructor.close()
+    assert every["valid"].tolist() == [True, True]
+    assert every["translation"][0, 0] < 100 + left.shape[1] < every["translation"][1, 0]  # one on each side
+
+
 def test_every_face_needs_a_reconstructor_that_finds_them(two_people: Path) -> None:
     class OneFace(MediaPipeReconstructor):
         finds_every_face = False

@@ -520,9 +520,17 @@ class MediaPipeReconstructor(CoarseReconstructor):
                 f"{len(faces)} faces found; the {EVERY_FACE} largest are kept", MultipleFacesWarning, stacklevel=2
             )
             faces = sorted(faces, key=_area, reverse=True)[:EVERY_FACE]
-        faces.sort(key=lambda face: float(face[:, 0].mean()))
         limit = CLOSE_LOOK_SHARE * max(rgb.shape[:2])
-        points = np.stack([self._closer_look(rgb, face) if _width(face) < limit else face for face in faces])
+        placed: list[np.ndarray] = []
+        for face in faces:
+            # Face Mesh's points on a face in a large photo can sit a third of a face low (on the chin), so
+            # the same face found in a square as well is only seen to be one after the closer look
+            closer = self._closer_look(rgb, face) if _width(face) < limit else face
+            if not _seen(closer, placed):
+                placed.append(closer)
+        if len(placed) == 1:
+            return self.reconstruct_still(rgb, fps)
+        points = np.stack(sorted(placed, key=lambda face: float(face[:, 0].mean())))
         n = len(points)
         descriptors = {i: self._describe(rgb, points[i]) for i in range(n)} if self.appearance else {}
         return self._arrays([rgb] * n, points, np.ones(n, dtype=bool), [0.0] * n, fps, descriptors)
