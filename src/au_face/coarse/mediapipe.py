@@ -73,6 +73,9 @@ CLOSE_LOOK_SHARE = 0.25
 #: within this share of the face's width of the closer look's on average (a settled track: under 1 %).
 AGREEMENT = 0.03
 
+#: The attributes holding MediaPipe graphs (closed by :meth:`MediaPipeReconstructor.close`, never pickled).
+_GRAPHS = ("_mesh", "_still_mesh", "_turned_mesh", "_every_mesh", "_detector")
+
 #: What a Face Mesh graph is for: tracking a video, single photos, or the upside-down check.
 GraphMode = Literal["track", "still", "turned"]
 
@@ -170,8 +173,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._turned_mesh = None
         self._every_mesh = None  # every face of a photo (reconstruct_faces)
         self._detector = None  # looks for further faces every DETECT_EVERY frames
-        self._detect_every = DETECT_EVERY
-        self._every_face = False  # within every_face()
+        self._every_face = False  # within every_face(): faces looked for every DETECT_EVERY_FACE frames
         self._mesh_faces = 0  # faces the tracking graph follows at most
         self._last_found = 0  # faces it found on the previous frame
         self._frame = 0  # frames tracked since the last reset
@@ -211,7 +213,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def close(self) -> None:
         """Free the Face Mesh graphs and the appearance descriptors' thread."""
-        for name in ("_mesh", "_still_mesh", "_turned_mesh", "_every_mesh", "_detector"):
+        for name in _GRAPHS:
             mesh = getattr(self, name)
             if mesh is not None:
                 mesh.close()
@@ -229,9 +231,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def __getstate__(self) -> dict:
         # the graphs cannot be pickled; a copy starts untracked
-        graphs = {"_mesh": None, "_still_mesh": None, "_turned_mesh": None, "_every_mesh": None, "_detector": None}
-        graphs["_describer"] = None
-        return {**self.__dict__, **graphs, "_mesh_faces": 0, "_frame": 0}
+        unpicklable = dict.fromkeys((*_GRAPHS, "_describer"))
+        return {**self.__dict__, **unpicklable, "_mesh_faces": 0, "_frame": 0}
 
     def detect(self, rgb: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
         """Track one frame: ``[468,3]`` pixel points of the chosen face, or None without a face.
@@ -283,11 +284,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         """Meanwhile up to :data:`EVERY_FACE` faces are tracked (``max_faces``), looked for every
         :data:`DETECT_EVERY_FACE` frames."""
         limit, self.max_faces = self.max_faces, EVERY_FACE
-        self._detect_every, self._every_face = DETECT_EVERY_FACE, True
+        self._every_face = True
         try:
             yield
         finally:
-            self.max_faces, self._detect_every, self._every_face = limit, DETECT_EVERY, False
+            self.max_faces, self._every_face = limit, False
 
     @contextmanager
     def following(self, track: FaceTrack) -> Iterator[None]:
@@ -320,7 +321,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
                         stacklevel=2,
                     )
             self._shot = shot
-            if self._mesh is None or (self.max_faces > 1 and self._frame % self._detect_every == 0):
+            detect_every = DETECT_EVERY_FACE if self._every_face else DETECT_EVERY
+            if self._mesh is None or (self.max_faces > 1 and self._frame % detect_every == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
             self._frame += 1
             self._since_search += 1
@@ -371,15 +373,20 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def _found_again(self, rgb: np.ndarray, points: np.ndarray) -> bool:
         """Whether Face Mesh finds the face at ``points`` again in a square around it."""
-        return any(_seen(face, [points]) for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points)))
+        return bool(self._faces_around(rgb, points))
 
     def _closer_look(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The face at ``points`` as Face Mesh finds it in a square around it (``points`` if it does not)."""
         centre = points[:, :2].mean(axis=0)
-        found = [
+        found = self._faces_around(rgb, points)
+        return min(found, key=lambda face: float(np.linalg.norm(face[:, :2].mean(axis=0) - centre)), default=points)
+
+    def _faces_around(self, rgb: np.ndarray, points: np.ndarray) -> list[np.ndarray]:
+        """The faces Face Mesh finds in the square :data:`SMALL_FACE_MARGIN` times the size of the face at
+        ``points`` around it that are that face (:func:`_seen`)."""
+        return [
             face for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points)) if _seen(face, [points])
         ]
-        return min(found, key=lambda face: float(np.linalg.norm(face[:, :2].mean(axis=0) - centre)), default=points)
 
     def _find_faces_in(self, graph, rgb: np.ndarray, box: tuple[int, int, int]) -> list[np.ndarray]:
         """The faces ``graph`` finds in the square ``box`` (x, y, side; parts outside the frame black),

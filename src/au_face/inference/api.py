@@ -227,14 +227,14 @@ class Reconstructor:
     ) -> ReconstructionResult | list[ReconstructionResult]:
         """Reconstruct a video, an image, a folder of videos or of image frames, or photos.
 
-        A folder of videos, or a video with ``all_faces``, gives a list of results, anything else one result. A list of image
-        paths, or a folder or image with ``photos=True``, is a photo collection
+        A folder of videos, or a video with ``all_faces``, gives a list of results, anything else one
+        result. A list of image paths, or a folder or image with ``photos=True``, is a photo collection
         (:func:`~au_face.inference.photos.reconstruct_photos`): every photo on its own, with its own S̄ and
-        one row (named by its file) of one result. ``all_faces`` keeps every face: of a photo (an image or a
-        folder of images is then a photo collection), each its own row, numbered from the left in
-        ``face_id``; of a video, each its own sequence and result (:func:`reconstruct_every_face`). ``fps`` is the frame rate of a folder of image
-        frames (default 30, with a warning). ``out`` keeps the files (npz, csv, png, overlay) in
-        that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
+        one row (named by its file) of one result. ``all_faces`` keeps every face: of a photo (an image
+        or a folder of images is then a photo collection), each its own row, numbered from the left in
+        ``face_id``; of a video, each its own sequence and result (:func:`reconstruct_every_face`).
+        ``fps`` is the frame rate of a folder of image frames (default 30, with a warning). ``out`` keeps
+        the files (npz, csv, png, overlay) in that folder; None keeps the results in memory only. ``overlay`` (an MP4) needs ``out``;
         ``overlay_style`` draws its mesh as a ``wire`` frame (default) or ``shaded``; ``overlay_max_side``
         scales its picture down to that many pixels on the longer side (None or 0: the video's size).
         ``mesh_format``, ``stride``, ``max_frames``, ``progress``: as in :func:`au_face.inference.pipeline.reconstruct`.

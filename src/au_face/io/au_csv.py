@@ -43,8 +43,9 @@ def euler_angles(rotation: np.ndarray) -> np.ndarray:
 class AUCsvWriter(AtomicStreamWriter):
     """Stream per-frame pose and AU probabilities to an OpenFace-style CSV.
 
-    Columns follow OpenFace where they apply: ``frame`` (1-based), ``face_id`` (0 in video, where one
-    face is tracked; in a photo, each face's number from the left), ``timestamp`` (seconds), ``confidence`` (fit quality in [0, 1]), ``success`` (1 when
+    Columns follow OpenFace where they apply: ``frame`` (1-based), ``face_id`` (0; with every face
+    kept, each face's number: in a photo from the left, in a video by first sight), ``timestamp``
+    (seconds), ``confidence`` (fit quality in [0, 1]), ``success`` (1 when
     a face was found), ``pose_Tx..pose_Tz`` (translation in image pixels, depth in x's pixel
     units) and ``pose_Rx..pose_Rz`` (:func:`euler_angles` of the head rotation in camera axes,
     zero when facing the camera; see :data:`HEAD_TO_CAMERA`), then one probability column per AU (``AU12_p``, our analogue of OpenFace's
