@@ -14,8 +14,8 @@ group photo of five) and two built here, where the faces' places are known too:
 Per photo: the faces found by MediaPipe Face Mesh and by Face Landmarker (``--landmarker-model``,
 else ``$AU_FACE_LANDMARKER``, else the shared copy; IMAGE mode, up to 16 faces, the whole photo: what
 their users get), and by ``--all-faces`` with each; of a built photo's finds, those on no face
-(more than half a face's width from every true centre); the milliseconds per photo (a second run); and how many of
-the faces found read as a smile: AU12 ≥ 0.5 for the packaged model, ``mouthSmile`` ≥ 0.5 for Face
+(more than half a face's width from every true centre); the milliseconds per photo (a second run);
+and how many of the faces found read as a smile: AU12 ≥ 0.5 for the packaged model, ``mouthSmile`` ≥ 0.5 for Face
 Landmarker (the mapping of ``bench_expressions.py``).
 """
 
@@ -31,11 +31,12 @@ import cv2
 import numpy as np
 
 from au_face.coarse.base import EVERY_FACE
-from au_face.coarse.landmarker import MODEL_ENV, FaceLandmarkerReconstructor
+from au_face.coarse.landmarker import FaceLandmarkerReconstructor
 from au_face.coarse.mediapipe import MediaPipeReconstructor
 from au_face.faces.mediapipe import require_face_mesh
 from au_face.inference.api import Reconstructor
 from bench_expressions import landmarker_scores
+from bench_real_faces import landmarker_model
 
 #: (width of each copy's face in px, its face's centre x, y in the 1280×720 frame) of the ``sizes`` photo.
 SIZES = ((260, 250, 300), (160, 700, 220), (100, 1000, 500), (70, 560, 580))
@@ -107,9 +108,9 @@ def _smiles(blendshapes: np.ndarray) -> np.ndarray:
     return landmarker_scores(blendshapes, [12])[:, 0]
 
 
-def all_faces(reconstruct: Reconstructor, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``--all-faces`` on one photo: iBUG centres ``[F,2]``, AU12 (model) or mouthSmile (no model)
-    per face, validity, and seconds (of a second run: graphs started, model loaded)."""
+def all_faces(reconstruct: Reconstructor, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """``--all-faces`` on one photo: iBUG centres ``[F,2]`` and AU12 (model) or mouthSmile (no model)
+    of each face found, and seconds (of a second run: graphs started, model loaded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reconstruct([path], all_faces=True)  # the graphs started, the model loaded
@@ -122,7 +123,7 @@ def all_faces(reconstruct: Reconstructor, path: Path) -> tuple[np.ndarray, np.nd
         smile = result.aus["AU12_p"].to_numpy()
     else:
         smile = _smiles(result.meshes.extra["expression"])
-    return centres[valid], smile[valid], valid, seconds
+    return centres[valid], smile[valid], seconds
 
 
 def wrong(centres: np.ndarray, truth: np.ndarray | None, width: float) -> str:
@@ -140,9 +141,9 @@ def main() -> None:
     parser.add_argument("--landmarker-model", type=Path)
     args = parser.parse_args()
     require_face_mesh()
-    model = args.landmarker_model or Path(
-        os.environ.get(MODEL_ENV, args.shared / "data/mediapipe/face_landmarker.task")
-    )
+    model = landmarker_model(args.landmarker_model, args.shared)
+    if model is None:
+        raise SystemExit("no Face Landmarker bundle: give --landmarker-model, set $AU_FACE_LANDMARKER or --shared")
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_all_faces"
     scratch.mkdir(parents=True, exist_ok=True)
     cases: list[tuple[str, Path, int, np.ndarray | None, float]] = []
@@ -165,8 +166,8 @@ def main() -> None:
             rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             mesh = bare_face_mesh(rgb)
             landmarker, fl_smiles = bare_landmarker(model, rgb)
-            our_centres, our_smile, _, our_s = all_faces(ours, path)
-            fl_centres, fl_all_smile, _, fl_s = all_faces(fl, path)
+            our_centres, our_smile, our_s = all_faces(ours, path)
+            fl_centres, fl_all_smile, fl_s = all_faces(fl, path)
             cells = [f"{len(c)} ({wrong(c, truth, width)} wrong)" for c in (mesh, landmarker)]
             cells.append(f"{len(our_centres)} ({wrong(our_centres, truth, width)} wrong), {1000 * our_s:.0f} ms")
             cells.append(f"{len(fl_centres)} ({wrong(fl_centres, truth, width)} wrong), {1000 * fl_s:.0f} ms")

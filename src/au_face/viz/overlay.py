@@ -163,7 +163,6 @@ class AUPanel:
             )
         self.width = width
         self.threshold = threshold
-        self.top = self.TOP
         self.row = max(self.MIN_ROW, min(self.MAX_ROW, (height - self.TOP - self.BOTTOM) // max(len(self.aus), 1)))
         self.scale = min(0.5, self.row / 40)
         self.bar_x0, self.bar_x1 = 58, width - 52
@@ -180,10 +179,10 @@ class AUPanel:
         self._row = functools.lru_cache(maxsize=_PANEL_ROWS_KEPT)(self._draw_row)
 
     def _baseline(self, k: int) -> int:
-        return self.top + k * self.row + int(self.row * 0.7)
+        return self.TOP + k * self.row + int(self.row * 0.7)
 
     def _bar_span(self, k: int) -> tuple[int, int]:
-        y = self.top + k * self.row
+        y = self.TOP + k * self.row
         pad = max(2, self.row // 5)
         return y + pad, y + self.row - pad
 
@@ -196,13 +195,13 @@ class AUPanel:
         values = [None] * len(self.aus) if probs is None else [min(max(float(p), 0.0), 1.0) for p in probs]
         for k, p in enumerate(values):
             row = self._row(k, None, False) if p is None else self._row(k, int(round(p * 100)), p >= self.threshold)
-            y = self.top + k * self.row
+            y = self.TOP + k * self.row
             panel[y : y + self.row] = row
         return panel
 
     def _draw_row(self, k: int, percent: int | None, active: bool) -> np.ndarray:
         """Row ``k`` of the panel for a probability of ``percent`` / 100 (None: no face)."""
-        y = self.top + k * self.row
+        y = self.TOP + k * self.row
         row = self._base[y : y + self.row].copy()
         y0, y1 = (v - y for v in self._bar_span(k))
         colour = ACTIVE_COLOUR if active else INACTIVE_COLOUR
