@@ -14,7 +14,7 @@ import numpy as np
 
 from au_face.coarse.base import EVERY_FACE, CoarseFrames, CoarseReconstructor
 from au_face.coarse.shots import shot_change, thumbnail
-from au_face.coarse.tracks import FaceTrack
+from au_face.coarse.tracks import FaceTrack, face_width, same_face
 from au_face.errors import AUFaceError
 from au_face.faces.align import similarity_fit, similarity_residual
 from au_face.faces.appearance import DESCRIPTOR_SIZE, appearance_descriptor
@@ -251,7 +251,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
             self._followed = self._small_box = None
             return None
         first_sight = self._still or self._followed is None  # placed from a detector's box, not from tracking
-        if (first_sight or self._settling) and _width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
+        if (first_sight or self._settling) and face_width(points) < CLOSE_LOOK_SHARE * max(rgb.shape[:2]):
             closer = self._closer_look(rgb, points)
             # the tracker goes on from its own first points: until it agrees, the closer look's are kept
             self._settling = not self._still and not _agree(points, closer)
@@ -368,7 +368,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         of a body or of clothing for a face, which then is not found again."""
         found: list[np.ndarray] = []
         for box in tiles(*rgb.shape[:2]):
-            found += [face for face in self._find_faces_in(graph, rgb, box) if not _seen(face, known + found)]
+            found += [face for face in self._find_faces_in(graph, rgb, box) if not same_face(face, known + found)]
         return [face for face in found if self._found_again(rgb, face)]
 
     def _found_again(self, rgb: np.ndarray, points: np.ndarray) -> bool:
@@ -383,9 +383,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
 
     def _faces_around(self, rgb: np.ndarray, points: np.ndarray) -> list[np.ndarray]:
         """The faces Face Mesh finds in the square :data:`SMALL_FACE_MARGIN` times the size of the face at
-        ``points`` around it that are that face (:func:`_seen`)."""
+        ``points`` around it that are that face (:func:`~au_face.coarse.tracks.same_face`)."""
         return [
-            face for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points)) if _seen(face, [points])
+            face
+            for face in self._find_faces_in(self._still_graph(), rgb, _box_around(points))
+            if same_face(face, [points])
         ]
 
     def _find_faces_in(self, graph, rgb: np.ndarray, box: tuple[int, int, int]) -> list[np.ndarray]:
@@ -437,7 +439,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         centres = [f[:, :2].mean(axis=0) for f in faces]
         if self._followed is not None:
             i = int(np.argmin([np.linalg.norm(c - self._followed) for c in centres]))
-            if np.linalg.norm(centres[i] - self._followed) < _width(faces[i]) / 2:
+            if np.linalg.norm(centres[i] - self._followed) < face_width(faces[i]) / 2:
                 return faces[i]
         areas = np.array([_area(f) for f in faces])
         middle = np.array([size[1], size[0]]) / 2.0
@@ -532,8 +534,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
         for face in faces:
             # Face Mesh's points on a face in a large photo can sit a third of a face low (on the chin), so
             # the same face found in a square as well is only seen to be one after the closer look
-            closer = self._closer_look(rgb, face) if _width(face) < limit else face
-            if not _seen(closer, placed):
+            closer = self._closer_look(rgb, face) if face_width(face) < limit else face
+            if not same_face(closer, placed):
                 placed.append(closer)
         if len(placed) == 1:
             return self.reconstruct_still(rgb, fps)
@@ -648,13 +650,7 @@ def _box_around(points: np.ndarray) -> tuple[int, int, int]:
 
 def _agree(points: np.ndarray, other: np.ndarray) -> bool:
     """Whether two placements of a face agree: mean 2D distance under :data:`AGREEMENT` of its width."""
-    return float(np.linalg.norm(points[:, :2] - other[:, :2], axis=-1).mean()) < AGREEMENT * _width(points)
-
-
-def _seen(face: np.ndarray, faces: list[np.ndarray]) -> bool:
-    """Whether ``face`` is one of ``faces`` (found again in an overlapping tile): centres closer than half its width."""
-    centre = face[:, :2].mean(axis=0)
-    return any(np.linalg.norm(other[:, :2].mean(axis=0) - centre) < _width(face) / 2 for other in faces)
+    return float(np.linalg.norm(points[:, :2] - other[:, :2], axis=-1).mean()) < AGREEMENT * face_width(points)
 
 
 def _faces(mesh, rgb: np.ndarray) -> list[np.ndarray]:
@@ -668,7 +664,3 @@ def _area(points: np.ndarray) -> float:
     """Area of a face's 2D bounding box in pixels²."""
     extent = points[:, :2].max(axis=0) - points[:, :2].min(axis=0)
     return float(extent[0] * extent[1])
-
-
-def _width(points: np.ndarray) -> float:
-    return float(np.ptp(points[:, 0]))

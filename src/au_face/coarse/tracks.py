@@ -50,7 +50,7 @@ class FaceTrack:
         centre = self.centres[min(near, key=lambda i: abs(int(self.frames[i]) - index))]
         distances = [float(np.linalg.norm(face[:, :2].mean(axis=0) - centre)) for face in faces]
         best = int(np.argmin(distances))
-        return faces[best] if distances[best] < _width(faces[best]) / 2 else None
+        return faces[best] if distances[best] < face_width(faces[best]) / 2 else None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -81,10 +81,10 @@ def link_faces(frames: Sequence[Sequence[np.ndarray]], shots: Sequence[int] = ()
             shot_start = index
         faces: list[np.ndarray] = []
         for face in found:  # one face found twice on a frame (two meshes on it) counts once
-            if not any(_near(face, other) for other in faces):
+            if not same_face(face, faces):
                 faces.append(face)
         centres = [face[:, :2].mean(axis=0) for face in faces]
-        widths = [_width(face) for face in faces]
+        widths = [face_width(face) for face in faces]
         open_tracks = [t for t in tracks if index - t[0][-1] <= TRACK_GAP and t[0][-1] >= shot_start]
         pairs = sorted(
             (float(np.linalg.norm(track[1][-1] - centre)), j, f)
@@ -137,17 +137,29 @@ def scan_face_tracks(
 def _outline(points: np.ndarray) -> np.ndarray:
     """What linking needs of a face's points: its centre and horizontal extent, as two 2D points."""
     centre = points[:, :2].mean(axis=0)
-    half = _width(points) / 2
+    half = face_width(points) / 2
     return np.array([[centre[0] - half, centre[1]], [centre[0] + half, centre[1]]])
 
 
-def _near(face: np.ndarray, other: np.ndarray) -> bool:
-    """Whether two faces' centres are closer than half the first one's width."""
-    return float(np.linalg.norm(face[:, :2].mean(axis=0) - other[:, :2].mean(axis=0))) < _width(face) / 2
+def same_face(face: np.ndarray, faces: Sequence[np.ndarray]) -> bool:
+    """Whether ``face`` (pixel points) is one of ``faces`` (found again, in an overlapping square or on
+    the same frame): their centres closer than half its width."""
+    centre = face[:, :2].mean(axis=0)
+    return any(np.linalg.norm(other[:, :2].mean(axis=0) - centre) < face_width(face) / 2 for other in faces)
 
 
-def _width(points: np.ndarray) -> float:
+def face_width(points: np.ndarray) -> float:
+    """A face's width in pixels: the horizontal extent of its points."""
     return float(np.ptp(points[:, 0]))
 
 
-__all__ = ["MIN_TRACK_FRAMES", "TRACK_GAP", "FaceFinder", "FaceTrack", "link_faces", "scan_face_tracks"]
+__all__ = [
+    "MIN_TRACK_FRAMES",
+    "TRACK_GAP",
+    "FaceFinder",
+    "FaceTrack",
+    "face_width",
+    "link_faces",
+    "same_face",
+    "scan_face_tracks",
+]
