@@ -240,6 +240,8 @@ class CoarseReconstructor(abc.ABC):
     one_core: bool = False
     #: :meth:`reconstruct_faces` gives every face of a photo (``au-face reconstruct --all-faces``).
     finds_every_face: bool = False
+    #: whether the last video frame started a new shot (reconstructors that track start again there).
+    new_shot: bool = False
 
     @classmethod
     def create(cls, device: str = "cpu") -> CoarseReconstructor:

@@ -309,7 +309,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
             graph = self._still_graph()
         else:
             shot = thumbnail(rgb)
-            if self._shot is not None and shot_change(self._shot, shot):
+            self.new_shot = self._shot is not None and shot_change(self._shot, shot)
+            if self.new_shot:
                 self._new_shot()
                 if not self._warned_cut and not self._every_face:  # (every face is read shot by shot)
                     self._warned_cut = True

@@ -1,7 +1,7 @@
 """Every face of a video: the faces found on each frame linked into tracks, one per person and shot.
 
 :func:`scan_face_tracks` runs a reconstructor's :meth:`faces_in_frame` over a video, notes where the
-shot changes (:func:`shot_change`) and links the faces frame to frame within each shot
+shot changes (its ``new_shot``) and links the faces frame to frame within each shot
 (:func:`link_faces`); each :class:`FaceTrack` is then reconstructed on its own, the reconstructor
 :meth:`following` it (``au-face reconstruct --all-faces``).
 """
@@ -15,7 +15,6 @@ from typing import Protocol
 
 import numpy as np
 
-from au_face.coarse.shots import shot_change, thumbnail
 from au_face.io.sources import open_frames
 from au_face.utils.concurrency import read_ahead
 
@@ -57,7 +56,10 @@ class FaceTrack:
 
 
 class FaceFinder(Protocol):
-    """A reconstructor that gives every face of a frame (:class:`~au_face.coarse.mediapipe.MediaPipeReconstructor`)."""
+    """A reconstructor that gives every face of a frame and says whether that frame started a new shot
+    (:class:`~au_face.coarse.mediapipe.MediaPipeReconstructor`)."""
+
+    new_shot: bool
 
     def reset(self) -> None: ...
 
@@ -117,20 +119,17 @@ def scan_face_tracks(
 ) -> list[FaceTrack]:
     """The face tracks of a video (or image frames): ``finder``'s faces on each processed frame
     (``stride``, ``max_frames``, ``fps`` as for the reconstruction that will follow them), linked by
-    :func:`link_faces` within each shot (:func:`shot_change`). Only the faces' centres and widths and
-    one thumbnail are kept, so memory stays small."""
+    :func:`link_faces` within each shot (the frames where ``finder.new_shot``). Only the faces' centres
+    and widths are kept, so memory stays small."""
     found: list[list[np.ndarray]] = []
     shots: list[int] = []
-    previous: np.ndarray | None = None
     with open_frames(Path(source), stride=stride, max_frames=max_frames, fps=fps) as reader:
         finder.reset()
         for index, frame in enumerate(read_ahead(reader)):
             faces = finder.faces_in_frame(frame.rgb, frame.timestamp)
             found.append([_outline(face) for face in faces])
-            current = thumbnail(frame.rgb)
-            if previous is not None and shot_change(previous, current):
+            if finder.new_shot:
                 shots.append(index)
-            previous = current
     return link_faces(found, shots)
 
 
