@@ -332,6 +332,42 @@ def test_a_refiner_process_gives_the_same_outputs(
     assert _video_frames(result.paths["overlay"]) == (72, (840, 360))
 
 
+def _window_ids() -> WindowIdRefiner:
+    return WindowIdRefiner()
+
+
+def test_no_window_spans_a_cut_in_process_or_in_a_refiner_process(
+    single_face: Path, video_dir: Path, reconstructor, tmp_path: Path
+) -> None:
+    """Each shot of a video that cuts has windows of its own (the shot numbers reach a refiner process too)."""
+    from au_face.coarse.mediapipe import ShotChangeWarning
+
+    clip = tmp_path / "cut.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    for video, start, count in ((single_face, 0, 20), (video_dir / "WolfgangLanger_Pexels.mp4", 270, 30)):
+        capture = cv2.VideoCapture(str(video))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        for _ in range(count):
+            writer.write(capture.read()[1])
+        capture.release()
+    writer.release()
+    process = RefinerProcess(_window_ids, method="spawn")
+    try:
+        with pytest.warns(ShotChangeWarning, match="smoothing start again"):
+            forked = reconstruct(
+                clip, tmp_path / "forked", reconstructor, refiner=process, overlay=False, progress=False
+            )
+    finally:
+        process.close()
+    here = reconstruct(clip, tmp_path / "here", reconstructor, refiner=WindowIdRefiner(), overlay=False, progress=False)
+    for result in (forked, here):
+        with np.load(result.paths["meshes"]) as npz:
+            shot, window = npz["shot"], npz["au_probs"][:, 0]
+        np.testing.assert_array_equal(shot, np.repeat([0, 1], [20, 30]))
+        # windows 0, 1 (frames 0..16, 4..20) in the first shot; 2, 3, 4 (0..16, 8..24, 14..30) in the second
+        np.testing.assert_array_equal(window[[0, 19, 20, 49]], [0, 1, 2, 4])
+
+
 def test_a_refiner_process_that_fails_to_load_stops_the_run_and_leaves_nothing(
     single_face: Path, reconstructor, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from au_face.coarse.base import CoarseFrames
+from au_face.coarse.base import SHOT_FIELD, CoarseFrames
 from au_face.coarse.stream import FrameStore
 from au_face.inference.passes import WindowStream
 from au_face.model.reference import REFERENCE_STEP, REFERENCE_WARMUP, ReferenceSchedule, bounded_update, fit_frames
@@ -127,6 +127,44 @@ def test_streamed_refinement_uses_the_schedule_within_the_bound(tmp_path: Path) 
     again.advance(600, final=True)
     np.testing.assert_array_equal(whole.read("au_probs", 0, 600), store.read("au_probs", 0, 600))
     np.testing.assert_array_equal(again.reference, stream.reference)
+
+
+@dataclass
+class WindowMeanRefiner(MeanRefiner):
+    """Every frame of a window gets the window's mean x: a frame's output shows which frames shared its windows."""
+
+    def refine(self, coarse: CoarseFrames, reference: torch.Tensor | None = None) -> Refinement:
+        mean_x = coarse.vertices[coarse.valid][..., 0].mean()
+        return Refinement(coarse.vertices.clone(), mean_x.expand(len(coarse), 1).clone(), [12])
+
+
+def test_no_window_spans_a_cut(tmp_path: Path) -> None:
+    n, cut = 200, 90
+    vertices = np.zeros((n, 6, 3), dtype=np.float32)
+    vertices[..., 0] = np.sin(np.arange(n) / 7.0)[:, None]  # a face that moves
+    vertices[cut:, :, 0] += 10.0  # and another after the cut
+    valid = np.ones(n, dtype=bool)
+    shots = (np.arange(n) >= cut).astype(np.int32)
+
+    def streamed(root: Path, with_shots: bool, pieces: int, start: int = 0, stop: int = n) -> np.ndarray:
+        store = _store(root, vertices[start:stop], valid[start:stop])
+        if with_shots:
+            store.append(SHOT_FIELD, shots[start:stop])
+        stream = WindowStream(WindowMeanRefiner(), store, threads=None, reference=np.zeros((6, 3), np.float32))
+        for rows in range(pieces, stop - start, pieces):
+            stream.advance(rows)
+        stream.advance(stop - start, final=True)
+        return store.read("au_probs", 0, n)[:, 0]
+
+    alone = np.concatenate(
+        [streamed(tmp_path / "first", True, 30, stop=cut), streamed(tmp_path / "second", True, 30, start=cut)]
+    )
+    assert alone[:cut].max() < 2 and alone[cut:].min() > 8
+    for pieces in (n, 30, 45):  # (45: the cut comes on the first frame of a piece)
+        np.testing.assert_allclose(streamed(tmp_path / f"split{pieces}", True, pieces), alone, atol=1e-6)
+    across = streamed(tmp_path / "across", False, n)  # without shots, frames by the cut mix both faces
+    assert across[cut - 1] > 2 and across[cut] < 8
+    np.testing.assert_allclose(across[: cut - 16], alone[: cut - 16], atol=1e-6)
 
 
 def test_in_memory_refine_gives_the_streamed_rows(tmp_path: Path) -> None:

@@ -27,6 +27,10 @@ else:
 
 #: Optional per-frame fields of :class:`CoarseFrames` (first dimension is time).
 OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence", "appearance")
+#: The extra per-frame field of :meth:`CoarseReconstructor.reconstruct_arrays` from reconstructors that
+#: find shot changes in video (not a :class:`CoarseFrames` field): each frame's shot, numbered from 0
+#: at :meth:`~CoarseReconstructor.reset`. The inference pipeline refines each shot on its own.
+SHOT_FIELD = "shot"
 
 
 class CoarseFramesError(AUFaceError, ValueError):
@@ -268,7 +272,8 @@ class CoarseReconstructor(abc.ABC):
         self, frames: Sequence[np.ndarray], timestamps: Sequence[float], fps: float
     ) -> dict[str, np.ndarray]:
         """:meth:`reconstruct` as :meth:`CoarseFrames.to_numpy` arrays; reconstructors that can
-        give them without torch do (so ``au-face reconstruct`` tracks while the model loads)."""
+        give them without torch do (so ``au-face reconstruct`` tracks while the model loads). Those
+        that find shot changes add each frame's shot number (:data:`SHOT_FIELD`)."""
         return self.reconstruct(frames, timestamps, fps).to_numpy()
 
     def reconstruct_still(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:

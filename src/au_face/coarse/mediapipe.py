@@ -12,7 +12,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from au_face.coarse.base import EVERY_FACE, CoarseFrames, CoarseReconstructor
+from au_face.coarse.base import EVERY_FACE, SHOT_FIELD, CoarseFrames, CoarseReconstructor
 from au_face.coarse.shots import shot_change, thumbnail
 from au_face.coarse.tracks import FaceTrack, face_width, same_face
 from au_face.errors import AUFaceError
@@ -177,6 +177,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._mesh_faces = 0  # faces the tracking graph follows at most
         self._last_found = 0  # faces it found on the previous frame
         self._frame = 0  # frames tracked since the last reset
+        self._shot_number = 0  # shots started since the last reset (the first is 0)
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
         self._since_search = DETECT_EVERY  # video frames since the tiles were last searched
@@ -196,7 +197,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         """Forget the tracked face: the next frame starts a new tracking graph. The still-image graphs
         (photos, the upside-down check) and the face detector hold no state between frames and are kept."""
         self._new_shot()
-        self._frame = 0
+        self._frame = self._shot_number = 0
         self._since_search = DETECT_EVERY
         self._warned_faces = self._warned_cut = False
         self._shot = None
@@ -312,12 +313,13 @@ class MediaPipeReconstructor(CoarseReconstructor):
             self.new_shot = self._shot is not None and shot_change(self._shot, shot)
             if self.new_shot:
                 self._new_shot()
+                self._shot_number += 1
                 if not self._warned_cut and not self._every_face:  # (every face is read shot by shot)
                     self._warned_cut = True
                     warnings.warn(
-                        f"the video cuts to another shot at {timestamp or 0.0:.2f} s; tracking starts again there, "
-                        "but the face followed after a cut may be another person, and S̄ is fitted over all of "
-                        "them (--all-faces reads each shot's faces apart)",
+                        f"the video cuts to another shot at {timestamp or 0.0:.2f} s; tracking and smoothing start "
+                        "again there, but the face followed after a cut may be another person, and S̄ is fitted over "
+                        "all of them (--all-faces reads each shot's faces apart)",
                         ShotChangeWarning,
                         stacklevel=2,
                     )
@@ -494,9 +496,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
             raise FrameFormatError(f"{n} frames but {len(timestamps)} timestamps")
         points = np.zeros((n, NUM_VERTICES, 3))
         valid = np.zeros(n, dtype=bool)
+        shots = np.zeros(n, dtype=np.int32)
         descriptors: dict[int, Future] = {}
         for i, (rgb, timestamp) in enumerate(zip(frames, timestamps)):
             detected = self.detect(rgb, float(timestamp))
+            shots[i] = self._shot_number
             if detected is not None:
                 points[i], valid[i] = detected, True
                 if self.appearance:
@@ -509,7 +513,8 @@ class MediaPipeReconstructor(CoarseReconstructor):
                 stacklevel=2,
             )
             valid[:] = False
-        return self._arrays(frames, points, valid, timestamps, fps, descriptors)
+        arrays = self._arrays(frames, points, valid, timestamps, fps, descriptors)
+        return arrays if self._still else {**arrays, SHOT_FIELD: shots}
 
     def reconstruct_faces(self, rgb: np.ndarray, fps: float) -> dict[str, np.ndarray]:
         """Every face of one photo (at most :data:`EVERY_FACE`), one row each, left to right: those Face Mesh

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from au_face.coarse.base import CoarseFrames
+from au_face.coarse.base import SHOT_FIELD, CoarseFrames
 from au_face.coarse.stream import FRAME_FIELDS, FrameStore
 from au_face.errors import AUFaceError
 from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
@@ -171,12 +171,14 @@ class WindowStream:
     Call :meth:`advance` whenever more frames are stored, and once more with ``final`` when all
     are. A window is refined as soon as its frames are stored and it is sure to be in the final
     plan, with ``S̄`` from :class:`~au_face.model.reference.ReferenceSchedule` (or the fixed
-    ``reference``), so the rows do not depend on when frames arrive. Overlapping outputs are
+    ``reference``), so the rows do not depend on when frames arrive. Where the reconstructor found
+    shot changes (the store's :data:`~au_face.coarse.base.SHOT_FIELD`), each shot has windows of its
+    own: no window spans a cut, so no frame is smoothed with another shot's. Overlapping outputs are
     blended as in :meth:`AUFaceRefiner.refine <au_face.model.refiner.AUFaceRefiner.refine>`, which
-    gives the same result. Windows go to the refiner's ``refine_windows`` :data:`BATCH_WINDOWS` at a
-    time (a torch refiner through :class:`TorchArrayRefiner`). Frames without a face keep their coarse
-    mesh and get NaN probabilities. ``threads`` caps a torch refiner's intra-op threads while it
-    refines (None: leave as is).
+    gives the same result for a video without cuts. Windows go to the refiner's ``refine_windows``
+    :data:`BATCH_WINDOWS` at a time (a torch refiner through :class:`TorchArrayRefiner`). Frames
+    without a face keep their coarse mesh and get NaN probabilities. ``threads`` caps a torch
+    refiner's intra-op threads while it refines (None: leave as is).
     ``on_rows(rows, aus)`` is called whenever rows were appended, with the number of refined frames
     so far and the AU numbers.
     """
@@ -193,10 +195,10 @@ class WindowStream:
         self._refiner, self._store = array_refiner(refiner, threads), store
         self._on_rows, self._fixed = on_rows, reference
         self._window = SlidingWindow(int(refiner.clip_length))
-        self._blend = self._window.blend()
         self._schedule = ReferenceSchedule()
         self._fits: dict[int, np.ndarray] = {}
-        self._done = 0  # windows refined
+        self._shots = [_Shot(0, self._window)]  # the first not finished, and those after it
+        self._shots_read = 0  # frames whose shot number was read
         self._bar = progress_bar(None, "refine", progress)
         self.aus: list[int] = []
         self.finished = False
@@ -213,28 +215,48 @@ class WindowStream:
         if self.finished:
             raise PipelineError("the refinement has finished")
         self._schedule.add(self._store.read("valid", self._schedule.frames, rows).astype(bool))
+        for cut in self._cuts(rows):
+            self._shots[-1].stop = cut
+            self._shots.append(_Shot(cut, self._window))
+        while self._shots:
+            shot = self._shots[0]
+            self._refine_shot(shot, rows, final)
+            if not shot.finished:
+                break
+            self._shots.pop(0)
         if final:
-            todo = self._window.plan(rows)[self._done :]
-        else:
-            hop, length = self._window.hop, self._window.length
-            todo = [(s, s + length) for s in range(self._done * hop, max(rows - length, 0), hop)]
+            self._bar.close()
+            self.finished = True
+
+    def _cuts(self, rows: int) -> list[int]:
+        """The first frames of the shots that begin among the stored frames up to ``rows`` not looked at before."""
+        if SHOT_FIELD not in self._store or rows <= self._shots_read:
+            return []
+        first = max(self._shots_read - 1, 0)  # (from the last frame looked at: a cut may follow it)
+        shots = self._store.read(SHOT_FIELD, first, rows)
+        self._shots_read = rows
+        return [first + 1 + int(i) for i in np.flatnonzero(np.diff(shots))]
+
+    def _refine_shot(self, shot: _Shot, rows: int, final: bool) -> None:
+        """Refine every window of ``shot`` that can be, its frames stored up to ``rows`` (all with ``final``)."""
+        whole = shot.stop is not None or final  # every frame of the shot is stored
+        length = (rows if shot.stop is None else shot.stop) - shot.start
         group: list[tuple[int, int]] = []
         group_fit: int | None = None
-        for start, stop in todo:
-            point = self._schedule.point_for(stop, rows if final else None)
+        for start, stop in shot.todo(length, whole):
+            point = self._schedule.point_for(shot.start + stop, rows if final else None)
             if point is None and self._fixed is None:
                 break
             if group and (point != group_fit or len(group) == BATCH_WINDOWS):
-                self._refine(group, group_fit)
+                self._refine(shot, group, group_fit)
                 group = []
             group.append((start, stop))
             group_fit = point
         if group:
-            self._refine(group, group_fit)
-        if final:
-            self._append(self._blend.finish())
-            self._bar.close()
-            self.finished = True
+            self._refine(shot, group, group_fit)
+        if whole and not shot.todo(length, whole):
+            self._append(shot, shot.blend.finish())
+            shot.finished = True
 
     def _reference_at(self, point: int | None) -> np.ndarray:
         """``S̄`` of the fit on frames ``0..point`` (fitting it, and the earlier ones, if not done yet)."""
@@ -249,11 +271,12 @@ class WindowStream:
                 self._fits[count] = bounded_update(previous, fitted)
         return self._fits[point]
 
-    def _refine(self, windows: list[tuple[int, int]], point: int | None) -> None:
-        """Refine ``windows`` (in plan order) with the ``S̄`` of fit ``point`` and blend them in."""
+    def _refine(self, shot: _Shot, windows: list[tuple[int, int]], point: int | None) -> None:
+        """Refine ``windows`` of ``shot`` (in plan order, frames from its start) with the ``S̄`` of fit
+        ``point`` and blend them in."""
         reference = self._reference_at(point)
         frames = {
-            name: np.stack([self._store.read(name, start, stop) for start, stop in windows])
+            name: np.stack([self._store.read(name, shot.start + start, shot.start + stop) for start, stop in windows])
             for name in FRAME_FIELDS
             if name in self._store
         }
@@ -266,10 +289,10 @@ class WindowStream:
                 f"for clips of {frames['vertices'].shape} and {len(self.aus)} AUs"
             )
         for (start, _), clip_vertices, clip_probs in zip(windows, refined, probs):
-            self._append(self._blend.add(start, clip_vertices, clip_probs))
-            self._done += 1
+            self._append(shot, shot.blend.add(start, clip_vertices, clip_probs))
+            shot.done += 1
 
-    def _append(self, rows: list[np.ndarray]) -> None:
+    def _append(self, shot: _Shot, rows: list[np.ndarray]) -> None:
         """Append blended ``[vertices, probs]`` rows, with the coarse mesh and NaN where there is no face;
         then call ``on_rows``."""
         if not rows:
@@ -286,6 +309,26 @@ class WindowStream:
         self._bar.update(len(vertices))
         if self._on_rows is not None:
             self._on_rows(stop, self.aus)
+
+
+class _Shot:
+    """One shot's windows in :class:`WindowStream`: its frames ``start..stop`` of the store (``stop``
+    None while it goes on), the windows refined so far and their blend."""
+
+    def __init__(self, start: int, window: SlidingWindow) -> None:
+        self.start, self.window = start, window
+        self.stop: int | None = None
+        self.blend = window.blend()
+        self.done = 0  # windows refined
+        self.finished = False
+
+    def todo(self, length: int, whole: bool) -> list[tuple[int, int]]:
+        """The windows not refined yet (frames from the shot's start) that are sure to be in its plan,
+        ``length`` of its frames stored (all of them if ``whole``)."""
+        if whole:
+            return self.window.plan(length)[self.done :]
+        hop, size = self.window.hop, self.window.length
+        return [(s, s + size) for s in range(self.done * hop, max(length - size, 0), hop)]
 
 
 def refine_photos(

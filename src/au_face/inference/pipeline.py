@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from au_face.coarse.base import CoarseReconstructor
+from au_face.coarse.base import SHOT_FIELD, CoarseReconstructor
 from au_face.coarse.stream import FRAME_FIELDS, STORE_CHUNK, FrameStore, reconstruct_video_arrays
 from au_face.errors import AUFaceError, PendingSignal
 from au_face.inference.frame_tee import FrameTee
@@ -125,6 +125,7 @@ def _write_npz(
             "landmarks2d",
             "expression",
             "confidence",
+            SHOT_FIELD,  # each frame's shot, from reconstructors that find shot changes
         ):
             if name in store:
                 npz.add_chunks(name, store.shape(name), store.dtype(name), store.chunks(name))
@@ -344,7 +345,7 @@ def reconstruct(
             stream = start_overlay("vertices", [])
         tick = time.perf_counter()
         inputs = frame_inputs_of(refiner)
-        fields = tuple(f for f in FRAME_FIELDS if f not in FRAME_INPUTS or f in inputs)
+        fields = tuple(f for f in (*FRAME_FIELDS, SHOT_FIELD) if f not in FRAME_INPUTS or f in inputs)
         with only_inputs(reconstructor, inputs):
             fps, reference, num_valid = _coarse_pass(
                 source,

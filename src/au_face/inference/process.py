@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from au_face.coarse.base import SHOT_FIELD
 from au_face.coarse.stream import FRAME_FIELDS
 from au_face.inference.passes import FRAME_INPUTS, ArrayRefiner, Refiner, WindowStream, array_refiner, refine_photos
 from au_face.utils.concurrency import WorkerError, picklable
@@ -103,7 +104,9 @@ class RefinerProcess:
             self._video += 1
             self._conn.send(("begin", self._video, store, threads))
             self._store = store
-        layout = {name: (store.dtype(name).str, store.shape(name)) for name in FRAME_FIELDS if name in store}
+        layout = {
+            name: (store.dtype(name).str, store.shape(name)) for name in (*FRAME_FIELDS, SHOT_FIELD) if name in store
+        }
         self._conn.send(("end" if final else "frames", layout))
         while final or (self.check() and self._conn.poll()):
             kind, (video, *payload) = self._receive("rows", "done", "failed")
