@@ -27,10 +27,15 @@ face per photo) mapped to AUs (:data:`LANDMARKER_AUS`). Only photos where every 
 photos and in neutral ones, per system.
 
 ``--reference person`` scores the models as they run on video instead: S̄ is fitted over all the
-photos of the photo's person (those where every system found a face), as a video's S̄ is fitted
-over its frames, and only the photos of persons with two or more such photos are scored; beside
+photos of the photo's person (those where every system found a face) as a video's S̄ is fitted
+over its frames (:meth:`AUFaceRefiner.reference`), and only the photos of persons with two or more such photos are scored; beside
 each model, the same model on the same photos with S̄ fitted to each (the readout and Face
 Landmarker on the same photos, as always).
+
+``--reference still`` scores the models on each photo as a still video of it would be read: S̄ is
+a video's (:meth:`AUFaceRefiner.reference`) over :data:`~au_face.model.reference.REFERENCE_WARMUP`
+copies of the photo (a video's first fit), and the photo is refined as a window of ``clip_length``
+copies (the middle frame's AUs); beside it, the same photos with S̄ fitted to each.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
 from au_face.io.au_csv import HEAD_TO_CAMERA, euler_angles
 from au_face.io.checkpoints import default_checkpoint
+from au_face.model.reference import REFERENCE_WARMUP
 from au_face.model.refiner import load_refiner
 
 #: AU -> (positive expressions, negative expressions): issue 15's table.
@@ -222,10 +228,21 @@ def score_systems(
         print(f"{len(kept)} of them by {len(persons)} persons with two or more", file=sys.stderr)
     scores: dict[str, np.ndarray] = {}
     for name, refiner in refiners.items():
+        if args.reference == "still":
+            scores[name] = np.stack([still_video_probs(refiner, coarse[p.image]) for p in kept])
+            with torch.no_grad():
+                scores[f"{name} (S̄ per photo)"] = np.stack(
+                    [refiner.refine(coarse[p.image]).au_probs[0].numpy() for p in kept]
+                )
+            continue
         references = {
-            person: refiner.neutral(
-                torch.cat([coarse[p.image].vertices for p in group]).float(),
-                torch.cat([coarse[p.image].valid for p in group]),
+            person: refiner.reference(
+                CoarseFrames.from_canonical(
+                    torch.cat([coarse[p.image].vertices for p in group]).float(),
+                    torch.cat([coarse[p.image].valid for p in group]),
+                    1.0,
+                    refiner.topology_name,
+                )
             )
             for person, group in persons.items()
         }
@@ -286,6 +303,23 @@ def yaw_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.nda
                     f"{np.mean(x[pos] >= 0.5):.0%} | {np.mean(x[neutral] >= 0.5):.1%} |"
                 )
     return "\n".join(lines)
+
+
+def repeated(photo: CoarseFrames, count: int) -> CoarseFrames:
+    """``count`` copies of a one-frame record: a still video of the photo."""
+    arrays = photo.to_numpy()
+    frames = {k: np.repeat(v, count, axis=0) for k, v in arrays.items() if k not in ("fps", "topology")}
+    frames["timestamps"] = np.arange(count, dtype=np.float64) / photo.fps
+    return CoarseFrames.from_numpy({**frames, "fps": arrays["fps"], "topology": arrays["topology"]})
+
+
+@torch.no_grad()
+def still_video_probs(refiner, photo: CoarseFrames) -> np.ndarray:
+    """``[K]`` AU probabilities of a photo read as a still video of it (module docstring)."""
+    copies = repeated(photo, REFERENCE_WARMUP)
+    reference = refiner.reference(copies)
+    window = refiner.clip_length
+    return refiner.refine(repeated(photo, window), reference).au_probs[window // 2].numpy()
 
 
 def person_groups(photos: list[Photo]) -> dict[str, list[Photo]]:
@@ -376,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--reference",
-        choices=("photo", "person"),
+        choices=("photo", "person", "still"),
         default="photo",
-        help="S̄ of a model: fitted to each photo, or over all photos of its person (as in video)",
+        help="S̄ of a model: fitted to each photo, over all photos of its person (as in video), or as a still "
+        "video of the photo gets it",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
     parser.add_argument("--by-yaw", action="store_true", help="also AU12 and AU6 by |head yaw| (turned heads)")
@@ -391,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     scores, aus, expressions, yaw = score_systems(args, photos)
     table = auc_table(scores, aus, expressions, args.bootstrap)
     rates = {s: on_rates(v, expressions, aus) for s, v in scores.items() if not np.isnan(v).all(1).any()}
-    where = args.split if args.reference == "photo" else f"{args.split} (S̄ over each person's photos)"
+    where = {
+        "photo": args.split,
+        "person": f"{args.split} (S̄ over each person's photos)",
+        "still": f"{args.split} (each photo as a still video)",
+    }[args.reference]
     print(markdown(table, rates, where))
     if args.by_yaw:
         print("\n### AU12 and AU6 by head yaw\n")

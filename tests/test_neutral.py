@@ -52,6 +52,30 @@ def test_a_held_expression_is_not_taken_for_the_identity() -> None:
     assert estimator.expression_weights(frames, valid, fit.identity)[:, 2].mean() == pytest.approx(0.8, abs=0.02)
 
 
+def test_a_videos_median_reference_does_not_depend_on_how_long_a_face_is_held_still() -> None:
+    """The joint fit's prior counts once, so copies of one frame change its S̄; each frame's own fit does not."""
+    estimator = NeutralEstimator(*_model())
+    weights = torch.zeros(1, 6)
+    weights[0, 3] = 0.5
+    frame, _ = _frames(weights, torch.tensor([1.0, -0.5, 0.3, 0.0]))
+    frame = frame + 0.05 * torch.randn(
+        frame.shape, generator=torch.Generator().manual_seed(3)
+    )  # a real face: off the modes
+    alone = estimator.fit_each(frame)[0]
+    for copies in (1, 20, 300):
+        still = frame.expand(copies, -1, -1)
+        torch.testing.assert_close(estimator.median_reference(still), alone, atol=1e-5, rtol=0)
+    joint = [estimator.fit(frame.expand(copies, -1, -1)).reference for copies in (1, 300)]
+    assert (joint[0] - joint[1]).norm(dim=-1).max() > 1e-3, "the joint fit moves with the number of copies"
+    held = torch.zeros(20, 6)
+    held[:, 2] = 0.8
+    frames, neutral = _frames(held, torch.tensor([1.0, -0.5, 0.3, 0.0]))
+    assert (estimator.median_reference(frames) - neutral).norm(dim=-1).mean() < 0.05, "a held expression stays out"
+    torch.testing.assert_close(
+        estimator.median_reference(frames, torch.zeros(20, dtype=torch.bool)), estimator.template
+    )
+
+
 def test_a_single_frame_keeps_exactly_its_fitted_expression() -> None:
     estimator = NeutralEstimator(*_model())
     weights = torch.zeros(1, 6)

@@ -121,7 +121,7 @@ def test_model_refines_sim_to_real_clips_with_its_own_neutral_estimator(
     task = AUFaceTask(dm.geometry, net=net, clip_length=4, reference="neutral")
     coarse = CoarseFrames.load(dm.records("test")[0].coarse_path)
     reference = task.reference(coarse)
-    assert torch.allclose(reference, dm.geometry.neutral(coarse.vertices, coarse.valid))
+    assert torch.allclose(reference, dm.geometry.neutral.median_reference(coarse.vertices, coarse.valid))
     out = task.refine(coarse)
     assert out.vertices.shape == coarse.vertices.shape and torch.isfinite(out.au_probs[coarse.valid]).all()
     checkpoint = {

@@ -150,6 +150,25 @@ class NeutralEstimator(nn.Module):
         return (vertices.flatten(1) - w @ e.t()).reshape(vertices.shape)
 
     @torch.no_grad()
+    def median_reference(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """S̄ ``[V,3]`` of a real video's frames ``[T,V,3]``: the per-coordinate median of the S̄ that each of
+        its ``valid`` frames (at most ``max_frames``, evenly spaced) gets on its own (:meth:`fit_each`).
+
+        :meth:`fit` weighs its identity prior once for all frames, so the more frames, the more of a
+        real face the identity modes take up (they span a synthetic ICT face, not a real one), and a
+        face held still for many frames gets another S̄ than the same face in one photo. Each frame
+        fitted alone gets the S̄ a photo gets, whatever the video's length; the median keeps a held
+        or passing expression out of it. The template where no frame is valid."""
+        vertices, valid = self._inputs(vertices, valid)
+        frames = torch.nonzero(valid).flatten()
+        if len(frames) == 0:
+            return self.template.clone()
+        used = frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
+        return torch.quantile(
+            self.fit_each(vertices[used]), 0.5, dim=0
+        )  # (of an even count: the mean of the middle two)
+
+    @torch.no_grad()
     def expression_weights(
         self, vertices: torch.Tensor, valid: torch.Tensor | None, identity: torch.Tensor
     ) -> torch.Tensor:

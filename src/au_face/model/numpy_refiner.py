@@ -131,23 +131,15 @@ class NumpyRefiner:
         return self._neutral_fit(vertices, valid)
 
     def _neutral_fit(self, vertices: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """:meth:`NeutralEstimator.fit <au_face.geometry.neutral.NeutralEstimator.fit>`'s reference."""
-        template = self._p["neutral.template"]
+        """:meth:`NeutralEstimator.median_reference <au_face.geometry.neutral.NeutralEstimator.median_reference>`."""
         frames = np.flatnonzero(valid)
         if len(frames) == 0:
-            return template.copy()
-        options = self._settings["neutral"]
-        spaced = np.linspace(0, len(frames) - 1, min(len(frames), options["max_frames"]), dtype=np.float32)
+            return self._p["neutral.template"].copy()
+        spaced = np.linspace(
+            0, len(frames) - 1, min(len(frames), self._settings["neutral"]["max_frames"]), dtype=np.float32
+        )
         used = frames[np.unique(spaced.round().astype(np.int64))]
-        e, i = self._expression, self._identity
-        offsets = (vertices[used] - template).reshape(len(used), -1)
-        gram = len(used) * (i.T @ i) + options["identity_ridge"] * np.eye(i.shape[1], dtype=np.float32)
-        identity = np.zeros(i.shape[1], dtype=np.float32)
-        w = np.zeros((len(used), e.shape[1]), dtype=np.float32)
-        for _ in range(options["iterations"]):
-            w = self._expression_step(offsets - i @ identity, w)
-            identity = np.linalg.solve(gram, i.T @ (offsets - w @ e.T).sum(0)).astype(np.float32)
-        return (vertices[used].reshape(len(used), -1) - w @ e.T).mean(0).reshape(-1, 3)
+        return np.median(self._neutral_fit_each(vertices[used]), axis=0)
 
     def _neutral_fit_each(self, vertices: np.ndarray) -> np.ndarray:
         """:meth:`NeutralEstimator.fit_each <au_face.geometry.neutral.NeutralEstimator.fit_each>`."""

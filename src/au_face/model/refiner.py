@@ -164,9 +164,11 @@ class AUFaceRefiner(nn.Module):
         return logits.sigmoid()
 
     def reference(self, coarse: CoarseFrames) -> torch.Tensor:
-        """S̄ ``[V,3]`` of a whole video, as this model was trained to use it."""
+        """S̄ ``[V,3]`` of a whole video, as the model reads a video: with ``reference='neutral'`` the median
+        of each frame's own neutral fit (:meth:`NeutralEstimator.median_reference
+        <au_face.geometry.neutral.NeutralEstimator.median_reference>`), else the mean shape."""
         if self.reference_mode == "neutral":
-            return self.neutral(coarse.vertices, coarse.valid).cpu()
+            return self.neutral.median_reference(coarse.vertices, coarse.valid).cpu()
         return coarse.mean_shape()
 
     def scheduled_references(self, coarse: CoarseFrames) -> dict[int, torch.Tensor]:
