@@ -255,7 +255,7 @@ class WindowStream:
         if group:
             self._refine(shot, group, group_fit)
         if whole and not shot.todo(length, whole):
-            self._append(shot, shot.blend.finish())
+            self._append(shot.blend.finish())
             shot.finished = True
 
     def _reference_at(self, point: int | None) -> np.ndarray:
@@ -289,10 +289,10 @@ class WindowStream:
                 f"for clips of {frames['vertices'].shape} and {len(self.aus)} AUs"
             )
         for (start, _), clip_vertices, clip_probs in zip(windows, refined, probs):
-            self._append(shot, shot.blend.add(start, clip_vertices, clip_probs))
+            self._append(shot.blend.add(start, clip_vertices, clip_probs))
             shot.done += 1
 
-    def _append(self, shot: _Shot, rows: list[np.ndarray]) -> None:
+    def _append(self, rows: list[np.ndarray]) -> None:
         """Append blended ``[vertices, probs]`` rows, with the coarse mesh and NaN where there is no face;
         then call ``on_rows``."""
         if not rows:
