@@ -29,7 +29,7 @@ else:
 OPTIONAL_FIELDS = ("expression", "features", "crops", "confidence", "appearance")
 #: The extra per-frame field of :meth:`CoarseReconstructor.reconstruct_arrays` from reconstructors that
 #: find shot changes in video (not a :class:`CoarseFrames` field): each frame's shot, numbered from 0
-#: at :meth:`~CoarseReconstructor.reset`. The inference pipeline refines each shot on its own.
+#: at :meth:`~CoarseReconstructor.reset`. The inference pipeline gives each shot refinement windows of its own.
 SHOT_FIELD = "shot"
 
 

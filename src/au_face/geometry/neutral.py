@@ -120,10 +120,9 @@ class NeutralEstimator(nn.Module):
         """Fit ``vertices [T,V,3]`` (canonical frames) over the ``valid [T]`` ones."""
         vertices, valid = self._inputs(vertices, valid)
         identity = vertices.new_zeros(self.identity.shape[0])
-        frames = torch.nonzero(valid).flatten()
-        if len(frames) == 0:
+        used = self._spaced_frames(valid)
+        if len(used) == 0:
             return NeutralFit(self.template.clone(), identity)
-        used = frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
         e, i, _, _ = self._matrices()
         offsets = (vertices[used] - self.template).flatten(1)  # [N,3V]
         gram = len(used) * (i.t() @ i) + self.identity_ridge * torch.eye(i.shape[1], device=i.device)
@@ -160,13 +159,18 @@ class NeutralEstimator(nn.Module):
         fitted alone gets the S̄ a photo gets, whatever the video's length; the median keeps a held
         or passing expression out of it. The template where no frame is valid."""
         vertices, valid = self._inputs(vertices, valid)
+        used = self._spaced_frames(valid)
+        if len(used) == 0:
+            return self.template.clone()
+        # (of an even count, the mean of the middle two, as NumPy's median)
+        return torch.quantile(self.fit_each(vertices[used]), 0.5, dim=0)
+
+    def _spaced_frames(self, valid: torch.Tensor) -> torch.Tensor:
+        """The indices of at most :attr:`max_frames` evenly spaced ``valid`` frames (what a fit uses)."""
         frames = torch.nonzero(valid).flatten()
         if len(frames) == 0:
-            return self.template.clone()
-        used = frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
-        return torch.quantile(
-            self.fit_each(vertices[used]), 0.5, dim=0
-        )  # (of an even count: the mean of the middle two)
+            return frames
+        return frames[torch.linspace(0, len(frames) - 1, min(len(frames), self.max_frames)).round().long().unique()]
 
     @torch.no_grad()
     def expression_weights(
@@ -200,7 +204,8 @@ class NeutralEstimator(nn.Module):
         return w
 
     def forward(self, vertices: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """S̄ ``[V,3]`` of one video's frames ``[T,V,3]``."""
+        """S̄ ``[V,3]`` of one sequence's frames ``[T,V,3]`` by the joint :meth:`fit` (the training data's
+        S̄; a video at inference gets :meth:`median_reference`)."""
         return self.fit(vertices, valid).reference
 
 
