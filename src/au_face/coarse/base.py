@@ -244,8 +244,9 @@ class CoarseReconstructor(abc.ABC):
     one_core: bool = False
     #: :meth:`reconstruct_faces` gives every face of a photo (``au-face reconstruct --all-faces``).
     finds_every_face: bool = False
-    #: whether the last video frame started a new shot (reconstructors that track start again there).
-    new_shot: bool = False
+    #: the last video frame's shot, numbered from 0 at :meth:`reset` (reconstructors that find shot
+    #: changes count them, and start tracking again at each).
+    shot: int = 0
 
     @classmethod
     def create(cls, device: str = "cpu") -> CoarseReconstructor:

@@ -177,12 +177,11 @@ class MediaPipeReconstructor(CoarseReconstructor):
         self._mesh_faces = 0  # faces the tracking graph follows at most
         self._last_found = 0  # faces it found on the previous frame
         self._frame = 0  # frames tracked since the last reset
-        self._shot_number = 0  # shots started since the last reset (the first is 0)
         self._followed: np.ndarray | None = None  # 2D centre of the face being followed
         self._small_box: tuple[int, int, int] | None = None  # (x, y, side): where a small face is followed
         self._since_search = DETECT_EVERY  # video frames since the tiles were last searched
         self._settling = False  # a closer look was taken and the tracker does not agree with it yet
-        self._shot: np.ndarray | None = None  # the last video frame's thumbnail (shot changes)
+        self._thumbnail: np.ndarray | None = None  # the last video frame's (shot changes)
         self._warned_faces = False
         self._warned_cut = False  # a ShotChangeWarning was given for this video
         self._still = False  # detect() takes single photos with the still-image graph
@@ -197,10 +196,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         """Forget the tracked face: the next frame starts a new tracking graph. The still-image graphs
         (photos, the upside-down check) and the face detector hold no state between frames and are kept."""
         self._new_shot()
-        self._frame = self._shot_number = 0
+        self._frame = self.shot = 0
         self._since_search = DETECT_EVERY
         self._warned_faces = self._warned_cut = False
-        self._shot = None
+        self._thumbnail = None
 
     def _face_mesh(self, mode: GraphMode, faces: int = 1):
         """A Face Mesh graph for ``mode`` that finds up to ``faces`` faces (tracked from frame to frame with ``track``)."""
@@ -309,11 +308,10 @@ class MediaPipeReconstructor(CoarseReconstructor):
         if self._still:
             graph = self._still_graph()
         else:
-            shot = thumbnail(rgb)
-            self.new_shot = self._shot is not None and shot_change(self._shot, shot)
-            if self.new_shot:
+            picture = thumbnail(rgb)
+            if self._thumbnail is not None and shot_change(self._thumbnail, picture):
                 self._new_shot()
-                self._shot_number += 1
+                self.shot += 1
                 if not self._warned_cut and not self._every_face:  # (every face is read shot by shot)
                     self._warned_cut = True
                     warnings.warn(
@@ -323,7 +321,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
                         ShotChangeWarning,
                         stacklevel=2,
                     )
-            self._shot = shot
+            self._thumbnail = picture
             detect_every = DETECT_EVERY_FACE if self._every_face else DETECT_EVERY
             if self._mesh is None or (self.max_faces > 1 and self._frame % detect_every == 0):
                 self._track_faces(self.count_faces(rgb) if self.max_faces > 1 else 1)
@@ -500,7 +498,7 @@ class MediaPipeReconstructor(CoarseReconstructor):
         descriptors: dict[int, Future] = {}
         for i, (rgb, timestamp) in enumerate(zip(frames, timestamps)):
             detected = self.detect(rgb, float(timestamp))
-            shots[i] = self._shot_number
+            shots[i] = self.shot
             if detected is not None:
                 points[i], valid[i] = detected, True
                 if self.appearance:

@@ -1,7 +1,7 @@
 """Every face of a video: the faces found on each frame linked into tracks, one per person and shot.
 
 :func:`scan_face_tracks` runs a reconstructor's :meth:`faces_in_frame` over a video, notes where the
-shot changes (its ``new_shot``) and links the faces frame to frame within each shot
+shot changes (its ``shot``) and links the faces frame to frame within each shot
 (:func:`link_faces`); each :class:`FaceTrack` is then reconstructed on its own, the reconstructor
 :meth:`following` it (``au-face reconstruct --all-faces``).
 """
@@ -56,10 +56,10 @@ class FaceTrack:
 
 
 class FaceFinder(Protocol):
-    """A reconstructor that gives every face of a frame and says whether that frame started a new shot
-    (:class:`~au_face.coarse.mediapipe.MediaPipeReconstructor`)."""
+    """A reconstructor that gives every face of a frame and numbers the shots (its last frame's ``shot``;
+    :class:`~au_face.coarse.mediapipe.MediaPipeReconstructor`)."""
 
-    new_shot: bool
+    shot: int
 
     def reset(self) -> None: ...
 
@@ -119,7 +119,7 @@ def scan_face_tracks(
 ) -> list[FaceTrack]:
     """The face tracks of a video (or image frames): ``finder``'s faces on each processed frame
     (``stride``, ``max_frames``, ``fps`` as for the reconstruction that will follow them), linked by
-    :func:`link_faces` within each shot (the frames where ``finder.new_shot``). Only the faces' centres
+    :func:`link_faces` within each shot (the frames where ``finder.shot`` changes). Only the faces' centres
     and widths are kept, so memory stays small."""
     found: list[list[np.ndarray]] = []
     shots: list[int] = []
@@ -128,7 +128,7 @@ def scan_face_tracks(
         for index, frame in enumerate(read_ahead(reader)):
             faces = finder.faces_in_frame(frame.rgb, frame.timestamp)
             found.append([_outline(face) for face in faces])
-            if finder.new_shot:
+            if finder.shot > len(shots):  # (shots counted from 0 at reset, at most one more a frame)
                 shots.append(index)
     return link_faces(found, shots)
 
