@@ -1,7 +1,7 @@
 """Fit a model's appearance head on the training photos: appearance descriptors read out per AU, on top of the mesh.
 
     python benchmarks/fit_appearance.py --ckpt CKPT --out WITH_HEAD.ckpt --photos-root data/facial_expressions \\
-        --photos-cache CACHE [--aus 4 6 9 10 12 15] [--max-per-expression 2000]
+        --photos-cache CACHE [--aus 1 2 4 6 9 10 12 15] [--add] [--max-per-expression 2000]
 
 For the training photos of the expression collection (``split_photos``' train split, at most
 ``--max-per-expression`` of each expression as the DataModule takes them; the validation photos and
@@ -17,6 +17,10 @@ the root mean square of its standardised entries: a part above it (a hand over t
 unlike any training face) is left out of the fit and, in the head, counts as absent. The head keeps
 the weights only: its offsets average zero over the photos, so the model's calibration still applies; run ``benchmarks/calibrate.py`` on the result all the same, since
 the head changes which photos cross the threshold.
+
+``--add`` extends the head ``--ckpt`` already has: only the AUs of ``--aus`` are fitted, on its stored
+standardisation and part limits (the same photos give the same ones), and every other AU keeps its
+weights. The model's logits are then its network's alone, as for a fresh head.
 """
 
 from __future__ import annotations
@@ -85,15 +89,16 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return roc_auc(scores[labels == 1], scores[labels == 0])
 
 
-def part_limits(standard: np.ndarray) -> tuple[dict, dict]:
+def part_limits(standard: np.ndarray, stored: list[float] | None = None) -> tuple[dict, dict]:
     """Each region's limit on its part's root-mean-square standardised value (:data:`USUAL_QUANTILE` of
-    the photos that have the part), and which photos have the part within it."""
+    the photos that have the part; ``stored``: a fitted head's limits, in :data:`REGIONS` order), and
+    which photos have the part within it."""
     limits, usual = {}, {}
-    for region in REGIONS:
+    for i, region in enumerate(REGIONS):
         part = standard[:, region_part(region)]
         present = np.isfinite(part).all(axis=1)
         rms = np.sqrt(np.square(np.where(present[:, None], part, 0.0)).mean(axis=1))
-        limits[region] = float(np.quantile(rms[present], USUAL_QUANTILE))
+        limits[region] = stored[i] if stored is not None else float(np.quantile(rms[present], USUAL_QUANTILE))
         usual[region] = present & (rms <= limits[region])
         print(f"{region.name} part: {int(present.sum())} photos, limit {limits[region]:.3f}")
     return limits, usual
@@ -109,12 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--photos-root", type=Path, required=True)
     parser.add_argument("--photos-cache", type=Path, required=True)
-    parser.add_argument("--aus", type=int, nargs="+", default=[4, 6, 9, 10, 12, 15], help="AUs the head reads out")
+    parser.add_argument(
+        "--aus", type=int, nargs="+", default=[1, 2, 4, 6, 9, 10, 12, 15], help="AUs the head reads out"
+    )
     parser.add_argument("--val-fraction", type=float, default=0.25, help="as the DataModule's")
     parser.add_argument("--max-per-expression", type=int, default=2000, help="as the DataModule's training cap")
+    parser.add_argument(
+        "--add", action="store_true", help="fit only --aus into the head CKPT has; its other AUs keep their weights"
+    )
     args = parser.parse_args(argv)
 
     refiner = load_refiner(args.ckpt)
+    head = refiner.appearance
+    if args.add and (head is None or not head.parts):
+        print(f"error: --add extends an appearance head with part limits, and {args.ckpt} has none", file=sys.stderr)
+        return 2
     unknown = sorted(set(args.aus) - set(refiner.aus))
     if unknown:
         print(f"error: the model has no AU {unknown}; its AUs are {refiner.aus}", file=sys.stderr)
@@ -128,14 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     table = read_expression_csv(args.photos_root / "data" / "legend.csv")
     photos = cap_per_expression(split_photos(table.photos, args.val_fraction)["train"], args.max_per_expression)
     descriptors, logits, kept = photo_inputs(refiner, args.photos_root, args.photos_cache, photos)
-    with np.errstate(invalid="ignore"):
-        mean, scale = np.nanmean(descriptors, axis=0), np.nanstd(descriptors, axis=0) + 1e-3
+    if args.add:
+        mean, scale = head.mean.double().numpy(), head.scale.double().numpy()
+    else:
+        with np.errstate(invalid="ignore"):
+            mean, scale = np.nanmean(descriptors, axis=0), np.nanstd(descriptors, axis=0) + 1e-3
     standard = (descriptors - mean) / scale
-    limits, usual = part_limits(standard)
+    limits, usual = part_limits(standard, head.part_limits.tolist() if args.add else None)
     labels = np.array([weak_au_labels(p.expression, refiner.aus) for p in kept])
     folds = np.array([person_fold(p.person) for p in kept])
     print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {descriptors.shape[1]}")
-    weight = np.zeros((len(refiner.aus), descriptors.shape[1]), dtype=np.float32)
+    weight = head.weight.numpy().copy() if args.add else np.zeros((len(refiner.aus), descriptors.shape[1]), np.float32)
     for au in args.aus:
         k, part = refiner.aus.index(au), region_part(regions[au])
         known = (labels[:, k] >= 0) & usual[regions[au]]
