@@ -23,6 +23,11 @@ readout (``au_face.evaluation.baselines``, the first checkpoint's neutral fit; n
 and, with ``--landmarker-model face_landmarker.task``, Face Landmarker's blendshapes (IMAGE mode, one
 face per photo) mapped to AUs (:data:`LANDMARKER_AUS`). Only photos where every system found a face are scored.
 
+**AU24 (Lip Pressor) by the lips' state** in the photo's mesh (``au_face.data.lips.lip_parting``): how
+often each system has AU24 on where the lips are parted (≥ ``LIPS_PARTED``: pressed lips cannot be
+apart, so every one is a false alarm), and where they are together (≤ ``LIPS_AT_REST``) in angry and
+in neutral photos.
+
 ``--by-yaw`` adds AU12 and AU6 by the head's |yaw| (the CSV's ``pose_Ry``): AUC, on-rate in happy
 photos and in neutral ones, per system.
 
@@ -57,6 +62,7 @@ from au_face.coarse.registry import reconstructor_version
 from au_face.data.appearance import with_appearance
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
+from au_face.data.lips import LIPS_AT_REST, LIPS_PARTED, lip_parting
 from au_face.io.au_csv import HEAD_TO_CAMERA, euler_angles
 from au_face.io.checkpoints import default_checkpoint
 from au_face.model.reference import REFERENCE_WARMUP
@@ -205,9 +211,9 @@ def on_rates(probs: np.ndarray, expressions: np.ndarray, aus: list[int], thresho
 
 def score_systems(
     args: argparse.Namespace, photos: list[Photo]
-) -> tuple[dict[str, np.ndarray], list[int], np.ndarray, np.ndarray]:
-    """``{system: [N,K] scores}``, the AU list, the photos' expressions and their head yaw (|degrees|, the
-    CSV's ``pose_Ry``) — the photos with a face for every system."""
+) -> tuple[dict[str, np.ndarray], list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """``{system: [N,K] scores}``, the AU list, the photos' expressions, their head yaw (|degrees|, the
+    CSV's ``pose_Ry``) and their meshes' lip parting — the photos with a face for every system."""
     checkpoints = args.ckpt or [f"default={default_checkpoint()}"]
     refiners = {name or path: load_refiner(path) for name, _, path in (spec.rpartition("=") for spec in checkpoints)}
     appearance = any("appearance" in refiner.frame_inputs for refiner in refiners.values())
@@ -278,7 +284,28 @@ def score_systems(
     yaw = np.array(
         [abs(math.degrees(euler_angles(coarse[p.image].rotation[:1].numpy() @ HEAD_TO_CAMERA)[0, 1])) for p in kept]
     )
-    return scores, aus, np.array([p.expression for p in kept]), yaw
+    landmarks68 = first.geometry.topology.landmarks68
+    parting = np.array([float(lip_parting(coarse[p.image].vertices.numpy(), landmarks68)[0]) for p in kept])
+    return scores, aus, np.array([p.expression for p in kept]), yaw, parting
+
+
+def lip_press_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.ndarray, parting: np.ndarray) -> str:
+    """AU24 on-rates (p ≥ 0.5) by the lips' state in the mesh (module docstring)."""
+    parted, closed = parting >= LIPS_PARTED, parting <= LIPS_AT_REST
+    groups = {
+        "lips parted": parted,
+        "lips together, angry": closed & (expressions == "anger"),
+        "lips together, neutral": closed & (expressions == "neutral"),
+    }
+    lines = [
+        "| system | " + " | ".join(f"{name} ({int(mask.sum())})" for name, mask in groups.items()) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
+    k = aus.index(24)
+    for name, values in scores.items():
+        on = values[:, k] >= 0.5
+        lines.append(f"| {name} | " + " | ".join(f"{on[mask].mean():.0%}" for mask in groups.values()) + " |")
+    return "\n".join(lines)
 
 
 def yaw_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.ndarray, yaw: np.ndarray) -> str:
@@ -423,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     table_csv = read_expression_csv(args.root / args.csv)
     chosen = cap_per_expression(split_photos(table_csv.photos, args.val_fraction)[args.split], args.max_per_expression)
     photos = [p for p in chosen if p.expression != "contempt"]
-    scores, aus, expressions, yaw = score_systems(args, photos)
+    scores, aus, expressions, yaw, parting = score_systems(args, photos)
     table = auc_table(scores, aus, expressions, args.bootstrap)
     rates = {s: on_rates(v, expressions, aus) for s, v in scores.items() if not np.isnan(v).all(1).any()}
     where = {
@@ -432,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         "still": f"{args.split} (each photo as a still video)",
     }[args.reference]
     print(markdown(table, rates, where))
+    if 24 in aus:
+        print("\n### AU24 (Lip Pressor) on, by the lips in the mesh\n")
+        print(lip_press_table(scores, aus, expressions, parting))
     if args.by_yaw:
         print("\n### AU12 and AU6 by head yaw\n")
         print(yaw_table(scores, aus, expressions, yaw))

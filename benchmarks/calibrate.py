@@ -20,6 +20,9 @@ validation frames together:
   data (``bagged_offsets``; ``--resamples 0``: the single choice). ``benchmarks/bench_calibration.py``
   measures how far either moves when the data are resampled.
 
+``--lip-press-from-mesh`` labels the photos' AU24 as the training data's ``lip_press_from_mesh`` does
+(absent where the photo's mesh shows the lips parted, ``au_face.data.lips.clear_lip_press``).
+
 It then stores ``w·exp(b)``. Occurrence stays ``p >= 0.5`` on the calibrated output; the ranking of
 scores (every AUC) does not change. Prints the offsets and each source's F1 and neutral on-rate before
 and after, and writes the checkpoint with ``au_face.io.checkpoints.write_checkpoint``.
@@ -40,6 +43,7 @@ from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import cap_per_expression, read_expression_csv, split_photos
 from au_face.data.labels import read_folder_csv
+from au_face.data.lips import clear_lip_press
 from au_face.data.synthetic.config import INDEX_NAME
 from au_face.evaluation.calibration import bagged_offsets, choose_offsets, f1_at
 from au_face.io.checkpoints import load_checkpoint, write_checkpoint
@@ -55,9 +59,10 @@ def logits_of(probs: np.ndarray) -> np.ndarray:
 
 
 def photo_source(
-    refiner, root: Path, cache_dir: Path, val_fraction: float, cap: int | None
+    refiner, root: Path, cache_dir: Path, val_fraction: float, cap: int | None, lip_press_from_mesh: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Logits, weak labels, a neutral flag and the person of the validation photos with a face."""
+    """Logits, weak labels, a neutral flag and the person of the validation photos with a face (AU24
+    absent where the lips are parted, with ``lip_press_from_mesh``)."""
     photos = cap_per_expression(
         split_photos(read_expression_csv(root / "data" / "legend.csv").photos, val_fraction)["val"], cap
     )
@@ -69,7 +74,11 @@ def photo_source(
             continue
         probs = refiner.refine(records[photo.image]).au_probs[0].numpy()
         logits.append(logits_of(probs))
-        labels.append(weak_au_labels(photo.expression, refiner.aus))
+        weak = np.array([weak_au_labels(photo.expression, refiner.aus)], dtype=np.int8)
+        if lip_press_from_mesh:
+            vertices = records[photo.image].vertices.numpy()
+            weak = clear_lip_press(weak, refiner.aus, vertices, refiner.geometry.topology.landmarks68)
+        labels.append(weak[0])
         neutral.append(parse_expression(photo.expression) == "neutral")
         persons.append(photo.person)
     return np.stack(logits), np.array(labels), np.array(neutral), np.array(persons)
@@ -111,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--resamples", type=int, default=100, help="bootstrap resamples bagged (0: one choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    parser.add_argument(
+        "--lip-press-from-mesh", action="store_true", help="photos' AU24 absent where their mesh shows the lips parted"
+    )
     args = parser.parse_args(argv)
 
     refiner = load_refiner(args.ckpt)
@@ -120,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     photo_logits, photo_labels, neutral, persons = photo_source(
-        refiner, args.photos_root, args.photos_cache, args.val_fraction, args.max_per_expression
+        refiner,
+        args.photos_root,
+        args.photos_cache,
+        args.val_fraction,
+        args.max_per_expression,
+        args.lip_press_from_mesh,
     )
     grouped = {
         "photos": (photo_logits, photo_labels, persons),

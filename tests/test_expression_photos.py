@@ -357,7 +357,34 @@ def test_lips_part_fills_only_the_unknown_au25_labels() -> None:
     assert (fill_lips_part(labels, without, parted, topology.landmarks68) == labels).all()
 
 
-def test_datamodule_reads_au25_from_the_photo_mesh_when_asked(tmp_path: Path) -> None:
+def test_parted_lips_rule_out_the_lip_pressor_whatever_the_expression_says() -> None:
+    from au_face.data.lips import clear_lip_press
+    from au_face.faces.mediapipe import mediapipe_topology
+
+    topology = mediapipe_topology()
+    au24 = AUS.index(24)
+    for expression, parting, wanted in [
+        ("anger", 0.4, 0),  # an angry face shouting: its listed AU24 is ruled out
+        ("anger", 0.0, 1),  # lips together: the expression's 1 stays
+        ("anger", 0.15, 1),  # between the bounds: stays
+        ("sadness", 0.4, 0),  # unknown, ruled out
+        ("sadness", 0.0, -1),  # unknown stays unknown
+        ("neutral", 0.0, 0),
+    ]:
+        face = open_mouth(topology.template, topology.landmarks68, parting)[None]
+        labels = np.array([weak_au_labels(expression, AUS)], dtype=np.int8)
+        cleared = clear_lip_press(labels, AUS, face, topology.landmarks68)
+        assert cleared[0, au24] == wanted, (expression, parting)
+        others = np.arange(len(AUS)) != au24
+        assert (cleared[0, others] == labels[0, others]).all()
+        assert labels[0, au24] == weak_au_labels(expression, [24])[0]  # a copy: the input is untouched
+    without = [au for au in AUS if au != 24]
+    parted = open_mouth(topology.template, topology.landmarks68, 0.4)[None]
+    labels = np.array([weak_au_labels("anger", without)], dtype=np.int8)
+    assert (clear_lip_press(labels, without, parted, topology.landmarks68) == labels).all()
+
+
+def test_datamodule_reads_au25_and_au24_from_the_photo_mesh_when_asked(tmp_path: Path) -> None:
     from au_face.faces.mediapipe import mediapipe_topology
 
     topology = mediapipe_topology()
@@ -365,20 +392,29 @@ def test_datamodule_reads_au25_from_the_photo_mesh_when_asked(tmp_path: Path) ->
     (root / "data").mkdir(parents=True)
     (root / "images").mkdir()
     rows = ["user.id,image,emotion"]
-    parting = {"Smile_Open_0001.jpg": 0.4, "Smile_Shut_0001.jpg": 0.0, "Calm_Open_0001.jpg": 0.4}
+    parting = {
+        "Smile_Open_0001.jpg": 0.4,
+        "Smile_Shut_0001.jpg": 0.0,
+        "Calm_Open_0001.jpg": 0.4,
+        "Angry_Open_0001.jpg": 0.4,
+    }
     expression = {
         "Smile_Open_0001.jpg": "happiness",
         "Smile_Shut_0001.jpg": "happiness",
         "Calm_Open_0001.jpg": "neutral",
+        "Angry_Open_0001.jpg": "anger",
     }
-    names = [f"{stem}_{i:04d}.jpg" for stem in ("Smile_Open", "Smile_Shut", "Calm_Open") for i in range(1, 40)]
+    stems = ("Smile_Open", "Smile_Shut", "Calm_Open", "Angry_Open")
+    names = [f"{stem}_{i:04d}.jpg" for stem in stems for i in range(1, 40)]
     names = [n for n in names if not is_reserved(n)]
     for name in names:
         rows.append(f"1,{name},{expression[name[:-8] + '0001.jpg']}")
         (root / "images" / name).write_bytes(name.encode())
     (root / "data" / "legend.csv").write_text("\n".join(rows) + "\n")
     kwargs = dict(val_fraction=0.34, geometry=photo_geometry(), batch_size=2, clip_length=1)
-    dm = ExpressionPhotoDataModule(str(root), str(root / "cache"), lips_part_from_mesh=True, **kwargs)
+    dm = ExpressionPhotoDataModule(
+        str(root), str(root / "cache"), lips_part_from_mesh=True, lip_press_from_mesh=True, **kwargs
+    )
     results = []
     for name in names:
         face = open_mouth(topology.template, topology.landmarks68, parting[name[:-8] + "0001.jpg"])
@@ -389,14 +425,16 @@ def test_datamodule_reads_au25_from_the_photo_mesh_when_asked(tmp_path: Path) ->
         results.append((root / "images" / name, "done", 1, 1, "", None))
     dm.cache.record_many(results)
     plain = ExpressionPhotoDataModule(str(root), str(root / "cache"), **kwargs)
-    au25 = AUS.index(25)
-    wanted = {"Smile_Open": 1, "Smile_Shut": 0, "Calm_Open": 0}
+    au25, au24 = AUS.index(25), AUS.index(24)
+    wanted = {"Smile_Open": 1, "Smile_Shut": 0, "Calm_Open": 0, "Angry_Open": 1}
     records = [r for split in ("train", "val") for r in dm.records(split)]
     unfilled_records = [r for split in ("train", "val") for r in plain.records(split)]
     assert len(records) == len(names)
     for record, unfilled in zip(records, unfilled_records, strict=True):
         assert record.labels[0, au25] == wanted[record.name[:-9]], record.name
         assert unfilled.labels[0, au25] == (0 if record.name.startswith("Calm") else -1)
+        if record.name.startswith("Angry"):  # anger lists AU24; the open mouth rules it out
+            assert (record.labels[0, au24], unfilled.labels[0, au24]) == (0, 1)
 
 
 def test_the_documented_weak_label_table_is_the_one_in_code() -> None:

@@ -1,4 +1,4 @@
-"""AU25 (Lips Part) read from a mesh: a weak label where the expression leaves it unknown.
+"""AU25 (Lips Part) and AU24 (Lip Pressor) read from a mesh, beside an expression's weak labels.
 
 An expression says nothing about AU25 in a smile, an angry or a sad face (open and closed mouths
 are both common), so :func:`~au_face.aus.weak_au_labels` leaves it unknown there. The mesh of the
@@ -10,6 +10,10 @@ landmarks). :func:`fill_lips_part` turns it into a label only where the expressi
   meshes the inner lips of a closed mouth are about 7 % of its width apart);
 - **1** at or above :data:`LIPS_PARTED`, wider than nine in ten neutral training photos;
 - unknown (−1) between the two.
+
+:func:`clear_lip_press` uses the same gap the other way: AU24 presses the lips together, so lips at or
+above :data:`LIPS_PARTED` rule it out, and AU24 is labelled **0** there whatever the expression says
+(anger lists AU24, but more than half of the angry training photos show an open, shouting mouth).
 
 Both bounds were read off the training split of ``muxspace/facial_expressions`` (790 neutral photos:
 10th/50th/90th percentiles 0.025/0.072/0.221), never off validation or reserved photos.
@@ -28,6 +32,7 @@ LIPS_PARTED = 0.22
 #: iBUG-68 points: inner mouth corners and the inner lips' midpoints (upper, lower).
 _CORNERS, _MIDPOINTS = (60, 64), (62, 66)
 _AU25 = 25
+_AU24 = 24
 
 
 def lip_parting(vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
@@ -68,4 +73,19 @@ def fill_lips_part(labels: np.ndarray, aus: Sequence[int], vertices: np.ndarray,
     return labels
 
 
-__all__ = ["LIPS_AT_REST", "LIPS_PARTED", "fill_lips_part", "lip_parting", "lips_part_labels"]
+def clear_lip_press(
+    labels: np.ndarray, aus: Sequence[int], vertices: np.ndarray, landmarks68: np.ndarray
+) -> np.ndarray:
+    """``labels [T,K]`` with AU24 set to 0 where the mesh shows the lips parted (a copy; others untouched).
+
+    Lips at or above :data:`LIPS_PARTED` cannot be pressed together, so this overrides an expression's
+    1 (an angry face shouting) as well as an unknown. ``aus`` without AU24: unchanged."""
+    labels = np.array(labels, dtype=np.int8, copy=True)
+    if _AU24 not in aus:
+        return labels
+    parted = lip_parting(vertices, landmarks68) >= LIPS_PARTED
+    labels[parted, list(aus).index(_AU24)] = 0
+    return labels
+
+
+__all__ = ["LIPS_AT_REST", "LIPS_PARTED", "clear_lip_press", "fill_lips_part", "lip_parting", "lips_part_labels"]

@@ -14,7 +14,8 @@ with two different expressions (dropped, and named in :attr:`PhotoTable.conflict
 * **Items.** Each photo is a one-frame sequence from the coarse cache; S̄ is fitted to that photo
   (``reference='neutral'``); its labels are :func:`~au_face.aus.weak_au_labels` of its expression,
   and with ``lips_part_from_mesh`` AU25 where the expression leaves it unknown is read from the
-  photo's mesh (:func:`~au_face.data.lips.fill_lips_part`). With ``person_reference``, a share of
+  photo's mesh (:func:`~au_face.data.lips.fill_lips_part`); with ``lip_press_from_mesh`` AU24 is 0
+  where the mesh shows the lips parted (:func:`~au_face.data.lips.clear_lip_press`). With ``person_reference``, a share of
   the training items of a person with several photos takes S̄ fitted over that person's photos, as
   in video (:meth:`ExpressionPhotoDataModule.person_references`).
 """
@@ -47,7 +48,7 @@ from au_face.data.datamodules.cached import (
     VideoSequence,
 )
 from au_face.data.labels import LabelTrack
-from au_face.data.lips import fill_lips_part
+from au_face.data.lips import clear_lip_press, fill_lips_part
 
 #: Last hex digits of SHA-1(file name) that put a photo in the reserved quarter.
 RESERVED_DIGITS = "cdef"
@@ -197,6 +198,8 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
             first in SHA-1 order of their names; None: all). Validation is never capped.
         lips_part_from_mesh: where the expression leaves AU25 unknown, label it from the inner-lip
             gap of the photo's cached mesh (:mod:`au_face.data.lips`).
+        lip_press_from_mesh: label AU24 (Lip Pressor) absent where that gap shows the lips parted,
+            even where the expression lists it (an angry face shouting).
         person_reference: share of the training items of a person with two or more training photos
             whose S̄ is fitted over all of that person's photos (:meth:`person_references`), as a
             video's S̄ is fitted over its frames, instead of to the photo alone. A photo's own S̄ takes
@@ -216,6 +219,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         val_fraction: float = 0.2,
         max_train_per_expression: int | None = None,
         lips_part_from_mesh: bool = False,
+        lip_press_from_mesh: bool = False,
         person_reference: float = 0.0,
         **kwargs,
     ) -> None:
@@ -233,6 +237,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         self.val_fraction = val_fraction
         self.max_train_per_expression = max_train_per_expression
         self.lips_part_from_mesh = lips_part_from_mesh
+        self.lip_press_from_mesh = lip_press_from_mesh
         if not 0.0 <= person_reference <= 1.0:
             raise ValueError(f"person_reference is a share of training items in [0, 1], got {person_reference}")
         self.person_reference = person_reference
@@ -269,7 +274,7 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
         return out
 
     def records(self, split: str) -> list[SequenceRecord]:
-        """The split's photos that have a face in the cache (AU25 filled from the mesh with ``lips_part_from_mesh``)."""
+        """The split's photos that have a face in the cache (AU25 and AU24 labels from the mesh as asked)."""
         if split not in self._records:
             manifest = self.cache.manifest()
             records = super().records(split)
@@ -277,14 +282,19 @@ class ExpressionPhotoDataModule(CachedVideoDataModule):
                 r for r, s in zip(records, self.sequences(split))
                 if self.cache.has_face(s.video, manifest)
             ]  # fmt: skip
-            self._records[split] = [self._with_lips_part(r) for r in records] if self.lips_part_from_mesh else records
+            from_mesh = self.lips_part_from_mesh or self.lip_press_from_mesh
+            self._records[split] = [self._with_lip_labels(r) for r in records] if from_mesh else records
         return self._records[split]
 
-    def _with_lips_part(self, record: SequenceRecord) -> SequenceRecord:
+    def _with_lip_labels(self, record: SequenceRecord) -> SequenceRecord:
         if record.labels is None:
             return record
         vertices = CoarseFrames.load(record.coarse_path).vertices.numpy()
-        labels = fill_lips_part(record.labels, self.aus, vertices, self.geometry.topology.landmarks68)
+        labels, landmarks68 = record.labels, self.geometry.topology.landmarks68
+        if self.lips_part_from_mesh:
+            labels = fill_lips_part(labels, self.aus, vertices, landmarks68)
+        if self.lip_press_from_mesh:
+            labels = clear_lip_press(labels, self.aus, vertices, landmarks68)
         return replace(record, labels=labels)
 
     def person_references(self, split: str) -> dict[int, torch.Tensor]:

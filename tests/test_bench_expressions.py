@@ -1,0 +1,24 @@
+"""``benchmarks/bench_expressions.py``: AU24 read against the lips' state in each photo's mesh."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_expressions as bench
+
+AUS = [12, 24, 25]
+
+
+def test_lip_press_rates_split_photos_by_the_lips_in_their_mesh() -> None:
+    expressions = np.array(["anger", "anger", "anger", "neutral", "neutral", "surprise"])
+    parting = np.array([0.40, 0.03, 0.05, 0.02, 0.15, 0.30])  # parted, together, together, together, between, parted
+    au24 = np.array([0.9, 0.8, 0.1, 0.6, 0.9, 0.2])
+    scores = {"model": np.stack([np.zeros(6), au24, np.zeros(6)], axis=1)}
+    table = bench.lip_press_table(scores, AUS, expressions, parting).splitlines()
+    assert table[0] == "| system | lips parted (2) | lips together, angry (2) | lips together, neutral (1) |"
+    # parted: 1 of 2 on; angry with lips together: 1 of 2; the one neutral face with lips together: on
+    assert table[2] == "| model | 50% | 50% | 100% |"
