@@ -22,3 +22,13 @@ def test_lip_press_rates_split_photos_by_the_lips_in_their_mesh() -> None:
     assert table[0] == "| system | lips parted (2) | lips together, angry (2) | lips together, neutral (1) |"
     # parted: 1 of 2 on; angry with lips together: 1 of 2; the one neutral face with lips together: on
     assert table[2] == "| model | 50% | 50% | 100% |"
+
+
+def test_on_rates_count_smiles_read_on_faces_whose_expression_rules_them_out() -> None:
+    aus = [4, 12]
+    expressions = np.array(["happiness", "neutral", "sadness", "anger", "anger", "disgust", "surprise"])
+    au12 = np.array([0.9, 0.1, 0.8, 0.2, 0.6, 0.1, 0.9])  # the surprised face is not among them
+    probs = np.stack([np.zeros(7), au12], axis=1)
+    rates = bench.on_rates(probs, expressions, aus)
+    assert rates["AU12_on_not_smiling"] == 0.5  # sadness and one of the angry faces, of 4
+    assert (rates["AU12_on_happy"], rates["AU12_on_neutral"]) == (1.0, 0.0)
