@@ -15,9 +15,9 @@ with two different expressions (dropped, and named in :attr:`PhotoTable.conflict
   (``reference='neutral'``); its labels are :func:`~au_face.aus.weak_au_labels` of its expression,
   and with ``lips_part_from_mesh`` AU25 where the expression leaves it unknown is read from the
   photo's mesh (:func:`~au_face.data.lips.fill_lips_part`); with ``lip_press_from_mesh`` AU24 is 0
-  where the mesh shows the lips parted (:func:`~au_face.data.lips.clear_lip_press`). With ``person_reference``, a share of
-  the training items of a person with several photos takes S̄ fitted over that person's photos, as
-  in video (:meth:`ExpressionPhotoDataModule.person_references`).
+  where the mesh shows the lips parted (:func:`~au_face.data.lips.clear_lip_press`). With
+  ``person_reference``, a share of the training items of a person with several photos takes S̄
+  fitted over that person's photos, as in video (:meth:`ExpressionPhotoDataModule.person_references`).
 """
 
 from __future__ import annotations
