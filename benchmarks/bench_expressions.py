@@ -30,6 +30,9 @@ often each system has AU24 on where the lips are parted (≥ ``LIPS_PARTED``: pr
 apart, so every one is a false alarm), and where they are together (≤ ``LIPS_AT_REST``) in angry and
 in neutral photos.
 
+``--matrix`` adds, per system, every AU's on-rate in each expression's photos: an AU that is on
+where its expression rules it out stands out there (AU24 beside AU25 in surprised faces, say).
+
 ``--by-yaw`` adds AU12 and AU6 by the head's |yaw| (the CSV's ``pose_Ry``): AUC, on-rate in happy
 photos and in neutral ones, per system.
 
@@ -296,6 +299,16 @@ def score_systems(
     return scores, aus, np.array([p.expression for p in kept]), yaw, parting
 
 
+def on_rate_matrix(probs: np.ndarray, aus: list[int], expressions: np.ndarray, threshold: float = 0.5) -> str:
+    """Markdown table of each AU's on-rate (``p >= threshold``) in each expression's photos."""
+    lines = ["| expression (photos) | " + " | ".join(au_label(au) for au in aus) + " |", "|---|" + "---|" * len(aus)]
+    for expression in sorted(set(expressions)):
+        on = probs[expressions == expression] >= threshold
+        cells = " | ".join(f"{rate:.0%}" for rate in on.mean(axis=0))
+        lines.append(f"| {expression} ({len(on)}) | {cells} |")
+    return "\n".join(lines)
+
+
 def lip_press_table(scores: dict[str, np.ndarray], aus: list[int], expressions: np.ndarray, parting: np.ndarray) -> str:
     """AU24 on-rates (p ≥ 0.5) by the lips' state in the mesh (module docstring)."""
     parted, closed = parting >= LIPS_PARTED, parting <= LIPS_AT_REST
@@ -451,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         "video of the photo gets it",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
+    parser.add_argument("--matrix", action="store_true", help="also every AU's on-rate in each expression's photos")
     parser.add_argument("--by-yaw", action="store_true", help="also AU12 and AU6 by |head yaw| (turned heads)")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
@@ -470,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     if 24 in aus:
         print("\n### AU24 (Lip Pressor) on, by the lips in the mesh\n")
         print(lip_press_table(scores, aus, expressions, parting))
+    if args.matrix:
+        for name, values in scores.items():
+            print(f"\n### {name}: AUs on (p >= 0.5) in each expression's photos\n")
+            print(on_rate_matrix(values, aus, expressions))
     if args.by_yaw:
         print("\n### AU12 and AU6 by head yaw\n")
         print(yaw_table(scores, aus, expressions, yaw))

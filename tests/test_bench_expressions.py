@@ -32,3 +32,11 @@ def test_on_rates_count_smiles_read_on_faces_whose_expression_rules_them_out() -
     rates = bench.on_rates(probs, expressions, aus)
     assert rates["AU12_on_not_smiling"] == 0.5  # sadness and one of the angry faces, of 4
     assert (rates["AU12_on_happy"], rates["AU12_on_neutral"]) == (1.0, 0.0)
+
+
+def test_on_rate_matrix_gives_each_expressions_rate_for_every_au() -> None:
+    expressions = np.array(["surprise", "surprise", "neutral"])
+    probs = np.array([[0.9, 0.6, 0.7], [0.1, 0.2, 0.8], [0.0, 0.0, 0.0]])
+    table = bench.on_rate_matrix(probs, AUS, expressions).splitlines()
+    assert table[0] == "| expression (photos) | AU12 | AU24 | AU25 |"
+    assert table[2:] == ["| neutral (1) | 0% | 0% | 0% |", "| surprise (2) | 50% | 50% | 100% |"]
