@@ -21,6 +21,7 @@ def save_refiner(model: AUFaceRefiner, path: Path) -> Path:
                 "clip_length": model.clip_length,
                 "reference": model.reference_mode,
                 "calibrated": model.calibrated,
+                "mesh_exclusions": model.mesh_exclusions,
             },
             "geometry": model.geometry.to_state(),
         },

@@ -252,3 +252,13 @@ def face_geometry(aus: Sequence[int], expression_dim: int = 4, seed: int = 0):
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((topology.num_vertices * 3, expression_dim)))
     basis = q.T.reshape(expression_dim, topology.num_vertices, 3).astype(np.float32)
     return FaceGeometry(topology, tuple(aus), build_masks(topology, list(aus), "landmarks"), basis)
+
+
+def open_mouth(template: np.ndarray, landmarks68: np.ndarray, parting: float) -> np.ndarray:
+    """``template [V,3]`` with the lower inner-lip midpoint moved so that gap / width is ``parting``."""
+    v = template.astype(np.float64).copy()
+    corner_a, corner_b, upper, lower = landmarks68[[60, 64, 62, 66]]
+    width = np.linalg.norm(v[corner_a] - v[corner_b])
+    down = np.array([0.0, -1.0 if v[upper, 1] > v[lower, 1] else 1.0, 0.0])
+    v[lower] = v[upper] + down * parting * width
+    return v

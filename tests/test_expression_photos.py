@@ -23,6 +23,7 @@ from au_face.data.datamodules.photos import (
     split_photos,
 )
 from au_face.training.losses import masked_bce
+from dataset_fixtures import open_mouth
 
 AUS = list(AU_SETS["default"])
 
@@ -296,16 +297,6 @@ def test_drawing_every_photo_ignores_the_weights_unless_with_replacement() -> No
     assert 0.5 < shares[True] < 0.85
 
 
-def open_mouth(template: np.ndarray, landmarks68: np.ndarray, parting: float) -> np.ndarray:
-    """``template [V,3]`` with the lower inner-lip midpoint moved so that gap / width is ``parting``."""
-    v = template.astype(np.float64).copy()
-    corner_a, corner_b, upper, lower = landmarks68[[60, 64, 62, 66]]
-    width = np.linalg.norm(v[corner_a] - v[corner_b])
-    down = np.array([0.0, -1.0 if v[upper, 1] > v[lower, 1] else 1.0, 0.0])
-    v[lower] = v[upper] + down * parting * width
-    return v
-
-
 def test_photos_are_mirrored_like_the_synthetic_clips_unless_given_their_own_share(tmp_path: Path) -> None:
     from au_face.data.datamodules.mixed import SyntheticPhotoDataModule
 
@@ -331,6 +322,23 @@ def test_lip_parting_measures_the_inner_lip_gap_over_the_mouth_width() -> None:
     no_lips[62] = -1
     with pytest.raises(ValueError, match="inner-lip landmark"):
         lip_parting(faces, no_lips)
+
+
+def test_lips_parted_reads_numpy_arrays_and_torch_tensors_alike() -> None:
+    from au_face.data.lips import LIPS_PARTED, inner_lip_points, lips_parted
+    from au_face.faces.mediapipe import mediapipe_topology
+
+    topology = mediapipe_topology()
+    parting = [0.02, LIPS_PARTED * 0.95, LIPS_PARTED * 1.05, 0.4]
+    faces = np.stack([open_mouth(topology.template, topology.landmarks68, p) for p in parting])
+    faces = np.concatenate([faces, np.zeros_like(faces[:1])])  # a frame without a face: no mouth, not parted
+    points = inner_lip_points(topology.landmarks68)
+    want = [False, False, True, True, False]
+    assert lips_parted(faces, points).tolist() == want
+    assert lips_parted(torch.from_numpy(faces).float()[None], points)[0].tolist() == want  # batched [B,T,V,3]
+    no_lips = topology.landmarks68.copy()
+    no_lips[66] = -1
+    assert inner_lip_points(no_lips) is None
 
 
 def test_lips_part_fills_only_the_unknown_au25_labels() -> None:

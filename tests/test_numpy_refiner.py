@@ -20,7 +20,7 @@ from au_face.model.numpy_refiner import NumpyRefiner, export_path, load_array_re
 from au_face.model.refiner import AUFaceRefiner, load_refiner
 from au_face.nn.net import NetConfig
 from checkpoint_fixtures import noisy_meshes, save_refiner
-from dataset_fixtures import face_geometry
+from dataset_fixtures import face_geometry, open_mouth
 
 SMALL = dict(modality="mesh", dim=16, token_hidden=16, heads=2)
 #: The packaged model's AU probabilities agree to float32 rounding through two transformers (up to
@@ -125,6 +125,39 @@ def test_the_packaged_model_gives_the_torch_numbers() -> None:
     model = load_refiner(path)
     assert model.reference_mode == "neutral"
     _assert_twins(model, length=model.clip_length, prob_atol=PACKAGED_PROB_ATOL)
+
+
+def test_lip_press_is_ruled_out_on_parted_lips_by_both_refiners(tmp_path: Path) -> None:
+    """AU24 reads 0 on the frames whose mesh shows the lips parted, in torch and NumPy alike; AU24 on
+    closed lips and every other AU keep the network's probability, and so does a model without the rule."""
+    from au_face.data.lips import LIPS_PARTED
+
+    torch.manual_seed(0)
+    geometry = face_geometry([12, 24, 25], expression_dim=6)
+    ruled = AUFaceRefiner(geometry, CONFIGS["everything"], clip_length=8, calibrated=True)
+    with torch.no_grad():
+        for parameter in ruled.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    plain = AUFaceRefiner(geometry, CONFIGS["everything"], clip_length=8, calibrated=True, mesh_exclusions=False)
+    plain.load_state_dict(ruled.state_dict())
+    ruled, plain = ruled.eval(), plain.eval()
+    topology = geometry.topology
+    parting = np.array([0.02, 0.1, 0.9 * LIPS_PARTED, 1.1 * LIPS_PARTED, 0.4, 0.6, 0.05, 0.3])
+    frames = np.stack([open_mouth(topology.template, topology.landmarks68, p) for p in parting])[None]
+    frames, valid = frames.astype(np.float32), np.ones((1, len(parting)), dtype=bool)
+    reference = topology.template.astype(np.float32)
+    parted, au24 = parting >= LIPS_PARTED, geometry.aus.index(24)
+
+    on, off = (_torch_windows(model, frames, valid, reference)[1][0] for model in (ruled, plain))
+    assert (off[parted, au24] > 1e-3).all(), "the network alone gives AU24 some probability there"
+    np.testing.assert_array_equal(on[parted, au24], 0.0)
+    np.testing.assert_allclose(on[~parted, au24], off[~parted, au24], atol=1e-6)
+    np.testing.assert_allclose(np.delete(on, au24, -1), np.delete(off, au24, -1), atol=1e-6)
+    for model, want in ((ruled, on), (plain, off)):
+        _, probs = NumpyRefiner.from_refiner(model).refine_windows({"vertices": frames, "valid": valid}, reference)
+        np.testing.assert_allclose(probs[0], want, atol=1e-5)
+    assert load_refiner(save_refiner(plain, tmp_path / "plain.ckpt")).mesh_exclusions is False
+    assert AUFaceRefiner(face_geometry([12, 25]), CONFIGS["everything"])._lip_press_rule is None  # no AU24
 
 
 def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -> None:

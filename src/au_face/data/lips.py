@@ -14,6 +14,8 @@ landmarks). :func:`fill_lips_part` turns it into a label only where the expressi
 :func:`clear_lip_press` uses the same gap the other way: AU24 presses the lips together, so lips at or
 above :data:`LIPS_PARTED` rule it out, and AU24 is labelled **0** there whatever the expression says
 (anger lists AU24, but more than half of the angry training photos show an open, shouting mouth).
+:func:`lips_parted` is that test on NumPy arrays and torch tensors alike; the refiner uses it to
+rule AU24 out of its output (:mod:`au_face.model.exclusions`).
 
 Both bounds were read off the training split of ``muxspace/facial_expressions`` (790 neutral photos:
 10th/50th/90th percentiles 0.025/0.072/0.221), never off validation or reserved photos.
@@ -22,6 +24,7 @@ Both bounds were read off the training split of ``muxspace/facial_expressions`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +38,29 @@ _AU25 = 25
 _AU24 = 24
 
 
+def inner_lip_points(landmarks68: np.ndarray) -> np.ndarray | None:
+    """Vertex ids of the inner mouth corners and the inner lips' midpoints (iBUG-68 points 60, 64, 62,
+    66, in that order), or None when the topology has no vertex for one of them."""
+    ids = np.asarray(landmarks68)[[*_CORNERS, *_MIDPOINTS]]
+    return None if (ids < 0).any() else ids
+
+
+def lips_parted(vertices: Any, points: Sequence[int]) -> Any:
+    """True where the inner lips are at least :data:`LIPS_PARTED` of the inner mouth's width apart, for
+    ``vertices [...,V,3]`` (``[...]``; a NumPy array or a torch tensor alike). ``points`` are
+    :func:`inner_lip_points`. A mouth of width 0 is not parted."""
+    corner, other_corner, upper, lower = (vertices[..., int(i), :] for i in points)
+    width2 = ((corner - other_corner) ** 2).sum(-1)
+    gap2 = ((upper - lower) ** 2).sum(-1)
+    return (gap2 >= LIPS_PARTED**2 * width2) & (width2 > 0)
+
+
 def lip_parting(vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
     """Inner-lip gap over inner mouth width for ``vertices [T,V,3]`` (``[T]``); NaN where the width is 0.
 
     Raises ``ValueError`` when the topology lacks one of the four landmarks."""
-    ids = np.asarray(landmarks68)[[*_CORNERS, *_MIDPOINTS]]
-    if (ids < 0).any():
+    ids = inner_lip_points(landmarks68)
+    if ids is None:
         raise ValueError("the topology has no vertex for an inner-lip landmark (iBUG-68 points 60, 62, 64, 66)")
     v = np.asarray(vertices, dtype=np.float64)
     width = np.linalg.norm(v[:, ids[0]] - v[:, ids[1]], axis=-1)
@@ -88,4 +108,13 @@ def clear_lip_press(
     return labels
 
 
-__all__ = ["LIPS_AT_REST", "LIPS_PARTED", "clear_lip_press", "fill_lips_part", "lip_parting", "lips_part_labels"]
+__all__ = [
+    "LIPS_AT_REST",
+    "LIPS_PARTED",
+    "clear_lip_press",
+    "fill_lips_part",
+    "inner_lip_points",
+    "lip_parting",
+    "lips_part_labels",
+    "lips_parted",
+]

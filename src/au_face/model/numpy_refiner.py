@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from au_face.errors import APPEARANCE_MISSING, AppearanceMissingWarning, AUFaceError
+from au_face.model.exclusions import rule_out
 from au_face.utils.files import atomic_save_npz, user_cache_dir
 
 if TYPE_CHECKING:
     from au_face.model.refiner import AUFaceRefiner
 
 #: Changes whenever the exported arrays or their meaning change (old cache files are then ignored).
-EXPORT_VERSION = 3  # 2: an optional appearance head; 3: the copies each smoother region may mix
+EXPORT_VERSION = 4  # 2: an optional appearance head; 3: the copies each smoother region may mix; 4: mesh exclusions
 #: ``nn.LayerNorm``'s default epsilon, which every layer norm of the network uses.
 _NORM_EPS = 1e-5
 
@@ -59,6 +60,7 @@ def export_arrays(refiner: AUFaceRefiner) -> dict[str, np.ndarray]:
         "vertex_scale": float(refiner.net.tokenizer.scale),
         "reference": refiner.reference_mode,
         "calibrated": bool(refiner.calibrated),
+        "lip_press_rule": refiner._lip_press_rule if refiner.mesh_exclusions else None,
         "heads": int(config.heads),
         "spatial_layers": int(config.spatial_layers),
         "temporal_layers": int(config.temporal_layers),
@@ -96,6 +98,8 @@ class NumpyRefiner:
         #: the optional per-frame fields it reads: appearance descriptors for an appearance head (never a video branch)
         self.frame_inputs: tuple[str, ...] = ("appearance",) if "appearance.weight" in self._p else ()
         self._settings = settings
+        rule = settings["lip_press_rule"]
+        self._lip_press_rule = None if rule is None else (int(rule[0]), [int(i) for i in rule[1]])
         #: the copies each smoother region may mix (``[K+1,S]``; AdaptiveSmoother.allowed)
         self._smoothing_allowed = np.asarray(settings["smoothing_allowed"], dtype=bool)
         masks, first = self._p["net.tokenizer.masks"], self._p["net.tokenizer.first"]
@@ -248,7 +252,7 @@ class NumpyRefiner:
             logits = logits + np.where(valid[..., None], offsets, np.float32(0))
         if settings["calibrated"]:
             logits = logits - np.log(p["pos_weight"])
-        return refined, _sigmoid(logits).astype(np.float32)
+        return refined, rule_out(_sigmoid(logits).astype(np.float32), vertices, self._lip_press_rule)
 
     def _temporal(self, features: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """:class:`~au_face.nn.temporal.TemporalTransformer`: position encoding, masked self-attention, norm."""

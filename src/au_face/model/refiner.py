@@ -21,6 +21,7 @@ from au_face.errors import APPEARANCE_MISSING, AppearanceMissingWarning
 from au_face.geometry import FaceGeometry
 from au_face.geometry.neutral import NeutralEstimator
 from au_face.io.checkpoints import MODEL_PREFIX, CheckpointError, check_finite, describe_load_error, load_checkpoint
+from au_face.model.exclusions import lip_press_rule, rule_out
 from au_face.model.reference import ReferenceSchedule, bounded_update, fit_frames
 from au_face.model.windows import SlidingWindow
 from au_face.nn.appearance import AppearanceHead
@@ -48,6 +49,8 @@ class AUFaceRefiner(nn.Module):
         net: architecture. clip_length: frames per window at inference.
         reference: S̄ is the person's estimated ``neutral`` shape or the clip ``mean``.
         calibrated: take the ``log w`` shift of the positive BCE weights off the probabilities.
+        mesh_exclusions: set to 0 the probabilities of AUs the coarse mesh rules out (AU24 on parted
+            lips; :mod:`~au_face.model.exclusions`). Training reads the logits, so it is unchanged.
     """
 
     pos_weight: torch.Tensor
@@ -59,6 +62,7 @@ class AUFaceRefiner(nn.Module):
         clip_length: int = 16,
         reference: Reference = "mean",
         calibrated: bool = False,
+        mesh_exclusions: bool = True,
     ) -> None:
         super().__init__()
         if reference not in ("neutral", "mean"):
@@ -80,6 +84,8 @@ class AUFaceRefiner(nn.Module):
             self.neutral.install(geometry.neutral)
         self.register_buffer("pos_weight", torch.ones(len(geometry.aus)))
         self.appearance: AppearanceHead | None = None
+        self.mesh_exclusions = mesh_exclusions
+        self._lip_press_rule = lip_press_rule(geometry.aus, geometry.topology.landmarks68)
 
     def add_appearance_head(self, dim: int, parts: int = 0) -> AppearanceHead:
         """Give the model an appearance head over ``dim``-long appearance descriptors (all weights zero;
@@ -124,6 +130,7 @@ class AUFaceRefiner(nn.Module):
                 hparams.get("clip_length", 16),
                 hparams.get("reference", "mean"),
                 hparams.get("calibrated", False),
+                hparams.get("mesh_exclusions", True),
             )
             state = {
                 k.removeprefix(MODEL_PREFIX): v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)
@@ -138,7 +145,8 @@ class AUFaceRefiner(nn.Module):
         return model.eval()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run the network on a batch; returns logits, probabilities, Δψ and refined vertices ``[B,T,V,3]``."""
+        """Run the network on a batch; returns logits, probabilities (AUs the mesh rules out at 0 with
+        ``mesh_exclusions``), Δψ and refined vertices ``[B,T,V,3]``."""
         valid = batch["valid"].bool()
         out = self.net(batch["vertices"], valid, batch.get("reference"), batch.get("crops"), batch.get("features"))
         refined = out.smoothed + self.net.expression.offsets(out.delta_expression)
@@ -148,9 +156,12 @@ class AUFaceRefiner(nn.Module):
             logits = logits + self.appearance(batch["appearance"], valid)
         elif self.appearance is not None:
             warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=2)
+        probs = self.probabilities(logits)
+        if self.mesh_exclusions:
+            probs = rule_out(probs, batch["vertices"], self._lip_press_rule)
         return {
             "logits": logits,
-            "probs": self.probabilities(logits),
+            "probs": probs,
             "delta": out.delta_expression,
             "refined": refined,
         }

@@ -62,6 +62,7 @@ class AUFaceTask(L.LightningModule):
         reference: S̄ is the person's estimated ``neutral`` shape (needs a geometry with a neutral
             estimator) or the clip ``mean``.
         calibrated: take the ``log w`` shift of the positive BCE weights off the probabilities.
+        mesh_exclusions: probabilities of AUs the coarse mesh rules out are 0 (AU24 on parted lips).
         init_checkpoint: fine-tuning: a trained model loaded at the start of ``fit``; weights that
             depend on the AU list are re-initialised when it differs; a checkpoint of another
             architecture is refused.
@@ -79,6 +80,7 @@ class AUFaceTask(L.LightningModule):
         clip_length: int = 16,
         reference: Reference = "mean",
         calibrated: bool = False,
+        mesh_exclusions: bool = True,
         init_checkpoint: str | None = None,
         freeze: list[str] | None = None,
     ) -> None:
@@ -99,11 +101,12 @@ class AUFaceTask(L.LightningModule):
                 "clip_length": clip_length,
                 "reference": reference,
                 "calibrated": calibrated,
+                "mesh_exclusions": mesh_exclusions,
                 "init_checkpoint": init_checkpoint,
                 "freeze": freeze,
             }  # fmt: skip
         )
-        self.model = AUFaceRefiner(geometry, net, clip_length, reference, calibrated)
+        self.model = AUFaceRefiner(geometry, net, clip_length, reference, calibrated, mesh_exclusions)
         self.evaluator, self.optimizer_config = evaluator, optimizer
         self.loss = AUFaceLoss(loss, geometry.vertex_scale)
 
