@@ -157,7 +157,8 @@ def test_lip_press_is_ruled_out_on_parted_lips_by_both_refiners(tmp_path: Path) 
         _, probs = NumpyRefiner.from_refiner(model).refine_windows({"vertices": frames, "valid": valid}, reference)
         np.testing.assert_allclose(probs[0], want, atol=1e-5)
     assert load_refiner(save_refiner(plain, tmp_path / "plain.ckpt")).mesh_exclusions is False
-    assert AUFaceRefiner(face_geometry([12, 25]), CONFIGS["everything"])._lip_press_rule is None  # no AU24
+    assert plain.lip_press_exclusion is None and ruled.lip_press_exclusion is not None
+    assert AUFaceRefiner(face_geometry([12, 25]), CONFIGS["everything"]).lip_press_exclusion is None  # no AU24
 
 
 def test_streamed_windows_match_the_in_memory_torch_refinement(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def export_arrays(refiner: AUFaceRefiner) -> dict[str, np.ndarray]:
         "vertex_scale": float(refiner.net.tokenizer.scale),
         "reference": refiner.reference_mode,
         "calibrated": bool(refiner.calibrated),
-        "lip_press_rule": refiner._lip_press_rule if refiner.mesh_exclusions else None,
+        "lip_press_rule": refiner.lip_press_exclusion,
         "heads": int(config.heads),
         "spatial_layers": int(config.spatial_layers),
         "temporal_layers": int(config.temporal_layers),

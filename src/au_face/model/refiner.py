@@ -100,6 +100,13 @@ class AUFaceRefiner(nn.Module):
             self.add_appearance_head(int(state[key].shape[0]), int(state[limits].shape[0]) if limits in state else 0)
 
     @property
+    def lip_press_exclusion(self) -> tuple[int, list[int]] | None:
+        """AU24's column and the inner-lip vertices it is ruled out on
+        (:func:`~au_face.model.exclusions.rule_out`), or None: no ``mesh_exclusions``, no AU24, or a
+        topology without inner-lip landmarks."""
+        return self._lip_press_rule if self.mesh_exclusions else None
+
+    @property
     def aus(self) -> list[int]:
         return list(self.geometry.aus)
 
@@ -156,12 +163,9 @@ class AUFaceRefiner(nn.Module):
             logits = logits + self.appearance(batch["appearance"], valid)
         elif self.appearance is not None:
             warnings.warn(APPEARANCE_MISSING, AppearanceMissingWarning, stacklevel=2)
-        probs = self.probabilities(logits)
-        if self.mesh_exclusions:
-            probs = rule_out(probs, batch["vertices"], self._lip_press_rule)
         return {
             "logits": logits,
-            "probs": probs,
+            "probs": rule_out(self.probabilities(logits), batch["vertices"], self.lip_press_exclusion),
             "delta": out.delta_expression,
             "refined": refined,
         }
