@@ -1,14 +1,15 @@
 """Fit a model's appearance head on the training photos: appearance descriptors read out per AU, on top of the mesh.
 
     python benchmarks/fit_appearance.py --ckpt CKPT --out WITH_HEAD.ckpt --photos-root data/facial_expressions \\
-        --photos-cache CACHE [--aus 1 2 4 6 9 10 12 15] [--add] [--max-per-expression 2000]
+        --photos-cache CACHE [--aus 1 2 4 5 6 7 9 10 12 15] [--add] [--max-per-expression 2000]
 
 For the training photos of the expression collection (``split_photos``' train split, at most
 ``--max-per-expression`` of each expression as the DataModule takes them; the validation photos and
 the reserved quarter are never read), each photo's appearance descriptor, from the image and the
 cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised logistic regression on the
 part of the descriptor from the AU's region (``au_face.faces.appearance.region_of``: the brow patch
-for AU1/2/4, the mouth patch for AU6/9/10/12/15), over the photos that have that part (none for a
+for AU1/2/4, its eye rows for AU5/7 (``au_columns``), the mouth patch for AU6/9/10/12/15), over the
+photos that have that part (none for a
 small face or a patch at the image's edge) and within the part's limit (below), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
 labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
 weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
@@ -37,7 +38,7 @@ from au_face.aus import au_label, weak_au_labels
 from au_face.coarse.registry import reconstructor_version
 from au_face.data.cache import CoarseCache
 from au_face.data.datamodules.photos import Photo, cap_per_expression, read_expression_csv, split_photos
-from au_face.faces.appearance import REGIONS, region_of, region_part
+from au_face.faces.appearance import EYELID_AUS, REGIONS, au_columns, region_of, region_part
 from au_face.io.checkpoints import load_checkpoint, write_checkpoint
 from au_face.model.refiner import load_refiner
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos-root", type=Path, required=True)
     parser.add_argument("--photos-cache", type=Path, required=True)
     parser.add_argument(
-        "--aus", type=int, nargs="+", default=[1, 2, 4, 6, 9, 10, 12, 15], help="AUs the head reads out"
+        "--aus", type=int, nargs="+", default=[1, 2, 4, 5, 6, 7, 9, 10, 12, 15], help="AUs the head reads out"
     )
     parser.add_argument("--val-fraction", type=float, default=0.25, help="as the DataModule's")
     parser.add_argument("--max-per-expression", type=int, default=2000, help="as the DataModule's training cap")
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(kept)} training photos with a face and a descriptor, descriptor length {descriptors.shape[1]}")
     weight = head.weight.numpy().copy() if args.add else np.zeros((len(refiner.aus), descriptors.shape[1]), np.float32)
     for au in args.aus:
-        k, part = refiner.aus.index(au), region_part(regions[au])
+        k, part = refiner.aus.index(au), au_columns(au)
         known = (labels[:, k] >= 0) & usual[regions[au]]
         xs = torch.from_numpy(standard[known][:, part]).double()
         ys, offsets = torch.from_numpy(labels[known, k]).double(), torch.from_numpy(logits[known, k])
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         alone = auc(offsets.numpy(), ys.numpy())
         cv = ", ".join(f"{v}: {a:.3f}" for v, a in scores.items())
         print(
-            f"{au_label(au)} ({regions[au].name} patch): {int(ys.sum())} positives, {int((1 - ys).sum())} "
+            f"{au_label(au)} ({regions[au].name} patch{', its eye rows' if au in EYELID_AUS else ''}): "
+            f"{int(ys.sum())} positives, {int((1 - ys).sum())} "
             f"negatives; model alone AUC {alone:.3f};"
         )
         print(f"   with the head, cross-validated AUC by L2 strength {cv}; chosen {l2}")

@@ -24,6 +24,7 @@ from au_face.faces.appearance import (
     DESCRIPTOR_SIZE,
     EYE_DISTANCE,
     EYE_MARGIN,
+    EYELID_TOP,
     LEFT_EYE,
     MAX_OUTSIDE,
     MIN_EYE_DISTANCE,
@@ -32,6 +33,7 @@ from au_face.faces.appearance import (
     REGIONS,
     RIGHT_EYE,
     appearance_descriptor,
+    au_columns,
     eye_distance,
     face_patch,
     outside_share,
@@ -109,6 +111,24 @@ def test_the_descriptor_is_a_finite_float32_vector_of_the_documented_size() -> N
         assert patch.min() < 20 and patch.max() > 235, "the patch is histogram-equalised"
     assert BROW.size == PATCH_SIZE
     assert [region_of(au) for au in (1, 4, 6, 12, 15, 25)] == [BROW, BROW, MOUTH, MOUTH, MOUTH, None]
+
+
+def test_the_eyelid_aus_read_only_the_brow_patchs_eye_rows() -> None:
+    brow = region_part(BROW)
+    assert region_of(5) == region_of(7) == BROW
+    assert au_columns(1).tolist() == list(range(brow.start, brow.stop))
+    lids = au_columns(5)
+    assert au_columns(7).tolist() == lids.tolist() and au_columns(25).size == 0
+    assert brow.start <= lids.min() and lids.max() < brow.stop and len(lids) == len(set(lids.tolist()))
+    assert len(lids) == 15 * 2 * 36, "two of the seven rows of 15 HOG blocks (36 values each)"
+    hog = cv2.HOGDescriptor(BROW.size, (16, 16), (8, 8), (8, 8), 9)
+    stripes = np.tile((np.arange(BROW.size[0]) * 37 % 256).astype(np.uint8), (BROW.size[1], 1))
+    above, on_the_eyes = stripes.copy(), stripes.copy()
+    above[EYELID_TOP - 2 :] = 0  # edges on the brows only
+    on_the_eyes[:EYELID_TOP] = 0
+    brow_only = np.asarray(hog.compute(above)).reshape(-1)
+    assert brow_only[lids - brow.start].max() == 0 and brow_only.max() > 0
+    assert np.asarray(hog.compute(on_the_eyes)).reshape(-1)[lids - brow.start].max() > 0
 
 
 @pytest.mark.parametrize(("angle", "scale", "shift"), [(10.0, 1.3, (60.0, 40.0)), (-15.0, 0.8, (-20.0, 30.0))])

@@ -186,7 +186,8 @@ def test_inference_needs_no_lightning() -> None:
 #: and eyelids' regions kept off the σ = 4 copy, ``fast_max_sigma``; the AU probabilities were those of the model
 #: trained with S̄ of a person's photos), again when a video's S̄ became the median of its frames' own fits
 #: (2026-12-06), when its appearance head began to read AU1 and AU2 off the brows (2026-12-06, night) and when
-#: AU24 came to be ruled out on parted lips (2026-12-06, ``mesh_exclusions``; AU24 of frames 21–68 only):
+#: AU24 came to be ruled out on parted lips (2026-12-06, ``mesh_exclusions``; AU24 of frames 21–68 only) and
+#: when the head began to read AU5 and AU7 off the eyes (2026-12-06; AU5 and AU7 only moved, by up to 0.32):
 #: AU probabilities of every frame, the final mesh of every 8th frame, S̄ and the checkpoint's sha256.
 #: When the packaged model changes, record them anew from ``au-face reconstruct`` output:
 #: ``np.savez_compressed(path, au_probs=..., aus=..., vertices_every_8th=vertices[::8], reference=..., checkpoint_sha256=...)``.

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import fit_appearance as fit
 from au_face.data.datamodules.photos import Photo
-from au_face.faces.appearance import BROW, DESCRIPTOR_SIZE, MOUTH, REGIONS, region_part
+from au_face.faces.appearance import BROW, DESCRIPTOR_SIZE, MOUTH, REGIONS, au_columns, region_part
 from au_face.io.checkpoints import export_checkpoint, load_checkpoint
 from au_face.model.refiner import AUFaceRefiner, load_refiner
 from au_face.nn.net import NetConfig
@@ -95,6 +95,37 @@ def test_a_fresh_head_fits_the_named_aus_alone_on_its_own_standardisation(
     state = load_checkpoint(out)["state_dict"]
     assert load_refiner(out).appearance.covered.tolist() == [True, False, False, False, False]
     assert abs(float(state[HEAD + "mean"][0]) - 0.1) > 0.05, "the standardisation is the photos', not the old head's"
+
+
+def test_the_eyelid_aus_are_fitted_on_the_eye_rows_of_the_brow_part(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Surprised photos raise entries on the brows and on the eyes alike; AU5's row may weigh only the eyes'."""
+    torch.manual_seed(0)
+    config = NetConfig(modality="mesh", dim=16, token_hidden=16, heads=2, spatial_layers=1, temporal_layers=1)
+    model = AUFaceRefiner(face_geometry([5, 12], expression_dim=6), config, clip_length=8).eval()
+    ckpt = export_checkpoint(save_refiner(model, tmp_path / "training.ckpt"), tmp_path / "model.ckpt")
+    rng = np.random.default_rng(3)
+    photos = [Photo(f"P{i % 40}_{i:04d}.jpg", ("neutral", "surprise")[i % 2], f"P{i % 40}") for i in range(200)]
+    descriptors = rng.normal(0.1, 1.0, (len(photos), DESCRIPTOR_SIZE))
+    lids = au_columns(5)
+    surprised = np.array([p.expression == "surprise" for p in photos])
+    descriptors[surprised, :50] += 2.0  # the brows' top rows
+    descriptors[np.ix_(surprised, lids[:50])] += 2.0
+    logits = rng.normal(size=(len(photos), 2))
+    monkeypatch.setattr(fit, "photo_inputs", lambda refiner, root, cache, wanted: (descriptors, logits, photos))
+    monkeypatch.setattr(fit, "cap_per_expression", lambda listed, limit: listed)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "legend.csv").write_text(
+        "user.id,image,emotion\n" + "".join(f"1,{p.image},{p.expression}\n" for p in photos)
+    )
+    out = tmp_path / "lids.ckpt"
+    assert _run(ckpt, out, tmp_path, "--aus", "5") == 0
+    row = load_checkpoint(out)["state_dict"][HEAD + "weight"][0].numpy()
+    outside = np.ones(DESCRIPTOR_SIZE, dtype=bool)
+    outside[lids] = False
+    assert np.abs(row[outside]).max() == 0, "nothing off the eye rows, not even the brows' raised entries"
+    assert row[lids[:50]].mean() > 3 * np.abs(row[lids[50:]]).mean()
 
 
 def test_add_needs_a_head_with_part_limits(photos_with_brow_signal: Path, tmp_path: Path, capsys) -> None:

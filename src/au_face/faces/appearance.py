@@ -4,7 +4,8 @@ MediaPipe's mesh keeps a fraction of the brows' motion, and none of the furrows 
 lowerer) draws between them, so the mesh alone scores AU4 weakly on real faces (issue 15). Around
 the mouth it keeps the corners' motion but not the folds and creases that AU6, AU9, AU10, AU12 and
 AU15 draw in the cheeks, the nasolabial furrows and the skin below the corners. The image does show
-them. Per frame, two patches (:data:`REGIONS`) are cut with the eye centres of the 468 MediaPipe
+them, and so do the eyelids, of which the mesh keeps 9–25 % of the motion (AU5, AU7; the brow patch
+holds the eyes at its bottom edge). Per frame, two patches (:data:`REGIONS`) are cut with the eye centres of the 468 MediaPipe
 points put at fixed places (eyes level, a fixed inter-ocular distance), histogram-equalised, and
 described by a histogram of oriented gradients (Dalal & Triggs, 2005; OpenCV's ``HOGDescriptor``);
 the descriptor is the brow part, then the mouth part.
@@ -57,8 +58,14 @@ class Region:
 #: Patch width and height, and how far above the bottom edge the eyes sit, of the brow patch.
 PATCH_SIZE = (128, 64)
 EYE_MARGIN = 14.0
-#: The brows and the glabella, the eyes near the bottom edge.
-BROW = Region("brow", PATCH_SIZE, (PATCH_SIZE[0] / 2, PATCH_SIZE[1] - EYE_MARGIN), (1, 2, 4))
+#: The brows and the glabella, the eyes near the bottom edge: AU1, AU2 and AU4, and on its eye rows
+#: (:data:`EYELID_TOP`) the eyelids' AU5 and AU7.
+BROW = Region("brow", PATCH_SIZE, (PATCH_SIZE[0] / 2, PATCH_SIZE[1] - EYE_MARGIN), (1, 2, 4, 5, 7))
+#: The eyelid AUs (upper lid raiser, lid tightener) read only the brow patch's rows from here down (10 px
+#: above the eye centres to the bottom edge, 14 px below them): the lids and the eye opening, not the
+#: brows, whose lowering in anger (AU7's only positive expression) would stand in for the lids.
+EYELID_AUS = (5, 7)
+EYELID_TOP = 40
 #: From just below the eyes to the lower lip, cheek to cheek: the nasolabial furrows, the mouth corners
 #: and the skin around them (rows 8-72 px below the eyes; the chin is left out, since tight face crops
 #: cut it).
@@ -82,6 +89,23 @@ def region_part(region: Region) -> slice:
 def region_of(au: int) -> Region | None:
     """The region whose appearance shows ``au`` (None: neither)."""
     return next((region for region in REGIONS if au in region.aus), None)
+
+
+def au_columns(au: int) -> np.ndarray:
+    """The descriptor entries a head's row for ``au`` reads: its region's whole part, or for the eyelid
+    AUs (:data:`EYELID_AUS`) the part's HOG blocks that lie at or below :data:`EYELID_TOP` in the
+    patch (OpenCV orders blocks column by column, each block's 36 values together). Empty for an AU no
+    region shows."""
+    region = region_of(au)
+    if region is None:
+        return np.zeros(0, dtype=np.int64)
+    part = region_part(region)
+    if au not in EYELID_AUS:
+        return np.arange(part.start, part.stop)
+    rows = (region.size[1] - _BLOCK) // _STRIDE + 1
+    per_block = (_BLOCK // _CELL) ** 2 * _BINS
+    blocks = [b for b in range(region.descriptor_size // per_block) if (b % rows) * _STRIDE >= EYELID_TOP]
+    return part.start + np.array([b * per_block + i for b in blocks for i in range(per_block)], dtype=np.int64)
 
 
 @lru_cache(maxsize=len(REGIONS))
