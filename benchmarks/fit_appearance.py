@@ -9,8 +9,8 @@ the reserved quarter are never read), each photo's appearance descriptor, from t
 cached mesh, is standardised, and per AU of ``--aus`` an L2-regularised logistic regression on the
 part of the descriptor from the AU's region (``au_face.faces.appearance.region_of``: the brow patch
 for AU1/2/4, its eye rows for AU5/7 (``au_columns``), the mouth patch for AU6/9/10/12/15), over the
-photos that have that part (none for a
-small face or a patch at the image's edge) and within the part's limit (below), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
+photos that have that part (none for a small face or a patch at the image's edge) and within the
+part's limit (below), is fitted to the photo's weak label (``au_face.aus.weak_au_labels``; unknown
 labels left out), with the frozen model's own logit as a fixed offset, positives and negatives
 weighted equally. The L2 strength is chosen by 5-fold cross-validation over persons on the training
 photos (AUC). Each part's limit is the 99th percentile, over the training photos with that part, of

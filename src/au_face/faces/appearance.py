@@ -4,11 +4,11 @@ MediaPipe's mesh keeps a fraction of the brows' motion, and none of the furrows 
 lowerer) draws between them, so the mesh alone scores AU4 weakly on real faces (issue 15). Around
 the mouth it keeps the corners' motion but not the folds and creases that AU6, AU9, AU10, AU12 and
 AU15 draw in the cheeks, the nasolabial furrows and the skin below the corners. The image does show
-them, and so do the eyelids, of which the mesh keeps 9–25 % of the motion (AU5, AU7; the brow patch
-holds the eyes at its bottom edge). Per frame, two patches (:data:`REGIONS`) are cut with the eye centres of the 468 MediaPipe
-points put at fixed places (eyes level, a fixed inter-ocular distance), histogram-equalised, and
-described by a histogram of oriented gradients (Dalal & Triggs, 2005; OpenCV's ``HOGDescriptor``);
-the descriptor is the brow part, then the mouth part.
+them, and the eyelids too, of which the mesh keeps 9–25 % of the motion (AU5, AU7; the brow patch
+holds the eyes at its bottom edge). Per frame, two patches (:data:`REGIONS`) are cut with the eye
+centres of the 468 MediaPipe points put at fixed places (eyes level, a fixed inter-ocular distance),
+histogram-equalised, and described by a histogram of oriented gradients (Dalal & Triggs, 2005;
+OpenCV's ``HOGDescriptor``); the descriptor is the brow part, then the mouth part.
 
 A larger face is area-averaged down to the patches' scale first (as a camera further away would see
 it), so faces of any size above :data:`MIN_EYE_DISTANCE` give comparable descriptors. A part is
