@@ -1,4 +1,4 @@
-"""``benchmarks/bench_expressions.py``: AU24 read against the lips' state in each photo's mesh."""
+"""``benchmarks/bench_expressions.py``: its AUC table against the weak labels, AU24 read against the lips' state."""
 
 from __future__ import annotations
 
@@ -40,3 +40,15 @@ def test_on_rate_matrix_gives_each_expressions_rate_for_every_au() -> None:
     table = bench.on_rate_matrix(probs, AUS, expressions).splitlines()
     assert table[0] == "| expression (photos) | AU12 | AU24 | AU25 |"
     assert table[2:] == ["| neutral (1) | 0% | 0% | 0% |", "| surprise (2) | 50% | 50% | 100% |"]
+
+
+def test_every_auc_row_scores_the_weak_labels_ones_against_their_zeros() -> None:
+    """The table's positive expressions are those whose weak label is 1 for the AU, its negatives 0."""
+    from au_face.aus import AU_SETS, weak_au_labels
+
+    aus = list(AU_SETS["default"])
+    assert {5, 7} <= set(bench.AUC_TABLE), "the eyelid AUs the appearance head reads"
+    for au, (positives, negatives) in bench.AUC_TABLE.items():
+        k = aus.index(au)
+        assert [int(weak_au_labels(e, aus)[k]) for e in positives] == [1] * len(positives), au
+        assert [int(weak_au_labels(e, aus)[k]) for e in negatives] == [0] * len(negatives), au
