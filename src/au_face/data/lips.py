@@ -45,7 +45,7 @@ def inner_lip_points(landmarks68: np.ndarray) -> np.ndarray | None:
     return None if (ids < 0).any() else ids
 
 
-def lips_parted(vertices: Any, points: Sequence[int]) -> Any:
+def lips_parted(vertices: Any, points: Sequence[int] | np.ndarray) -> Any:
     """True where the inner lips are at least :data:`LIPS_PARTED` of the inner mouth's width apart, for
     ``vertices [...,V,3]`` (``[...]``; a NumPy array or a torch tensor alike). ``points`` are
     :func:`inner_lip_points`. A mouth of width 0 is not parted."""
@@ -55,13 +55,19 @@ def lips_parted(vertices: Any, points: Sequence[int]) -> Any:
     return (gap2 >= LIPS_PARTED**2 * width2) & (width2 > 0)
 
 
+def _required_inner_lip_points(landmarks68: np.ndarray) -> np.ndarray:
+    """:func:`inner_lip_points`, or ``ValueError`` when the topology lacks one of the four landmarks."""
+    ids = inner_lip_points(landmarks68)
+    if ids is None:
+        raise ValueError("the topology has no vertex for an inner-lip landmark (iBUG-68 points 60, 62, 64, 66)")
+    return ids
+
+
 def lip_parting(vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
     """Inner-lip gap over inner mouth width for ``vertices [T,V,3]`` (``[T]``); NaN where the width is 0.
 
     Raises ``ValueError`` when the topology lacks one of the four landmarks."""
-    ids = inner_lip_points(landmarks68)
-    if ids is None:
-        raise ValueError("the topology has no vertex for an inner-lip landmark (iBUG-68 points 60, 62, 64, 66)")
+    ids = _required_inner_lip_points(landmarks68)
     v = np.asarray(vertices, dtype=np.float64)
     width = np.linalg.norm(v[:, ids[0]] - v[:, ids[1]], axis=-1)
     gap = np.linalg.norm(v[:, ids[2]] - v[:, ids[3]], axis=-1)
@@ -103,7 +109,7 @@ def clear_lip_press(
     labels = np.array(labels, dtype=np.int8, copy=True)
     if _AU24 not in aus:
         return labels
-    parted = lip_parting(vertices, landmarks68) >= LIPS_PARTED
+    parted = lips_parted(np.asarray(vertices, dtype=np.float64), _required_inner_lip_points(landmarks68))
     labels[parted, list(aus).index(_AU24)] = 0
     return labels
 
